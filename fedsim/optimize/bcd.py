@@ -1,0 +1,115 @@
+"""Algorithm 3 (BCD, spec §5.5): greedy subchannels -> power control -> split -> rank, to a fixed point.
+
+One loop serves the proposed scheme and baselines a-d: a ``SchemeSpec`` says which blocks are optimised
+and which are drawn at random once. The best allocation seen is returned (the greedy step uses heuristic
+powers, so an iteration is not guaranteed to improve T); every reported delay comes from
+``fedsim.delay.delays``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedsim.allocation import Allocation, uniform_ranks
+from fedsim.delay import delays, link_rates_bps
+from fedsim.optimize.baselines import SchemeSpec
+from fedsim.optimize.greedy import greedy_assign, random_average_assign, round_robin_assign
+from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut, best_rank
+from fedsim.optimize.power import solve_power_exact, uniform_psd
+from fedsim.optimize.problem import Problem, Result
+
+EPSILON = 1e-6
+MAX_ITERATIONS = 20
+
+
+def initial_rank(ranks: tuple[int, ...]) -> int:
+    """r0 = 4 when it is a candidate (spec §5.5), else the middle candidate."""
+    return 4 if 4 in ranks else ranks[len(ranks) // 2]
+
+
+def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_solver: str):
+    """Solve (25) on one link; on a solver failure keep the previous PSDs and report it."""
+    if power_solver == "exact" and np.asarray(link.gain).ndim == 1:
+        sol = solve_power_exact(link, owner, problem.drop.p_max_w, offset_s, load_bits)
+        return sol.psd_w_hz, sol.status
+    from fedsim.optimize.power_cvx import solve_power_cvx
+
+    sol = solve_power_cvx(link, owner, problem.drop.p_max_w, offset_s, load_bits)
+    if sol.status in ("optimal", "optimal_inaccurate"):
+        return sol.psd_w_hz, sol.status
+    return previous_psd, f"{sol.status} (kept previous PSDs)"
+
+
+def run_bcd(
+    problem: Problem,
+    spec: SchemeSpec,
+    scheme: str,
+    rng: np.random.Generator | None,
+    power_solver: str = "exact",
+    max_iterations: int = MAX_ITERATIONS,
+    epsilon: float = EPSILON,
+) -> Result:
+    """Run the BCD loop with the blocks ``spec`` leaves free; see module docstring."""
+    drop, model = problem.drop, CostModel.of(problem)
+    k, j, ranks = drop.num_clients, problem.workload.num_layers, problem.ranks
+    m, n = drop.main.num_subchannels, drop.fed.num_subchannels
+    # random draws first, in a fixed order, so a seed fixes the baseline whatever else changes
+    if spec.channels == "random":
+        owner_main, owner_fed = random_average_assign(m, k, rng), random_average_assign(n, k, rng)
+    else:
+        owner_main, owner_fed = round_robin_assign(m, k), round_robin_assign(n, k)
+    if spec.cut == "random":
+        cuts = rng.integers(1, j + 1, size=k) if problem.per_client_cuts else np.full(k, rng.integers(1, j + 1))
+    else:
+        cuts = np.ones(k, dtype=int)
+    rank = int(rng.choice(ranks)) if spec.rank == "random" else initial_rank(ranks)
+    psd_main = uniform_psd(drop.main, owner_main, drop.p_max_w)
+    psd_fed = uniform_psd(drop.fed, owner_fed, drop.p_max_w)
+    solver_status: dict[str, str] = {
+        "power_solver": "uniform" if spec.power == "uniform" else (
+            "cvxpy" if power_solver == "cvxpy" or problem.fading else "exact"),
+    }
+    if spec.power == "optimal" and problem.fading and power_solver == "exact":
+        solver_status["power_solver"] = "cvxpy (fading: the exact solver needs a flat channel)"
+    history: list[float] = []
+    best: tuple[float, Allocation] | None = None
+    iterations, status = 0, "max_iterations"
+    for iterations in range(1, max_iterations + 1):
+        offset_main = model.client_fwd_s(cuts, rank)
+        load_main, load_fed = model.main_load_bits(cuts), model.fed_load_bits(cuts, rank)
+        if spec.channels == "greedy":
+            owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
+            owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_fed)
+        if spec.power == "optimal":
+            psd_main, solver_status["power_main"] = _power_step(
+                problem, drop.main, owner_main, offset_main, load_main, psd_main, power_solver)
+            psd_fed, solver_status["power_fed"] = _power_step(
+                problem, drop.fed, owner_fed, np.zeros(k), load_fed, psd_fed, power_solver)
+        else:
+            psd_main = uniform_psd(drop.main, owner_main, drop.p_max_w)
+            psd_fed = uniform_psd(drop.fed, owner_fed, drop.p_max_w)
+        rate_main = link_rates_bps(drop.main, owner_main, psd_main, k)
+        rate_fed = link_rates_bps(drop.fed, owner_fed, psd_fed, k)
+        if spec.cut == "optimal":
+            if problem.per_client_cuts:
+                cuts, _ = best_client_cuts(model, cuts, rank, rate_main, rate_fed)
+            else:
+                cuts = np.full(k, best_common_cut(model, rank, rate_main, rate_fed)[0])
+        if spec.rank == "optimal":
+            rank = best_rank(model, cuts, rate_main, rate_fed)[0]
+        total = float(model.total_s(cuts, rank, rate_main, rate_fed))
+        history.append(total)
+        if best is None or total < best[0]:
+            alloc = Allocation(owner_main.copy(), owner_fed.copy(), psd_main.copy(), psd_fed.copy(),
+                               np.array(cuts, dtype=int), uniform_ranks(k, j, rank))
+            best = (total, alloc)
+        if len(history) > 1 and abs(history[-2] - total) <= epsilon * total:
+            status = "converged"
+            break
+    alloc = best[1]
+    result_delays = delays(drop, problem.workload, alloc, problem.batch_size, problem.local_iterations,
+                           problem.rounds_by_rank[int(alloc.ranks[0, 0])], problem.upload_every_local_iteration)
+    if not result_delays.feasible:
+        failed = any("kept previous" in v for v in solver_status.values())
+        status = "solver_failed" if failed else "infeasible"
+    return Result(scheme, alloc, result_delays, status, solver_status, iterations, history, problem)

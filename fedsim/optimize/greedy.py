@@ -1,0 +1,109 @@
+"""Algorithm 2: greedy subchannel assignment on one link (spec §5.1).
+
+Each client's power during assignment is P_k = min(p_max_k, p_th / K) spread uniformly over its
+subchannels. Phase 1 gives every client one subchannel, weakest (largest D_k(1)) first; phase 2 keeps
+handing a free subchannel to the current straggler argmax_k D_k(n_k) until none is left. With
+per-subchannel fading a client takes its best free subchannel; on a flat channel any free one will do.
+Also here: the baselines' random "average" assignment and a round-robin start.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from fedsim.optimize.power import finish_time_s
+
+
+def assignment_power_w(link, p_max_w: np.ndarray) -> np.ndarray:
+    """P_k used while assigning: min(p_max_k, p_th / K), (K,) [W]."""
+    p_max_w = np.asarray(p_max_w, dtype=float)
+    return np.minimum(p_max_w, link.p_th_w / p_max_w.shape[0])
+
+
+def _greedy_flat(link, power_w, offset_s, load_bits) -> np.ndarray:
+    gain = np.asarray(link.gain, dtype=float)
+    k = gain.shape[0]
+
+    def delay(c: int, n: int) -> float:
+        return float(finish_time_s(power_w[c], n, gain[c], offset_s[c], load_bits[c], link.subchannel_hz,
+                                   link.noise_psd_w_hz))
+
+    counts = np.ones(k, dtype=int)
+    # phase 2 as a max-heap on D_k(n_k): only the straggler's entry changes per step, O(S log K)
+    heap = [(-delay(c, 1), c) for c in range(k)]
+    heapq.heapify(heap)
+    for _ in range(link.num_subchannels - k):
+        _, c = heapq.heappop(heap)
+        counts[c] += 1
+        heapq.heappush(heap, (-delay(c, counts[c]), c))
+    # flat channel: which subchannels does not matter; give each client a contiguous block, weakest first
+    order = sorted(range(k), key=lambda c: -delay(c, 1))
+    return np.repeat(np.array(order, dtype=int), counts[order])
+
+
+def _fading_rate_bps(link, c: int, subs: list[int], power_w: float) -> float:
+    g = link.gain[c, subs]
+    psd = power_w / (len(subs) * link.subchannel_hz)
+    return float(np.sum(link.subchannel_hz * np.log2(1.0 + psd * g / link.noise_psd_w_hz)))
+
+
+def _greedy_fading(link, power_w, offset_s, load_bits) -> np.ndarray:
+    gain = np.asarray(link.gain, dtype=float)
+    k, s = gain.shape
+    free = np.ones(s, dtype=bool)
+    owner = np.full(s, -1, dtype=int)
+    mine: list[list[int]] = [[] for _ in range(k)]
+
+    def delay(c: int) -> float:
+        if load_bits[c] <= 0:
+            return float(offset_s[c])
+        rate = _fading_rate_bps(link, c, mine[c], power_w[c]) if mine[c] else 0.0
+        return float(offset_s[c] + load_bits[c] / rate) if rate > 0 else float("inf")
+
+    def take(c: int) -> None:
+        i = int(np.argmax(np.where(free, gain[c], -np.inf)))
+        free[i], owner[i] = False, c
+        mine[c].append(i)
+
+    # phase 1: weakest first, judged by D_k(1) on the client's best subchannel
+    best1 = np.max(gain, axis=1)
+    d1 = finish_time_s(power_w, 1, best1, offset_s, load_bits, link.subchannel_hz, link.noise_psd_w_hz)
+    for c in np.argsort(-d1, kind="stable"):
+        take(int(c))
+    current = np.array([delay(c) for c in range(k)])
+    while free.any():
+        c = int(np.argmax(current))
+        take(c)
+        current[c] = delay(c)
+    return owner
+
+
+def greedy_assign(link, p_max_w, offset_s, load_bits) -> np.ndarray:
+    """Algorithm 2 on one link. Returns owner (S,): the client of each subchannel, every entry >= 0.
+
+    Args:
+        link: the link (its gain is (K,) flat or (K, S) with fading).
+        p_max_w: (K,) power caps [W]; offset_s: (K,) start times [s]; load_bits: (K,) bits to send.
+    """
+    power = assignment_power_w(link, p_max_w)
+    offset_s = np.asarray(offset_s, dtype=float)
+    load_bits = np.asarray(load_bits, dtype=float)
+    if np.asarray(link.gain).ndim == 1:
+        return _greedy_flat(link, power, offset_s, load_bits)
+    return _greedy_fading(link, power, offset_s, load_bits)
+
+
+def random_average_assign(num_subchannels: int, num_clients: int, rng: np.random.Generator) -> np.ndarray:
+    """Baselines a/b: floor(S/K) subchannels each, the remainder to random clients, positions shuffled."""
+    counts = np.full(num_clients, num_subchannels // num_clients, dtype=int)
+    extra = rng.choice(num_clients, size=num_subchannels % num_clients, replace=False)
+    counts[extra] += 1
+    owner = np.repeat(np.arange(num_clients), counts)
+    return rng.permutation(owner)
+
+
+def round_robin_assign(num_subchannels: int, num_clients: int) -> np.ndarray:
+    """BCD start: subchannel i to client i mod K."""
+    return np.arange(num_subchannels) % num_clients

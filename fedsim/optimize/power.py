@@ -1,0 +1,147 @@
+"""Exact power control for one flat-channel link, spec §5.2 (25).
+
+With the subchannel assignment fixed, a uniform PSD over a client's subchannels is optimal (equal gains,
+concave log). For a target finish time T, client k needs at least
+
+    P_k(T) = (N0 n_k B / g_k) * (2^{load_k / ((T - offset_k) n_k B)} - 1)    [W],
+
+which decreases in T. T is feasible iff P_k(T) <= p_max_k for all k and sum_k P_k(T) <= p_th, so the
+minimum T is found by bisection between two closed-form bounds. Everything is vectorised over leading
+axes so the brute-force search can solve many assignments at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LN2 = float(np.log(2.0))
+_BISECTIONS = 200
+
+
+@dataclass(frozen=True)
+class PowerSolution:
+    """Power control result for one link.
+
+    Attributes:
+        psd_w_hz: (S,) PSD on each subchannel [W/Hz] (0 on unused subchannels).
+        time_s: the link's worst finish time max_k(offset_k + load_k / R_k) [s] (inf if infeasible).
+        status: "optimal", "infeasible" or a solver's status string.
+    """
+
+    psd_w_hz: np.ndarray
+    time_s: float
+    status: str
+
+
+def finish_time_s(power_w, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float) -> np.ndarray:
+    """offset + load / R with total power spread uniformly over n subchannels, broadcast [s].
+
+    A client with load 0 finishes at its offset; one with load > 0 and no rate never finishes (inf).
+    """
+    n_sub, load_bits = np.asarray(n_sub, float), np.asarray(load_bits, float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bw = n_sub * sub_hz
+        rate = bw * np.log1p(power_w * gain / (noise_psd_w_hz * bw)) / LN2
+        t = np.where(load_bits > 0, load_bits / rate, 0.0)
+        t = np.where((load_bits > 0) & ~(rate > 0), np.inf, t)
+    return offset_s + t
+
+
+def min_power_w(time_s, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float) -> np.ndarray:
+    """P_k(T): the least total power that finishes by time_s, broadcast [W]; inf if impossible."""
+    n_sub, load_bits = np.asarray(n_sub, float), np.asarray(load_bits, float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bw = n_sub * sub_hz
+        slack = time_s - offset_s
+        spectral = load_bits / (slack * bw)  # bit/s/Hz needed
+        p = noise_psd_w_hz * bw / gain * np.expm1(LN2 * spectral)
+        p = np.where(load_bits > 0, p, 0.0)
+        bad = (load_bits > 0) & ~((slack > 0) & (bw > 0) & (gain > 0))
+        bad |= (load_bits <= 0) & (slack < 0)
+    return np.where(bad, np.inf, p)
+
+
+def min_time_flat(n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float, sub_hz: float, noise_psd_w_hz: float):
+    """Least worst-case finish time of one link and each client's power at it.
+
+    Args:
+        n_sub: (..., K) subchannels per client.
+        gain: (K,) or (..., K) end-to-end power gains (linear).
+        offset_s: (..., K) time before the upload can start (t_k^F on the main link, 0 on the fed link) [s].
+        load_bits: (..., K) bits each client uploads.
+        p_max_w: (K,) per-client power caps [W].
+        p_th_w: network-wide power threshold of the link [W].
+        sub_hz: bandwidth of one subchannel [Hz]; noise_psd_w_hz: N0 [W/Hz].
+
+    Returns:
+        (time_s (...), power_w (..., K)): the optimal T (inf if no finite T exists) and P_k(T) <= budgets.
+    """
+    args = (n_sub, gain, offset_s, load_bits, sub_hz, noise_psd_w_hz)
+    k = np.shape(n_sub)[-1]
+    # lower bound: everyone at full power ignoring p_th; upper bound: everyone at an equal share of p_th
+    lo = np.max(finish_time_s(p_max_w, *args), axis=-1)
+    hi = np.max(finish_time_s(np.minimum(p_max_w, p_th_w / k), *args), axis=-1)
+    lo, hi = np.broadcast_arrays(np.asarray(lo, float), np.asarray(hi, float))
+    lo, hi = lo.copy(), hi.copy()
+    ok = np.isfinite(hi)
+    # if full-power powers already fit under p_th the lower bound is the optimum
+    p_lo = min_power_w(np.where(ok, lo, 0.0)[..., None], *args)
+    done = ok & (np.sum(p_lo, axis=-1) <= p_th_w)
+    hi = np.where(done, lo, hi)
+    todo = ok & ~done
+    if np.any(todo):
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (lo + hi)
+            p = min_power_w(mid[..., None], *args)
+            feas = np.all(p <= p_max_w, axis=-1) & (np.sum(p, axis=-1) <= p_th_w)
+            hi = np.where(todo & feas, mid, hi)
+            lo = np.where(todo & ~feas, mid, lo)
+            if np.all(~todo | (hi - lo <= 1e-15 * hi)):
+                break
+    time = np.where(ok, hi, np.inf)
+    power = min_power_w(np.where(ok, hi, 0.0)[..., None], *args)
+    power = np.where(ok[..., None], np.minimum(power, p_max_w), 0.0)
+    # floating-point guard so the returned powers never exceed p_th by rounding
+    total = np.sum(power, axis=-1, keepdims=True)
+    power = power * np.minimum(1.0, p_th_w / np.where(total > 0, total, 1.0))
+    return time, power
+
+
+def client_counts(owner: np.ndarray, num_clients: int) -> np.ndarray:
+    """(K,) number of subchannels each client owns."""
+    owner = np.asarray(owner, dtype=int)
+    return np.bincount(owner[owner >= 0], minlength=num_clients)
+
+
+def solve_power_exact(link, owner, p_max_w, offset_s, load_bits) -> PowerSolution:
+    """Optimal PSDs of one flat-channel link (gain (K,)) for a fixed assignment ``owner`` (S,)."""
+    gain = np.asarray(link.gain, dtype=float)
+    if gain.ndim != 1:
+        raise ValueError("the exact power solver needs a flat channel (gain of shape (K,)); use cvxpy for fading")
+    k = gain.shape[0]
+    n = client_counts(owner, k)
+    time, power = min_time_flat(
+        n, gain, np.asarray(offset_s, float), np.asarray(load_bits, float), np.asarray(p_max_w, float),
+        float(link.p_th_w), float(link.subchannel_hz), float(link.noise_psd_w_hz),
+    )
+    owner = np.asarray(owner, dtype=int)
+    psd = np.zeros(owner.shape[0])
+    used = owner >= 0
+    psd[used] = power[owner[used]] / (n[owner[used]] * link.subchannel_hz)
+    time = float(time)
+    return PowerSolution(psd, time, "optimal" if np.isfinite(time) else "infeasible")
+
+
+def uniform_psd(link, owner, p_max_w) -> np.ndarray:
+    """Baseline power: min(p_max_k, p_th/K) spread evenly over client k's subchannels, (S,) [W/Hz]."""
+    p_max_w = np.asarray(p_max_w, dtype=float)
+    k = p_max_w.shape[0]
+    owner = np.asarray(owner, dtype=int)
+    n = client_counts(owner, k)
+    share = np.minimum(p_max_w, link.p_th_w / k)
+    psd = np.zeros(owner.shape[0])
+    used = owner >= 0
+    psd[used] = share[owner[used]] / (n[owner[used]] * link.subchannel_hz)
+    return psd

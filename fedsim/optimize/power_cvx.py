@@ -1,0 +1,77 @@
+"""Power control of one link as a convex programme in cvxpy (spec §5.2, scaled CLARABEL form).
+
+Handles per-subchannel gains (fading). Variables are scaled by the owner's budget, x_i = q_i / p_max_k in
+[0, 1], and log(1 + a x) is written log a + log(1/a + x) so a full-power SNR a of up to ~1e8 (a client
+next to a server) stays well conditioned; bits are in Mbit and rates in Mbit/s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedsim.optimize.power import PowerSolution
+
+_MBIT = 1e6
+
+
+def solve_power_cvx(link, owner, p_max_w, offset_s, load_bits, solver: str = "CLARABEL") -> PowerSolution:
+    """Minimise max_k(offset_k + load_k / R_k) over the PSDs of one link, assignment ``owner`` (S,) fixed.
+
+    Returns a PowerSolution whose status is cvxpy's status string ("optimal", "optimal_inaccurate",
+    "infeasible", "solver_error", ...). PSDs are clipped to the budgets so rounding never breaks them.
+    """
+    import cvxpy as cp  # heavy import, only when this solver is used
+
+    owner = np.asarray(owner, dtype=int)
+    p_max_w = np.asarray(p_max_w, dtype=float)
+    offset_s = np.asarray(offset_s, dtype=float)
+    load_bits = np.asarray(load_bits, dtype=float)
+    k, s = p_max_w.shape[0], owner.shape[0]
+    gain = np.broadcast_to(np.asarray(link.gain, float).reshape(k, -1), (k, s))
+    b_hz = float(link.subchannel_hz)
+    psd = np.zeros(s)
+    senders = [c for c in range(k) if load_bits[c] > 0]
+    if any(not np.any(owner == c) for c in senders):
+        return PowerSolution(psd, float("inf"), "infeasible")
+    if not senders:
+        return PowerSolution(psd, float(np.max(offset_s)), "optimal")
+    used = np.flatnonzero(owner >= 0)
+    x = cp.Variable(used.shape[0], nonneg=True)
+    rate = cp.Variable(k, pos=True)
+    t = cp.Variable()
+    owner_budget = p_max_w[owner[used]]
+    cons = [owner_budget @ x <= link.p_th_w, t >= np.max(offset_s)]
+    for c in senders:
+        pos = np.flatnonzero(owner[used] == c)
+        a = p_max_w[c] * gain[c, used[pos]] / (link.noise_psd_w_hz * b_hz)
+        if np.any(a <= 0):
+            return PowerSolution(psd, float("inf"), "infeasible")
+        cons += [
+            rate[c] <= (b_hz / _MBIT) / np.log(2) * (np.sum(np.log(a)) + cp.sum(cp.log(1.0 / a + x[pos]))),
+            cp.sum(x[pos]) <= 1,
+            offset_s[c] + (load_bits[c] / _MBIT) * cp.inv_pos(rate[c]) <= t,
+        ]
+    prob = cp.Problem(cp.Minimize(t), cons)
+    try:
+        prob.solve(solver=solver)
+    except cp.error.SolverError as exc:
+        return PowerSolution(psd, float("inf"), f"solver_error: {exc}")
+    status = str(prob.status)
+    if x.value is None or status not in ("optimal", "optimal_inaccurate"):
+        return PowerSolution(psd, float("inf"), status)
+    xv = np.clip(np.asarray(x.value, float), 0.0, 1.0)
+    # keep the solution inside both budgets despite solver tolerance
+    for c in range(k):
+        mine = owner[used] == c
+        tot = xv[mine].sum()
+        if tot > 1.0:
+            xv[mine] /= tot
+    q = xv * owner_budget
+    if q.sum() > link.p_th_w:
+        q *= link.p_th_w / q.sum()
+    psd[used] = q / b_hz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_sub = b_hz * np.log2(1.0 + psd[used] * gain[owner[used], used] / link.noise_psd_w_hz)
+        rates = np.bincount(owner[used], weights=per_sub, minlength=k)
+        times = np.where(load_bits > 0, offset_s + load_bits / rates, offset_s)
+    return PowerSolution(psd, float(np.max(times)), status)
