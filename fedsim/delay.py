@@ -53,9 +53,17 @@ def _client_mask(workload: Workload, cuts: np.ndarray) -> np.ndarray:
     return np.arange(1, workload.num_layers + 1)[None, :] <= cuts[:, None]
 
 
+def _checked_ranks(ranks: np.ndarray) -> np.ndarray:
+    """The ranks as an int array, after checking every rank is >= 1 (rank 0 would silently drop LoRA)."""
+    ranks = np.asarray(ranks)
+    if np.any(ranks < 1):
+        raise ValueError(f"ranks must be >= 1, got min {ranks.min()}")
+    return ranks
+
+
 def client_flops(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Client-side forward and backward FLOPs per sample, (K,) each: Phi_c + Delta-Phi_c."""
-    mask = _client_mask(workload, cuts)
+    mask, ranks = _client_mask(workload, cuts), _checked_ranks(ranks)
     fwd = mask @ workload.fwd_flops + (mask * ranks) @ workload.lora_fwd_flops_per_rank
     bwd = mask @ workload.bwd_flops + (mask * ranks) @ workload.lora_bwd_flops_per_rank
     return fwd, bwd
@@ -63,7 +71,7 @@ def client_flops(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> tup
 
 def server_flops(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Server-side forward and backward FLOPs per sample of each client's data, (K,) each (head included)."""
-    server = ~_client_mask(workload, cuts)
+    server, ranks = ~_client_mask(workload, cuts), _checked_ranks(ranks)
     fwd = server @ workload.fwd_flops + (server * ranks) @ workload.lora_fwd_flops_per_rank
     bwd = server @ workload.bwd_flops + (server * ranks) @ workload.lora_bwd_flops_per_rank
     return fwd + workload.head_fwd_flops, bwd + workload.head_bwd_flops
@@ -77,7 +85,7 @@ def activation_bits(workload: Workload, cuts: np.ndarray) -> np.ndarray:
 
 def lora_bits(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """Lambda_k: bits of client k's LoRA parameters (uploaded once per global round), (K,)."""
-    return (_client_mask(workload, cuts) * ranks) @ workload.lora_bits_per_rank
+    return (_client_mask(workload, cuts) * _checked_ranks(ranks)) @ workload.lora_bits_per_rank
 
 
 def link_rates_bps(link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, num_clients: int) -> np.ndarray:
