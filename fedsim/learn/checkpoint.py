@@ -1,0 +1,50 @@
+"""Full training checkpoints: config, step, curve, every client and server LoRA + optimiser, data order,
+and the torch RNG. Written atomically, so a run killed mid-write keeps its previous checkpoint."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fedsim.errors import InputError
+
+# Fields that may differ between a run and its resumption (they do not change the curve already made).
+_RESUMABLE = {"steps", "checkpoint_every", "checkpoint_path", "target_ppl"}
+
+
+def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict], system_state: dict) -> None:
+    """Atomically write the whole training state to ``path`` (torch format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "config": config,
+        "step": step,
+        "curve": curve,
+        "system": system_state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, config: dict) -> dict:
+    """Read a checkpoint and check it belongs to ``config`` (up to the resumable fields)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path}: file not found")
+    payload = torch.load(path, weights_only=True)
+    saved = {k: v for k, v in payload["config"].items() if k not in _RESUMABLE}
+    wanted = {k: v for k, v in config.items() if k not in _RESUMABLE}
+    if saved != wanted:
+        diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        raise InputError(f"checkpoint {path}: made with a different configuration ({', '.join(diff)})")
+    return payload
+
+
+def restore_rng(payload: dict) -> None:
+    torch.set_rng_state(payload["torch_rng"])

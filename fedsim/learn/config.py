@@ -1,0 +1,60 @@
+"""``TrainConfig``: every hyper-parameter of a split-federated (or centralized) LoRA fine-tuning run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fedsim.errors import InputError
+
+
+class TrainConfig(BaseModel):
+    """Split-federated LoRA fine-tuning on E2E (spec §2, Algorithm 1). Defaults: a short CPU run on
+    SmolLM2-135M; the paper's GPT-2 setting is model="gpt2", seq_len=512, batch_size=16, lr=4e-4."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("smollm2-135m", description="Model id: shipped name, hub id, or local folder.")
+    scheme: Literal["split_fed", "centralized"] = Field(
+        "split_fed", description="split_fed = FedsLLM (K clients + main server + fed server); "
+        "centralized = one LoRA model on the same data, batch K*b per step.")
+    seq_len: int = Field(64, ge=8, description="Max tokens per sample L (prompt + reference, padded).")
+    batch_size: int = Field(4, ge=1, description="Mini-batch size b per client per local iteration.")
+    num_clients: int = Field(3, ge=1, description="Number of clients K.")
+    local_iterations: int = Field(1, ge=1, description="Local iterations I between FedAvg aggregations.")
+    rank: int = Field(8, ge=1, description="LoRA rank r (client and server).")
+    lora_alpha: float = Field(32.0, gt=0, description="LoRA alpha; the update is scaled by alpha / r.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (SplitLoRA: 0.1).")
+    targets: list[str] | None = Field(
+        None, description="Module names to adapt; None = attention Q and V (GPT-2: fused c_attn).")
+    cut: int = Field(2, ge=1, description="Split layer c: the client runs embeddings + blocks 1..c.")
+    lr: float = Field(4e-4, gt=0, description="AdamW learning rate (clients and main server).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    steps: int = Field(30, ge=1, description="Local iterations to run in total (rounds = steps / I).")
+    eval_every: int = Field(12, ge=1, description="Evaluate validation perplexity every this many steps.")
+    eval_samples: int | None = Field(
+        64, ge=1, description="Validation examples used for perplexity (None = the whole split).")
+    train_samples: int | None = Field(
+        None, ge=1, description="Use only the first this many training pairs (None = all).")
+    target_ppl: float | None = Field(
+        None, gt=1, description="Target validation perplexity; E(r) = rounds until it is reached.")
+    partition: Literal["iid", "dirichlet", "length_dirichlet"] = Field(
+        "iid", description="How training samples are split over clients (spec §10a for length_dirichlet).")
+    partition_attribute: str = Field("eatType", description="MR attribute for partition='dirichlet'.")
+    dirichlet_alpha: float = Field(0.5, gt=0, description="Dirichlet concentration for non-IID partitions.")
+    data_path: str | None = Field(None, description="E2E zip or folder; None = the copy shipped with fedsim.")
+    seed: int = Field(0, description="Seed for LoRA init, partition, data order and dropout.")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Save a full checkpoint every this many steps (None = never).")
+    checkpoint_path: str | None = Field(None, description="Checkpoint file (written atomically).")
+
+    @classmethod
+    def parse(cls, values: dict) -> TrainConfig:
+        """Validate ``values``; a bad field raises one InputError naming it."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "training"
+            raise InputError(f"training.{where}: {err['msg']}") from None

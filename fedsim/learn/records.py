@@ -1,0 +1,87 @@
+"""``ConvergenceRecord``: the measured learning curve and E(r) that replay-mode co-simulation reads."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fedsim.errors import InputError
+
+SCHEMES = ("split_fed", "centralized", "spec_proposed")
+
+
+@dataclass
+class ConvergenceRecord:
+    """One (model, scheme, rank) training run.
+
+    ``rounds_to_target`` is E(r): global rounds (steps / I) until validation perplexity first fell to
+    ``target_ppl`` or below; None if it never did. ``curve`` rows hold step, round, train_loss, val_ppl and
+    omit a key rather than store NaN.
+    """
+
+    model: str
+    scheme: str
+    rank: int
+    num_clients: int
+    batch_size: int
+    local_iterations: int
+    seq_len: int
+    target_ppl: float | None
+    rounds_to_target: float | None
+    curve: list[dict] = field(default_factory=list)
+    source: str = ""
+
+    def save(self, path: str | Path) -> None:
+        """Write JSON atomically (a temp file in the same folder, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(self), fh, indent=1, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConvergenceRecord:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"convergence record {path}: file not found")
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"convergence record {path}: not a valid record ({exc})") from None
+
+    def file_name(self) -> str:
+        """Conventional file name under results/records/: ``<model>_<scheme>_r<rank>.json``."""
+        return f"{self.model}_{self.scheme}_r{self.rank}.json"
+
+
+def rounds_to_target(curve: list[dict], target_ppl: float | None) -> float | None:
+    """Round of the first curve row whose val_ppl <= target (None if none, or no target)."""
+    if target_ppl is None:
+        return None
+    for row in curve:
+        if "val_ppl" in row and row["val_ppl"] <= target_ppl:
+            return float(row["round"])
+    return None
+
+
+def rounds_by_rank(records: list[ConvergenceRecord]) -> dict[int, float]:
+    """E(r) per rank from records of one model and scheme; ranks that never reached the target are left
+    out (they cannot meet the target, so no optimiser may pick them)."""
+    if len({(r.model, r.scheme) for r in records}) > 1:
+        raise InputError("records: rounds_by_rank needs records of one model and scheme")
+    out: dict[int, float] = {}
+    for rec in records:
+        if rec.rank in out:
+            raise InputError(f"records: two records for rank {rec.rank}")
+        if rec.rounds_to_target is not None and math.isfinite(rec.rounds_to_target):
+            out[rec.rank] = float(rec.rounds_to_target)
+    if not out:
+        raise InputError("records: no record reached its target perplexity, so E(r) is unknown for every rank")
+    return dict(sorted(out.items()))
