@@ -1,0 +1,29 @@
+"""``fedsim plot RESULTS_DIR``: redraw the figures and tables of a results folder from its saved rows."""
+
+from __future__ import annotations
+
+import argparse
+
+from fedsim.errors import InputError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plot", help="draw figures and tables from a results folder's saved rows",
+        description="Draw the figures (PNG/PDF) and tables of results/<scenario>/ from its saved rows.",
+    )
+    parser.add_argument("results_dir", help="a results folder written by fedsim run, e.g. results/fig5_bandwidth")
+    parser.add_argument("--format", dest="formats", action="append", choices=["png", "pdf", "svg"],
+                        help="file type (repeatable; default: the scenario's outputs.formats)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fedsim.plots import make_figures
+
+    made = make_figures(args.results_dir, args.formats)
+    if not made:
+        raise InputError(f"{args.results_dir}: no rows to draw (run the scenario first)")
+    for path in made:
+        print(path)
+    return 0

@@ -1,0 +1,75 @@
+"""Figures and tables drawn only from a results folder's saved rows (never from objects in memory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from fedsim.errors import InputError
+from fedsim.plots.convergence import convergence_figure, table4
+from fedsim.plots.delay import curve_stats, delay_cdf, delay_vs_axis
+from fedsim.plots.style import paper_style, save
+from fedsim.sweep.summary import axis_columns, to_markdown
+
+__all__ = ["make_figures"]
+
+
+def _outputs(root: Path) -> dict:
+    path = root / "scenario.json"
+    if not path.exists():
+        raise InputError(f"{root}: not a results folder (no scenario.json); run `fedsim run` first")
+    return json.loads(path.read_text(encoding="utf-8")).get("outputs", {})
+
+
+def _sweep_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
+    rows = pd.read_parquet(root / "rows.parquet")
+    if rows.empty:
+        return []
+    figures = root / "figures"
+    made: list[Path] = []
+    axes = axis_columns(rows)
+    axis = outputs.get("x_axis") or (axes[0] if axes else None)
+    if axis is not None and axis not in rows.columns:
+        raise InputError(f"outputs.x_axis: {axis!r} is not a swept axis (swept: {', '.join(axes) or 'none'})")
+    if axis is not None and rows[axis].nunique() > 1 and "delay" in outputs.get("figures", ["delay"]):
+        fig = delay_vs_axis(rows, axis, outputs.get("x_label"), outputs.get("x_scale", 1.0),
+                            outputs.get("x_dbm", False), outputs.get("title"))
+        made += save(fig, figures / "delay_vs_axis", formats)
+        curve_stats(rows, axis).to_csv(figures / "delay_vs_axis.csv", index=False)
+        made.append(figures / "delay_vs_axis.csv")
+    if "placement_cdf" in outputs.get("figures", []) or axis is None or rows[axis].nunique() <= 1:
+        made += save(delay_cdf(rows, title=outputs.get("title")), figures / "delay_cdf", formats)
+    return made
+
+
+def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
+    live = root / "live"
+    made: list[Path] = []
+    figures = root / "figures"
+    if (live / "curve.csv").exists():
+        curve = pd.read_csv(live / "curve.csv")
+        if "val_ppl" in curve and curve["val_ppl"].notna().any():
+            target = curve["target_ppl"].dropna().iloc[0] if "target_ppl" in curve and curve["target_ppl"].notna().any() else None
+            made += save(convergence_figure(curve, target), figures / "convergence", formats)
+    if (live / "summary.csv").exists():
+        table = table4(pd.read_csv(live / "summary.csv"))
+        figures.mkdir(parents=True, exist_ok=True)
+        table.to_csv(figures / "table4.csv", index=False)
+        (figures / "table4.md").write_text(to_markdown(table) + "\n", encoding="utf-8")
+        made += [figures / "table4.csv", figures / "table4.md"]
+    return made
+
+
+def make_figures(results_dir: str | Path, formats: list[str] | None = None) -> list[Path]:
+    """Draw every figure and table the folder's rows support; returns the files written."""
+    root = Path(results_dir)
+    outputs = _outputs(root)
+    formats = list(formats or outputs.get("formats") or ["png", "pdf"])
+    made: list[Path] = []
+    with paper_style():
+        if (root / "rows.parquet").exists():
+            made += _sweep_figures(root, outputs, formats)
+        made += _live_figures(root, outputs, formats)
+    return made

@@ -1,0 +1,73 @@
+"""Figures 5-8 style: mean total delay vs a swept axis, one line per scheme, 95 % confidence band;
+and the distribution (CDF) of the delay over random placements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from fedsim.plots.style import SCHEME_LABELS, SCHEME_STYLES, plt
+from fedsim.scenario.model import SCHEME_NAMES
+
+
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and half-width of the Student-t 95 % confidence interval of finite ``values`` (0 for n < 2)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if v.size < 2:
+        return float(v.mean()), 0.0
+    return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+
+
+def curve_stats(rows: pd.DataFrame, axis: str, value: str = "total_s") -> pd.DataFrame:
+    """Per (axis value, scheme): mean, ci95 half-width and number of finite drops."""
+    out = []
+    for (x, scheme), group in rows.groupby([axis, "scheme"], sort=True):
+        mean, half = mean_ci95(group[value].to_numpy())
+        out.append({"x": x, "scheme": scheme, "mean": mean, "ci95": half,
+                    "n": int(np.isfinite(group[value].to_numpy(dtype=float)).sum())})
+    return pd.DataFrame(out)
+
+
+def _x(values: np.ndarray, scale: float, dbm: bool) -> np.ndarray:
+    x = np.asarray(values, dtype=float) * scale
+    return 10.0 * np.log10(x * 1e3) if dbm else x
+
+
+def delay_vs_axis(rows: pd.DataFrame, axis: str, x_label: str | None = None, x_scale: float = 1.0,
+                  x_dbm: bool = False, title: str | None = None, value: str = "total_s"):
+    """Mean ``value`` [s] against ``axis`` for every scheme, with 95 % CI bands; returns the figure."""
+    table = curve_stats(rows, axis, value)
+    fig, ax = plt.subplots(figsize=(3.5, 2.6))
+    for scheme in [s for s in SCHEME_NAMES if s in set(table["scheme"])]:
+        part = table[table["scheme"] == scheme].sort_values("x")
+        x = _x(part["x"].to_numpy(), x_scale, x_dbm)
+        mean, half = part["mean"].to_numpy(), part["ci95"].to_numpy()
+        ax.plot(x, mean, label=SCHEME_LABELS[scheme], **SCHEME_STYLES[scheme])
+        ax.fill_between(x, mean - half, mean + half, color=SCHEME_STYLES[scheme]["color"], alpha=0.2, lw=0)
+    ax.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
+    ax.set_ylabel("Total training delay [s]")
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False)
+    return fig
+
+
+def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = None):
+    """Empirical CDF of ``value`` over every drop (and point) for each scheme; returns the figure."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.6))
+    for scheme in [s for s in SCHEME_NAMES if s in set(rows["scheme"])]:
+        v = np.sort(rows.loc[rows["scheme"] == scheme, value].to_numpy(dtype=float))
+        v = v[np.isfinite(v)]
+        if v.size:
+            ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=SCHEME_LABELS[scheme],
+                    color=SCHEME_STYLES[scheme]["color"], linestyle=SCHEME_STYLES[scheme]["linestyle"])
+    ax.set_xlabel("Total training delay [s]")
+    ax.set_ylabel("CDF over placements")
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False)
+    return fig

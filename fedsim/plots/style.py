@@ -1,0 +1,61 @@
+"""Paper style for every figure: fonts readable at column width, one colour and marker per scheme."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+SCHEME_LABELS = {
+    "proposed": "Proposed",
+    "a": "Baseline a (random)",
+    "b": "Baseline b (random channel/power)",
+    "c": "Baseline c (random split)",
+    "d": "Baseline d (random rank)",
+}
+SCHEME_STYLES = {
+    "proposed": dict(color="#d62728", marker="o", linestyle="-"),
+    "a": dict(color="#1f77b4", marker="s", linestyle="--"),
+    "b": dict(color="#2ca02c", marker="^", linestyle="--"),
+    "c": dict(color="#9467bd", marker="v", linestyle=":"),
+    "d": dict(color="#ff7f0e", marker="D", linestyle="-."),
+}
+_RC = {
+    "font.size": 10,
+    "axes.labelsize": 10,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 150,
+    "savefig.bbox": "tight",
+    "pdf.fonttype": 42,  # embed TrueType: editable text, accepted by paper systems
+}
+
+
+@contextlib.contextmanager
+def paper_style() -> Iterator[None]:
+    """Matplotlib settings for single-column paper figures (about 3.5 x 2.6 in)."""
+    with plt.rc_context(_RC):
+        yield
+
+
+def save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
+    """Save ``fig`` as ``stem.<fmt>`` for every format; returns the paths and closes the figure."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        fig.savefig(path)
+        paths.append(path)
+    plt.close(fig)
+    return paths

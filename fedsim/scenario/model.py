@@ -1,0 +1,188 @@
+"""The typed scenario: every section of a ``scenarios/*.toml`` file, with help text on every field.
+
+Sections compose the typed configs the other packages own: ``[system]`` is ``SystemParams``,
+``[engine]`` is the engine's ``EngineConfig`` and ``[live.training]`` the learning code's ``TrainConfig``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fedsim.scenario.sections import EngineConfig, TrainConfig
+from fedsim.system import SystemParams
+
+SCHEME_NAMES = ("proposed", "a", "b", "c", "d")
+
+# E(r) of spec §7 (PROPOSED: global rounds at I = 10 to reach the target PPL). A measured convergence
+# record (results/records/*.json) replaces it through ``training.records``.
+SPEC_PROPOSED_ROUNDS: dict[int, float] = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    """Which LLM is split, and how its workload is counted (spec §8)."""
+
+    id: str = Field("gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m) or config path")
+    seq_len: int = Field(512, ge=1, le=1_048_576, description="tokens per sample L")
+    bits: int = Field(32, ge=1, le=64, description="bits per activation / LoRA parameter on the wire")
+    workload_mode: Literal["analytic", "table3"] = Field(
+        "analytic", description="FLOP counting: analytic (spec §8.3) or the paper's Table III per sample"
+    )
+    lora_targets: tuple[str, ...] = Field(("q", "v"), min_length=1, description="LoRA-adapted projections")
+    bwd_factor: float = Field(2.0, gt=0, le=100, description="backward FLOPs / forward FLOPs")
+
+
+class TrainingSection(_Section):
+    """Training hyper-parameters the delay depends on, and where E(r) (rounds to target) comes from."""
+
+    batch_size: int = Field(16, ge=1, le=1_000_000, description="b, samples per client per local iteration")
+    local_iterations: int = Field(10, ge=1, le=1_000_000, description="I, local iterations per global round")
+    ranks: tuple[int, ...] | None = Field(
+        None, description="candidate LoRA ranks R; default: every rank E(r) is known for"
+    )
+    rounds_by_rank: dict[int, float] | None = Field(
+        None, description="E(r) inline: rank -> global rounds to reach the target; default spec §7 values"
+    )
+    rounds_source: str = Field(
+        "spec_proposed", min_length=1, description="label of where inline E(r) came from (written to every row)"
+    )
+    records: tuple[str, ...] = Field(
+        (), description="convergence record JSON files (relative to the scenario file) supplying E(r) instead"
+    )
+    upload_every_local_iteration: bool = Field(
+        False, description="reading D2 of eq. (17): LoRA uploaded every local iteration instead of every round"
+    )
+    per_client_cuts: bool = Field(False, description="optimise one cut per client (spec §10) instead of one cut")
+
+    @field_validator("rounds_by_rank")
+    @classmethod
+    def _positive_rounds(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("needs at least one rank")
+            for rank, rounds in value.items():
+                if rank < 1 or not (0 < rounds < float("inf")):
+                    raise ValueError(f"ranks must be >= 1 and rounds finite > 0, got {rank} = {rounds}")
+        return value
+
+    @field_validator("ranks")
+    @classmethod
+    def _positive_ranks(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (not value or min(value) < 1 or len(set(value)) != len(value)):
+            raise ValueError("must be a non-empty list of distinct ranks >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingSection:
+        if self.rounds_by_rank is not None and self.records:
+            raise ValueError("give either rounds_by_rank or records, not both")
+        if self.ranks is not None and not self.records:
+            missing = set(self.ranks) - set(self.inline_rounds())
+            if missing:
+                raise ValueError(f"ranks {sorted(missing)} have no E(r) in rounds_by_rank")
+        return self
+
+    def inline_rounds(self) -> dict[int, float]:
+        """E(r) given inline (or the spec §7 PROPOSED default), restricted to ``ranks``."""
+        table = dict(self.rounds_by_rank) if self.rounds_by_rank is not None else dict(SPEC_PROPOSED_ROUNDS)
+        return {r: table[r] for r in (self.ranks or sorted(table)) if r in table}
+
+
+class SchemesSection(_Section):
+    """Which resource-allocation schemes to compare (spec §6)."""
+
+    names: tuple[Literal["proposed", "a", "b", "c", "d"], ...] = Field(
+        SCHEME_NAMES, min_length=1, description="schemes to run: proposed and baselines a-d"
+    )
+    power_solver: Literal["exact", "cvxpy"] = Field(
+        "exact", description="power control: exact (bisection, flat channels) or cvxpy (also handles fading)"
+    )
+
+    @field_validator("names")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("scheme names must be distinct")
+        return value
+
+
+class SweepSection(_Section):
+    """Swept axes: any dotted scenario field -> list of values (all points validated on load)."""
+
+    axes: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field -> values")
+    mode: Literal["product", "zip"] = Field("product", description="cartesian product or zip of the axes")
+
+    @field_validator("axes")
+    @classmethod
+    def _check_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            head = key.split(".")[0]
+            if head in ("sweep", "montecarlo", "name", "outputs") or "." not in key:
+                raise ValueError(f"cannot sweep {key!r}: give a dotted field such as system.p_max_w")
+            if not values:
+                raise ValueError(f"axis {key!r} has no values")
+        return value
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> SweepSection:
+        if self.mode == "zip" and len({len(v) for v in self.axes.values()}) > 1:
+            raise ValueError("zip mode needs axes of equal length")
+        return self
+
+
+class MonteCarloSection(_Section):
+    """Independent random drops per sweep point (positions, shadowing, client compute, random choices)."""
+
+    drops: int = Field(100, ge=1, le=1_000_000, description="drops per sweep point")
+    base_seed: int = Field(0, ge=0, le=2**63 - 1, description="root of every seed (numpy SeedSequence)")
+    timing: Literal["engine", "analytic"] = Field(
+        "engine",
+        description="engine: time each task in the event engine (replay); analytic: eq. (17) only "
+        "(faster; equal to the engine in paper mode)",
+    )
+
+
+class LiveSection(_Section):
+    """A live co-simulation: real split-LoRA training driven by the event engine, before the sweep."""
+
+    enabled: bool = Field(True, description="run the live co-simulation")
+    training: TrainConfig = Field(default_factory=TrainConfig, description="the learning code's TrainConfig")
+    max_rounds: int = Field(20, ge=1, le=1_000_000, description="most global rounds; stops early at the target")
+    scheme: Literal["proposed", "a", "b", "c", "d"] = Field(
+        "proposed", description="allocation scheme whose subchannels and power time the live run"
+    )
+
+
+class OutputsSection(_Section):
+    """Figures and tables drawn from the saved rows."""
+
+    figures: tuple[Literal["delay", "convergence", "table4", "placement_cdf"], ...] = Field(
+        ("delay",), description="figures to draw after the run"
+    )
+    formats: tuple[Literal["png", "pdf", "svg"], ...] = Field(("png", "pdf"), min_length=1, description="file types")
+    x_axis: str | None = Field(None, description="sweep axis on the x axis of the delay figure (default: first)")
+    x_label: str | None = Field(None, description="x-axis label of the delay figure")
+    x_scale: float = Field(1.0, gt=0, description="multiply x values by this before plotting (e.g. 1e-6 for MHz)")
+    x_dbm: bool = Field(False, description="plot x values given in W as dBm")
+    title: str | None = Field(None, description="figure title")
+
+
+class Scenario(_Section):
+    """One study: system, model, training, schemes, engine switches, sweep, Monte Carlo, outputs."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="results go to results/<name>/")
+    description: str = Field("", description="free text shown by fedsim validate")
+    system: SystemParams = Field(default_factory=SystemParams, description="radio and compute system (spec §7)")
+    model: ModelSection = Field(default_factory=ModelSection, description="the split LLM")
+    training: TrainingSection = Field(default_factory=TrainingSection, description="b, I, ranks and E(r)")
+    schemes: SchemesSection = Field(default_factory=SchemesSection, description="schemes compared")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="event-engine switches")
+    sweep: SweepSection = Field(default_factory=SweepSection, description="swept axes")
+    montecarlo: MonteCarloSection = Field(default_factory=MonteCarloSection, description="drops and seed")
+    live: LiveSection | None = Field(None, description="optional live split-LoRA co-simulation")
+    outputs: OutputsSection = Field(default_factory=OutputsSection, description="figures and formats")

@@ -1,0 +1,53 @@
+"""Sweep points of a scenario: the dotted-field values of each point, and the scenario at a point."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from fedsim.errors import InputError
+
+
+def sweep_points(axes: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:
+    """Every sweep point as {dotted key: value}; one empty point when nothing is swept.
+
+    ``product`` varies the last axis fastest; ``zip`` pairs the i-th values of every axis.
+    """
+    if not axes:
+        return [{}]
+    keys = list(axes)
+    if mode == "zip":
+        return [dict(zip(keys, values)) for values in zip(*axes.values())]
+    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for key ``a.b.c``, creating tables on the way.
+
+    Raises InputError when a part of the path is a value instead of a table.
+    """
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise InputError(f"{key!r}: empty part in dotted key")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise InputError(f"{'.'.join(parts[: depth + 1])}: is a value, not a table; cannot set {key!r}")
+        node = child
+    node[parts[-1]] = value
+
+
+def scenario_at(scenario, point: dict[str, Any]):
+    """The scenario with one sweep point's values set (validated again; the sweep itself is kept)."""
+    from fedsim.scenario.load import scenario_from_dict  # the loader imports this module
+
+    if not point:
+        return scenario
+    data = scenario.model_dump(mode="python")
+    for key, value in point.items():
+        set_dotted(data, key, value)
+    data["sweep"] = {"axes": {}, "mode": "product"}  # a point is not a sweep
+    return scenario_from_dict(data, f"sweep point ({', '.join(f'{k}={v!r}' for k, v in point.items())})")

@@ -1,0 +1,1 @@
+"""Monte Carlo sweeps: tasks, executors (serial, process, ray), the results store and the runner."""

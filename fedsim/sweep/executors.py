@@ -1,0 +1,104 @@
+"""Where the units of a sweep run: in this process, on local cores, or on a Ray cluster.
+
+Every executor runs ``run_unit(scenario, point, drop)`` for the units it is given and yields
+``(point, drop, rows)`` as units finish, in any order. The scenario travels once per worker (as JSON),
+so results are identical whatever the executor and worker count: each unit seeds itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+
+from fedsim.errors import InputError
+from fedsim.scenario.model import Scenario
+from fedsim.sweep.tasks import prime_workloads, run_unit, seed_workloads
+
+EXECUTORS = ("serial", "process", "ray")
+Unit = tuple[int, int]
+Done = tuple[int, int, list[dict]]
+
+_WORKER_SCENARIO: Scenario | None = None
+
+
+def _init_worker(scenario_json: str, workloads: dict) -> None:
+    global _WORKER_SCENARIO  # one scenario per worker process, set once by the pool's initializer
+    _WORKER_SCENARIO = Scenario.model_validate_json(scenario_json)
+    seed_workloads(workloads)
+
+
+def _worker_unit(point: int, drop: int) -> Done:
+    return point, drop, run_unit(_WORKER_SCENARIO, point, drop)
+
+
+def run_serial(scenario: Scenario, units: Iterable[Unit]) -> Iterator[Done]:
+    """Run units one after the other in this process."""
+    for point, drop in units:
+        yield point, drop, run_unit(scenario, point, drop)
+
+
+def run_process(scenario: Scenario, units: Iterable[Unit], workers: int | None = None) -> Iterator[Done]:
+    """Run units on local worker processes (default: every core this process may use)."""
+    units = list(units)
+    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(units) or 1))
+    # fork is fast, but not safe once torch has started its thread pools (live runs): then spawn
+    method = "spawn" if "torch" in sys.modules else "fork"
+    with ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_init_worker,
+                             initargs=(scenario.model_dump_json(), prime_workloads(scenario))) as pool:
+        queue = iter(units)
+        pending = set()
+        for unit in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
+            pending.add(pool.submit(_worker_unit, *unit))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending.add(pool.submit(_worker_unit, *nxt))
+
+
+def _ray_unit(scenario_json: str, workloads: dict, point: int, drop: int) -> Done:
+    seed_workloads(workloads)
+    return point, drop, run_unit(Scenario.model_validate_json(scenario_json), point, drop)
+
+
+def run_ray(scenario: Scenario, units: Iterable[Unit], address: str | None = None,
+            workers: int | None = None) -> Iterator[Done]:
+    """Run units as Ray tasks: on the cluster at ``address``, or a local Ray instance when None.
+
+    The cluster's workers need fedsim installed (same version), like any Ray job's code.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--executor ray: Ray is not installed (pip install 'fedsim[ray]')") from None
+    if not ray.is_initialized():
+        kwargs = {"address": address} if address else {"num_cpus": workers or len(os.sched_getaffinity(0))}
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise InputError(f"--ray-address {address!r}: cannot connect to Ray: {exc}".replace("\n", " ")) from None
+    remote = ray.remote(_ray_unit)
+    ref, loads = ray.put(scenario.model_dump_json()), ray.put(prime_workloads(scenario))
+    pending = [remote.remote(ref, loads, point, drop) for point, drop in units]
+    while pending:
+        finished, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(finished[0])
+
+
+def run_units(scenario: Scenario, units: Iterable[Unit], executor: str = "process", workers: int | None = None,
+              ray_address: str | None = None) -> Iterator[Done]:
+    """Dispatch to one executor by name."""
+    if executor == "serial":
+        return run_serial(scenario, units)
+    if executor == "process":
+        return run_process(scenario, units, workers)
+    if executor == "ray":
+        return run_ray(scenario, units, ray_address, workers)
+    raise InputError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,52 @@
+"""The Monte Carlo sweep: plan the units (sweep point x drop), skip finished ones, run, save, consolidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from fedsim.scenario.model import Scenario
+from fedsim.scenario.points import sweep_points
+from fedsim.sweep.executors import run_units
+from fedsim.sweep.store import ResultsStore
+
+
+def plan_units(scenario: Scenario) -> list[tuple[int, int]]:
+    """Every (point, drop) of the scenario, point-major (each unit runs all selected schemes)."""
+    points = len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))
+    return [(p, d) for p in range(points) for d in range(scenario.montecarlo.drops)]
+
+
+def run_sweep(
+    scenario: Scenario,
+    store: ResultsStore,
+    executor: str = "process",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every unfinished unit, saving each unit's rows as it finishes; returns all rows of the plan.
+
+    The store must be prepared (``store.prepare``) so resume/fresh has been decided.
+    """
+    plan = plan_units(scenario)
+    done = store.done()
+    todo = [unit for unit in plan if unit not in done]
+    tasks_per_unit = len(scenario.schemes.names)
+    bar = tqdm(total=len(plan) * tasks_per_unit, initial=(len(plan) - len(todo)) * tasks_per_unit,
+               desc=f"{scenario.name} sweep", unit="task", disable=not progress, dynamic_ncols=True)
+    try:
+        if todo:
+            for point, drop, rows in run_units(scenario, todo, executor, workers, ray_address):
+                store.write_part(point, drop, rows)
+                bar.update(tasks_per_unit)
+    finally:
+        bar.close()
+    return store.consolidate(set(plan))
+
+
+def default_out_dir(scenario: Scenario, results_root: str | Path = "results") -> Path:
+    """results/<scenario name>/"""
+    return Path(results_root) / scenario.name

@@ -1,0 +1,145 @@
+"""The results folder of one scenario: ``results/<name>/``.
+
+Layout: ``scenario.json`` (the resolved scenario), ``meta.json`` (package version, git revision, seeds),
+``parts/p<point>_d<drop>.json`` (the rows of one finished unit, written to a temporary file and renamed,
+so a killed run leaves only whole parts), and at the end ``rows.parquet`` + ``rows.csv`` (all parts, in
+task order) and ``figures/``. Rerunning skips units whose part exists; ``fresh`` deletes them first.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fedsim import __version__
+from fedsim.errors import InputError
+from fedsim.scenario.model import SCHEME_NAMES, Scenario
+
+_PART = re.compile(r"^p(\d+)_d(\d+)\.json$")
+# Changing these does not change any row already written, so a run may resume across them.
+_RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def git_revision(cwd: Path | None = None) -> str | None:
+    """The checkout's commit (with '+dirty' if modified), or None outside git."""
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _comparable(data: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))
+    for key in _RESUMABLE_KEYS:
+        head, _, tail = key.partition(".")
+        if tail and isinstance(data.get(head), dict):
+            data[head].pop(tail, None)
+        elif not tail:
+            data.pop(head, None)
+    return data
+
+
+class ResultsStore:
+    """Rows, metadata and figures of one scenario's runs, in ``root``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.parts = self.root / "parts"
+        self.figures = self.root / "figures"
+
+    def prepare(self, scenario: Scenario, fresh: bool = False, meta: dict[str, Any] | None = None) -> None:
+        """Create the folder; with ``fresh`` delete earlier rows; refuse to mix rows of another scenario."""
+        resolved = scenario.model_dump(mode="json")
+        old = self.root / "scenario.json"
+        if fresh and self.root.exists():
+            for name in ("parts", "figures", "live"):
+                shutil.rmtree(self.root / name, ignore_errors=True)
+            for name in ("rows.parquet", "rows.csv", "summary.md"):
+                (self.root / name).unlink(missing_ok=True)
+        elif old.exists() and self.done():
+            previous = json.loads(old.read_text(encoding="utf-8"))
+            if _comparable(previous) != _comparable(resolved):
+                raise InputError(
+                    f"{self.root}: holds rows of a different scenario; rerun with --fresh or choose --out"
+                )
+        self.parts.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(old, json.dumps(resolved, indent=2, allow_nan=True) + "\n")
+        info = {
+            "fedsim_version": __version__,
+            "git_revision": git_revision(),
+            "written_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "base_seed": scenario.montecarlo.base_seed,
+            "drops": scenario.montecarlo.drops,
+            "seeding": "numpy SeedSequence([base_seed, point, drop, stream]); stream 0 drop, 1 scheme, 2 engine",
+            **(meta or {}),
+        }
+        atomic_write_text(self.root / "meta.json", json.dumps(info, indent=2) + "\n")
+
+    def done(self) -> set[tuple[int, int]]:
+        """(point, drop) units whose rows are saved."""
+        if not self.parts.exists():
+            return set()
+        found = (_PART.match(p.name) for p in self.parts.iterdir())
+        return {(int(m.group(1)), int(m.group(2))) for m in found if m}
+
+    def write_part(self, point: int, drop: int, rows: list[dict]) -> None:
+        """Save one unit's rows atomically."""
+        atomic_write_text(self.parts / f"p{point}_d{drop}.json", json.dumps(rows, allow_nan=True))
+
+    def read_parts(self, units: set[tuple[int, int]] | None = None) -> pd.DataFrame:
+        """All saved rows (of ``units`` if given), sorted by point, drop and scheme order."""
+        rows: list[dict] = []
+        for point, drop in sorted(self.done()):
+            if units is None or (point, drop) in units:
+                rows.extend(json.loads((self.parts / f"p{point}_d{drop}.json").read_text(encoding="utf-8")))
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        order = {name: i for i, name in enumerate(SCHEME_NAMES)}
+        frame["_order"] = frame["scheme"].map(order)
+        frame = frame.sort_values(["point", "drop", "_order"], kind="stable").drop(columns="_order")
+        return frame.reset_index(drop=True)
+
+    def consolidate(self, units: set[tuple[int, int]] | None = None) -> pd.DataFrame:
+        """Write ``rows.parquet`` and ``rows.csv`` from the parts; returns the table."""
+        frame = self.read_parts(units)
+        for name, write in (("rows.parquet", frame.to_parquet), ("rows.csv", frame.to_csv)):
+            tmp = self.root / f".{name}.{os.getpid()}.tmp"
+            write(tmp, index=False)
+            os.replace(tmp, self.root / name)
+        return frame
+
+    def rows(self) -> pd.DataFrame:
+        """The consolidated rows (Parquet); InputError if the run has not finished."""
+        path = self.root / "rows.parquet"
+        if not path.exists():
+            raise InputError(f"{self.root}: no rows.parquet; run the scenario first (fedsim run)")
+        return pd.read_parquet(path)
+
+    def scenario_data(self) -> dict[str, Any]:
+        """The resolved scenario the rows came from."""
+        path = self.root / "scenario.json"
+        if not path.exists():
+            raise InputError(f"{self.root}: not a results folder (no scenario.json)")
+        return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,61 @@
+"""The end-of-run summary: mean total delay per scheme at each sweep point, and the reduction vs scheme a."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from fedsim.scenario.model import SCHEME_NAMES
+
+META_COLUMNS = {
+    "scenario", "point", "drop", "scheme", "seed", "status", "rank", "cut_mean", "cuts", "rounds",
+    "rounds_source", "iteration_s", "T1_s", "T2_s", "T3_s", "analytic_total_s", "optimizer_iterations",
+    "solver_status", "total_s", "rounds_completed", "energy_j", "engine_status",
+}
+
+
+def axis_columns(rows: pd.DataFrame) -> list[str]:
+    """The swept-axis columns of a rows table (dotted field names)."""
+    return [c for c in rows.columns if c not in META_COLUMNS and "." in c]
+
+
+def _finite_mean(values: pd.Series) -> float:
+    v = values.to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.inf
+
+
+def summary_table(rows: pd.DataFrame, value: str = "total_s") -> pd.DataFrame:
+    """One row per sweep point: axis values, mean ``value`` per scheme (finite drops), infeasible count,
+    and ``proposed_vs_a_pct`` = 100 (1 - mean proposed / mean a)."""
+    axes = axis_columns(rows)
+    schemes = [s for s in SCHEME_NAMES if s in set(rows["scheme"])]
+    out = []
+    for point, group in rows.groupby("point", sort=True):
+        entry = {"point": int(point), **{a: group[a].iloc[0] for a in axes}}
+        for scheme in schemes:
+            entry[scheme] = _finite_mean(group.loc[group["scheme"] == scheme, value])
+        entry["infeasible"] = int((~np.isfinite(group[value].to_numpy(dtype=float))).sum())
+        if "proposed" in entry and "a" in entry and math.isfinite(entry["a"]) and entry["a"] > 0:
+            entry["proposed_vs_a_pct"] = 100.0 * (1.0 - entry["proposed"] / entry["a"])
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub markdown table (no extra dependency)."""
+    header = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_cell(v) for v in row.tolist()) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""One task of a sweep: (sweep point, Monte Carlo drop, scheme) -> tidy result rows.
+
+A task draws the drop of its (point, drop) seed, optimises the allocation with the scheme, then times
+training in the event engine in replay mode (E(r) rounds from the scenario's convergence data).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from fedsim.errors import InputError
+from fedsim.scenario.model import ModelSection, Scenario, TrainingSection
+from fedsim.scenario.points import scenario_at, sweep_points
+from fedsim.sweep import seeds
+from fedsim.system import draw_drop
+
+
+_WORKLOADS: dict[str, Any] = {}
+
+
+def _workload(model: ModelSection):
+    from fedsim.model_configs import load_model_config
+    from fedsim.workload import workload_from_config
+
+    config = load_model_config(model.id)
+    return workload_from_config(
+        config,
+        seq_len=model.seq_len,
+        bits=model.bits,
+        mode=model.workload_mode,
+        lora_targets=tuple(model.lora_targets),
+        bwd_factor=model.bwd_factor,
+        name=model.id,
+    )
+
+
+def workload_of(scenario: Scenario):
+    """The scenario's Workload, cached per process by the [model] section (every task of a point shares it)."""
+    key = scenario.model.model_dump_json()
+    if key not in _WORKLOADS:
+        _WORKLOADS[key] = _workload(scenario.model)
+    return _WORKLOADS[key]
+
+
+def prime_workloads(scenario: Scenario) -> dict[str, Any]:
+    """Compute the Workload of every sweep point here, once; the result seeds workers' caches
+    (``seed_workloads``) so no worker imports transformers to read a model config."""
+    for i in range(len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))):
+        workload_of(_point_scenario(scenario, i))
+    return dict(_WORKLOADS)
+
+
+def seed_workloads(workloads: dict[str, Any]) -> None:
+    """Fill this process's workload cache (worker initialisers call this)."""
+    _WORKLOADS.update(workloads)
+
+
+@functools.lru_cache(maxsize=16)
+def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
+    training = TrainingSection.model_validate_json(training_json)
+    if not training.records:
+        return tuple(training.inline_rounds().items()), training.rounds_source
+    from fedsim.learn.records import ConvergenceRecord, rounds_by_rank
+
+    try:
+        records = [ConvergenceRecord.load(path) for path in training.records]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"training.records: cannot read a convergence record: {exc}") from None
+    table = rounds_by_rank(records)
+    if training.ranks is not None:
+        table = {r: e for r, e in table.items() if r in training.ranks}
+    if not table:
+        raise InputError("training.records: no record reached its target, so E(r) is unknown for every rank")
+    source = ",".join(sorted({f"{rec.model}:{rec.scheme}" for rec in records}))
+    return tuple(sorted(table.items())), source
+
+
+def rounds_by_rank_of(scenario: Scenario) -> tuple[dict[int, float], str]:
+    """E(r) per candidate rank and a label of where it came from (inline label or the records' schemes)."""
+    table, source = _rounds(scenario.training.model_dump_json())
+    return dict(table), source
+
+
+_POINTS: dict[tuple[str, int], Scenario] = {}
+
+
+def _point_scenario(scenario: Scenario, point_index: int) -> Scenario:
+    """The scenario at one point, cached per process (keyed by the scenario's JSON)."""
+    key = (scenario.model_dump_json(), int(point_index))
+    if key not in _POINTS:
+        if len(_POINTS) > 256:
+            _POINTS.clear()
+        _POINTS[key] = scenario_at(scenario, point_values(scenario, point_index))
+    return _POINTS[key]
+
+
+def point_values(scenario: Scenario, point_index: int) -> dict[str, Any]:
+    """{dotted axis key: value} of one sweep point."""
+    return sweep_points(scenario.sweep.axes, scenario.sweep.mode)[point_index]
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def _engine_rounds(rounds: float) -> int | float:
+    """E(r) as the engine's round count: an int when whole (the usual case), else kept fractional."""
+    return int(rounds) if float(rounds).is_integer() else float(rounds)
+
+
+def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
+    """Optimise and time one (point, drop, scheme); returns one tidy row (a list, for uniformity).
+
+    The drop comes from SeedSequence([base_seed, point, drop]), so every scheme at a point sees the same
+    placement (common random numbers); the scheme's own random choices use a per-scheme stream.
+    """
+    from fedsim.optimize import Problem, optimize
+
+    at = _point_scenario(scenario, point_index)
+    base = at.montecarlo.base_seed
+    drop = draw_drop(at.system, seeds.drop_rng(base, point_index, drop_index))
+    workload = workload_of(at)
+    table, source = rounds_by_rank_of(at)
+    problem = Problem(
+        drop=drop,
+        workload=workload,
+        batch_size=at.training.batch_size,
+        local_iterations=at.training.local_iterations,
+        rounds_by_rank=table,
+        upload_every_local_iteration=at.training.upload_every_local_iteration,
+        per_client_cuts=at.training.per_client_cuts,
+    )
+    result = optimize(problem, scheme, rng=seeds.scheme_rng(base, point_index, drop_index, scheme),
+                      power_solver=at.schemes.power_solver)
+    d = result.delays
+    row: dict[str, Any] = {
+        "scenario": scenario.name,
+        "point": int(point_index),
+        "drop": int(drop_index),
+        "scheme": scheme,
+        **{key: _scalar(value) for key, value in point_values(scenario, point_index).items()},
+        "seed": json.dumps(seeds.task_entropy(base, point_index, drop_index)),
+        "status": result.status,
+        "rank": int(result.allocation.ranks.flat[0]),
+        "cut_mean": float(np.mean(result.allocation.cuts)),
+        "cuts": json.dumps([int(c) for c in result.allocation.cuts]),
+        "rounds": float(d.rounds),
+        "rounds_source": source,
+        "iteration_s": float(d.iteration_s),
+        "T1_s": float(d.T1_s),
+        "T2_s": float(d.T2_s),
+        "T3_s": float(d.T3_s),
+        "analytic_total_s": float(d.total_s),
+        "optimizer_iterations": int(result.iterations),
+        "solver_status": json.dumps(result.solver_status, sort_keys=True),
+    }
+    if at.montecarlo.timing == "engine":
+        row.update(_engine_columns(at, drop, workload, result, point_index, drop_index))
+    else:
+        row.update({"total_s": float(d.total_s), "rounds_completed": int(math.ceil(d.rounds)),
+                    "energy_j": math.nan, "engine_status": "analytic"})
+    return [row]
+
+
+def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop_index: int) -> dict:
+    """Time the optimised allocation in the event engine (replay); infeasible allocations are not run."""
+    from fedsim.engine import simulate
+
+    if not math.isfinite(result.delays.total_s):
+        return {"total_s": math.inf, "rounds_completed": 0, "energy_j": math.nan, "engine_status": "not_run"}
+    sim = simulate(
+        drop,
+        workload,
+        result.allocation,
+        batch_size=at.training.batch_size,
+        local_iterations=at.training.local_iterations,
+        rounds=_engine_rounds(result.delays.rounds),
+        config=at.engine,
+        rng=seeds.engine_rng(at.montecarlo.base_seed, point_index, drop_index),
+    )
+    energy = [r.get("energy_j") for r in sim.round_rows if r.get("energy_j") is not None]
+    return {
+        "total_s": float(sim.total_s),
+        "rounds_completed": int(sim.rounds_completed),
+        "energy_j": float(np.sum(energy)) if energy else math.nan,
+        "engine_status": "converged" if sim.converged else "completed",
+    }
+
+
+def run_unit(scenario: Scenario, point_index: int, drop_index: int) -> list[dict]:
+    """Every selected scheme at one (point, drop): the unit an executor runs and the store saves at once."""
+    rows: list[dict] = []
+    for scheme in scenario.schemes.names:
+        rows.extend(run_task(scenario, point_index, drop_index, scheme))
+    return rows
