@@ -2,11 +2,13 @@
 
 ``load_model_config("gpt2")`` returns a ``transformers.PretrainedConfig`` built from
 ``fedsim/configs/gpt2.json``. A path to a ``config.json`` or to a model folder works too.
+``architecture(config)`` reads the dimensions the cost models need (GPT-2 and Llama families).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,3 +84,104 @@ def load_model_config(name_or_path: str) -> PretrainedConfig:
         f"model {name_or_path!r}: not a shipped config ({', '.join(SHIPPED)}) "
         "nor a path to a config.json or model folder"
     )
+
+
+FAMILIES = {"gpt2": ("gpt2",), "llama": ("llama",)}  # family -> Hugging Face model_type values
+
+# LoRA target names -> canonical matrix name; Hugging Face module names are accepted too.
+TARGET_ALIASES = {
+    **{f"{m}_proj": m for m in ("q", "k", "v", "o", "gate", "up", "down")},
+    **{"out_proj": "o", "c_fc": "up", "fc": "up"},
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The dimensions of a decoder-only transformer that its costs depend on.
+
+    Attributes:
+        family: "gpt2" or "llama".
+        d: residual width; attn_dim: heads x head_dim (query/output width); kv_dim: kv_heads x head_dim.
+        d_ff: MLP hidden width; vocab: vocabulary size; max_positions: context limit.
+        matrices: per-block weight matrices {name: (d_in, d_out)}; "gate" exists only with a gated MLP.
+        norms_per_block: norm layers per block (2 for both families).
+    """
+
+    family: str
+    model_type: str
+    num_layers: int
+    d: int
+    num_heads: int
+    attn_dim: int
+    kv_dim: int
+    d_ff: int
+    vocab: int
+    max_positions: int
+    matrices: dict
+    norms_per_block: int = 2
+
+
+def architecture(config) -> Architecture:
+    """Read an ``Architecture`` from a Hugging Face config (GPT-2 and Llama families)."""
+    model_type = getattr(config, "model_type", None)
+    family = next((f for f, types in FAMILIES.items() if model_type in types), None)
+    if family == "gpt2":
+        d, heads = config.n_embd, config.n_head
+        d_ff = config.n_inner or 4 * d
+        # GPT-2 fuses Q, K, V in one c_attn (d -> 3d); we cost the three logical d x d parts
+        mats = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, d_ff), "down": (d_ff, d)}
+        return Architecture(
+            family,
+            model_type,
+            num_layers=config.n_layer,
+            d=d,
+            num_heads=heads,
+            attn_dim=d,
+            kv_dim=d,
+            d_ff=d_ff,
+            vocab=config.vocab_size,
+            max_positions=config.n_positions,
+            matrices=mats,
+        )
+    if family == "llama":
+        d, heads = config.hidden_size, config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or d // heads
+        a, kv, d_ff = heads * head_dim, kv_heads * head_dim, config.intermediate_size
+        mats = {
+            "q": (d, a),
+            "k": (d, kv),
+            "v": (d, kv),
+            "o": (a, d),
+            "gate": (d, d_ff),
+            "up": (d, d_ff),
+            "down": (d_ff, d),
+        }
+        return Architecture(
+            family,
+            model_type,
+            num_layers=config.num_hidden_layers,
+            d=d,
+            num_heads=heads,
+            attn_dim=a,
+            kv_dim=kv,
+            d_ff=d_ff,
+            vocab=config.vocab_size,
+            max_positions=config.max_position_embeddings,
+            matrices=mats,
+        )
+    supported = ", ".join(f"{f} (model_type {'/'.join(t)})" for f, t in FAMILIES.items())
+    raise InputError(f"model_type {model_type!r} is not supported; supported families: {supported}")
+
+
+def canonical_targets(arch: Architecture, lora_targets) -> tuple[str, ...]:
+    """LoRA target names mapped to the canonical matrix names of ``arch`` (duplicates dropped)."""
+    if isinstance(lora_targets, str) or not lora_targets:
+        raise InputError(f"lora_targets must be a non-empty list of names from {sorted(arch.matrices)}")
+    names = tuple(dict.fromkeys(TARGET_ALIASES.get(t, t) for t in lora_targets))
+    unknown = [t for t in names if t not in arch.matrices]
+    if unknown:
+        raise InputError(
+            f"lora_targets {unknown} unknown for the {arch.family} family; allowed: {sorted(arch.matrices)}"
+        )
+    return names

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedsim.errors import InputError
+from fedsim.model_configs import Architecture, architecture, canonical_targets
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,6 @@ class Workload:
         }
 
 
-# -- architecture facts read from a config ----------------------------------------------------
-
-FAMILIES = {"gpt2": ("gpt2",), "llama": ("llama",)}  # family -> Hugging Face model_type values
 MODES = ("analytic", "table3")
 BITS = (8, 16, 32)
 
@@ -69,104 +67,6 @@ BITS = (8, 16, 32)
 # (spec §8.3). RMSNorm has no mean and no shift: square, mean of squares, multiply by rsqrt, multiply
 # by weight ~ 4 (our choice; either way norms are < 0.1 % of a block).
 NORM_FLOPS_PER_ELEMENT = {"gpt2": 5.0, "llama": 4.0}
-
-# LoRA target names -> canonical matrix name; Hugging Face module names are accepted too.
-TARGET_ALIASES = {
-    **{f"{m}_proj": m for m in ("q", "k", "v", "o", "gate", "up", "down")},
-    **{"out_proj": "o", "c_fc": "up", "fc": "up", "proj": "down"},
-}
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """The dimensions of a decoder-only transformer that its costs depend on.
-
-    Attributes:
-        family: "gpt2" or "llama".
-        d: residual width; attn_dim: heads x head_dim (query/output width); kv_dim: kv_heads x head_dim.
-        d_ff: MLP hidden width; vocab: vocabulary size; max_positions: context limit.
-        matrices: per-block weight matrices {name: (d_in, d_out)}; "gate" exists only with a gated MLP.
-        norms_per_block: norm layers per block (2 for both families).
-    """
-
-    family: str
-    model_type: str
-    num_layers: int
-    d: int
-    num_heads: int
-    attn_dim: int
-    kv_dim: int
-    d_ff: int
-    vocab: int
-    max_positions: int
-    matrices: dict
-    norms_per_block: int = 2
-
-
-def architecture(config) -> Architecture:
-    """Read an ``Architecture`` from a Hugging Face config (GPT-2 and Llama families)."""
-    model_type = getattr(config, "model_type", None)
-    family = next((f for f, types in FAMILIES.items() if model_type in types), None)
-    if family == "gpt2":
-        d, heads = config.n_embd, config.n_head
-        d_ff = config.n_inner or 4 * d
-        # GPT-2 fuses Q, K, V in one c_attn (d -> 3d); we cost the three logical d x d parts
-        mats = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, d_ff), "down": (d_ff, d)}
-        return Architecture(
-            family,
-            model_type,
-            num_layers=config.n_layer,
-            d=d,
-            num_heads=heads,
-            attn_dim=d,
-            kv_dim=d,
-            d_ff=d_ff,
-            vocab=config.vocab_size,
-            max_positions=config.n_positions,
-            matrices=mats,
-        )
-    if family == "llama":
-        d, heads = config.hidden_size, config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or d // heads
-        a, kv, d_ff = heads * head_dim, kv_heads * head_dim, config.intermediate_size
-        mats = {
-            "q": (d, a),
-            "k": (d, kv),
-            "v": (d, kv),
-            "o": (a, d),
-            "gate": (d, d_ff),
-            "up": (d, d_ff),
-            "down": (d_ff, d),
-        }
-        return Architecture(
-            family,
-            model_type,
-            num_layers=config.num_hidden_layers,
-            d=d,
-            num_heads=heads,
-            attn_dim=a,
-            kv_dim=kv,
-            d_ff=d_ff,
-            vocab=config.vocab_size,
-            max_positions=config.max_position_embeddings,
-            matrices=mats,
-        )
-    supported = ", ".join(f"{f} (model_type {'/'.join(t)})" for f, t in FAMILIES.items())
-    raise InputError(f"model_type {model_type!r} is not supported; supported families: {supported}")
-
-
-def _canonical_targets(arch: Architecture, lora_targets) -> tuple[str, ...]:
-    if isinstance(lora_targets, str) or not lora_targets:
-        raise InputError(f"lora_targets must be a non-empty list of names from {sorted(arch.matrices)}")
-    names = tuple(dict.fromkeys(TARGET_ALIASES.get(t, t) for t in lora_targets))
-    unknown = [t for t in names if t not in arch.matrices]
-    if unknown:
-        raise InputError(
-            f"lora_targets {unknown} unknown for the {arch.family} family; allowed: {sorted(arch.matrices)}"
-        )
-    return names
-
 
 # -- per-sample costs ---------------------------------------------------------------------------
 
@@ -195,7 +95,7 @@ def head_fwd_flops(arch: Architecture, seq_len: int) -> float:
 
 def lora_params_per_rank(arch: Architecture, targets) -> int:
     """LoRA parameters of one block per unit rank: sum over adapted matrices of d_in + d_out (A and B)."""
-    return int(sum(sum(arch.matrices[t]) for t in _canonical_targets(arch, targets)))
+    return int(sum(sum(arch.matrices[t]) for t in canonical_targets(arch, targets)))
 
 
 # Table III of the paper (GPT-2 small, GFLOP for a batch of 16 at n = 1024), spec §8.2.
@@ -243,7 +143,7 @@ def workload_from_config(
     """
     arch = architecture(config)
     _check(seq_len, bits, mode, bwd_factor, arch)
-    targets = _canonical_targets(arch, lora_targets)
+    targets = canonical_targets(arch, lora_targets)
     j = arch.num_layers
     if mode == "table3":
         if arch.family != "gpt2" or (arch.d, j, arch.vocab) != (768, 12, 50257):
