@@ -35,7 +35,8 @@ def shannon_rate_bps(
         raise ValueError(f"noise_psd_w_hz must be > 0, got {noise_psd_w_hz}")
     bandwidth = np.asarray(bandwidth_hz, dtype=float)
     snr = np.asarray(psd_w_hz, dtype=float) * np.asarray(gain_lin, dtype=float) / noise_psd_w_hz
-    return bandwidth * np.log2(1.0 + snr)
+    # log1p keeps the rate exact at very low SNR, where 1 + snr rounds to 1 (or near it)
+    return bandwidth * np.log1p(snr) / np.log(2.0)
 
 
 def client_rates_bps(
