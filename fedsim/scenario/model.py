@@ -20,6 +20,10 @@ SCHEME_NAMES = ("proposed", "a", "b", "c", "d")
 SPEC_PROPOSED_ROUNDS: dict[int, float] = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}
 
 
+# Engine switches that make rounds differ from each other (so one timed round does not stand for all).
+_RANDOM_ENGINE_SWITCHES = ("fading_every_round", "fading_every_iteration", "failure_prob", "straggler_prob")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -138,21 +142,32 @@ class SweepSection(_Section):
 class MonteCarloSection(_Section):
     """Independent random drops per sweep point (positions, shadowing, client compute, random choices)."""
 
-    drops: int = Field(100, ge=1, le=1_000_000, description="drops per sweep point")
+    drops: int = Field(100, ge=0, le=1_000_000, description="drops per sweep point (0: no Monte Carlo sweep)")
     base_seed: int = Field(0, ge=0, le=2**63 - 1, description="root of every seed (numpy SeedSequence)")
-    timing: Literal["engine", "analytic"] = Field(
+    timing: Literal["engine", "engine_round", "analytic"] = Field(
         "engine",
-        description="engine: time each task in the event engine (replay); analytic: eq. (17) only "
-        "(faster; equal to the engine in paper mode)",
+        description="engine: time every round of each task in the event engine (replay); engine_round: time "
+        "one round in the engine and charge E(r) of them (needs a deterministic engine: every round is then "
+        "identical); analytic: eq. (17) only (equal to the engine in paper mode)",
     )
 
 
 class LiveSection(_Section):
-    """A live co-simulation: real split-LoRA training driven by the event engine, before the sweep."""
+    """A live co-simulation: real split-LoRA training driven by the event engine, before the sweep.
+
+    The live run uses ``[system]`` with K = ``live.training.num_clients``; the workload is derived from the
+    trained model's own config; subchannels and power come from ``scheme``, the cut and rank from training.
+    """
 
     enabled: bool = Field(True, description="run the live co-simulation")
     training: TrainConfig = Field(default_factory=TrainConfig, description="the learning code's TrainConfig")
-    max_rounds: int = Field(20, ge=1, le=1_000_000, description="most global rounds; stops early at the target")
+    ranks: tuple[int, ...] | None = Field(
+        None, description="run once per LoRA rank (Table IV / convergence per rank); default: training.rank"
+    )
+    max_rounds: int | None = Field(
+        None, ge=1, le=1_000_000, description="most global rounds (default steps / I); stops early at the target"
+    )
+    drop: int = Field(0, ge=0, description="Monte Carlo drop index whose placement the live run uses")
     scheme: Literal["proposed", "a", "b", "c", "d"] = Field(
         "proposed", description="allocation scheme whose subchannels and power time the live run"
     )
@@ -186,3 +201,23 @@ class Scenario(_Section):
     montecarlo: MonteCarloSection = Field(default_factory=MonteCarloSection, description="drops and seed")
     live: LiveSection | None = Field(None, description="optional live split-LoRA co-simulation")
     outputs: OutputsSection = Field(default_factory=OutputsSection, description="figures and formats")
+
+    @model_validator(mode="after")
+    def _rounds_identical(self) -> Scenario:
+        if self.montecarlo.timing == "engine_round":
+            random = [k for k in _RANDOM_ENGINE_SWITCHES if getattr(self.engine, k, False)]
+            if random:
+                raise ValueError(
+                    f"montecarlo.timing: 'engine_round' needs identical rounds, but engine.{random[0]} makes "
+                    "them random; use timing = 'engine'"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _one_upload_reading(self) -> Scenario:
+        if getattr(self.engine, "lora_upload_every_iteration", False) and not self.training.upload_every_local_iteration:
+            raise ValueError(
+                "engine.lora_upload_every_iteration: set training.upload_every_local_iteration instead "
+                "(one switch for optimiser and engine)"
+            )
+        return self

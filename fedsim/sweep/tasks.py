@@ -108,11 +108,6 @@ def _scalar(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
-def _engine_rounds(rounds: float) -> int | float:
-    """E(r) as the engine's round count: an int when whole (the usual case), else kept fractional."""
-    return int(rounds) if float(rounds).is_integer() else float(rounds)
-
-
 def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
     """Optimise and time one (point, drop, scheme); returns one tidy row (a list, for uniformity).
 
@@ -159,12 +154,21 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         "optimizer_iterations": int(result.iterations),
         "solver_status": json.dumps(result.solver_status, sort_keys=True),
     }
-    if at.montecarlo.timing == "engine":
+    if at.montecarlo.timing in ("engine", "engine_round"):
         row.update(_engine_columns(at, drop, workload, result, point_index, drop_index))
     else:
         row.update({"total_s": float(d.total_s), "rounds_completed": int(math.ceil(d.rounds)),
                     "energy_j": math.nan, "engine_status": "analytic"})
     return [row]
+
+
+def engine_config(at: Scenario):
+    """The scenario's EngineConfig for a replay task: no event trace (rows keep only totals), and the
+    LoRA-upload reading of eq. (17) taken from [training] so optimiser and engine agree."""
+    updates = {"lora_upload_every_iteration": at.training.upload_every_local_iteration}
+    if "trace" in type(at.engine).model_fields:
+        updates["trace"] = False
+    return at.engine.model_copy(update=updates)
 
 
 def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop_index: int) -> dict:
@@ -173,21 +177,29 @@ def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop
 
     if not math.isfinite(result.delays.total_s):
         return {"total_s": math.inf, "rounds_completed": 0, "energy_j": math.nan, "engine_status": "not_run"}
+    rounds = float(result.delays.rounds)
+    # engine_round: rounds of a deterministic engine are identical (validated on load), so one timed
+    # round, repeated E(r) times, is the full run's clock (~E(r) times fewer events).
+    one_round = at.montecarlo.timing == "engine_round"
     sim = simulate(
         drop,
         workload,
         result.allocation,
         batch_size=at.training.batch_size,
         local_iterations=at.training.local_iterations,
-        rounds=_engine_rounds(result.delays.rounds),
-        config=at.engine,
+        rounds=1.0 if one_round else rounds,
+        config=engine_config(at),
         rng=seeds.engine_rng(at.montecarlo.base_seed, point_index, drop_index),
     )
     energy = [r.get("energy_j") for r in sim.round_rows if r.get("energy_j") is not None]
+    energy_j = float(np.sum(energy)) if energy else math.nan
+    if one_round:
+        return {"total_s": float(sim.total_s) * rounds, "rounds_completed": int(math.ceil(rounds)),
+                "energy_j": energy_j * rounds, "engine_status": "one_round_x_rounds"}
     return {
         "total_s": float(sim.total_s),
         "rounds_completed": int(sim.rounds_completed),
-        "energy_j": float(np.sum(energy)) if energy else math.nan,
+        "energy_j": energy_j,
         "engine_status": "converged" if sim.converged else "completed",
     }
 
