@@ -1,0 +1,335 @@
+"""The SimPy processes of split federated training, one generator per actor.
+
+``client`` runs a client's local iterations and LoRA upload for one round, ``main_server`` serves one
+round's iterations after all activations are in (paper mode), ``main_server_job`` serves one
+client's batch on arrival (pipelined mode) and ``fed_server`` drives the global rounds (see
+``builder``). Each event is a resource request held for the duration the cost model gives at the
+instant the event starts; each charged event is one trace row when tracing is on.
+"""
+
+from __future__ import annotations
+
+import simpy
+
+from fedsim.engine.state import RoundState, RunContext
+
+
+def _row(ctx: RunContext, rs: RoundState, it, actor, phase, start, bits, flops, resource) -> None:
+    ctx.trace.append((rs.index, it, actor, phase, start, ctx.env.now, bits, flops, resource))
+
+
+def _upload_lora(ctx: RunContext, rs: RoundState, k: int, it):
+    """Client k sends its LoRA to the federated server over its fed-link subchannels."""
+    env, costs = ctx.env, ctx.costs
+    with ctx.fed_subchannels[k].request() as req:
+        yield req
+        start, dur = env.now, costs.lora_up_s[k]
+        yield env.timeout(dur)
+    ctx.energy_tx_j[k] += costs.power_fed_w[k] * dur if dur > 0 else 0.0
+    if ctx.trace is not None:
+        _row(
+            ctx,
+            rs,
+            it,
+            ctx.names["client"][k],
+            "upload_lora",
+            start,
+            costs.sizes.lora_bits[k],
+            0.0,
+            ctx.names["fed"][k],
+        )
+
+
+def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
+    """Client k in one round: I x (FP, activation upload, [download], BP), then the LoRA upload."""
+    costs, cfg, trainer, trace = ctx.costs, ctx.config, ctx.trainer, ctx.trace
+    gpu = ctx.client_gpu[k]
+    # With tracing off a client's back-to-back events on its own GPU and subchannels (which no other
+    # process requests) are fused into one timeout; unsafe only if a fading redraw could fall between.
+    fuse = trace is None and (cfg.iteration_barrier or not cfg.fading_every_iteration)
+    barrier, d2, iters = cfg.iteration_barrier, cfg.lora_upload_every_iteration, ctx.local_iterations
+    next_phase = "iter_upload" if d2 else "bwd"
+    tx, cpu = ctx.energy_tx_j, ctx.energy_cpu_j
+    it = None
+    try:
+        for it in range(iters):
+            if it and barrier:
+                yield rs.event(next_phase, it - 1)
+            if fuse:  # FP then upload on resources only this client uses: one timeout, same times
+                if trainer is not None:
+                    trainer.client_forward(k)
+                dur = costs.act_up_s[k]
+                yield env.timeout(costs.fwd_s[k] + dur)
+                cpu[k] += costs.fwd_j[k]
+                tx[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
+            else:
+                yield from _forward_and_upload(ctx, rs, k, it)
+            rs.check_in("arrive", k, it)
+            if cfg.pipelined_server:
+                yield env.process(main_server_job(env, ctx, rs, k, it))
+            else:
+                yield rs.grads[it]  # the main server has sent this iteration's gradients
+            if cfg.download:
+                yield from _download(ctx, rs, k, it)
+            if fuse:
+                if trainer is not None:
+                    trainer.client_backward(k)
+                yield env.timeout(costs.bwd_s[k])
+            else:
+                with gpu.request() as req:  # backward pass
+                    yield req
+                    if trainer is not None:
+                        trainer.client_backward(k)
+                    start = env.now
+                    yield env.timeout(costs.bwd_s[k])
+            cpu[k] += costs.bwd_j[k]
+            if trace is not None:
+                _row(
+                    ctx,
+                    rs,
+                    it,
+                    ctx.names["client"][k],
+                    "backward",
+                    start,
+                    0.0,
+                    costs.sizes.client_bwd_flops[k],
+                    ctx.names["gpu"][k],
+                )
+            rs.check_in("bwd", k, it)
+            if d2:
+                if barrier:
+                    yield rs.event("bwd", it)
+                yield from _upload_lora(ctx, rs, k, it)
+                rs.check_in("iter_upload", k, it)
+        if not d2:
+            if barrier:
+                yield rs.event("bwd", iters - 1)
+            yield from _upload_lora(ctx, rs, k, None)
+        rs.uploaded_lora(k)
+    except simpy.Interrupt:
+        if trace is not None:
+            _row(ctx, rs, it, ctx.names["client"][k], "dropped", env.now, 0.0, 0.0, "")
+
+
+def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
+    """Client k's forward pass on its GPU, then its activation upload on its main-link subchannels."""
+    env, costs, trainer = ctx.env, ctx.costs, ctx.trainer
+    with ctx.client_gpu[k].request() as req:
+        yield req
+        if trainer is not None:
+            trainer.client_forward(k)
+        start = env.now
+        yield env.timeout(costs.fwd_s[k])
+    ctx.energy_cpu_j[k] += costs.fwd_j[k]
+    if ctx.trace is not None:
+        _row(
+            ctx,
+            rs,
+            it,
+            ctx.names["client"][k],
+            "forward",
+            start,
+            0.0,
+            costs.sizes.client_fwd_flops[k],
+            ctx.names["gpu"][k],
+        )
+    with ctx.main_subchannels[k].request() as req:
+        yield req
+        start, dur = env.now, costs.act_up_s[k]
+        yield env.timeout(dur)
+    ctx.energy_tx_j[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
+    if ctx.trace is not None:
+        _row(
+            ctx,
+            rs,
+            it,
+            ctx.names["client"][k],
+            "upload_activation",
+            start,
+            costs.sizes.act_bits[k],
+            0.0,
+            ctx.names["main"][k],
+        )
+
+
+def _download(ctx: RunContext, rs: RoundState, k: int, it: int):
+    """Client k receives its activation gradient on the downlink."""
+    env, costs = ctx.env, ctx.costs
+    with ctx.downlink.request() as req:
+        yield req
+        start = env.now
+        yield env.timeout(costs.grad_down_s[k])
+    if ctx.trace is not None:
+        _row(
+            ctx,
+            rs,
+            it,
+            "main_server",
+            "download_gradient",
+            start,
+            costs.sizes.act_bits[k],
+            0.0,
+            f"downlink->{ctx.names['client'][k]}",
+        )
+
+
+def main_server(env: simpy.Environment, ctx: RunContext, rs: RoundState):
+    """Paper-mode main server: per iteration, wait for all activations, FP then BP on the whole batch."""
+    costs, trainer, deadline = ctx.costs, ctx.trainer, ctx.config.activation_deadline_s
+    next_phase = "iter_upload" if ctx.config.lora_upload_every_iteration else "bwd"
+    for it in range(ctx.local_iterations):
+        arrived = rs.event("arrive", it)
+        if deadline is None:
+            yield arrived
+        else:
+            if it:
+                yield rs.event(next_phase, it - 1)  # the iteration starts when the previous one has ended
+            if not arrived.triggered:
+                yield arrived | env.timeout(deadline)
+            for k in sorted(rs.active - set(rs.arrived[it])):
+                rs.drop(k)  # late: the server proceeds without it
+        clients = [k for k in rs.arrived[it] if k in rs.active]
+        if not clients:
+            return
+        with ctx.server_gpu.request() as req:
+            yield req
+            if trainer is not None:
+                trainer.server_step(clients)
+            fwd_s, bwd_s = costs.server_s(clients, ctx.num_clients)
+            start = env.now
+            yield env.timeout(fwd_s)
+            mid = env.now
+            yield env.timeout(bwd_s)
+        if ctx.trace is not None:
+            ctx.trace.append(
+                (
+                    rs.index,
+                    it,
+                    "main_server",
+                    "server_forward",
+                    start,
+                    mid,
+                    0.0,
+                    float(costs.sizes.server_fwd_flops[clients].sum()),
+                    "server_gpu",
+                )
+            )
+            ctx.trace.append(
+                (
+                    rs.index,
+                    it,
+                    "main_server",
+                    "server_backward",
+                    mid,
+                    env.now,
+                    0.0,
+                    float(costs.sizes.server_bwd_flops[clients].sum()),
+                    "server_gpu",
+                )
+            )
+        rs.grads[it].succeed()
+
+
+def main_server_job(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int, it: int):
+    """Pipelined main server: FP then BP on client k's batch as soon as it arrives (queues on the GPU)."""
+    costs = ctx.costs
+    with ctx.server_gpu.request() as req:
+        yield req
+        if ctx.trainer is not None:
+            ctx.trainer.server_step([k])
+        start = env.now
+        yield env.timeout(costs.server_fwd_each_s[k])
+        mid = env.now
+        yield env.timeout(costs.server_bwd_each_s[k])
+    if ctx.trace is not None:
+        ctx.trace.append(
+            (
+                rs.index,
+                it,
+                "main_server",
+                "server_forward",
+                start,
+                mid,
+                0.0,
+                costs.sizes.server_fwd_flops[k],
+                "server_gpu",
+            )
+        )
+        ctx.trace.append(
+            (
+                rs.index,
+                it,
+                "main_server",
+                "server_backward",
+                mid,
+                env.now,
+                0.0,
+                costs.sizes.server_bwd_flops[k],
+                "server_gpu",
+            )
+        )
+
+
+def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: list[dict]):
+    """Drive the global rounds: start the clients, collect LoRA uploads (until the deadline), aggregate.
+
+    ``plan(e) -> (clients, summary)`` draws round e's channel block, failures and stragglers and
+    returns the participating clients; ``log`` gets one summary dict per finished round. Returns
+    True when the trainer reports the target reached.
+    """
+    cfg, trainer = ctx.config, ctx.trainer
+    for e in range(rounds):
+        start = env.now
+        clients, summary = plan(e)
+        ctx.energy_tx_j[:] = [0.0] * ctx.num_clients
+        ctx.energy_cpu_j[:] = [0.0] * ctx.num_clients
+        rs = RoundState(ctx, e, clients)
+        if not cfg.pipelined_server:
+            env.process(main_server(env, ctx, rs))
+        for k in clients:
+            rs.processes[k] = env.process(client(env, ctx, rs, k))
+        if cfg.round_deadline_s is None:
+            yield rs.upload.event
+        else:
+            yield rs.upload.event | env.timeout(cfg.round_deadline_s)
+            for k in sorted(rs.active - set(rs.uploaded)):
+                rs.drop(k)
+        aggregated = list(rs.uploaded)
+        agg_start = env.now
+        if cfg.aggregation_s > 0:
+            yield env.timeout(cfg.aggregation_s)
+        if trainer is not None:
+            trainer.aggregate(aggregated)
+        if ctx.trace is not None and (cfg.aggregation_s > 0 or aggregated):
+            ctx.trace.append((e, None, "fed_server", "aggregate", agg_start, env.now, 0.0, 0.0, "fed_server"))
+        if cfg.broadcast and aggregated:
+            b_start = env.now
+            yield env.timeout(ctx.costs.broadcast_s(aggregated))
+            if ctx.trace is not None:
+                ctx.trace.append(
+                    (
+                        e,
+                        None,
+                        "fed_server",
+                        "broadcast",
+                        b_start,
+                        env.now,
+                        float(ctx.costs.sizes.lora_bits[aggregated].max()),
+                        0.0,
+                        "downlink",
+                    )
+                )
+        log.append(
+            dict(
+                summary,
+                start_s=start,
+                end_s=env.now,
+                aggregated=aggregated,
+                dropped=list(rs.dropped),
+                energy_tx_j=list(ctx.energy_tx_j),
+                energy_cpu_j=list(ctx.energy_cpu_j),
+            )
+        )
+        if trainer is not None and trainer.end_round(e, env.now):
+            return True
+    return False

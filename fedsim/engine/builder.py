@@ -1,0 +1,214 @@
+"""Wire one engine run: resources, costs, the round plan and the actors; collect the result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from fedsim.allocation import Allocation
+from fedsim.engine.actors import fed_server
+from fedsim.engine.channel_state import ChannelState
+from fedsim.engine.config import EngineConfig
+from fedsim.engine.costs import Costs, event_sizes
+from fedsim.engine.live import Trainer
+from fedsim.engine.state import RunContext
+from fedsim.engine.trace import trace_frame
+from fedsim.errors import InputError
+from fedsim.system import Drop
+from fedsim.workload import Workload
+
+
+@dataclass
+class SimResult:
+    """Outcome of one engine run.
+
+    Attributes:
+        total_s: simulated time when training ends [s] (fractional replay rounds charged pro rata).
+        rounds_completed: global rounds simulated.
+        converged: live mode: the trainer reported the target; replay: all ``rounds`` were timed.
+        round_rows: one dict per round: round, start_s, end_s, duration_s, clients_started,
+            clients_failed, stragglers, clients_dropped, clients_aggregated, energy_tx_j,
+            energy_compute_j, energy_j.
+        trace_rows: the trace as tuples in ``TRACE_COLUMNS`` order; empty when tracing is off.
+        trace: the same as a DataFrame, one row per event (see ``fedsim.engine.trace``).
+        energy_tx_j, energy_compute_j: (rounds, K) per-client energy per round [J].
+    """
+
+    total_s: float
+    rounds_completed: int
+    converged: bool
+    round_rows: list[dict]
+    trace_rows: list[tuple]
+    energy_tx_j: np.ndarray
+    energy_compute_j: np.ndarray
+    client_status: list[dict] = field(default_factory=list)
+
+    @cached_property
+    def trace(self) -> pd.DataFrame:
+        """The trace as a DataFrame (built on first access, so Monte Carlo runs never pay for it)."""
+        return trace_frame(self.trace_rows)
+
+    def client_rows(self) -> list[dict]:
+        """One dict per (round, client): energies and whether it failed, straggled, was dropped, aggregated."""
+        rows = []
+        for e, status in enumerate(self.client_status):
+            for k in range(self.energy_tx_j.shape[1]):
+                rows.append(
+                    {
+                        "round": e,
+                        "client": k,
+                        **{name: k in members for name, members in status.items()},
+                        "energy_tx_j": float(self.energy_tx_j[e, k]),
+                        "energy_compute_j": float(self.energy_compute_j[e, k]),
+                    }
+                )
+        return rows
+
+
+def _check(drop: Drop, alloc: Allocation, batch_size: int, local_iterations: int, rounds: float) -> None:
+    if batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if local_iterations < 1:
+        raise InputError(f"local_iterations must be an integer >= 1, got {local_iterations}")
+    if not (rounds > 0 and math.isfinite(rounds)):
+        raise InputError(f"rounds must be a finite number > 0, got {rounds}")
+    if alloc.num_clients != drop.num_clients:
+        raise InputError(f"allocation has {alloc.num_clients} clients but the drop has {drop.num_clients}")
+
+
+def _labels(alloc: Allocation, k: int) -> dict[str, list[str]]:
+    def subs(owner: np.ndarray, c: int) -> str:
+        return ",".join(str(i) for i in np.flatnonzero(np.asarray(owner) == c))
+
+    return {
+        "client": [f"client{c}" for c in range(k)],
+        "gpu": [f"gpu:client{c}" for c in range(k)],
+        "main": [f"main_subch:{subs(alloc.owner_main, c)}" for c in range(k)],
+        "fed": [f"fed_subch:{subs(alloc.owner_fed, c)}" for c in range(k)],
+    }
+
+
+def _round_plan(ctx: RunContext, chan: ChannelState, rng: np.random.Generator):
+    """Per round, in this order: a fading block (if on), failures (if p > 0), stragglers (if p > 0)."""
+    cfg, k = ctx.config, ctx.num_clients
+
+    everyone = {"started": list(range(k)), "failed": [], "stragglers": []}
+
+    def plan(e: int) -> tuple[list[int], dict]:
+        if cfg.fading:
+            chan.redraw()
+            ctx.costs.new_block()
+        if cfg.failure_prob == 0 and cfg.straggler_prob == 0:
+            return everyone["started"], everyone
+        failed = rng.random(k) < cfg.failure_prob if cfg.failure_prob > 0 else np.zeros(k, bool)
+        slow = rng.random(k) < cfg.straggler_prob if cfg.straggler_prob > 0 else np.zeros(k, bool)
+        ctx.costs.new_round(np.where(slow, cfg.straggler_slowdown, 1.0))
+        clients = np.flatnonzero(~failed).tolist()
+        return clients, {
+            "started": clients,
+            "failed": np.flatnonzero(failed).tolist(),
+            "stragglers": np.flatnonzero(slow & ~failed).tolist(),
+        }
+
+    return plan
+
+
+def simulate(
+    drop: Drop,
+    workload: Workload,
+    alloc: Allocation,
+    batch_size: int,
+    local_iterations: int,
+    rounds: float,
+    config: EngineConfig,
+    rng: np.random.Generator,
+    trainer: Trainer | None = None,
+) -> SimResult:
+    """Time split federated training of one drop under one allocation with the discrete-event engine.
+
+    Args:
+        drop, workload, alloc: the system, the model's per-layer costs and the decisions.
+        batch_size: b, samples per client per local iteration.
+        local_iterations: I, local iterations per global round.
+        rounds: replay: E(r) global rounds (a fraction of a round is charged pro rata of the last
+            simulated round); live: the maximum number of rounds.
+        config: engine switches (defaults: paper mode).
+        rng: draws fading blocks, failures and stragglers (untouched in paper mode).
+        trainer: live mode; called when compute events start (``fedsim.engine.live``).
+    """
+    _check(drop, alloc, batch_size, local_iterations, rounds)
+    env, k = simpy.Environment(), drop.num_clients
+    chan = ChannelState(drop, alloc, config, rng)
+    costs = Costs(drop, event_sizes(workload, alloc, batch_size), chan, config)
+
+    def new_block() -> None:
+        chan.redraw()
+        costs.new_block()
+
+    ctx = RunContext(
+        env=env,
+        config=config,
+        costs=costs,
+        num_clients=k,
+        local_iterations=int(local_iterations),
+        client_gpu=[simpy.Resource(env, 1) for _ in range(k)],
+        main_subchannels=[simpy.Resource(env, 1) for _ in range(k)],
+        fed_subchannels=[simpy.Resource(env, 1) for _ in range(k)],
+        server_gpu=simpy.Resource(env, config.server_gpu_capacity),
+        downlink=simpy.Resource(env, config.downlink_slots),
+        trainer=trainer,
+        new_block=new_block if config.fading_every_iteration else None,
+        trace=[] if config.trace else None,
+        names=_labels(alloc, k) if config.trace else {},
+        energy_tx_j=[0.0] * k,
+        energy_cpu_j=[0.0] * k,
+    )
+    log: list[dict] = []
+    n_rounds = int(math.ceil(rounds)) if trainer is None else int(math.floor(rounds))
+    proc = env.process(fed_server(env, ctx, _round_plan(ctx, chan, rng), max(n_rounds, 1), log))
+    reached = env.run(until=proc)
+    return _result(log, rounds, trainer, reached, ctx, k)
+
+
+def _result(log: list[dict], rounds: float, trainer, reached: bool, ctx: RunContext, k: int) -> SimResult:
+    rows, status = [], []
+    for e, r in enumerate(log):
+        tx, cpu = sum(r["energy_tx_j"]), sum(r["energy_cpu_j"])
+        rows.append(
+            {
+                "round": e,
+                "start_s": r["start_s"],
+                "end_s": r["end_s"],
+                "duration_s": r["end_s"] - r["start_s"],
+                "clients_started": len(r["started"]),
+                "clients_failed": len(r["failed"]),
+                "stragglers": len(r["stragglers"]),
+                "clients_dropped": len(r["dropped"]),
+                "clients_aggregated": len(r["aggregated"]),
+                "energy_tx_j": tx,
+                "energy_compute_j": cpu,
+                "energy_j": tx + cpu,
+            }
+        )
+        status.append({name: set(r[name]) for name in ("failed", "stragglers", "dropped", "aggregated")})
+    total = rows[-1]["end_s"] if rows else 0.0
+    frac = rounds - math.floor(rounds)
+    if trainer is None and frac > 0:
+        # E(r) is fractional: the last simulated round counts for its fraction only
+        total = rows[-1]["start_s"] + frac * rows[-1]["duration_s"]
+    energy = lambda key: np.array([r[key] for r in log], float).reshape(len(log), k)  # noqa: E731
+    return SimResult(
+        total_s=float(total),
+        rounds_completed=len(rows),
+        converged=bool(reached) if trainer is not None else True,
+        round_rows=rows,
+        trace_rows=ctx.trace or [],
+        energy_tx_j=energy("energy_tx_j"),
+        energy_compute_j=energy("energy_cpu_j"),
+        client_status=status,
+    )

@@ -1,0 +1,85 @@
+"""Link rates at the current simulated instant: a static drop, or block fading redrawn by the engine.
+
+A transfer is charged ``bits / rate`` with the rate of the block current when the transfer starts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import channel
+from fedsim.allocation import Allocation
+from fedsim.engine.config import EngineConfig
+from fedsim.system import Drop, Link
+
+
+def mean_gain(gain: np.ndarray) -> np.ndarray:
+    """Per-client large-scale gain (K,): the gain itself if flat, the mean over subchannels if faded."""
+    gain = np.asarray(gain, dtype=float)
+    return gain if gain.ndim == 1 else gain.mean(axis=1)
+
+
+def client_power_w(
+    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, num_clients: int
+) -> np.ndarray:
+    """Transmit power of each client on one link, sum of p_i B_i over its subchannels, (K,) [W]."""
+    owner = np.asarray(owner, dtype=int)
+    used = owner >= 0
+    power = np.asarray(psd_w_hz, dtype=float)[used] * subchannel_hz
+    return np.bincount(owner[used], weights=power, minlength=num_clients).astype(float)
+
+
+def downlink_rates_bps(gain: np.ndarray, config: EngineConfig, noise_psd_w_hz: float) -> np.ndarray:
+    """Rate of one downlink slot to each client, (K,) [bit/s].
+
+    A slot has bandwidth B/S and power P/S, so its PSD is P/B whatever the number of slots S.
+    """
+    bandwidth_hz = config.downlink_bandwidth_hz / config.downlink_slots
+    psd_w_hz = config.downlink_power_w / config.downlink_bandwidth_hz
+    return channel.shannon_rate_bps(bandwidth_hz, psd_w_hz, gain, noise_psd_w_hz)
+
+
+class ChannelState:
+    """Current gains and rates of the main, federated and down links of one drop under one allocation.
+
+    Without fading switches the drop's own gains are used for the whole run (paper mode). With them,
+    every ``redraw()`` multiplies each client's large-scale gain by fresh unit-mean exponential power
+    gains, drawn in a fixed order: main (K, M), then fed (K, N), then downlink (K,).
+
+    Attributes:
+        rate_main_bps, rate_fed_bps: (K,) uplink rates over each client's subchannels [bit/s].
+        rate_down_bps: (K,) rate of one downlink slot to each client [bit/s].
+        power_main_w, power_fed_w: (K,) client transmit powers on each uplink [W].
+    """
+
+    def __init__(self, drop: Drop, alloc: Allocation, config: EngineConfig, rng: np.random.Generator):
+        self._drop, self._alloc, self._config, self._rng = drop, alloc, config, rng
+        k = drop.num_clients
+        self.power_main_w = client_power_w(alloc.owner_main, alloc.psd_main_w_hz, drop.main.subchannel_hz, k)
+        self.power_fed_w = client_power_w(alloc.owner_fed, alloc.psd_fed_w_hz, drop.fed.subchannel_hz, k)
+        self._base_main = mean_gain(drop.main.gain)
+        self._base_fed = mean_gain(drop.fed.gain)
+        self._set_gains(drop.main.gain, drop.fed.gain, self._base_main)
+
+    def _rates(self, link: Link, owner: np.ndarray, psd: np.ndarray, gain: np.ndarray) -> np.ndarray:
+        return channel.client_rates_bps(
+            owner, psd, gain, link.subchannel_hz, link.noise_psd_w_hz, self._drop.num_clients
+        )
+
+    def _set_gains(self, gain_main: np.ndarray, gain_fed: np.ndarray, gain_down: np.ndarray) -> None:
+        d, a = self._drop, self._alloc
+        self.rate_main_bps = self._rates(d.main, a.owner_main, a.psd_main_w_hz, gain_main)
+        self.rate_fed_bps = self._rates(d.fed, a.owner_fed, a.psd_fed_w_hz, gain_fed)
+        self.rate_down_bps = downlink_rates_bps(gain_down, self._config, d.main.noise_psd_w_hz)
+
+    def redraw(self) -> None:
+        """Draw a new fading block (only call when a fading switch is on)."""
+        k, rng = self._drop.num_clients, self._rng
+        g_main = self._base_main[:, None] * channel.rayleigh_power_gains(
+            rng, (k, self._drop.main.num_subchannels)
+        )
+        g_fed = self._base_fed[:, None] * channel.rayleigh_power_gains(
+            rng, (k, self._drop.fed.num_subchannels)
+        )
+        g_down = self._base_main * channel.rayleigh_power_gains(rng, k)
+        self._set_gains(g_main, g_fed, g_down)

@@ -1,0 +1,121 @@
+"""What every engine event moves and computes, and how long it takes on the current channel block.
+
+Sizes come from the workload helpers of ``fedsim.delay`` (FLOPs and bits per sample); durations are
+``flops / flops_per_s`` and ``bits / rate_bps``. Nothing here calls ``fedsim.delay.delays``: that is
+the reference the engine is tested against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedsim.allocation import Allocation
+from fedsim.delay import activation_bits, client_flops, lora_bits, server_flops
+from fedsim.engine.channel_state import ChannelState
+from fedsim.engine.config import EngineConfig
+from fedsim.engine.energy import compute_energy_j
+from fedsim.system import Drop
+from fedsim.workload import Workload
+
+
+def transfer_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
+    """bits / rate [s]; nothing to send takes 0 s, something on a zero rate takes inf (never NaN)."""
+    bits, rate_bps = np.broadcast_arrays(np.asarray(bits, float), np.asarray(rate_bps, float))
+    out = np.where(bits > 0, np.inf, 0.0)
+    np.divide(bits, rate_bps, out=out, where=rate_bps > 0)
+    return out
+
+
+@dataclass(frozen=True)
+class EventSizes:
+    """Per-client sizes of one local iteration's events, all (K,) and per *batch* of b samples.
+
+    Attributes:
+        client_fwd_flops, client_bwd_flops: client FP / BP work [FLOP].
+        server_fwd_flops, server_bwd_flops: server FP / BP work on client k's batch [FLOP].
+        act_bits: activation upload (and gradient download) size [bit].
+        lora_bits: LoRA upload size (once per round, or per iteration in reading D2) [bit].
+    """
+
+    client_fwd_flops: np.ndarray
+    client_bwd_flops: np.ndarray
+    server_fwd_flops: np.ndarray
+    server_bwd_flops: np.ndarray
+    act_bits: np.ndarray
+    lora_bits: np.ndarray
+
+
+def event_sizes(workload: Workload, alloc: Allocation, batch_size: int) -> EventSizes:
+    """Sizes of every event of one client per local iteration (batch of ``batch_size`` samples)."""
+    c_fwd, c_bwd = client_flops(workload, alloc.cuts, alloc.ranks)
+    s_fwd, s_bwd = server_flops(workload, alloc.cuts, alloc.ranks)
+    return EventSizes(
+        batch_size * c_fwd,
+        batch_size * c_bwd,
+        batch_size * s_fwd,
+        batch_size * s_bwd,
+        batch_size * activation_bits(workload, alloc.cuts),
+        lora_bits(workload, alloc.cuts, alloc.ranks).astype(float),
+    )
+
+
+class Costs:
+    """Durations and energies of every event, cached per channel block and per round.
+
+    Durations are Python lists indexed by client so the SimPy processes read them without numpy
+    overhead. ``new_block()`` refreshes the transfer times after a channel redraw; ``new_round(slowdown)``
+    sets this round's compute times (stragglers run slower).
+    """
+
+    def __init__(self, drop: Drop, sizes: EventSizes, chan: ChannelState, config: EngineConfig):
+        self.sizes, self.chan, self._drop = sizes, chan, drop
+        self._fwd_s = sizes.client_fwd_flops / drop.client_flops_per_s
+        self._bwd_s = sizes.client_bwd_flops / drop.client_flops_per_s
+        energy = lambda flops: compute_energy_j(  # noqa: E731
+            flops, drop.client_flops_per_s, config.client_flops_per_cycle, config.effective_capacitance
+        )
+        self.fwd_j = energy(sizes.client_fwd_flops).tolist()
+        self.bwd_j = energy(sizes.client_bwd_flops).tolist()
+        self.power_main_w = chan.power_main_w.tolist()
+        self.power_fed_w = chan.power_fed_w.tolist()
+        f_s = drop.server_flops_per_s
+        self.server_fwd_each_s = (sizes.server_fwd_flops / f_s).tolist()
+        self.server_bwd_each_s = (sizes.server_bwd_flops / f_s).tolist()
+        self._server_all = (
+            float(sizes.server_fwd_flops.sum() / f_s),
+            float(sizes.server_bwd_flops.sum() / f_s),
+        )
+        self.new_round(np.ones(drop.num_clients))
+        self.new_block()
+
+    def new_block(self) -> None:
+        """Recompute transfer times from the channel's current rates."""
+        chan, sizes = self.chan, self.sizes
+        self.act_up_s = transfer_s(sizes.act_bits, chan.rate_main_bps).tolist()
+        self.lora_up_s = transfer_s(sizes.lora_bits, chan.rate_fed_bps).tolist()
+        self.grad_down_s = transfer_s(sizes.act_bits, chan.rate_down_bps).tolist()
+
+    def new_round(self, slowdown: np.ndarray) -> None:
+        """Set this round's client compute times; ``slowdown`` (K,) >= 1 multiplies them."""
+        self.fwd_s = (self._fwd_s * slowdown).tolist()
+        self.bwd_s = (self._bwd_s * slowdown).tolist()
+
+    def server_s(self, clients: list[int], num_clients: int) -> tuple[float, float]:
+        """Server FP and BP times on the concatenated batches of ``clients`` [s] (eqs. 11, 12)."""
+        if len(clients) == num_clients:
+            return self._server_all
+        idx = np.asarray(clients, dtype=int)
+        f_s = self._drop.server_flops_per_s
+        return (
+            float(self.sizes.server_fwd_flops[idx].sum() / f_s),
+            float(self.sizes.server_bwd_flops[idx].sum() / f_s),
+        )
+
+    def broadcast_s(self, clients: list[int]) -> float:
+        """Multicast of the aggregated LoRA to ``clients``: largest LoRA at the weakest downlink rate [s]."""
+        if not clients:
+            return 0.0
+        idx = np.asarray(clients, dtype=int)
+        return float(transfer_s(self.sizes.lora_bits[idx].max(), self.chan.rate_down_bps[idx].min()))

@@ -1,0 +1,127 @@
+"""Shared state of one engine run: the SimPy resources, and the synchronisation points of one round.
+
+``RoundState`` holds one ``Countdown`` per (phase, local iteration): the main server waits for the
+"arrive" countdown (all activations in), clients wait for "bwd" (all backward passes done: the next
+iteration starts together, eq. 16) and so on. Dropping a client counts it down everywhere it has not
+reached yet, so nobody waits for a client that is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import simpy
+
+from fedsim.engine.config import EngineConfig
+from fedsim.engine.costs import Costs
+from fedsim.engine.live import Trainer
+
+PHASES = ("arrive", "bwd", "iter_upload")  # per-iteration countdowns; "upload" is once per round
+
+
+class Countdown:
+    """An event that fires when ``count`` participants have checked in (or been dropped)."""
+
+    __slots__ = ("count", "event", "_on_zero")
+
+    def __init__(self, env: simpy.Environment, count: int, on_zero: Callable[[], None] | None = None):
+        self.count, self.event, self._on_zero = count, env.event(), on_zero
+        if count == 0:
+            self._fire()
+
+    def _fire(self) -> None:
+        if self._on_zero is not None:
+            self._on_zero()
+        self.event.succeed()
+
+    def dec(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._fire()
+
+
+@dataclass
+class RunContext:
+    """Everything the actors of one run share (resources, costs, switches, outputs)."""
+
+    env: simpy.Environment
+    config: EngineConfig
+    costs: Costs
+    num_clients: int
+    local_iterations: int
+    client_gpu: list[simpy.Resource]
+    main_subchannels: list[simpy.Resource]  # client k's subchannels on the main link, held as one
+    fed_subchannels: list[simpy.Resource]
+    server_gpu: simpy.Resource
+    downlink: simpy.Resource
+    trainer: Trainer | None
+    new_block: Callable[[], None] | None  # redraw fading at each iteration start, or None
+    trace: list[tuple] | None
+    names: dict[str, list[str]]  # actor and resource labels per client, for the trace
+    energy_tx_j: list[float] = field(default_factory=list)
+    energy_cpu_j: list[float] = field(default_factory=list)
+
+
+class RoundState:
+    """Synchronisation of one global round among its participating clients.
+
+    Attributes:
+        index: 0-based round number.
+        active: clients still in the round.
+        grads: per iteration, fires when the main server has sent the activation gradients.
+        arrived: per iteration, clients whose activations reached the main server, in arrival order.
+        uploaded: clients whose LoRA reached the federated server, in arrival order.
+        dropped: clients dropped by the deadline.
+        processes: client processes, so a dropped client can be interrupted.
+    """
+
+    def __init__(self, ctx: RunContext, index: int, clients: list[int]):
+        env, n, iters = ctx.env, len(clients), ctx.local_iterations
+        self.index, self.active = index, set(clients)
+        self.arrived: list[list[int]] = [[] for _ in range(iters)]
+        self.grads = [env.event() for _ in range(iters)]  # main server sent the gradients (paper mode)
+        self.uploaded: list[int] = []
+        self.dropped: list[int] = []
+        self.processes: dict[int, simpy.Process] = {}
+        d2 = ctx.config.lora_upload_every_iteration
+        redraw = ctx.new_block
+        self.countdowns = {
+            "arrive": [Countdown(env, n) for _ in range(iters)],
+            # the phase that ends an iteration draws the next fading block when it completes
+            "bwd": [Countdown(env, n, None if d2 else redraw) for _ in range(iters)],
+            "iter_upload": [Countdown(env, n if d2 else 0, redraw if d2 else None) for _ in range(iters)],
+        }
+        self.upload = Countdown(env, n)
+        self._progress = {phase: dict.fromkeys(clients, 0) for phase in PHASES}
+
+    def event(self, phase: str, iteration: int) -> simpy.Event:
+        """The event that fires when every active client has passed ``phase`` of ``iteration``."""
+        return self.countdowns[phase][iteration].event
+
+    def check_in(self, phase: str, client: int, iteration: int) -> None:
+        """Client passed ``phase`` of ``iteration``."""
+        self._progress[phase][client] = iteration + 1
+        if phase == "arrive":
+            self.arrived[iteration].append(client)
+        self.countdowns[phase][iteration].dec()
+
+    def uploaded_lora(self, client: int) -> None:
+        self.uploaded.append(client)
+        self.upload.dec()
+
+    def drop(self, client: int) -> None:
+        """Remove ``client`` from the round: interrupt it and stop waiting for it anywhere."""
+        if client not in self.active:
+            return
+        self.active.discard(client)
+        self.dropped.append(client)
+        proc = self.processes.get(client)
+        if proc is not None and proc.is_alive:
+            proc.interrupt("dropped")
+        for phase, per_iter in self.countdowns.items():
+            for it in range(self._progress[phase][client], len(per_iter)):
+                if phase != "iter_upload" or per_iter[it].count > 0:
+                    per_iter[it].dec()
+        if client not in self.uploaded:
+            self.upload.dec()
