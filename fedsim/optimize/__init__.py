@@ -22,7 +22,11 @@ __all__ = ["POWER_SOLVERS", "Problem", "Result", "SCHEMES", "SchemeSpec", "brute
 
 
 def optimize(
-    problem: Problem, scheme: str = "proposed", rng: np.random.Generator | None = None, power_solver: str = "exact"
+    problem: Problem,
+    scheme: str = "proposed",
+    rng: np.random.Generator | None = None,
+    power_solver: str = "exact",
+    refine: bool = True,
 ) -> Result:
     """Optimise one drop with the proposed BCD (Algorithm 3) or a baseline a-d (spec §6).
 
@@ -31,6 +35,8 @@ def optimize(
         scheme: one of SCHEMES.
         rng: required for the baselines, which draw random choices.
         power_solver: "exact" (bisection, flat channels) or "cvxpy" (CLARABEL; also handles fading).
+        refine: after Algorithm 2, re-choose the subchannel counts jointly with the powers (flat channels;
+            see ``fedsim.optimize.joint``). False runs the paper's Algorithm 3 as written.
     """
     if scheme not in SCHEME_SPECS:
         raise InputError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
@@ -40,4 +46,4 @@ def optimize(
     if spec.needs_rng and rng is None:
         raise InputError(f"scheme {scheme!r} draws random choices: pass rng=np.random.Generator")
     validate_problem(problem)
-    return run_bcd(problem, spec, scheme, rng, power_solver)
+    return run_bcd(problem, spec, scheme, rng, power_solver, refine=refine)

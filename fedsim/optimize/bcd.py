@@ -15,7 +15,8 @@ from fedsim.delay import delays, link_rates_bps
 from fedsim.optimize.baselines import SchemeSpec
 from fedsim.optimize.greedy import greedy_assign, random_average_assign, round_robin_assign
 from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut, best_rank
-from fedsim.optimize.power import solve_power_exact, uniform_psd
+from fedsim.optimize.joint import exact_counts
+from fedsim.optimize.power import client_counts, solve_power_exact, uniform_psd
 from fedsim.optimize.problem import Problem, Result
 
 EPSILON = 1e-6
@@ -28,16 +29,39 @@ def initial_rank(ranks: tuple[int, ...]) -> int:
 
 
 def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_solver: str):
-    """Solve (25) on one link; on a solver failure keep the previous PSDs and report it."""
+    """Solve (25) on one link; returns (psd, link time, status). On a solver failure the previous PSDs are
+    kept (time inf so any success beats them) and the failure is reported."""
     if power_solver == "exact" and np.asarray(link.gain).ndim == 1:
         sol = solve_power_exact(link, owner, problem.drop.p_max_w, offset_s, load_bits)
-        return sol.psd_w_hz, sol.status
+        return sol.psd_w_hz, sol.time_s, sol.status
     from fedsim.optimize.power_cvx import solve_power_cvx
 
     sol = solve_power_cvx(link, owner, problem.drop.p_max_w, offset_s, load_bits)
     if sol.status in ("optimal", "optimal_inaccurate"):
-        return sol.psd_w_hz, sol.status
-    return previous_psd, f"{sol.status} (kept previous PSDs)"
+        return sol.psd_w_hz, sol.time_s, sol.status
+    return previous_psd, float("inf"), f"{sol.status} (kept previous PSDs)"
+
+
+def _client_power_w(link, owner: np.ndarray, psd_w_hz: np.ndarray, num_clients: int) -> np.ndarray:
+    """(K,) total transmit power of each client on one link [W]."""
+    used = owner >= 0
+    return np.bincount(owner[used], weights=psd_w_hz[used] * link.subchannel_hz, minlength=num_clients)
+
+
+def _channels_and_power(problem, link, offset_s, load_bits, psd, power_solver, refine: bool):
+    """Steps 1-2 of Algorithm 3 on one link: Algorithm 2, then power control (25). With ``refine`` on a flat
+    channel, the counts are then re-chosen jointly with the powers (``joint.exact_counts``) and kept if the
+    link gets faster."""
+    owner = greedy_assign(link, problem.drop.p_max_w, offset_s, load_bits)
+    psd, time_s, status = _power_step(problem, link, owner, offset_s, load_bits, psd, power_solver)
+    if refine and np.asarray(link.gain).ndim == 1:
+        counts = exact_counts(link, problem.drop.p_max_w, offset_s, load_bits, time_s)
+        if counts is not None and not np.array_equal(counts, client_counts(owner, problem.drop.num_clients)):
+            owner2 = np.repeat(np.arange(counts.shape[0]), counts)
+            psd2, time2, status2 = _power_step(problem, link, owner2, offset_s, load_bits, psd, power_solver)
+            if time2 < time_s:
+                owner, psd, status = owner2, psd2, status2
+    return owner, psd, status
 
 
 def run_bcd(
@@ -48,8 +72,12 @@ def run_bcd(
     power_solver: str = "exact",
     max_iterations: int = MAX_ITERATIONS,
     epsilon: float = EPSILON,
+    refine: bool = True,
 ) -> Result:
-    """Run the BCD loop with the blocks ``spec`` leaves free; see module docstring."""
+    """Run the BCD loop with the blocks ``spec`` leaves free; see module docstring.
+
+    ``refine`` adds the exact count refinement after Algorithm 2 on flat channels (``joint.py``);
+    ``refine=False`` is the paper's Algorithm 3 as written."""
     drop, model = problem.drop, CostModel.of(problem)
     k, j, ranks = drop.num_clients, problem.workload.num_layers, problem.ranks
     m, n = drop.main.num_subchannels, drop.fed.num_subchannels
@@ -71,21 +99,28 @@ def run_bcd(
     }
     if spec.power == "optimal" and problem.fading and power_solver == "exact":
         solver_status["power_solver"] = "cvxpy (fading: the exact solver needs a flat channel)"
+    if spec.channels == "greedy":
+        solver_status["assignment"] = "greedy (Alg. 2)" + (" + exact count refinement" if refine else "")
     history: list[float] = []
     best: tuple[float, Allocation] | None = None
     iterations, status = 0, "max_iterations"
     for iterations in range(1, max_iterations + 1):
         offset_main = model.client_fwd_s(cuts, rank)
         load_main, load_fed = model.main_load_bits(cuts), model.fed_load_bits(cuts, rank)
-        if spec.channels == "greedy":
-            owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
-            owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_fed)
-        if spec.power == "optimal":
-            psd_main, solver_status["power_main"] = _power_step(
+        if spec.channels == "greedy" and spec.power == "optimal":
+            owner_main, psd_main, solver_status["power_main"] = _channels_and_power(
+                problem, drop.main, offset_main, load_main, psd_main, power_solver, refine)
+            owner_fed, psd_fed, solver_status["power_fed"] = _channels_and_power(
+                problem, drop.fed, np.zeros(k), load_fed, psd_fed, power_solver, refine)
+        elif spec.power == "optimal":
+            psd_main, _, solver_status["power_main"] = _power_step(
                 problem, drop.main, owner_main, offset_main, load_main, psd_main, power_solver)
-            psd_fed, solver_status["power_fed"] = _power_step(
+            psd_fed, _, solver_status["power_fed"] = _power_step(
                 problem, drop.fed, owner_fed, np.zeros(k), load_fed, psd_fed, power_solver)
         else:
+            if spec.channels == "greedy":
+                owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
+                owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_fed)
             psd_main = uniform_psd(drop.main, owner_main, drop.p_max_w)
             psd_fed = uniform_psd(drop.fed, owner_fed, drop.p_max_w)
         rate_main = link_rates_bps(drop.main, owner_main, psd_main, k)

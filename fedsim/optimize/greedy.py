@@ -24,23 +24,22 @@ def assignment_power_w(link, p_max_w: np.ndarray) -> np.ndarray:
 
 def _greedy_flat(link, power_w, offset_s, load_bits) -> np.ndarray:
     gain = np.asarray(link.gain, dtype=float)
-    k = gain.shape[0]
-
-    def delay(c: int, n: int) -> float:
-        return float(finish_time_s(power_w[c], n, gain[c], offset_s[c], load_bits[c], link.subchannel_hz,
-                                   link.noise_psd_w_hz))
-
+    k, s = gain.shape[0], link.num_subchannels
+    # D_k(n) for every count a client can reach, (K, S-K+1), in one vectorised evaluation
+    n = np.arange(1, s - k + 2)
+    table = finish_time_s(power_w[:, None], n[None, :], gain[:, None], offset_s[:, None], load_bits[:, None],
+                          link.subchannel_hz, link.noise_psd_w_hz)
     counts = np.ones(k, dtype=int)
     # phase 2 as a max-heap on D_k(n_k): only the straggler's entry changes per step, O(S log K)
-    heap = [(-delay(c, 1), c) for c in range(k)]
+    heap = [(-table[c, 0], c) for c in range(k)]
     heapq.heapify(heap)
-    for _ in range(link.num_subchannels - k):
+    for _ in range(s - k):
         _, c = heapq.heappop(heap)
         counts[c] += 1
-        heapq.heappush(heap, (-delay(c, counts[c]), c))
+        heapq.heappush(heap, (-table[c, counts[c] - 1], c))
     # flat channel: which subchannels does not matter; give each client a contiguous block, weakest first
-    order = sorted(range(k), key=lambda c: -delay(c, 1))
-    return np.repeat(np.array(order, dtype=int), counts[order])
+    order = np.argsort(-table[:, 0], kind="stable")
+    return np.repeat(order, counts[order])
 
 
 def _fading_rate_bps(link, c: int, subs: list[int], power_w: float) -> float:
@@ -80,14 +79,16 @@ def _greedy_fading(link, power_w, offset_s, load_bits) -> np.ndarray:
     return owner
 
 
-def greedy_assign(link, p_max_w, offset_s, load_bits) -> np.ndarray:
+def greedy_assign(link, p_max_w, offset_s, load_bits, power_w=None) -> np.ndarray:
     """Algorithm 2 on one link. Returns owner (S,): the client of each subchannel, every entry >= 0.
 
     Args:
         link: the link (its gain is (K,) flat or (K, S) with fading).
         p_max_w: (K,) power caps [W]; offset_s: (K,) start times [s]; load_bits: (K,) bits to send.
+        power_w: (K,) per-client total power to assume while assigning [W]; default
+            min(p_max_k, p_th/K). BCD passes the previous iteration's powers (spec §5.1 alternative).
     """
-    power = assignment_power_w(link, p_max_w)
+    power = assignment_power_w(link, p_max_w) if power_w is None else np.asarray(power_w, dtype=float)
     offset_s = np.asarray(offset_s, dtype=float)
     load_bits = np.asarray(load_bits, dtype=float)
     if np.asarray(link.gain).ndim == 1:
