@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedsim.errors import InputError
 from fedsim.model_configs import SHIPPED, load_model_config
 from fedsim.workload import parameter_counts, workload_from_config
 
 D, D_FF, V, L = 768, 3072, 50257, 512
+_config = functools.cache(load_model_config)  # configs are read once, lazily, across examples
 
 
 def test_gpt2_small_analytic_golden(gpt2_workload):
@@ -133,3 +138,27 @@ def test_unknown_family_and_model(tmp_path):
     bad.write_text('{"hidden_size": 8}')
     with pytest.raises(InputError, match="model_type"):
         load_model_config(str(bad))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seq_len=st.integers(1, 512),
+    bits=st.sampled_from([8, 16, 32]),
+    family=st.sampled_from(["gpt2", "smollm2-135m"]),
+)
+def test_scaling_in_sequence_length_and_bits(seq_len, bits, family):
+    cfg = _config(family)
+    one = workload_from_config(cfg, seq_len=seq_len, bits=bits)
+    two = workload_from_config(cfg, seq_len=2 * seq_len, bits=bits)
+    d = one.act_bits[0] / (seq_len * bits)
+    # linear terms double with L; only attention's QK^T and AV (4 L^2 attn_dim) are quadratic
+    attn_dim = d  # both shipped families have heads x head_dim = d
+    np.testing.assert_allclose(two.fwd_flops - 2 * one.fwd_flops, 8 * seq_len**2 * attn_dim, rtol=1e-9)
+    np.testing.assert_allclose(two.lora_fwd_flops_per_rank, 2 * one.lora_fwd_flops_per_rank)
+    np.testing.assert_allclose(two.act_bits, 2 * one.act_bits)
+    assert two.head_fwd_flops == pytest.approx(2 * one.head_fwd_flops)
+    # LoRA bits do not depend on L; everything on the wire is linear in the bit width
+    np.testing.assert_array_equal(two.lora_bits_per_rank, one.lora_bits_per_rank)
+    assert one.lora_bits_per_rank[0] % bits == 0 and d == cfg.to_dict().get(
+        "n_embd", cfg.to_dict().get("hidden_size")
+    )
