@@ -24,9 +24,20 @@ def tiny():
     return tiny_model("gpt2", seed=3)
 
 
+def _forward_fn(model):
+    """A bare logits function, as a split model would offer."""
+
+    def forward(input_ids, attention_mask):
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return forward
+
+
 def _loader(tok, max_len=24):
     ds = E2EExamples(PAIRS, tok, max_len=max_len)
-    return ds, make_loader(ds, range(len(ds)), batch_size=2, generator=torch.Generator().manual_seed(0), shuffle=False)
+    return ds, make_loader(
+        ds, range(len(ds)), batch_size=2, generator=torch.Generator().manual_seed(0), shuffle=False
+    )
 
 
 def test_perplexity_matches_hand_computation(tiny):
@@ -43,14 +54,17 @@ def test_perplexity_matches_hand_computation(tiny):
             count += 1
     expected = math.exp(total / count)
     assert perplexity(model, loader) == pytest.approx(expected, rel=1e-5)
-    forward = lambda input_ids, attention_mask: model(input_ids=input_ids, attention_mask=attention_mask).logits  # noqa: E731
+    forward = _forward_fn(model)
     assert perplexity(forward, loader) == pytest.approx(expected, rel=1e-5)
 
 
 def test_uniform_model_has_perplexity_equal_to_vocab_size(tiny):
     _, tok = tiny
     _, loader = _loader(tok)
-    uniform = lambda input_ids, attention_mask: torch.zeros(*input_ids.shape, 50257)  # noqa: E731
+
+    def uniform(input_ids, attention_mask):
+        return torch.zeros(*input_ids.shape, 50257)
+
     assert perplexity(uniform, loader) == pytest.approx(50257, rel=1e-6)  # float32 log-softmax
 
 
@@ -69,9 +83,9 @@ def test_bleu_hand_values():
         100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25, abs=1e-9
     )
     # two references: counts are clipped by the max over references -> 5/6, 5/5, 3/4, 1/3
-    assert corpus_bleu(["the cat sat on the mat"], [["the cat sat on a mat", "a cat is on the mat"]]) == pytest.approx(
-        100 * (5 / 6 * 1 * 3 / 4 * 1 / 3) ** 0.25, abs=1e-9
-    )
+    assert corpus_bleu(
+        ["the cat sat on the mat"], [["the cat sat on a mat", "a cat is on the mat"]]
+    ) == pytest.approx(100 * (5 / 6 * 1 * 3 / 4 * 1 / 3) ** 0.25, abs=1e-9)
     assert corpus_bleu(["a b c d"], [["w x y z", "a b c d"]]) == pytest.approx(100.0)
 
 
@@ -96,8 +110,12 @@ def test_rouge_l_hand_values():
 
 def test_greedy_generation_same_with_and_without_kv_cache(tiny):
     model, tok = tiny
-    prompts = [tok("name[A] |||")["input_ids"], tok("name[B] |||")["input_ids"], tok("name[Cafe X], food[Thai] |||")["input_ids"]]
-    forward = lambda input_ids, attention_mask: model(input_ids=input_ids, attention_mask=attention_mask).logits  # noqa: E731
+    prompts = [
+        tok("name[A] |||")["input_ids"],
+        tok("name[B] |||")["input_ids"],
+        tok("name[Cafe X], food[Thai] |||")["input_ids"],
+    ]
+    forward = _forward_fn(model)
     with_cache = greedy_generate(model, tok, prompts, max_new_tokens=6, batch_size=2)
     without = greedy_generate(forward, tok, prompts, max_new_tokens=6, batch_size=1)
     assert with_cache == without
@@ -108,6 +126,9 @@ def test_evaluate_generation_groups_by_mr(tiny):
     model, tok = tiny
     result = evaluate_generation(model, tok, PAIRS, max_new_tokens=4)
     assert result["num_mrs"] == 3
-    assert result["samples"][0]["references"] == ["The Eagle serves French food.", "French food is served at The Eagle."]
+    assert result["samples"][0]["references"] == [
+        "The Eagle serves French food.",
+        "French food is served at The Eagle.",
+    ]
     assert 0.0 <= result["bleu"] <= 100.0 and 0.0 <= result["rouge_l"] <= 100.0
     assert evaluate_generation(model, tok, PAIRS, max_new_tokens=4, limit=1)["num_mrs"] == 1

