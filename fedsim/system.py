@@ -86,6 +86,7 @@ class Drop:
         p_max_w: (K,) per-client power caps [W].
         client_flops_per_s: (K,) effective client compute f_k/kappa_c [FLOP/s].
         server_flops_per_s: effective main-server compute f_s/kappa_s [FLOP/s].
+        client_cycles_per_s: (K,) client GPU clock f_k [cycles/s] (for the energy model), or None.
     """
 
     positions_m: np.ndarray
@@ -99,6 +100,7 @@ class Drop:
     p_max_w: np.ndarray
     client_flops_per_s: np.ndarray
     server_flops_per_s: float
+    client_cycles_per_s: np.ndarray | None = None
 
     @property
     def num_clients(self) -> int:
@@ -150,4 +152,5 @@ def draw_drop(params: SystemParams, rng: np.random.Generator) -> Drop:
         p_max_w=np.full(k, params.p_max_w),
         client_flops_per_s=cycles * params.client_flops_per_cycle,
         server_flops_per_s=params.server_cycles * params.server_flops_per_cycle,
+        client_cycles_per_s=cycles,
     )

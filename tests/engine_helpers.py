@@ -92,6 +92,7 @@ def equal_drop(
         main=dataclasses.replace(base.main, gain=np.full(k, gain)),
         fed=dataclasses.replace(base.fed, gain=np.full(k, gain)),
         client_flops_per_s=np.full(k, flops_per_s),
+        client_cycles_per_s=np.full(k, flops_per_s / 80.0),
         server_flops_per_s=server_flops_per_s,
     )
 

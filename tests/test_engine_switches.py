@@ -11,6 +11,7 @@ from engine_helpers import equal_drop, random_allocation, random_drop, random_wo
 import channel
 from fedsim.delay import delays, server_flops
 from fedsim.engine import EngineConfig, simulate
+from fedsim.errors import InputError
 
 B = 4  # batch size
 
@@ -284,7 +285,7 @@ def test_activation_deadline_lets_the_server_proceed_without_late_clients():
 
 def test_energy_is_transmit_power_times_time_plus_capacitance_model():
     _, work, drop, alloc = _setup(14, k=4)
-    cfg = EngineConfig(effective_capacitance=2e-28, client_flops_per_cycle=80.0)
+    cfg = EngineConfig(effective_capacitance=2e-28)
     res = simulate(drop, work, alloc, B, 3, 2, cfg, np.random.default_rng(0))
     ref = delays(drop, work, alloc, B, 3, 1)
     p_main = np.bincount(
@@ -298,7 +299,7 @@ def test_energy_is_transmit_power_times_time_plus_capacitance_model():
         4,
     )
     tx = 3 * p_main * ref.t_upload_act_s + p_fed * ref.t_upload_lora_s
-    f_hz = drop.client_flops_per_s / 80.0
+    f_hz = drop.client_cycles_per_s  # draw_drop: f_k; FLOP/s = f_k x 80
     # FLOPs = time x FLOP/s, cycles = FLOPs / 80, energy = k f^2 cycles
     cycles = 3 * (ref.t_client_fwd_s + ref.t_client_bwd_s) * drop.client_flops_per_s / 80.0
     cpu = 2e-28 * f_hz**2 * cycles
@@ -307,6 +308,17 @@ def test_energy_is_transmit_power_times_time_plus_capacitance_model():
         np.testing.assert_allclose(res.energy_compute_j[e], cpu, rtol=1e-9)
         assert res.round_rows[e]["energy_j"] == pytest.approx(tx.sum() + cpu.sum(), rel=1e-9)
     assert res.client_rows()[0]["aggregated"] is True
+
+
+def test_energy_flops_per_cycle_comes_from_the_config_or_the_drop():
+    _, work, drop, alloc = _setup(17, k=2)
+    base = simulate(drop, work, alloc, B, 1, 1, EngineConfig(), np.random.default_rng(0)).energy_compute_j
+    cfg = EngineConfig(energy_flops_per_cycle=160.0)  # twice the drop's 80: f halves, cycles halve -> 1/8
+    half = simulate(drop, work, alloc, B, 1, 1, cfg, np.random.default_rng(0)).energy_compute_j
+    np.testing.assert_allclose(half, base / 8, rtol=1e-12)
+    bare = dataclasses.replace(drop, client_cycles_per_s=None)
+    with pytest.raises(InputError, match="energy_flops_per_cycle"):
+        simulate(bare, work, alloc, B, 1, 1, EngineConfig(), np.random.default_rng(0))
 
 
 def test_aggregation_and_broadcast_add_their_times():

@@ -85,8 +85,11 @@ class EngineConfig(BaseModel):
         "proceeds without it) and misses aggregation",
     )
     # --- energy ---
-    client_flops_per_cycle: float = Field(
-        80.0, gt=0, description="client FLOPs per GPU cycle (1/kappa_c), to turn FLOPs into cycles for energy"
+    energy_flops_per_cycle: float | None = Field(
+        None,
+        gt=0,
+        description="client FLOPs per GPU cycle for the energy model; default: the drop's own "
+        "(client_flops_per_s / client_cycles_per_s)",
     )
     effective_capacitance: float = Field(
         1e-28,

@@ -16,6 +16,7 @@ from fedsim.delay import activation_bits, client_flops, lora_bits, server_flops
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.energy import compute_energy_j
+from fedsim.errors import InputError
 from fedsim.system import Drop
 from fedsim.workload import Workload
 
@@ -26,6 +27,18 @@ def transfer_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
     out = np.where(bits > 0, np.inf, 0.0)
     np.divide(bits, rate_bps, out=out, where=rate_bps > 0)
     return out
+
+
+def _flops_per_cycle(drop: Drop, config: EngineConfig) -> np.ndarray | float:
+    """Client FLOPs per cycle: the config's value, else the drop's (K,) ratio of FLOP/s to cycles/s."""
+    if config.energy_flops_per_cycle is not None:
+        return config.energy_flops_per_cycle
+    if drop.client_cycles_per_s is None:
+        raise InputError(
+            "engine.energy_flops_per_cycle: needed for the energy model when the drop has no "
+            "client_cycles_per_s"
+        )
+    return drop.client_flops_per_s / drop.client_cycles_per_s
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,9 @@ class Costs:
         self.sizes, self.chan, self._drop = sizes, chan, drop
         self._fwd_s = sizes.client_fwd_flops / drop.client_flops_per_s
         self._bwd_s = sizes.client_bwd_flops / drop.client_flops_per_s
+        per_cycle = _flops_per_cycle(drop, config)
         energy = lambda flops: compute_energy_j(  # noqa: E731
-            flops, drop.client_flops_per_s, config.client_flops_per_cycle, config.effective_capacitance
+            flops, drop.client_flops_per_s, per_cycle, config.effective_capacitance
         )
         self.fwd_j = energy(sizes.client_fwd_flops).tolist()
         self.bwd_j = energy(sizes.client_bwd_flops).tolist()

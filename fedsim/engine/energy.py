@@ -18,7 +18,7 @@ def transmit_energy_j(power_w: np.ndarray, duration_s: np.ndarray) -> np.ndarray
 
 
 def compute_energy_j(
-    flops: np.ndarray, flops_per_s: np.ndarray, flops_per_cycle: float, capacitance: float
+    flops: np.ndarray, flops_per_s: np.ndarray, flops_per_cycle: np.ndarray | float, capacitance: float
 ) -> np.ndarray:
     """Energy of a computation of ``flops`` on a chip of ``flops_per_s`` [J], elementwise.
 
