@@ -36,21 +36,28 @@ def solve_power_cvx(link, owner, p_max_w, offset_s, load_bits, solver: str = "CL
     if not senders:
         return PowerSolution(psd, float(np.max(offset_s)), "optimal")
     used = np.flatnonzero(owner >= 0)
+    u_owner = owner[used]
+    a_full = p_max_w[u_owner] * gain[u_owner, used] / (link.noise_psd_w_hz * b_hz)  # full-power SNR
+    if np.any(a_full[np.isin(u_owner, senders)] <= 0):
+        return PowerSolution(psd, float("inf"), "infeasible")
+    a_full = np.where(a_full > 0, a_full, 1.0)  # non-senders' subchannels carry nothing; keep logs finite
+    # vectorised over clients with a (senders x used subchannels) membership matrix: one compile, fast
+    member = (u_owner[None, :] == np.array(senders)[:, None]).astype(float)
     x = cp.Variable(used.shape[0], nonneg=True)
-    rate = cp.Variable(k, pos=True)
+    rate = cp.Variable(len(senders), pos=True)
     t = cp.Variable()
-    owner_budget = p_max_w[owner[used]]
-    cons = [owner_budget @ x <= link.p_th_w, t >= np.max(offset_s)]
-    for c in senders:
-        pos = np.flatnonzero(owner[used] == c)
-        a = p_max_w[c] * gain[c, used[pos]] / (link.noise_psd_w_hz * b_hz)
-        if np.any(a <= 0):
-            return PowerSolution(psd, float("inf"), "infeasible")
-        cons += [
-            rate[c] <= (b_hz / _MBIT) / np.log(2) * (np.sum(np.log(a)) + cp.sum(cp.log(1.0 / a + x[pos]))),
-            cp.sum(x[pos]) <= 1,
-            offset_s[c] + (load_bits[c] / _MBIT) * cp.inv_pos(rate[c]) <= t,
-        ]
+    owner_budget = p_max_w[u_owner]
+    scale = (b_hz / _MBIT) / np.log(2)
+    cons = [
+        owner_budget @ x <= link.p_th_w,
+        t >= np.max(offset_s),
+        rate <= scale * (member @ np.log(a_full) + member @ cp.log(1.0 / a_full + x)),
+        member @ x <= 1,
+        offset_s[senders] + cp.multiply(load_bits[senders] / _MBIT, cp.inv_pos(rate)) <= t,
+    ]
+    idle = np.flatnonzero(~np.isin(u_owner, senders))
+    if idle.size:  # a client with nothing to send spends no power
+        cons.append(x[idle] == 0)
     prob = cp.Problem(cp.Minimize(t), cons)
     try:
         prob.solve(solver=solver)
