@@ -4,6 +4,8 @@ The bare loop issues the same resource requests, timeouts and barrier events as 
 mode (per client-iteration: GPU request + FP timeout, subchannel request + upload timeout, server
 barrier, GPU request + BP timeout, iteration barrier; per round a LoRA upload) with none of the
 engine's bookkeeping. Targets: >= 20k client-iterations/s at K = 5, and engine/bare time <= 1.5.
+With tracing off (Monte Carlo) the engine fuses a client's back-to-back events on its own resources, so
+it issues fewer events than the bare loop; "traced" is the full-fidelity run (every event, every row).
 
     python benchmarks/bench_engine.py [--rounds 40] [--iterations 10] [--repeat 3]
 """
@@ -129,7 +131,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[5, 50, 200])
     args = parser.parse_args()
     work = toy_workload()
-    print(f"{'K':>5} {'client-it/s':>12} {'bare client-it/s':>17} {'engine/bare':>12}")
+    print(
+        f"{'K':>5} {'client-it/s':>12} {'bare client-it/s':>17} {'engine/bare':>12} {'traced it/s':>12} "
+        f"{'traced/bare':>12}"
+    )
     for k in args.clients:
         params = SystemParams(num_clients=k, num_subchannels_main=max(20, k), num_subchannels_fed=max(20, k))
         drop = draw_drop(params, np.random.default_rng(1))
@@ -146,6 +151,13 @@ def main() -> None:
         t_eng = best_of(
             args.repeat,
             partial(simulate, drop, work, alloc, 16, args.iterations, rounds, cfg, np.random.default_rng(0)),
+        )
+        traced = EngineConfig(trace=True)
+        t_trace = best_of(
+            args.repeat,
+            partial(
+                simulate, drop, work, alloc, 16, args.iterations, rounds, traced, np.random.default_rng(0)
+            ),
         )
         # the bare loop gets the engine's own per-event durations
         costs = Costs(drop, event_sizes(work, alloc, 16), ChannelState(drop, alloc, cfg, None), cfg)
@@ -166,7 +178,10 @@ def main() -> None:
             ),
         )
         n = k * args.iterations * rounds
-        print(f"{k:>5} {n / t_eng:>12,.0f} {n / t_bare:>17,.0f} {t_eng / t_bare:>12.2f}")
+        print(
+            f"{k:>5} {n / t_eng:>12,.0f} {n / t_bare:>17,.0f} {t_eng / t_bare:>12.2f} {n / t_trace:>12,.0f} "
+            f"{t_trace / t_bare:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

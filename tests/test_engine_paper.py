@@ -39,6 +39,22 @@ def test_total_matches_delay_model_on_1000_drops_all_cuts():
     assert worst < 1e-9
 
 
+@pytest.mark.slow
+def test_total_matches_on_1000_drops_times_every_cut_and_rank():
+    # the full product (15,000 runs); the default suite cycles the rank per drop instead
+    rng = np.random.default_rng(20261123)
+    work = random_workload(rng, num_layers=3)
+    worst = 0.0
+    for _ in range(1000):
+        drop = random_drop(rng)
+        for cut in (1, 2, 3):
+            for rank in RANKS:
+                alloc = random_allocation(rng, drop, 3, cut=cut, rank=rank)
+                ref = delays(drop, work, alloc, 4, 2, 1.5).total_s
+                worst = max(worst, _rel(simulate(drop, work, alloc, 4, 2, 1.5, FAST, rng).total_s, ref))
+    assert worst < 1e-9
+
+
 def test_total_matches_with_per_client_cuts_and_per_layer_ranks():
     rng = np.random.default_rng(7)
     for _ in range(300):
