@@ -79,9 +79,12 @@ class ResultsStore:
                 (self.root / name).unlink(missing_ok=True)
         elif old.exists() and self.done():
             previous = json.loads(old.read_text(encoding="utf-8"))
-            if _comparable(previous) != _comparable(resolved):
+            old_data, new_data = _comparable(previous), _comparable(resolved)
+            if old_data != new_data:
+                changed = sorted(k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k))
                 raise InputError(
-                    f"{self.root}: holds rows of a different scenario; rerun with --fresh or choose --out"
+                    f"{self.root}: holds rows of a different scenario (changed: {', '.join(changed)}); "
+                    "rerun with --fresh or choose --out"
                 )
         self.parts.mkdir(parents=True, exist_ok=True)
         atomic_write_text(old, json.dumps(resolved, indent=2, allow_nan=True) + "\n")
