@@ -25,7 +25,7 @@ def _counts_at(time_s: float, gain, offset_s, load_bits, p_max_w, sub_hz, n0, nu
     k = gain.shape[0]
     n = np.arange(1, num_sub + 2, dtype=float)  # 1..S+1, the last column only for marginals
     p = min_power_w(time_s, n[None, :], gain[:, None], offset_s[:, None], load_bits[:, None], sub_hz, n0)
-    ok = p <= p_max_w[:, None]
+    ok = p <= p_max_w[:, None] * (1 + 1e-9)  # rounding slack; the power solver re-solves exactly
     if not np.all(ok[:, num_sub - 1]):
         return np.zeros(k, int), np.inf
     n_min = np.argmax(ok, axis=1) + 1  # smallest feasible count (1-based)
@@ -63,7 +63,7 @@ def exact_counts(link, p_max_w, offset_s, load_bits, upper_s: float) -> np.ndarr
     if not np.isfinite(hi):
         return None
     best, total = _counts_at(hi, *args)
-    if not total <= link.p_th_w:
+    if not total <= link.p_th_w * (1 + 1e-9):  # the incumbent spends p_th up to rounding
         return None
     # usually Algorithm 2 is already optimal: then nothing slightly faster is feasible
     if not _counts_at(hi * (1 - _REL_TOL), *args)[1] <= link.p_th_w:
