@@ -1,0 +1,51 @@
+"""Benchmark: the fig5 sweep (10 bandwidth points x drops x 5 schemes, replay) with the serial and the
+process executor; prints wall time, tasks/s and the process/serial speed-up measured in the same run.
+
+    python benchmarks/bench_sweep.py                 # 10 x 100 x 5 = 5000 tasks, each executor
+    python benchmarks/bench_sweep.py --drops 20 --workers 2 --timing engine
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from fedsim.scenario import load_scenario
+from fedsim.sweep.runner import run_sweep
+from fedsim.sweep.store import ResultsStore
+
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "fig5_bandwidth.toml"
+
+
+def timed(scenario, executor: str, workers: int | None) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ResultsStore(tmp)
+        store.prepare(scenario)
+        start = time.perf_counter()
+        rows = run_sweep(scenario, store, executor=executor, workers=workers, progress=False)
+        return time.perf_counter() - start, len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drops", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=None, help="process workers (default: all cores)")
+    parser.add_argument("--timing", default="engine_round", choices=["engine", "engine_round", "analytic"])
+    parser.add_argument("--executors", nargs="+", default=["serial", "process"])
+    args = parser.parse_args()
+    scenario = load_scenario(SCENARIO, [f"montecarlo.drops={args.drops}", f"montecarlo.timing='{args.timing}'"])
+    print(f"fig5: 10 points x {args.drops} drops x 5 schemes, timing={args.timing}, cores={os.cpu_count()}")
+    results = {}
+    for executor in args.executors:
+        seconds, tasks = timed(scenario, executor, args.workers)
+        results[executor] = seconds
+        print(f"{executor:8s} {seconds:8.1f} s  {tasks / seconds:8.1f} tasks/s  ({tasks} tasks)")
+    if "serial" in results and "process" in results:
+        print(f"speed-up process/serial: {results['serial'] / results['process']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
