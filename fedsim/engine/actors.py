@@ -1,9 +1,8 @@
 """The SimPy processes of split federated training, one generator per actor.
 
 ``client`` runs a client's local iterations and LoRA upload for one round, ``main_server`` serves one
-round's iterations after all activations are in (paper mode), ``main_server_job`` serves one
-client's batch on arrival (pipelined mode) and ``fed_server`` drives the global rounds (see
-``builder``). Each event is a resource request held for the duration the cost model gives at the
+round's iterations after all activations are in (paper mode) and ``main_server_job`` serves one
+client's batch on arrival (pipelined mode); ``fedsim.engine.rounds.fed_server`` drives the rounds. Each event is a resource request held for the duration the cost model gives at the
 instant the event starts; each charged event is one trace row when tracing is on.
 """
 
@@ -268,68 +267,3 @@ def main_server_job(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: 
                 "server_gpu",
             )
         )
-
-
-def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: list[dict]):
-    """Drive the global rounds: start the clients, collect LoRA uploads (until the deadline), aggregate.
-
-    ``plan(e) -> (clients, summary)`` draws round e's channel block, failures and stragglers and
-    returns the participating clients; ``log`` gets one summary dict per finished round. Returns
-    True when the trainer reports the target reached.
-    """
-    cfg, trainer = ctx.config, ctx.trainer
-    for e in range(rounds):
-        start = env.now
-        clients, summary = plan(e)
-        ctx.energy_tx_j[:] = [0.0] * ctx.num_clients
-        ctx.energy_cpu_j[:] = [0.0] * ctx.num_clients
-        rs = RoundState(ctx, e, clients)
-        if not cfg.pipelined_server:
-            env.process(main_server(env, ctx, rs))
-        for k in clients:
-            rs.processes[k] = env.process(client(env, ctx, rs, k))
-        if cfg.round_deadline_s is None:
-            yield rs.upload.event
-        else:
-            yield rs.upload.event | env.timeout(cfg.round_deadline_s)
-            for k in sorted(rs.active - set(rs.uploaded)):
-                rs.drop(k)
-        aggregated = list(rs.uploaded)
-        agg_start = env.now
-        if cfg.aggregation_s > 0:
-            yield env.timeout(cfg.aggregation_s)
-        if trainer is not None:
-            trainer.aggregate(aggregated)
-        if ctx.trace is not None and (cfg.aggregation_s > 0 or aggregated):
-            ctx.trace.append((e, None, "fed_server", "aggregate", agg_start, env.now, 0.0, 0.0, "fed_server"))
-        if cfg.broadcast and aggregated:
-            b_start = env.now
-            yield env.timeout(ctx.costs.broadcast_s(aggregated))
-            if ctx.trace is not None:
-                ctx.trace.append(
-                    (
-                        e,
-                        None,
-                        "fed_server",
-                        "broadcast",
-                        b_start,
-                        env.now,
-                        float(ctx.costs.sizes.lora_bits[aggregated].max()),
-                        0.0,
-                        "downlink",
-                    )
-                )
-        log.append(
-            dict(
-                summary,
-                start_s=start,
-                end_s=env.now,
-                aggregated=aggregated,
-                dropped=list(rs.dropped),
-                energy_tx_j=list(ctx.energy_tx_j),
-                energy_cpu_j=list(ctx.energy_cpu_j),
-            )
-        )
-        if trainer is not None and trainer.end_round(e, env.now):
-            return True
-    return False

@@ -11,11 +11,11 @@ import pandas as pd
 import simpy
 
 from fedsim.allocation import Allocation
-from fedsim.engine.actors import fed_server
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.costs import Costs, event_sizes
 from fedsim.engine.live import Trainer
+from fedsim.engine.rounds import fed_server
 from fedsim.engine.state import RunContext
 from fedsim.engine.trace import trace_frame
 from fedsim.errors import InputError
