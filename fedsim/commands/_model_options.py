@@ -44,7 +44,9 @@ def add_model_options(group, model: type[BaseModel], prefix: str) -> None:
                 help=text,
             )
         else:
-            group.add_argument(flag(name), dest=f"{prefix}_{name}", type=kind, default=None, help=text)
+            group.add_argument(
+                flag(name), dest=f"{prefix}_{name}", type=kind, default=None, metavar=name.upper(), help=text
+            )
 
 
 def model_from_args(args, model: type[BaseModel], prefix: str, base: BaseModel | None = None) -> BaseModel:
