@@ -32,7 +32,9 @@ def gpt2_workload(seq_len: int = 512, bits: int = 32) -> Workload:
     )
 
 
-def make_problem(seed: int, rounds=None, workload=None, batch_size=16, local_iterations=10, **system) -> Problem:
+def make_problem(
+    seed: int, rounds=None, workload=None, batch_size=16, local_iterations=10, **system
+) -> Problem:
     """A Problem on one drop of SystemParams(**system) drawn with ``seed``."""
     drop = draw_drop(SystemParams(**system), np.random.default_rng(seed))
     return Problem(drop, workload or gpt2_workload(), batch_size, local_iterations, dict(rounds or ROUNDS))
@@ -44,8 +46,11 @@ def small_instance(seed: int) -> Problem:
     rng = np.random.default_rng(10_000 + seed)
     k, m = int(rng.integers(3, 6)), int(rng.integers(8, 13))
     params = SystemParams(
-        num_clients=k, num_subchannels_main=m, num_subchannels_fed=m,
-        p_th_main_w=float(rng.uniform(0.1, 1.0)), p_th_fed_w=float(rng.uniform(0.1, 1.0)),
+        num_clients=k,
+        num_subchannels_main=m,
+        num_subchannels_fed=m,
+        p_th_main_w=float(rng.uniform(0.1, 1.0)),
+        p_th_fed_w=float(rng.uniform(0.1, 1.0)),
         server_cycles=float(10 ** rng.uniform(9.5, 11.0)),
     )
     return Problem(draw_drop(params, rng), gpt2_workload(), 16, 10, dict(ROUNDS))

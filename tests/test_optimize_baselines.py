@@ -45,7 +45,9 @@ def test_baselines_hold_their_random_parts_fixed():
     counts = client_counts(a.allocation.owner_main, 5)
     assert counts.max() - counts.min() <= 1  # random average allocation
     # uniform PSD: min(p_max, p_th/K) per client, spread evenly
-    power = np.bincount(a.allocation.owner_main, weights=a.allocation.psd_main_w_hz * problem.drop.main.subchannel_hz)
+    power = np.bincount(
+        a.allocation.owner_main, weights=a.allocation.psd_main_w_hz * problem.drop.main.subchannel_hz
+    )
     np.testing.assert_allclose(power, min(0.2, 0.6 / 5), rtol=1e-12)
     # same seed, same baseline; c keeps its random cut, d its random rank
     again = optimize(problem, "a", rng=np.random.default_rng(3))

@@ -24,8 +24,14 @@ def _random_alloc(problem, rng):
     of = random_average_assign(drop.fed.num_subchannels, k, rng)
     cuts = rng.integers(1, j + 1, k)
     r = int(rng.choice(list(problem.rounds_by_rank)))
-    return Allocation(om, of, uniform_psd(drop.main, om, drop.p_max_w) * rng.uniform(0.1, 1, len(om)),
-                      uniform_psd(drop.fed, of, drop.p_max_w), cuts, uniform_ranks(k, j, r)), r
+    return Allocation(
+        om,
+        of,
+        uniform_psd(drop.main, om, drop.p_max_w) * rng.uniform(0.1, 1, len(om)),
+        uniform_psd(drop.fed, of, drop.p_max_w),
+        cuts,
+        uniform_ranks(k, j, r),
+    ), r
 
 
 @pytest.mark.parametrize("d2", [False, True])
@@ -33,7 +39,9 @@ def test_fast_objective_matches_reference_delay_model(d2):
     rng = np.random.default_rng(0)
     for seed in range(30):
         problem = make_problem(seed, num_clients=int(rng.integers(1, 9)))
-        problem = type(problem)(problem.drop, problem.workload, 16, 10, ROUNDS, upload_every_local_iteration=d2)
+        problem = type(problem)(
+            problem.drop, problem.workload, 16, 10, ROUNDS, upload_every_local_iteration=d2
+        )
         alloc, r = _random_alloc(problem, rng)
         k = problem.drop.num_clients
         ref = delays(problem.drop, problem.workload, alloc, 16, 10, ROUNDS[r], d2).total_s
@@ -116,7 +124,9 @@ def test_cvxpy_power_gives_the_same_bcd_result():
 
 
 def test_fading_drop_uses_cvxpy_and_is_feasible():
-    result = optimize(make_problem(6, fading=True, num_clients=3, num_subchannels_main=8, num_subchannels_fed=8))
+    result = optimize(
+        make_problem(6, fading=True, num_clients=3, num_subchannels_main=8, num_subchannels_fed=8)
+    )
     assert result.solver_status["power_solver"].startswith("cvxpy")
     assert result.delays.feasible and result.status in ("converged", "max_iterations")
 
@@ -124,8 +134,14 @@ def test_fading_drop_uses_cvxpy_and_is_feasible():
 def test_hand_built_workload_matches_workload_from_config(gpt2_workload):
     # the conftest fixture (fedsim.workload_from_config) against the spec §8.3 numbers built by hand
     mine = hand_workload()
-    for name in ("fwd_flops", "bwd_flops", "lora_fwd_flops_per_rank", "lora_bwd_flops_per_rank", "act_bits",
-                 "lora_bits_per_rank"):
+    for name in (
+        "fwd_flops",
+        "bwd_flops",
+        "lora_fwd_flops_per_rank",
+        "lora_bwd_flops_per_rank",
+        "act_bits",
+        "lora_bits_per_rank",
+    ):
         np.testing.assert_allclose(getattr(gpt2_workload, name), getattr(mine, name), rtol=1e-12)
     assert gpt2_workload.head_fwd_flops == pytest.approx(mine.head_fwd_flops, rel=1e-12)
     a = optimize(make_problem(3)).delays.total_s

@@ -24,8 +24,9 @@ def test_json_matches_library(capsys, gpt2_workload):
     assert main(["optimize", "--seed", "5", "--scheme", "b", "--json", "--bandwidth-main-hz", "2e7"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["scheme"] == "b" and record["system"]["bandwidth_main_hz"] == 2e7
-    _, result = optimize_drop(SystemParams(bandwidth_main_hz=2e7), gpt2_workload, 16, 10,
-                              parse_rounds("1,2,4,6,8", None), 5, "b")
+    _, result = optimize_drop(
+        SystemParams(bandwidth_main_hz=2e7), gpt2_workload, 16, 10, parse_rounds("1,2,4,6,8", None), 5, "b"
+    )
     assert record["delays"]["total_s"] == pytest.approx(result.delays.total_s, rel=1e-12)
     assert record["problem"]["rounds_by_rank"]["8"] == 170.0
     assert len(record["problem"]["drop"]["main"]["gain"]) == 5

@@ -78,8 +78,9 @@ def test_exact_counts_reach_the_composition_optimum():
         off, load = rng.uniform(0.5, 2, k), np.full(k, 2e8)
         p_max = inst.drop.p_max_w
         comps = compositions(link.num_subchannels, k)
-        t_all, _ = min_time_flat(comps, link.gain, off, load, p_max, link.p_th_w, B * 0 + link.subchannel_hz,
-                                 link.noise_psd_w_hz)
+        t_all, _ = min_time_flat(
+            comps, link.gain, off, load, p_max, link.p_th_w, B * 0 + link.subchannel_hz, link.noise_psd_w_hz
+        )
         start = solve_power_exact(link, greedy_assign(link, p_max, off, load), p_max, off, load).time_s
         counts = exact_counts(link, p_max, off, load, start)
         owner = np.repeat(np.arange(k), counts)

@@ -35,8 +35,9 @@ def test_single_client_is_full_power_closed_form():
     # one client: T = offset + load / (n B log2(1 + min(p_max, p_th) g / (N0 n B)))
     g, n, off, load = 1e-10, 4, 0.3, 2e8
     for p_max, p_th in ((0.2, 0.6), (0.2, 0.05)):
-        t, p = min_time_flat(np.array([n]), np.array([g]), np.array([off]), np.array([load]), np.array([p_max]),
-                             p_th, B, N0)
+        t, p = min_time_flat(
+            np.array([n]), np.array([g]), np.array([off]), np.array([load]), np.array([p_max]), p_th, B, N0
+        )
         p_use = min(p_max, p_th)
         expect = off + load / (n * B * np.log2(1 + p_use * g / (N0 * n * B)))
         assert t == pytest.approx(expect, rel=1e-12)
@@ -106,13 +107,20 @@ def _cvx_cases(count: int):
     for seed in range(count):
         rng = np.random.default_rng(seed)
         near = seed % 4 == 0  # every 4th drop: tiny disc around both servers, full-power SNR ~ 80-90 dB
-        params = SystemParams(radius_m=15.0, main_server_offset_m=5.0) if near else SystemParams(
-            p_th_main_w=float(rng.uniform(0.1, 1.2)), num_clients=int(rng.integers(2, 8)))
+        params = (
+            SystemParams(radius_m=15.0, main_server_offset_m=5.0)
+            if near
+            else SystemParams(p_th_main_w=float(rng.uniform(0.1, 1.2)), num_clients=int(rng.integers(2, 8)))
+        )
         drop = draw_drop(params, rng)
         k = drop.num_clients
         off = rng.uniform(0.5, 2.0, k)
         load = np.full(k, 2.01e8)
-        owner = greedy_assign(drop.main, drop.p_max_w, off, load) if seed % 2 else random_average_assign(20, k, rng)
+        owner = (
+            greedy_assign(drop.main, drop.p_max_w, off, load)
+            if seed % 2
+            else random_average_assign(20, k, rng)
+        )
         cases.append((drop.main, owner, drop.p_max_w, off, load))
         lora = np.full(k, 8 * 98304.0)
         cases.append((drop.fed, random_average_assign(20, k, rng), drop.p_max_w, np.zeros(k), lora))
@@ -145,8 +153,13 @@ def test_cvxpy_with_fading_gains_equal_per_client_matches_exact():
     drop = draw_drop(SystemParams(), np.random.default_rng(11))
     owner = np.arange(20) % 5
     off, load = np.full(5, 1.0), np.full(5, 2e8)
-    faded = Link(20, drop.main.subchannel_hz, drop.main.noise_psd_w_hz, drop.main.p_th_w,
-                 np.repeat(drop.main.gain[:, None], 20, axis=1))
+    faded = Link(
+        20,
+        drop.main.subchannel_hz,
+        drop.main.noise_psd_w_hz,
+        drop.main.p_th_w,
+        np.repeat(drop.main.gain[:, None], 20, axis=1),
+    )
     exact = solve_power_exact(drop.main, owner, drop.p_max_w, off, load)
     cvx = solve_power_cvx(faded, owner, drop.p_max_w, off, load)
     assert cvx.time_s == pytest.approx(exact.time_s, rel=1e-5)
@@ -157,9 +170,13 @@ def test_cvxpy_fading_beats_uniform_psd():
     owner = greedy_assign(drop.main, drop.p_max_w, np.ones(5), np.full(5, 2e8))
     assert np.all(client_counts(owner, 5) >= 1)
     cvx = solve_power_cvx(drop.main, owner, drop.p_max_w, np.ones(5), np.full(5, 2e8))
-    uni = _link_time(drop.main, owner, uniform_psd(drop.main, owner, drop.p_max_w), np.ones(5), np.full(5, 2e8))
+    uni = _link_time(
+        drop.main, owner, uniform_psd(drop.main, owner, drop.p_max_w), np.ones(5), np.full(5, 2e8)
+    )
     assert cvx.status == "optimal" and cvx.time_s <= uni * (1 + 1e-9)
-    assert cvx.time_s == pytest.approx(_link_time(drop.main, owner, cvx.psd_w_hz, np.ones(5), np.full(5, 2e8)))
+    assert cvx.time_s == pytest.approx(
+        _link_time(drop.main, owner, cvx.psd_w_hz, np.ones(5), np.full(5, 2e8))
+    )
 
 
 def test_exact_solver_rejects_fading():

@@ -16,7 +16,9 @@ from fedsim.optimize import brute_force, optimize
 
 
 def _with_link(problem, name, **changes):
-    drop = dataclasses.replace(problem.drop, **{name: dataclasses.replace(getattr(problem.drop, name), **changes)})
+    drop = dataclasses.replace(
+        problem.drop, **{name: dataclasses.replace(getattr(problem.drop, name), **changes)}
+    )
     return dataclasses.replace(problem, drop=drop)
 
 
@@ -113,7 +115,11 @@ def _independent_total_s(rec: dict) -> float:
         server += b * (sf + w["head_fwd_flops"] + sb + w["head_bwd_flops"]) / drop["server_flops_per_s"]
         f = drop["client_flops_per_s"][c]
         t_a = b * w["act_bits"][cut - 1] / rate(drop["main"], a["owner_main"], a["psd_main_w_hz"], c)
-        t_u = rank * sum(w["lora_bits_per_rank"][:cut]) / rate(drop["fed"], a["owner_fed"], a["psd_fed_w_hz"], c)
+        t_u = (
+            rank
+            * sum(w["lora_bits_per_rank"][:cut])
+            / rate(drop["fed"], a["owner_fed"], a["psd_fed_w_hz"], c)
+        )
         t1, t2, t3 = max(t1, b * cf / f + t_a), max(t2, b * cb / f), max(t3, t_u)
     return e * (iters * (t1 + server + t2) + t3)
 
@@ -125,6 +131,8 @@ def test_json_record_recomputes_the_delay(scheme):
     record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert _independent_total_s(record) == pytest.approx(result.delays.total_s, rel=1e-10)
     assert record["delays"]["total_s"] == pytest.approx(result.delays.total_s, rel=1e-15)
-    power = np.bincount(result.allocation.owner_main,
-                        weights=result.allocation.psd_main_w_hz * problem.drop.main.subchannel_hz)
+    power = np.bincount(
+        result.allocation.owner_main,
+        weights=result.allocation.psd_main_w_hz * problem.drop.main.subchannel_hz,
+    )
     assert np.all(power <= 0.2 * (1 + 1e-12)) and power.sum() <= 0.6 * (1 + 1e-12)

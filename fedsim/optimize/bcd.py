@@ -14,8 +14,8 @@ from fedsim.allocation import Allocation, uniform_ranks
 from fedsim.delay import delays, link_rates_bps
 from fedsim.optimize.baselines import SchemeSpec
 from fedsim.optimize.greedy import greedy_assign, random_average_assign, round_robin_assign
-from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut, best_rank
 from fedsim.optimize.joint import exact_counts
+from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut, best_rank
 from fedsim.optimize.power import client_counts, solve_power_exact, uniform_psd
 from fedsim.optimize.problem import Problem, Result
 
@@ -87,36 +87,53 @@ def run_bcd(
     else:
         owner_main, owner_fed = round_robin_assign(m, k), round_robin_assign(n, k)
     if spec.cut == "random":
-        cuts = rng.integers(1, j + 1, size=k) if problem.per_client_cuts else np.full(k, rng.integers(1, j + 1))
+        cuts = (
+            rng.integers(1, j + 1, size=k) if problem.per_client_cuts else np.full(k, rng.integers(1, j + 1))
+        )
     else:
         cuts = np.ones(k, dtype=int)
     rank = int(rng.choice(ranks)) if spec.rank == "random" else initial_rank(ranks)
     psd_main = uniform_psd(drop.main, owner_main, drop.p_max_w)
     psd_fed = uniform_psd(drop.fed, owner_fed, drop.p_max_w)
     solver_status: dict[str, str] = {
-        "power_solver": "uniform" if spec.power == "uniform" else (
-            "cvxpy" if power_solver == "cvxpy" or problem.fading else "exact"),
+        "power_solver": "uniform"
+        if spec.power == "uniform"
+        else ("cvxpy" if power_solver == "cvxpy" or problem.fading else "exact"),
     }
     if spec.power == "optimal" and problem.fading and power_solver == "exact":
         solver_status["power_solver"] = "cvxpy (fading: the exact solver needs a flat channel)"
     if spec.channels == "greedy":
         solver_status["assignment"] = "greedy (Alg. 2)" + (" + exact count refinement" if refine else "")
     history: list[float] = []
+    memo: dict[tuple, tuple] = {}
     best: tuple[float, Allocation] | None = None
     iterations, status = 0, "max_iterations"
-    for iterations in range(1, max_iterations + 1):
+    for iteration in range(1, max_iterations + 1):
+        iterations = iteration
         offset_main = model.client_fwd_s(cuts, rank)
         load_main, load_fed = model.main_load_bits(cuts), model.fed_load_bits(cuts, rank)
         if spec.channels == "greedy" and spec.power == "optimal":
-            owner_main, psd_main, solver_status["power_main"] = _channels_and_power(
-                problem, drop.main, offset_main, load_main, psd_main, power_solver, refine)
-            owner_fed, psd_fed, solver_status["power_fed"] = _channels_and_power(
-                problem, drop.fed, np.zeros(k), load_fed, psd_fed, power_solver, refine)
+            # steps 1-2 depend only on each link's (offsets, loads): reuse them when a cut/rank step changed
+            # nothing that link sees (typically the last iteration before the fixed point)
+            key = ("main", offset_main.tobytes(), load_main.tobytes())
+            if key not in memo:
+                memo[key] = _channels_and_power(
+                    problem, drop.main, offset_main, load_main, psd_main, power_solver, refine
+                )
+            owner_main, psd_main, solver_status["power_main"] = memo[key]
+            key = ("fed", load_fed.tobytes())
+            if key not in memo:
+                memo[key] = _channels_and_power(
+                    problem, drop.fed, np.zeros(k), load_fed, psd_fed, power_solver, refine
+                )
+            owner_fed, psd_fed, solver_status["power_fed"] = memo[key]
         elif spec.power == "optimal":
             psd_main, _, solver_status["power_main"] = _power_step(
-                problem, drop.main, owner_main, offset_main, load_main, psd_main, power_solver)
+                problem, drop.main, owner_main, offset_main, load_main, psd_main, power_solver
+            )
             psd_fed, _, solver_status["power_fed"] = _power_step(
-                problem, drop.fed, owner_fed, np.zeros(k), load_fed, psd_fed, power_solver)
+                problem, drop.fed, owner_fed, np.zeros(k), load_fed, psd_fed, power_solver
+            )
         else:
             if spec.channels == "greedy":
                 owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
@@ -135,15 +152,28 @@ def run_bcd(
         total = float(model.total_s(cuts, rank, rate_main, rate_fed))
         history.append(total)
         if best is None or total < best[0]:
-            alloc = Allocation(owner_main.copy(), owner_fed.copy(), psd_main.copy(), psd_fed.copy(),
-                               np.array(cuts, dtype=int), uniform_ranks(k, j, rank))
+            alloc = Allocation(
+                owner_main.copy(),
+                owner_fed.copy(),
+                psd_main.copy(),
+                psd_fed.copy(),
+                np.array(cuts, dtype=int),
+                uniform_ranks(k, j, rank),
+            )
             best = (total, alloc)
         if len(history) > 1 and abs(history[-2] - total) <= epsilon * total:
             status = "converged"
             break
     alloc = best[1]
-    result_delays = delays(drop, problem.workload, alloc, problem.batch_size, problem.local_iterations,
-                           problem.rounds_by_rank[int(alloc.ranks[0, 0])], problem.upload_every_local_iteration)
+    result_delays = delays(
+        drop,
+        problem.workload,
+        alloc,
+        problem.batch_size,
+        problem.local_iterations,
+        problem.rounds_by_rank[int(alloc.ranks[0, 0])],
+        problem.upload_every_local_iteration,
+    )
     if not result_delays.feasible:
         failed = any("kept previous" in v for v in solver_status.values())
         status = "solver_failed" if failed else "infeasible"

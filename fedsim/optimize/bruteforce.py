@@ -27,8 +27,12 @@ _UNIT_LOAD_BITS = 1e6
 
 def compositions(total: int, parts: int) -> np.ndarray:
     """(C(total-1, parts-1), parts) int: every way to write ``total`` as ``parts`` positive integers."""
-    bars = np.array(list(itertools.combinations(range(1, total), parts - 1)), dtype=int).reshape(-1, parts - 1)
-    edges = np.concatenate([np.zeros((bars.shape[0], 1), int), bars, np.full((bars.shape[0], 1), total)], axis=1)
+    bars = np.array(list(itertools.combinations(range(1, total), parts - 1)), dtype=int).reshape(
+        -1, parts - 1
+    )
+    edges = np.concatenate(
+        [np.zeros((bars.shape[0], 1), int), bars, np.full((bars.shape[0], 1), total)], axis=1
+    )
     return np.diff(edges, axis=1)
 
 
@@ -53,26 +57,43 @@ def brute_force(problem: Problem) -> Result:
     for name, link in (("main", drop.main), ("fed", drop.fed)):
         count = math.comb(link.num_subchannels - 1, k - 1)
         if count > MAX_COMPOSITIONS:
-            raise InputError(f"brute_force: {count} compositions on the {name} link (max {MAX_COMPOSITIONS}); "
-                             "use fewer clients or subchannels")
+            raise InputError(
+                f"brute_force: {count} compositions on the {name} link (max {MAX_COMPOSITIONS}); "
+                "use fewer clients or subchannels"
+            )
     comp_main = compositions(drop.main.num_subchannels, k)
     comp_fed = compositions(drop.fed.num_subchannels, k)
     p_max = np.asarray(drop.p_max_w, float)
     main, fed = drop.main, drop.fed
 
     # federated link: T3(c, r) = Lambda(c, r) * T3(unit load), one solve for all (c, r)
-    t3_unit, _ = min_time_flat(comp_fed, np.asarray(fed.gain, float), np.zeros(k), np.full(k, _UNIT_LOAD_BITS),
-                               p_max, fed.p_th_w, fed.subchannel_hz, fed.noise_psd_w_hz)
+    t3_unit, _ = min_time_flat(
+        comp_fed,
+        np.asarray(fed.gain, float),
+        np.zeros(k),
+        np.full(k, _UNIT_LOAD_BITS),
+        p_max,
+        fed.p_th_w,
+        fed.subchannel_hz,
+        fed.noise_psd_w_hz,
+    )
     i_fed = int(np.argmin(t3_unit))
     t3_per_bit = float(t3_unit[i_fed]) / _UNIT_LOAD_BITS
 
     # main link: every (c, r) at once, shape (C*R, compositions, K)
     grid = [(c, r) for c in range(1, j + 1) for r in problem.ranks]
-    cuts_grid = np.array([c for c, _ in grid])
     offsets = np.stack([model.client_fwd_s(np.full(k, c), r) for c, r in grid])  # (G, K)
     loads = np.stack([model.main_load_bits(np.full(k, c)) for c, _ in grid])  # (G, K)
-    t1_all, _ = min_time_flat(comp_main[None], np.asarray(main.gain, float), offsets[:, None, :], loads[:, None, :],
-                              p_max, main.p_th_w, main.subchannel_hz, main.noise_psd_w_hz)  # (G, compositions)
+    t1_all, _ = min_time_flat(
+        comp_main[None],
+        np.asarray(main.gain, float),
+        offsets[:, None, :],
+        loads[:, None, :],
+        p_max,
+        main.p_th_w,
+        main.subchannel_hz,
+        main.noise_psd_w_hz,
+    )  # (G, compositions)
     i_main = np.argmin(t1_all, axis=1)
     t1 = t1_all[np.arange(len(grid)), i_main]
     totals = []
@@ -81,23 +102,62 @@ def brute_force(problem: Problem) -> Result:
         t = t1[g] + float(model.server_s(cuts, r)) + float(np.max(model.client_bwd_s(cuts, r)))
         t3 = float(np.max(model.fed_load_bits(cuts, r))) * t3_per_bit
         e = problem.rounds_by_rank[r]
-        totals.append(e * problem.local_iterations * (t + t3) if problem.upload_every_local_iteration
-                      else e * (problem.local_iterations * t + t3))
+        totals.append(
+            e * problem.local_iterations * (t + t3)
+            if problem.upload_every_local_iteration
+            else e * (problem.local_iterations * t + t3)
+        )
     g = int(np.argmin(totals))
     c, r = grid[g]
     cuts = np.full(k, c)
     counts_main = comp_main[i_main[g]]
     counts_fed = comp_fed[i_fed]
-    _, p_main = min_time_flat(counts_main, np.asarray(main.gain, float), offsets[g], loads[g], p_max, main.p_th_w,
-                              main.subchannel_hz, main.noise_psd_w_hz)
-    _, p_fed = min_time_flat(counts_fed, np.asarray(fed.gain, float), np.zeros(k), model.fed_load_bits(cuts, r),
-                             p_max, fed.p_th_w, fed.subchannel_hz, fed.noise_psd_w_hz)
-    alloc = Allocation(_owner_from_counts(counts_main), _owner_from_counts(counts_fed),
-                       _psd_from_power(main, counts_main, p_main), _psd_from_power(fed, counts_fed, p_fed),
-                       cuts, uniform_ranks(k, j, r))
-    d = delays(drop, problem.workload, alloc, problem.batch_size, problem.local_iterations,
-               problem.rounds_by_rank[r], problem.upload_every_local_iteration)
+    _, p_main = min_time_flat(
+        counts_main,
+        np.asarray(main.gain, float),
+        offsets[g],
+        loads[g],
+        p_max,
+        main.p_th_w,
+        main.subchannel_hz,
+        main.noise_psd_w_hz,
+    )
+    _, p_fed = min_time_flat(
+        counts_fed,
+        np.asarray(fed.gain, float),
+        np.zeros(k),
+        model.fed_load_bits(cuts, r),
+        p_max,
+        fed.p_th_w,
+        fed.subchannel_hz,
+        fed.noise_psd_w_hz,
+    )
+    alloc = Allocation(
+        _owner_from_counts(counts_main),
+        _owner_from_counts(counts_fed),
+        _psd_from_power(main, counts_main, p_main),
+        _psd_from_power(fed, counts_fed, p_fed),
+        cuts,
+        uniform_ranks(k, j, r),
+    )
+    d = delays(
+        drop,
+        problem.workload,
+        alloc,
+        problem.batch_size,
+        problem.local_iterations,
+        problem.rounds_by_rank[r],
+        problem.upload_every_local_iteration,
+    )
     status = "optimal" if d.feasible else "infeasible"
     n_candidates = len(comp_main) * len(grid) + len(comp_fed)
-    return Result("brute_force", alloc, d, status, {"power_solver": "exact", "candidates": str(n_candidates)},
-                  1, [float(d.total_s)], problem)
+    return Result(
+        "brute_force",
+        alloc,
+        d,
+        status,
+        {"power_solver": "exact", "candidates": str(n_candidates)},
+        1,
+        [float(d.total_s)],
+        problem,
+    )

@@ -13,36 +13,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedsim.optimize.power import finish_time_s, min_power_w
+from fedsim.optimize.power import LN2, finish_time_s
 
 _BISECTIONS = 100
 # counts, not T, are the output (the power solver then finds T exactly), so a coarse tolerance is enough
-_REL_TOL = 1e-10
+_REL_TOL = 1e-8
 
 
-def _counts_at(time_s: float, gain, offset_s, load_bits, p_max_w, sub_hz, n0, num_sub) -> tuple[np.ndarray, float]:
+def _counts_at(
+    time_s: float, gain, offset_s, load_bits, p_max_w, sub_hz, n0, num_sub
+) -> tuple[np.ndarray, float]:
     """Least-power counts (K,) at time_s and their total power [W] (inf when no counts are feasible)."""
     k = gain.shape[0]
-    n = np.arange(1, num_sub + 2, dtype=float)  # 1..S+1, the last column only for marginals
-    p = min_power_w(time_s, n[None, :], gain[:, None], offset_s[:, None], load_bits[:, None], sub_hz, n0)
+    top_n = num_sub - k + 2  # counts 1..S-K+1 are reachable; one more column for the last marginal
+    n = np.arange(1, top_n + 1, dtype=float)
+    slack = time_s - offset_s
+    if np.any((load_bits > 0) & ~(slack > 0)):
+        return np.ones(k, int), np.inf
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # P_k(T; n) = (N0 B / g_k) n (2^{load_k / (slack_k n B)} - 1), written with one expm1 per entry
+        x = np.where(load_bits > 0, LN2 * load_bits / (slack * sub_hz), 0.0)
+        p = (n0 * sub_hz / gain)[:, None] * n[None, :] * np.expm1(x[:, None] / n[None, :])
+    p[load_bits <= 0] = 0.0
     ok = p <= p_max_w[:, None] * (1 + 1e-9)  # rounding slack; the power solver re-solves exactly
-    if not np.all(ok[:, num_sub - 1]):
-        return np.zeros(k, int), np.inf
+    if not np.all(ok[:, top_n - 2]):
+        return np.ones(k, int), np.inf
     n_min = np.argmax(ok, axis=1) + 1  # smallest feasible count (1-based)
     spare = num_sub - int(n_min.sum())
     if spare < 0:
         return n_min, np.inf
-    base = p[np.arange(k), n_min - 1]
-    total = float(base.sum())
+    total = float(p[np.arange(k), n_min - 1].sum())
     counts = n_min.copy()
     if spare > 0:
-        marg = p[:, :-1] - p[:, 1:]  # saving of the (n+1)-th subchannel, (K, S)
-        cols = np.arange(1, num_sub + 1)[None, :]
+        marg = p[:, :-1] - p[:, 1:]  # saving of the (n+1)-th subchannel, (K, S-K+1)
+        cols = np.arange(1, top_n)[None, :]
         marg = np.where(cols >= n_min[:, None], marg, -np.inf)
         flat = marg.ravel()
         top = np.argpartition(-flat, spare - 1)[:spare]
         total -= float(flat[top].sum())
-        counts += np.bincount(top // num_sub, minlength=k)
+        counts += np.bincount(top // (top_n - 1), minlength=k)
     return counts, total
 
 
@@ -57,8 +66,13 @@ def exact_counts(link, p_max_w, offset_s, load_bits, upper_s: float) -> np.ndarr
     k, s = gain.shape[0], link.num_subchannels
     args = (gain, offset_s, load_bits, p_max_w, float(link.subchannel_hz), float(link.noise_psd_w_hz), s)
     # nobody can beat full power on every spare subchannel
-    lo = float(np.max(finish_time_s(p_max_w, s - k + 1, gain, offset_s, load_bits, link.subchannel_hz,
-                                    link.noise_psd_w_hz)))
+    lo = float(
+        np.max(
+            finish_time_s(
+                p_max_w, s - k + 1, gain, offset_s, load_bits, link.subchannel_hz, link.noise_psd_w_hz
+            )
+        )
+    )
     hi = float(upper_s)
     if not np.isfinite(hi):
         return None

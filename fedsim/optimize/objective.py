@@ -42,11 +42,20 @@ class CostModel:
     def of(cls, problem: Problem) -> CostModel:
         w = problem.workload
         return cls(
-            _cum(w.fwd_flops), _cum(w.bwd_flops), _cum(w.lora_fwd_flops_per_rank), _cum(w.lora_bwd_flops_per_rank),
-            _cum(w.lora_bits_per_rank), np.concatenate([[0.0], np.asarray(w.act_bits, dtype=float)]),
-            float(w.head_fwd_flops), float(w.head_bwd_flops), np.asarray(problem.drop.client_flops_per_s, float),
-            float(problem.drop.server_flops_per_s), int(problem.batch_size), int(problem.local_iterations),
-            dict(problem.rounds_by_rank), bool(problem.upload_every_local_iteration),
+            _cum(w.fwd_flops),
+            _cum(w.bwd_flops),
+            _cum(w.lora_fwd_flops_per_rank),
+            _cum(w.lora_bwd_flops_per_rank),
+            _cum(w.lora_bits_per_rank),
+            np.concatenate([[0.0], np.asarray(w.act_bits, dtype=float)]),
+            float(w.head_fwd_flops),
+            float(w.head_bwd_flops),
+            np.asarray(problem.drop.client_flops_per_s, float),
+            float(problem.drop.server_flops_per_s),
+            int(problem.batch_size),
+            int(problem.local_iterations),
+            dict(problem.rounds_by_rank),
+            bool(problem.upload_every_local_iteration),
         )
 
     @property
@@ -55,11 +64,15 @@ class CostModel:
 
     def client_fwd_s(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """t_k^F, eq. (8), broadcast over cuts (..., K) [s]."""
-        return self.batch_size * (self.cum_fwd[cuts] + rank * self.cum_lora_fwd[cuts]) / self.client_flops_per_s
+        return (
+            self.batch_size * (self.cum_fwd[cuts] + rank * self.cum_lora_fwd[cuts]) / self.client_flops_per_s
+        )
 
     def client_bwd_s(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """t_k^B, eq. (13), (..., K) [s]."""
-        return self.batch_size * (self.cum_bwd[cuts] + rank * self.cum_lora_bwd[cuts]) / self.client_flops_per_s
+        return (
+            self.batch_size * (self.cum_bwd[cuts] + rank * self.cum_lora_bwd[cuts]) / self.client_flops_per_s
+        )
 
     def server_s(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """t_s^F + t_s^B, eqs. (11)-(12), summed over the clients' data, (...) [s]."""
@@ -77,7 +90,9 @@ class CostModel:
         """Lambda_k, the LoRA bits per global round on the federated link, (..., K)."""
         return rank * self.cum_lora_bits[cuts]
 
-    def total_s(self, cuts: np.ndarray, rank: int, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray) -> np.ndarray:
+    def total_s(
+        self, cuts: np.ndarray, rank: int, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray
+    ) -> np.ndarray:
         """T, eq. (17), for cuts (..., K) and fixed per-client rates (K,) [s]; inf if a rate is 0."""
         cuts = np.asarray(cuts, dtype=int)
         load_a, load_u = self.main_load_bits(cuts), self.fed_load_bits(cuts, rank)
@@ -95,7 +110,9 @@ class CostModel:
         return e * (self.local_iterations * t + t3)
 
 
-def best_common_cut(model: CostModel, rank: int, rate_main: np.ndarray, rate_fed: np.ndarray) -> tuple[int, float]:
+def best_common_cut(
+    model: CostModel, rank: int, rate_main: np.ndarray, rate_fed: np.ndarray
+) -> tuple[int, float]:
     """Eq. (26): the common cut c in 1..J minimising T with rates fixed; returns (c, T)."""
     k = model.client_flops_per_s.shape[0]
     cands = np.repeat(np.arange(1, model.num_layers + 1)[:, None], k, axis=1)
@@ -105,7 +122,12 @@ def best_common_cut(model: CostModel, rank: int, rate_main: np.ndarray, rate_fed
 
 
 def best_client_cuts(
-    model: CostModel, cuts: np.ndarray, rank: int, rate_main: np.ndarray, rate_fed: np.ndarray, max_sweeps: int = 50
+    model: CostModel,
+    cuts: np.ndarray,
+    rank: int,
+    rate_main: np.ndarray,
+    rate_fed: np.ndarray,
+    max_sweeps: int = 50,
 ) -> tuple[np.ndarray, float]:
     """Per-client cuts by coordinate descent (spec §10): each c_k in turn to its best value, until a sweep
     changes nothing. c_k enters only client k's terms and the server sum, so each step is exact."""

@@ -35,7 +35,9 @@ class PowerSolution:
     status: str
 
 
-def finish_time_s(power_w, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float) -> np.ndarray:
+def finish_time_s(
+    power_w, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float
+) -> np.ndarray:
     """offset + load / R with total power spread uniformly over n subchannels, broadcast [s].
 
     A client with load 0 finishes at its offset; one with load > 0 and no rate never finishes (inf).
@@ -76,7 +78,9 @@ def _power_and_slope(time_s, n_sub, gain, offset_s, load_bits, sub_hz: float, no
     return p, dp
 
 
-def min_time_flat(n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float, sub_hz: float, noise_psd_w_hz: float):
+def min_time_flat(
+    n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float, sub_hz: float, noise_psd_w_hz: float
+):
     """Least worst-case finish time of one link and each client's power at it.
 
     Args:
@@ -140,12 +144,20 @@ def solve_power_exact(link, owner, p_max_w, offset_s, load_bits) -> PowerSolutio
     """Optimal PSDs of one flat-channel link (gain (K,)) for a fixed assignment ``owner`` (S,)."""
     gain = np.asarray(link.gain, dtype=float)
     if gain.ndim != 1:
-        raise ValueError("the exact power solver needs a flat channel (gain of shape (K,)); use cvxpy for fading")
+        raise ValueError(
+            "the exact power solver needs a flat channel (gain of shape (K,)); use cvxpy for fading"
+        )
     k = gain.shape[0]
     n = client_counts(owner, k)
     time, power = min_time_flat(
-        n, gain, np.asarray(offset_s, float), np.asarray(load_bits, float), np.asarray(p_max_w, float),
-        float(link.p_th_w), float(link.subchannel_hz), float(link.noise_psd_w_hz),
+        n,
+        gain,
+        np.asarray(offset_s, float),
+        np.asarray(load_bits, float),
+        np.asarray(p_max_w, float),
+        float(link.p_th_w),
+        float(link.subchannel_hz),
+        float(link.noise_psd_w_hz),
     )
     owner = np.asarray(owner, dtype=int)
     psd = np.zeros(owner.shape[0])

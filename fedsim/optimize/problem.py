@@ -66,8 +66,14 @@ def _check_link(name: str, link: Link, k: int) -> None:
     if not (math.isfinite(link.noise_psd_w_hz) and link.noise_psd_w_hz > 0):
         raise InputError(f"{name} noise PSD must be > 0 W/Hz, got {link.noise_psd_w_hz}")
     gain = np.asarray(link.gain, dtype=float)
-    if gain.shape not in ((k,), (k, link.num_subchannels)) or not np.all(np.isfinite(gain)) or np.any(gain < 0):
-        raise InputError(f"{name} gains must be finite, >= 0 and of shape (K,) or (K, S); got shape {gain.shape}")
+    if (
+        gain.shape not in ((k,), (k, link.num_subchannels))
+        or not np.all(np.isfinite(gain))
+        or np.any(gain < 0)
+    ):
+        raise InputError(
+            f"{name} gains must be finite, >= 0 and of shape (K,) or (K, S); got shape {gain.shape}"
+        )
 
 
 def validate_problem(problem: Problem) -> None:
@@ -119,7 +125,9 @@ def delays_to_dict(d: Delays) -> dict:
     out = {}
     for name in d.__dataclass_fields__:
         v = getattr(d, name)
-        out[name] = _json_array(v) if isinstance(v, np.ndarray) else (_json_float(v) if isinstance(v, float) else v)
+        out[name] = (
+            _json_array(v) if isinstance(v, np.ndarray) else (_json_float(v) if isinstance(v, float) else v)
+        )
     return out
 
 
@@ -156,8 +164,12 @@ def problem_to_dict(problem: Problem) -> dict:
             **{
                 name: _json_array(getattr(w, name))
                 for name in (
-                    "fwd_flops", "bwd_flops", "lora_fwd_flops_per_rank", "lora_bwd_flops_per_rank",
-                    "act_bits", "lora_bits_per_rank",
+                    "fwd_flops",
+                    "bwd_flops",
+                    "lora_fwd_flops_per_rank",
+                    "lora_bwd_flops_per_rank",
+                    "act_bits",
+                    "lora_bits_per_rank",
                 )
             },
             "head_fwd_flops": float(w.head_fwd_flops),
