@@ -3,8 +3,12 @@ scheme beats b, c and d, which all beat a."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optimize_helpers import make_problem
 
 from fedsim.errors import InputError
@@ -64,3 +68,41 @@ def test_baselines_need_an_rng():
         optimize(make_problem(0), "a")
     with pytest.raises(InputError, match="scheme must be one of"):
         optimize(make_problem(0), "z")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    k=st.integers(1, 6),
+    extra=st.integers(0, 12),
+    p_max=st.floats(0.01, 1.0),
+    p_th=st.floats(0.01, 2.0),
+    scheme=st.sampled_from(SCHEMES),
+    per_client=st.booleans(),
+)
+def test_every_scheme_respects_budgets_and_assigns_everything(
+    seed, k, extra, p_max, p_th, scheme, per_client
+):
+    problem = make_problem(
+        seed,
+        num_clients=k,
+        num_subchannels_main=k + extra,
+        num_subchannels_fed=k + extra,
+        p_max_w=p_max,
+        p_th_main_w=p_th,
+        p_th_fed_w=p_th,
+    )
+    problem = dataclasses.replace(problem, per_client_cuts=per_client)
+    result = optimize(problem, scheme, rng=np.random.default_rng(seed))
+    a = result.allocation
+    assert result.status in ("converged", "max_iterations") and np.isfinite(result.delays.total_s)
+    for owner, psd, link in (
+        (a.owner_main, a.psd_main_w_hz, problem.drop.main),
+        (a.owner_fed, a.psd_fed_w_hz, problem.drop.fed),
+    ):
+        assert np.all(owner >= 0) and np.all(client_counts(owner, k) >= 1)
+        power = np.bincount(owner, weights=psd * link.subchannel_hz, minlength=k)
+        assert np.all(psd >= 0)
+        assert np.all(power <= p_max * (1 + 1e-12)) and power.sum() <= p_th * (1 + 1e-12)
+    assert np.all((a.cuts >= 1) & (a.cuts <= 12))
+    assert per_client or np.all(a.cuts == a.cuts[0])
