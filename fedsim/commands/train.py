@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
+from fedsim.learn.records import ConvergenceRecord
 
 # CLI flag -> TrainConfig field (flags mirror the config so a scenario and the CLI mean the same thing)
 _FIELDS = {
@@ -57,6 +58,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="results/train", help="folder for curve CSVs, tables and checkpoints")
     p.add_argument("--records-dir", default="results/records", help="folder for the convergence records")
     p.add_argument("--table", action="store_true", help="write Table IV (final val PPL per scheme and rank)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is often fastest on a shared, oversubscribed machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -74,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
     from fedsim.learn.setup import prepare_data
     from fedsim.learn.train import train
 
-    schemes = ["centralized", "split_fed"] if args.scheme == "both" else [args.scheme]
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads: must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    schemes = ["split_fed", "centralized"] if args.scheme == "both" else [args.scheme]
     if not args.ranks or min(args.ranks) < 1:
         raise InputError(f"--rank: LoRA ranks must be integers >= 1, got {args.ranks}")
     out, records_dir = Path(args.out), Path(args.records_dir)
@@ -94,8 +103,14 @@ def run(args: argparse.Namespace) -> int:
             finals[(scheme, rank)] = record.curve[-1].get("val_ppl")
             print(f"{scheme} r={rank}: val PPL {record.curve[0]['val_ppl']:.3f} -> {finals[(scheme, rank)]:.3f}, "
                   f"E(r) = {record.rounds_to_target}; record {records_dir / record.file_name()}")  # fmt: skip
-    if args.table:
-        _write_table(out / f"{Path(args.model).name}_table_iv", args.ranks, schemes, finals)
+    if args.table:  # schemes/ranks not trained in this invocation come from their records, if present
+        for scheme in ("split_fed", "centralized"):
+            for rank in args.ranks:
+                path = records_dir / f"{Path(args.model).name}_{scheme}_r{rank}.json"
+                if (scheme, rank) not in finals and path.is_file():
+                    finals[(scheme, rank)] = ConvergenceRecord.load(path).curve[-1].get("val_ppl")
+        columns = [s for s in ("centralized", "split_fed") if any((s, r) in finals for r in args.ranks)]
+        _write_table(out / f"{Path(args.model).name}_table_iv", args.ranks, columns, finals)
     return 0
 
 
@@ -114,6 +129,6 @@ def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict)
     with stem.with_suffix(".csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([["rank"] + [f"{s}_val_ppl" for s in schemes]] + rows)
     lines = ["| rank | " + " | ".join(f"{s} PPL" for s in schemes) + " |", "|---" * (len(schemes) + 1) + "|"]
-    lines += ["| " + " | ".join([str(r[0])] + [f"{v:.3f}" for v in r[1:]]) + " |" for r in rows]
+    lines += ["| " + " | ".join([str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]]) + " |" for r in rows]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
