@@ -116,3 +116,55 @@ def test_config_errors_are_input_errors():
         TrainConfig.parse({"bogus": 1})
     with pytest.raises(InputError, match="cut"):
         build_system(tiny_lm("gpt2"), _cfg(cut=9), SyntheticLM(4), [np.arange(4)])
+
+
+def test_cli_train_writes_record_curve_and_table(tmp_path):
+    from fedsim.cli import main
+
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    code = main(["train", "--model", "tiny-gpt2", "--scheme", "both", "--ranks", "1", "--clients", "2",
+                 "--batch-size", "2", "--seq-len", "16", "--steps", "1", "--eval-samples", "2",
+                 "--train-samples", "8", "--out", str(out), "--records-dir", str(rec), "--table",
+                 "--threads", "1", "--no-progress"])  # fmt: skip
+    assert code == 0
+    record = ConvergenceRecord.load(rec / "tiny-gpt2_split_fed_r1.json")
+    assert record.num_clients == 2 and [r["step"] for r in record.curve] == [0, 1]
+    assert record.source.startswith("fedsim train")
+    assert (out / "tiny-gpt2_split_fed_r1_curve.csv").read_text().startswith("step,round,train_loss,val_ppl")
+    assert "| 1 |" in (out / "tiny-gpt2_table_iv.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "no-such-model"], "model"),
+        (["--model", "tiny-gpt2", "--data", "/nonexistent/e2e.zip"], "e2e"),
+        (["--model", "tiny-gpt2", "--rank", "0"], "rank"),
+        (["--model", "tiny-gpt2", "--cut", "99"], "cut"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
+    from fedsim.cli import main
+
+    code = main(["train", *argv, "--steps", "1", "--train-samples", "4", "--eval-samples", "2",
+                 "--out", str(tmp_path), "--records-dir", str(tmp_path), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err.lower()
+
+
+@pytest.mark.slow
+def test_smollm2_short_real_run_lowers_val_ppl(tmp_path):
+    """Real SmolLM2-135M (resolved from PyPI on first use): K = 3, b = 4, L = 64, 30 steps, ranks 1 and 8."""
+    import torch
+
+    from fedsim.learn.setup import load
+
+    torch.set_num_threads(1)
+    for rank in (1, 8):
+        cfg = TrainConfig(model="smollm2-135m", num_clients=3, batch_size=4, seq_len=64, steps=30, rank=rank,
+                          eval_every=10, eval_samples=32, target_ppl=10.0)  # fmt: skip
+        model, _, data = load(cfg, progress=False)
+        rec = train(cfg, model, data, progress=False, source="tests/test_learn_train.py slow test")
+        rec.save(tmp_path / rec.file_name())
+        assert rec.curve[-1]["val_ppl"] < rec.curve[0]["val_ppl"]
+        assert ConvergenceRecord.load(tmp_path / rec.file_name()).rank == rank
