@@ -3,6 +3,7 @@ reaches the brute-force optimum within 1 % on >= 95 % of random small instances.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -147,3 +148,14 @@ def test_hand_built_workload_matches_workload_from_config(gpt2_workload):
     a = optimize(make_problem(3)).delays.total_s
     b = optimize(make_problem(3, workload=gpt2_workload)).delays.total_s
     assert a == pytest.approx(b, rel=1e-12)
+
+
+def test_per_client_cuts_beat_a_common_cut_when_the_server_is_slow():
+    # fixed seeds: with a slow server the cuts move to the clients, and per-client cuts (spec §10) let a
+    # slow client keep fewer blocks than the others
+    for seed in range(6):
+        problem = make_problem(seed, server_cycles=2e9)
+        common = optimize(problem)
+        per_client = optimize(dataclasses.replace(problem, per_client_cuts=True))
+        assert common.allocation.cuts[0] > 1
+        assert per_client.delays.total_s <= common.delays.total_s * (1 + 1e-12)

@@ -144,6 +144,12 @@ def run_bcd(
         rate_fed = link_rates_bps(drop.fed, owner_fed, psd_fed, k)
         if spec.cut == "optimal":
             if problem.per_client_cuts:
+                # descent on a max-type objective can stall where moving one client alone does not pay
+                # (it becomes the straggler); starting from the better of the current and the best common
+                # cut guarantees per-client cuts never do worse than a common cut
+                common, t_common = best_common_cut(model, rank, rate_main, rate_fed)
+                if t_common < float(model.total_s(cuts, rank, rate_main, rate_fed)):
+                    cuts = np.full(k, common)
                 cuts, _ = best_client_cuts(model, cuts, rank, rate_main, rate_fed)
             else:
                 cuts = np.full(k, best_common_cut(model, rank, rate_main, rate_fed)[0])
