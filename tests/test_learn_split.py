@@ -89,3 +89,17 @@ def test_cut_outside_range_is_input_error(cut):
 def test_rank_zero_is_input_error():
     with pytest.raises(InputError, match="rank"):
         add_lora(tiny_lm("gpt2"), rank=0, alpha=1, dropout=0.0, seed=0)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_peft_lora_size_matches_workload_model(family):
+    # the delay model's LoRA bits per rank (default Q+V) must equal what peft really trains per block
+    from fedsim.workload import workload_from_config
+
+    model = tiny_lm(family)
+    work = workload_from_config(model.config, seq_len=16, bits=32)
+    rank = 3
+    peft_model = add_lora(model, rank=rank, alpha=6, dropout=0.0, seed=0)
+    client, _ = split_model(peft_model, 1)  # block 1 only
+    n = sum(t.numel() for t in lora_state(client).values())
+    assert work.lora_bits_per_rank[0] * rank == pytest.approx(32 * n)
