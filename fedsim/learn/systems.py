@@ -69,8 +69,10 @@ class SplitFedSystem:
         self.clients[client].backward(self._grads.pop(client))
 
     def aggregate(self, clients: Sequence[int] | None = None) -> None:
+        """FedAvg over ``clients`` (default all), broadcast to all; with no upload in time, nothing changes."""
         senders = self.clients if clients is None else [self.clients[k] for k in clients]
-        self.fed.aggregate(senders, self.clients)
+        if senders:
+            self.fed.aggregate(senders, self.clients)
 
     # --- one whole local iteration, as in the plain loop ---
     def local_iteration(self) -> float:
