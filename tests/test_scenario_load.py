@@ -186,3 +186,17 @@ def test_fuzz_toml_text(text, tmp_path_factory):
         read_toml(path)
     except InputError:
         pass
+
+
+def test_cli_point_that_cannot_be_built_exits_2_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "k.toml"
+    bad.write_text('name = "k"\n[montecarlo]\ndrops = 1\n[sweep.axes]\n"system.num_clients" = [5, 30]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "sweep point 1 (system.num_clients=30)" in err and "subchannels" in err
+    assert not out.exists()
+    unknown = tmp_path / "m.toml"
+    unknown.write_text('name = "m"\n[model]\nid = "no-such-model"\n')
+    assert main(["run", str(unknown), "--out", str(out)]) == 2
+    assert not out.exists()

@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ray_address and args.executor != "ray":
         raise InputError("--ray-address needs --executor ray")
     scenario = load_scenario(args.scenario, args.overrides)  # validates everything before anything is written
+    from fedsim.sweep.tasks import preflight
+
+    preflight(scenario)
     store = ResultsStore(Path(args.out) if args.out else default_out_dir(scenario))
     store.prepare(scenario, fresh=args.fresh, meta={"command": "fedsim run", "scenario_file": str(args.scenario),
                                                     "overrides": list(args.overrides), "executor": args.executor})

@@ -104,6 +104,25 @@ def point_values(scenario: Scenario, point_index: int) -> dict[str, Any]:
     return sweep_points(scenario.sweep.axes, scenario.sweep.mode)[point_index]
 
 
+def preflight(scenario: Scenario) -> None:
+    """Raise InputError for what only shows once a point is built (model id, records, K > M, ...), before
+    anything is written: workload, E(r) and a drop of every point go through the optimiser's checks."""
+    from fedsim.optimize.problem import Problem, validate_problem
+
+    if scenario.montecarlo.drops == 0 or not scenario.schemes.names:
+        return
+    for i in range(len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))):
+        at = _point_scenario(scenario, i)
+        where = f"sweep point {i} ({', '.join(f'{k}={v!r}' for k, v in point_values(scenario, i).items())})"
+        try:
+            drop = draw_drop(at.system, seeds.drop_rng(at.montecarlo.base_seed, i, 0))
+            validate_problem(Problem(drop=drop, workload=workload_of(at), batch_size=at.training.batch_size,
+                                     local_iterations=at.training.local_iterations,
+                                     rounds_by_rank=rounds_by_rank_of(at)[0]))
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}" if scenario.sweep.axes else str(exc)) from None
+
+
 def _scalar(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
