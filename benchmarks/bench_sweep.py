@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--timing", default="engine_round", choices=["engine", "engine_round", "analytic"])
     parser.add_argument("--executors", nargs="+", default=["serial", "process"])
     args = parser.parse_args()
-    scenario = load_scenario(SCENARIO, [f"montecarlo.drops={args.drops}", f"montecarlo.timing='{args.timing}'"])
+    scenario = load_scenario(
+        SCENARIO, [f"montecarlo.drops={args.drops}", f"montecarlo.timing='{args.timing}'"]
+    )
     print(f"fig5: 10 points x {args.drops} drops x 5 schemes, timing={args.timing}, cores={os.cpu_count()}")
     results = {}
     for executor in args.executors:

@@ -24,17 +24,33 @@ def synthetic_rows(rng: np.random.Generator, drops: int = 8) -> pd.DataFrame:
     rows = []
     for point, bw in enumerate([5e6, 10e6, 20e6]):
         for drop in range(drops):
-            for scale, scheme in zip([1.0, 2.5, 1.3, 1.8, 1.1], ["proposed", "a", "b", "c", "d"]):
-                rows.append({"scenario": "synth", "point": point, "drop": drop, "scheme": scheme, AXIS: bw,
-                             "status": "converged", "total_s": scale * 1e11 / bw * (1 + 0.1 * rng.random())})
+            for scale, scheme in zip(
+                [1.0, 2.5, 1.3, 1.8, 1.1], ["proposed", "a", "b", "c", "d"], strict=True
+            ):
+                rows.append(
+                    {
+                        "scenario": "synth",
+                        "point": point,
+                        "drop": drop,
+                        "scheme": scheme,
+                        AXIS: bw,
+                        "status": "converged",
+                        "total_s": scale * 1e11 / bw * (1 + 0.1 * rng.random()),
+                    }
+                )
     frame = pd.DataFrame(rows)
     frame.loc[(frame["scheme"] == "a") & (frame["drop"] == 0) & (frame["point"] == 0), "total_s"] = np.inf
     return frame
 
 
 def results_folder(tmp_path, rows: pd.DataFrame, outputs: dict | None = None):
-    scenario = scenario_from_dict({"name": "synth", "sweep": {"axes": {AXIS: [5e6, 10e6, 20e6]}},
-                                   "outputs": outputs or {"x_scale": 1e-6, "x_label": "Bandwidth [MHz]"}})
+    scenario = scenario_from_dict(
+        {
+            "name": "synth",
+            "sweep": {"axes": {AXIS: [5e6, 10e6, 20e6]}},
+            "outputs": outputs or {"x_scale": 1e-6, "x_label": "Bandwidth [MHz]"},
+        }
+    )
     store = ResultsStore(tmp_path)
     store.prepare(scenario)
     for (point, drop), group in rows.groupby(["point", "drop"]):
@@ -78,7 +94,9 @@ def test_delay_figures_from_saved_rows(tmp_path):
 def test_placement_cdf_when_nothing_is_swept(tmp_path):
     rows = synthetic_rows(np.random.default_rng(3))
     rows = rows[rows["point"] == 0].drop(columns=[AXIS])
-    scenario = scenario_from_dict({"name": "cdf", "outputs": {"figures": ["placement_cdf"], "formats": ["png"]}})
+    scenario = scenario_from_dict(
+        {"name": "cdf", "outputs": {"figures": ["placement_cdf"], "formats": ["png"]}}
+    )
     store = ResultsStore(tmp_path)
     store.prepare(scenario)
     store.write_part(0, 0, rows.to_dict("records"))
@@ -90,14 +108,44 @@ def test_convergence_and_table4_from_live_rows(tmp_path):
     store = results_folder(tmp_path, synthetic_rows(np.random.default_rng(4)), {"formats": ["png"]})
     live = store.root / "live"
     live.mkdir()
-    curve = [{"rank": r, "model": "m", "target_ppl": 5.0, "step": s, "round": s / 2, "sim_time_s": 10.0 * s,
-              "val_ppl": 20.0 / (1 + s * r / 8)} for r in (2, 8) for s in (0, 2, 4, 6)]
+    curve = [
+        {
+            "rank": r,
+            "model": "m",
+            "target_ppl": 5.0,
+            "step": s,
+            "round": s / 2,
+            "sim_time_s": 10.0 * s,
+            "val_ppl": 20.0 / (1 + s * r / 8),
+        }
+        for r in (2, 8)
+        for s in (0, 2, 4, 6)
+    ]
     pd.DataFrame(curve).to_csv(live / "curve.csv", index=False)
-    pd.DataFrame([{"model": "m", "rank": 8, "rounds_completed": 3, "rounds_to_target": 2.0, "target_ppl": 5.0,
-                   "final_val_ppl": 4.0, "sim_total_s": 60.0, "converged": True},
-                  {"model": "m", "rank": 2, "rounds_completed": 3, "rounds_to_target": None, "target_ppl": 5.0,
-                   "final_val_ppl": 10.0, "sim_total_s": 60.0, "converged": False}]).to_csv(live / "summary.csv",
-                                                                                            index=False)
+    pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "rank": 8,
+                "rounds_completed": 3,
+                "rounds_to_target": 2.0,
+                "target_ppl": 5.0,
+                "final_val_ppl": 4.0,
+                "sim_total_s": 60.0,
+                "converged": True,
+            },
+            {
+                "model": "m",
+                "rank": 2,
+                "rounds_completed": 3,
+                "rounds_to_target": None,
+                "target_ppl": 5.0,
+                "final_val_ppl": 10.0,
+                "sim_total_s": 60.0,
+                "converged": False,
+            },
+        ]
+    ).to_csv(live / "summary.csv", index=False)
     names = {p.name for p in make_figures(store.root)}
     assert {"convergence.png", "table4.csv", "table4.md"} <= names
     table = pd.read_csv(store.root / "figures" / "table4.csv")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,8 +38,15 @@ def test_shipped_scenarios_validate(path):
 
 def test_shipped_set_is_complete():
     names = {p.stem for p in SCENARIOS}
-    assert {"quickstart", "fig5_bandwidth", "fig6_client_flops", "fig7_server_compute", "fig8_power",
-            "table4_convergence", "montecarlo_placement"} <= names
+    assert {
+        "quickstart",
+        "fig5_bandwidth",
+        "fig6_client_flops",
+        "fig7_server_compute",
+        "fig8_power",
+        "table4_convergence",
+        "montecarlo_placement",
+    } <= names
 
 
 @pytest.mark.parametrize(
@@ -51,7 +58,7 @@ def test_shipped_set_is_complete():
         ("system.fading=true", "system.fading", True),
         ("schemes.names=['proposed', 'a']", "schemes.names", ["proposed", "a"]),
         ("model.id=gpt2-medium", "model.id", "gpt2-medium"),
-        ("model.id = \"gpt2\"", "model.id", "gpt2"),
+        ('model.id = "gpt2"', "model.id", "gpt2"),
     ],
 )
 def test_parse_override_reads_toml_values(text, key, value):
@@ -81,14 +88,22 @@ def test_every_sweep_point_is_validated():
     with pytest.raises(InputError, match=r"sweep point 2 \(system\.num_clients=0\)"):
         scenario_from_dict({"name": "x", "sweep": {"axes": {"system.num_clients": [2, 3, 0]}}})
     with pytest.raises(InputError, match="zip mode needs axes of equal length"):
-        scenario_from_dict({"name": "x", "sweep": {"mode": "zip", "axes": {"system.p_max_w": [0.1],
-                                                                           "system.radius_m": [1.0, 2.0]}}})
+        scenario_from_dict(
+            {
+                "name": "x",
+                "sweep": {"mode": "zip", "axes": {"system.p_max_w": [0.1], "system.radius_m": [1.0, 2.0]}},
+            }
+        )
 
 
 def test_sweep_points_product_and_zip():
     axes = {"a.x": [1, 2], "a.y": [3, 4]}
-    assert sweep_points(axes, "product") == [{"a.x": 1, "a.y": 3}, {"a.x": 1, "a.y": 4},
-                                             {"a.x": 2, "a.y": 3}, {"a.x": 2, "a.y": 4}]
+    assert sweep_points(axes, "product") == [
+        {"a.x": 1, "a.y": 3},
+        {"a.x": 1, "a.y": 4},
+        {"a.x": 2, "a.y": 3},
+        {"a.x": 2, "a.y": 4},
+    ]
     assert sweep_points(axes, "zip") == [{"a.x": 1, "a.y": 3}, {"a.x": 2, "a.y": 4}]
     assert sweep_points({}, "product") == [{}]
 
@@ -113,8 +128,9 @@ def test_resolved_toml_round_trips():
 
 def test_engine_round_timing_needs_a_deterministic_engine():
     with pytest.raises(InputError, match="engine_round"):
-        scenario_from_dict({"name": "x", "montecarlo": {"timing": "engine_round"},
-                            "engine": {"failure_prob": 0.1}})
+        scenario_from_dict(
+            {"name": "x", "montecarlo": {"timing": "engine_round"}, "engine": {"failure_prob": 0.1}}
+        )
 
 
 def test_cli_bad_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -137,15 +153,56 @@ def test_cli_validate_prints_resolved(capsys):
 
 
 # --- fuzz: random keys, types and values give a Scenario or one InputError, never a traceback ---
-KNOWN = ["name", "system", "model", "training", "schemes", "engine", "sweep", "axes", "montecarlo", "live",
-         "outputs", "drops", "base_seed", "p_max_w", "num_clients", "rounds_by_rank", "records", "ranks",
-         "names", "mode", "timing", "figures", "formats", "id", "seq_len", "training", "enabled", "1",
-         "system.p_max_w", "system.num_clients", "fading_every_round", "failure_prob"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=8), st.sampled_from(["proposed", "gpt2", "zip", "engine_round", "x"]))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.one_of(st.sampled_from(KNOWN), st.text(max_size=6)), inner, max_size=4)), max_leaves=12)
+KNOWN = [
+    "name",
+    "system",
+    "model",
+    "training",
+    "schemes",
+    "engine",
+    "sweep",
+    "axes",
+    "montecarlo",
+    "live",
+    "outputs",
+    "drops",
+    "base_seed",
+    "p_max_w",
+    "num_clients",
+    "rounds_by_rank",
+    "records",
+    "ranks",
+    "names",
+    "mode",
+    "timing",
+    "figures",
+    "formats",
+    "id",
+    "seq_len",
+    "training",
+    "enabled",
+    "1",
+    "system.p_max_w",
+    "system.num_clients",
+    "fading_every_round",
+    "failure_prob",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.sampled_from(["proposed", "gpt2", "zip", "engine_round", "x"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(KNOWN), st.text(max_size=6)), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
 tables = st.dictionaries(st.one_of(st.sampled_from(KNOWN), st.text(max_size=6)), values, max_size=6)
 
 
@@ -161,11 +218,28 @@ def test_fuzz_scenario_tables(data, named):
 
 
 @settings(max_examples=150, deadline=None)
-@given(overrides=st.lists(st.one_of(
-    st.text(max_size=30),
-    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KNOWN + ["system.p_max_w", "sweep.axes", "montecarlo.drops",
-                                                               "training.rounds_by_rank.2", "engine.x"]),
-              st.text(max_size=12))), max_size=3))
+@given(
+    overrides=st.lists(
+        st.one_of(
+            st.text(max_size=30),
+            st.builds(
+                lambda k, v: f"{k}={v}",
+                st.sampled_from(
+                    KNOWN
+                    + [
+                        "system.p_max_w",
+                        "sweep.axes",
+                        "montecarlo.drops",
+                        "training.rounds_by_rank.2",
+                        "engine.x",
+                    ]
+                ),
+                st.text(max_size=12),
+            ),
+        ),
+        max_size=3,
+    )
+)
 def test_fuzz_overrides(overrides):
     try:
         scenario_from_dict(apply_overrides({"name": "fuzz"}, overrides))

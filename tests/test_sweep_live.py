@@ -18,9 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "name": "tinylive",
     "montecarlo": {"drops": 0},
-    "live": {"ranks": [2, 4], "training": {"model": "tiny-gpt2", "num_clients": 2, "steps": 4,
-                                           "local_iterations": 2, "eval_every": 2, "seq_len": 32,
-                                           "batch_size": 2, "train_samples": 32, "eval_samples": 8, "cut": 1}},
+    "live": {
+        "ranks": [2, 4],
+        "training": {
+            "model": "tiny-gpt2",
+            "num_clients": 2,
+            "steps": 4,
+            "local_iterations": 2,
+            "eval_every": 2,
+            "seq_len": 32,
+            "batch_size": 2,
+            "train_samples": 32,
+            "eval_samples": 8,
+            "cut": 1,
+        },
+    },
     "outputs": {"figures": ["convergence", "table4"], "formats": ["png"]},
 }
 

@@ -34,7 +34,9 @@ SMALL = {
 def small(**changes) -> object:
     data = json.loads(json.dumps(SMALL))
     for section, values in changes.items():
-        data.setdefault(section, {}).update(values) if isinstance(values, dict) else data.update({section: values})
+        data.setdefault(section, {}).update(values) if isinstance(values, dict) else data.update(
+            {section: values}
+        )
     return scenario_from_dict(data)
 
 
@@ -85,7 +87,9 @@ def test_plan_and_store_layout(serial_rows, tmp_path):
     s = small()
     assert plan_units(s) == [(p, d) for p in range(2) for d in range(3)]
     assert len(serial_rows) == 2 * 3 * 3
-    assert list(serial_rows[["point", "drop"]].drop_duplicates().itertuples(index=False, name=None)) == plan_units(s)
+    assert list(
+        serial_rows[["point", "drop"]].drop_duplicates().itertuples(index=False, name=None)
+    ) == plan_units(s)
 
 
 def test_process_executor_gives_identical_rows(serial_rows, tmp_path):
@@ -141,9 +145,24 @@ def test_sigkill_halfway_then_rerun_gives_the_uninterrupted_rows(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fedsim", "run", str(scenario_file), "--out", str(out), "--executor", "serial",
-         "--no-figures", "--no-progress"], cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "fedsim",
+            "run",
+            str(scenario_file),
+            "--out",
+            str(out),
+            "--executor",
+            "serial",
+            "--no-figures",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 240

@@ -9,12 +9,20 @@ from fedsim.errors import InputError
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "plot", help="draw figures and tables from a results folder's saved rows",
+        "plot",
+        help="draw figures and tables from a results folder's saved rows",
         description="Draw the figures (PNG/PDF) and tables of results/<scenario>/ from its saved rows.",
     )
-    parser.add_argument("results_dir", help="a results folder written by fedsim run, e.g. results/fig5_bandwidth")
-    parser.add_argument("--format", dest="formats", action="append", choices=["png", "pdf", "svg"],
-                        help="file type (repeatable; default: the scenario's outputs.formats)")
+    parser.add_argument(
+        "results_dir", help="a results folder written by fedsim run, e.g. results/fig5_bandwidth"
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=["png", "pdf", "svg"],
+        help="file type (repeatable; default: the scenario's outputs.formats)",
+    )
     parser.set_defaults(func=run)
 
 

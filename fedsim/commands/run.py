@@ -16,17 +16,34 @@ from fedsim.sweep.summary import summary_table, to_markdown
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "run", help="run a scenario: live co-simulation and/or Monte Carlo sweep, rows, figures, summary",
+        "run",
+        help="run a scenario: live co-simulation and/or Monte Carlo sweep, rows, figures, summary",
         description="Run a scenario file end to end. Finished tasks are kept: rerunning resumes a killed run.",
     )
     parser.add_argument("scenario", help="scenario TOML file, e.g. scenarios/quickstart.toml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field, e.g. --set montecarlo.drops=10 (TOML value; repeatable)")
-    parser.add_argument("--executor", choices=EXECUTORS, default="process",
-                        help="where sweep tasks run (default: process, every local core)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes / Ray CPUs (default: cores)")
-    parser.add_argument("--ray-address", default=None, help="address of a running Ray cluster (--executor ray)")
-    parser.add_argument("--fresh", action="store_true", help="delete earlier rows of this scenario and start over")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set montecarlo.drops=10 (TOML value; repeatable)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="process",
+        help="where sweep tasks run (default: process, every local core)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes / Ray CPUs (default: cores)"
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="address of a running Ray cluster (--executor ray)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="delete earlier rows of this scenario and start over"
+    )
     parser.add_argument("--out", default=None, help="results folder (default: results/<scenario name>)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -45,8 +62,16 @@ def run(args: argparse.Namespace) -> int:
 
     preflight(scenario)
     store = ResultsStore(Path(args.out) if args.out else default_out_dir(scenario))
-    store.prepare(scenario, fresh=args.fresh, meta={"command": "fedsim run", "scenario_file": str(args.scenario),
-                                                    "overrides": list(args.overrides), "executor": args.executor})
+    store.prepare(
+        scenario,
+        fresh=args.fresh,
+        meta={
+            "command": "fedsim run",
+            "scenario_file": str(args.scenario),
+            "overrides": list(args.overrides),
+            "executor": args.executor,
+        },
+    )
     started = time.perf_counter()
     progress = not args.no_progress
     report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
@@ -58,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
         rows = run_sweep(scenario, store, args.executor, args.workers, args.ray_address, progress)
         if not rows.empty:
             table = summary_table(rows)
-            report += ["## Mean total delay [s] per scheme (engine, finite drops)", "", to_markdown(table), ""]
+            report += [
+                "## Mean total delay [s] per scheme (engine, finite drops)",
+                "",
+                to_markdown(table),
+                "",
+            ]
     if not args.no_figures:
         from fedsim.plots import make_figures
 

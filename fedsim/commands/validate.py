@@ -11,12 +11,19 @@ from fedsim.scenario.points import sweep_points
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "validate", help="check a scenario file and print it resolved (defaults filled in)",
+        "validate",
+        help="check a scenario file and print it resolved (defaults filled in)",
         description="Validate a scenario TOML (and every sweep point) and print the resolved scenario.",
     )
     parser.add_argument("scenario", help="scenario TOML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field, e.g. --set system.p_max_w=0.1 (TOML value; repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set system.p_max_w=0.1 (TOML value; repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -26,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     drops, schemes = scenario.montecarlo.drops, len(scenario.schemes.names)
     live = scenario.live is not None and scenario.live.enabled
     print(to_toml(scenario.model_dump(mode="json")))
-    print(f"\n# OK: {points} sweep point(s) x {drops} drop(s) x {schemes} scheme(s) = {points * drops * schemes} "
-          f"tasks{'; plus a live co-simulation' if live else ''}")
+    print(
+        f"\n# OK: {points} sweep point(s) x {drops} drop(s) x {schemes} scheme(s) = {points * drops * schemes} "
+        f"tasks{'; plus a live co-simulation' if live else ''}"
+    )
     return 0

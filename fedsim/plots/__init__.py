@@ -34,8 +34,14 @@ def _sweep_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
     if axis is not None and axis not in rows.columns:
         raise InputError(f"outputs.x_axis: {axis!r} is not a swept axis (swept: {', '.join(axes) or 'none'})")
     if axis is not None and rows[axis].nunique() > 1 and "delay" in outputs.get("figures", ["delay"]):
-        fig = delay_vs_axis(rows, axis, outputs.get("x_label"), outputs.get("x_scale", 1.0),
-                            outputs.get("x_dbm", False), outputs.get("title"))
+        fig = delay_vs_axis(
+            rows,
+            axis,
+            outputs.get("x_label"),
+            outputs.get("x_scale", 1.0),
+            outputs.get("x_dbm", False),
+            outputs.get("title"),
+        )
         made += save(fig, figures / "delay_vs_axis", formats)
         curve_stats(rows, axis).to_csv(figures / "delay_vs_axis.csv", index=False)
         made.append(figures / "delay_vs_axis.csv")
@@ -51,7 +57,11 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
     if (live / "curve.csv").exists():
         curve = pd.read_csv(live / "curve.csv")
         if "val_ppl" in curve and curve["val_ppl"].notna().any():
-            target = curve["target_ppl"].dropna().iloc[0] if "target_ppl" in curve and curve["target_ppl"].notna().any() else None
+            target = (
+                curve["target_ppl"].dropna().iloc[0]
+                if "target_ppl" in curve and curve["target_ppl"].notna().any()
+                else None
+            )
             made += save(convergence_figure(curve, target), figures / "convergence", formats)
     if (live / "summary.csv").exists():
         table = table4(pd.read_csv(live / "summary.csv"))

@@ -32,7 +32,15 @@ def convergence_figure(curve: pd.DataFrame, target_ppl: float | None = None):
 
 def table4(summary: pd.DataFrame) -> pd.DataFrame:
     """Table IV: one row per (model, rank) with rounds to target, simulated time and final perplexity."""
-    columns = ["model", "rank", "rounds_completed", "rounds_to_target", "target_ppl", "final_val_ppl",
-               "sim_total_s", "converged"]
+    columns = [
+        "model",
+        "rank",
+        "rounds_completed",
+        "rounds_to_target",
+        "target_ppl",
+        "final_val_ppl",
+        "sim_total_s",
+        "converged",
+    ]
     present = [c for c in columns if c in summary.columns]
     return summary[present].sort_values([c for c in ("model", "rank") if c in present]).reset_index(drop=True)

@@ -27,8 +27,15 @@ def curve_stats(rows: pd.DataFrame, axis: str, value: str = "total_s") -> pd.Dat
     out = []
     for (x, scheme), group in rows.groupby([axis, "scheme"], sort=True):
         mean, half = mean_ci95(group[value].to_numpy())
-        out.append({"x": x, "scheme": scheme, "mean": mean, "ci95": half,
-                    "n": int(np.isfinite(group[value].to_numpy(dtype=float)).sum())})
+        out.append(
+            {
+                "x": x,
+                "scheme": scheme,
+                "mean": mean,
+                "ci95": half,
+                "n": int(np.isfinite(group[value].to_numpy(dtype=float)).sum()),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -37,8 +44,15 @@ def _x(values: np.ndarray, scale: float, dbm: bool) -> np.ndarray:
     return 10.0 * np.log10(x * 1e3) if dbm else x
 
 
-def delay_vs_axis(rows: pd.DataFrame, axis: str, x_label: str | None = None, x_scale: float = 1.0,
-                  x_dbm: bool = False, title: str | None = None, value: str = "total_s"):
+def delay_vs_axis(
+    rows: pd.DataFrame,
+    axis: str,
+    x_label: str | None = None,
+    x_scale: float = 1.0,
+    x_dbm: bool = False,
+    title: str | None = None,
+    value: str = "total_s",
+):
     """Mean ``value`` [s] against ``axis`` for every scheme, with 95 % CI bands; returns the figure."""
     table = curve_stats(rows, axis, value)
     fig, ax = plt.subplots(figsize=(3.5, 2.6))
@@ -63,8 +77,14 @@ def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = No
         v = np.sort(rows.loc[rows["scheme"] == scheme, value].to_numpy(dtype=float))
         v = v[np.isfinite(v)]
         if v.size:
-            ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=SCHEME_LABELS[scheme],
-                    color=SCHEME_STYLES[scheme]["color"], linestyle=SCHEME_STYLES[scheme]["linestyle"])
+            ax.step(
+                v,
+                np.arange(1, v.size + 1) / v.size,
+                where="post",
+                label=SCHEME_LABELS[scheme],
+                color=SCHEME_STYLES[scheme]["color"],
+                linestyle=SCHEME_STYLES[scheme]["linestyle"],
+            )
     ax.set_xlabel("Total training delay [s]")
     ax.set_ylabel("CDF over placements")
     if title:

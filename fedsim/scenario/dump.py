@@ -55,6 +55,9 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
     out = "\n".join(lines)
     for name, table in tables:
         body = to_toml(table, f"{name}.")
-        out += ("\n\n" if out else "") + f"[{name}]" + (f"\n{body}" if body and not body.startswith("[") else
-                                                          f"\n\n{body}" if body else "")
+        out += (
+            ("\n\n" if out else "")
+            + f"[{name}]"
+            + (f"\n{body}" if body and not body.startswith("[") else f"\n\n{body}" if body else "")
+        )
     return out

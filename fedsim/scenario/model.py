@@ -31,7 +31,9 @@ class _Section(BaseModel):
 class ModelSection(_Section):
     """Which LLM is split, and how its workload is counted (spec §8)."""
 
-    id: str = Field("gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m) or config path")
+    id: str = Field(
+        "gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m) or config path"
+    )
     seq_len: int = Field(512, ge=1, le=1_048_576, description="tokens per sample L")
     bits: int = Field(32, ge=1, le=64, description="bits per activation / LoRA parameter on the wire")
     workload_mode: Literal["analytic", "table3"] = Field(
@@ -53,15 +55,20 @@ class TrainingSection(_Section):
         None, description="E(r) inline: rank -> global rounds to reach the target; default spec §7 values"
     )
     rounds_source: str = Field(
-        "spec_proposed", min_length=1, description="label of where inline E(r) came from (written to every row)"
+        "spec_proposed",
+        min_length=1,
+        description="label of where inline E(r) came from (written to every row)",
     )
     records: tuple[str, ...] = Field(
         (), description="convergence record JSON files (relative to the scenario file) supplying E(r) instead"
     )
     upload_every_local_iteration: bool = Field(
-        False, description="reading D2 of eq. (17): LoRA uploaded every local iteration instead of every round"
+        False,
+        description="reading D2 of eq. (17): LoRA uploaded every local iteration instead of every round",
     )
-    per_client_cuts: bool = Field(False, description="optimise one cut per client (spec §10) instead of one cut")
+    per_client_cuts: bool = Field(
+        False, description="optimise one cut per client (spec §10) instead of one cut"
+    )
 
     @field_validator("rounds_by_rank")
     @classmethod
@@ -165,7 +172,10 @@ class LiveSection(_Section):
         None, description="run once per LoRA rank (Table IV / convergence per rank); default: training.rank"
     )
     max_rounds: int | None = Field(
-        None, ge=1, le=1_000_000, description="most global rounds (default steps / I); stops early at the target"
+        None,
+        ge=1,
+        le=1_000_000,
+        description="most global rounds (default steps / I); stops early at the target",
     )
     drop: int = Field(0, ge=0, description="Monte Carlo drop index whose placement the live run uses")
     scheme: Literal["proposed", "a", "b", "c", "d"] = Field(
@@ -179,10 +189,16 @@ class OutputsSection(_Section):
     figures: tuple[Literal["delay", "convergence", "table4", "placement_cdf"], ...] = Field(
         ("delay",), description="figures to draw after the run"
     )
-    formats: tuple[Literal["png", "pdf", "svg"], ...] = Field(("png", "pdf"), min_length=1, description="file types")
-    x_axis: str | None = Field(None, description="sweep axis on the x axis of the delay figure (default: first)")
+    formats: tuple[Literal["png", "pdf", "svg"], ...] = Field(
+        ("png", "pdf"), min_length=1, description="file types"
+    )
+    x_axis: str | None = Field(
+        None, description="sweep axis on the x axis of the delay figure (default: first)"
+    )
     x_label: str | None = Field(None, description="x-axis label of the delay figure")
-    x_scale: float = Field(1.0, gt=0, description="multiply x values by this before plotting (e.g. 1e-6 for MHz)")
+    x_scale: float = Field(
+        1.0, gt=0, description="multiply x values by this before plotting (e.g. 1e-6 for MHz)"
+    )
     x_dbm: bool = Field(False, description="plot x values given in W as dBm")
     title: str | None = Field(None, description="figure title")
 
@@ -192,7 +208,9 @@ class Scenario(_Section):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="results go to results/<name>/")
     description: str = Field("", description="free text shown by fedsim validate")
-    system: SystemParams = Field(default_factory=SystemParams, description="radio and compute system (spec §7)")
+    system: SystemParams = Field(
+        default_factory=SystemParams, description="radio and compute system (spec §7)"
+    )
     model: ModelSection = Field(default_factory=ModelSection, description="the split LLM")
     training: TrainingSection = Field(default_factory=TrainingSection, description="b, I, ranks and E(r)")
     schemes: SchemesSection = Field(default_factory=SchemesSection, description="schemes compared")
@@ -215,7 +233,10 @@ class Scenario(_Section):
 
     @model_validator(mode="after")
     def _one_upload_reading(self) -> Scenario:
-        if getattr(self.engine, "lora_upload_every_iteration", False) and not self.training.upload_every_local_iteration:
+        if (
+            getattr(self.engine, "lora_upload_every_iteration", False)
+            and not self.training.upload_every_local_iteration
+        ):
             raise ValueError(
                 "engine.lora_upload_every_iteration: set training.upload_every_local_iteration instead "
                 "(one switch for optimiser and engine)"

@@ -17,8 +17,8 @@ def sweep_points(axes: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:
         return [{}]
     keys = list(axes)
     if mode == "zip":
-        return [dict(zip(keys, values)) for values in zip(*axes.values())]
-    return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+        return [dict(zip(keys, values, strict=True)) for values in zip(*axes.values(), strict=True)]
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -46,8 +46,12 @@ def run_process(scenario: Scenario, units: Iterable[Unit], workers: int | None =
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(units) or 1))
     # fork is fast, but not safe once torch has started its thread pools (live runs): then spawn
     method = "spawn" if "torch" in sys.modules else "fork"
-    with ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_init_worker,
-                             initargs=(scenario.model_dump_json(), prime_workloads(scenario))) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=get_context(method),
+        initializer=_init_worker,
+        initargs=(scenario.model_dump_json(), prime_workloads(scenario)),
+    ) as pool:
         queue = iter(units)
         pending = set()
         for unit in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
@@ -68,8 +72,9 @@ def _ray_unit(scenario_json: str, workloads: dict, point: int, drop: int) -> Don
     return point, drop, run_unit(Scenario.model_validate_json(scenario_json), point, drop)
 
 
-def run_ray(scenario: Scenario, units: Iterable[Unit], address: str | None = None,
-            workers: int | None = None) -> Iterator[Done]:
+def run_ray(
+    scenario: Scenario, units: Iterable[Unit], address: str | None = None, workers: int | None = None
+) -> Iterator[Done]:
     """Run units as Ray tasks: on the cluster at ``address``, or a local Ray instance when None.
 
     The cluster's workers need fedsim installed (same version), like any Ray job's code.
@@ -83,7 +88,9 @@ def run_ray(scenario: Scenario, units: Iterable[Unit], address: str | None = Non
         try:
             ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(f"--ray-address {address!r}: cannot connect to Ray: {exc}".replace("\n", " ")) from None
+            raise InputError(
+                f"--ray-address {address!r}: cannot connect to Ray: {exc}".replace("\n", " ")
+            ) from None
     remote = ray.remote(_ray_unit)
     ref, loads = ray.put(scenario.model_dump_json()), ray.put(prime_workloads(scenario))
     pending = [remote.remote(ref, loads, point, drop) for point, drop in units]
@@ -92,8 +99,13 @@ def run_ray(scenario: Scenario, units: Iterable[Unit], address: str | None = Non
         yield ray.get(finished[0])
 
 
-def run_units(scenario: Scenario, units: Iterable[Unit], executor: str = "process", workers: int | None = None,
-              ray_address: str | None = None) -> Iterator[Done]:
+def run_units(
+    scenario: Scenario,
+    units: Iterable[Unit],
+    executor: str = "process",
+    workers: int | None = None,
+    ray_address: str | None = None,
+) -> Iterator[Done]:
     """Dispatch to one executor by name."""
     if executor == "serial":
         return run_serial(scenario, units)

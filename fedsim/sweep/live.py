@@ -25,11 +25,20 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     """Subchannels and power from the live scheme; cut and rank fixed by the trained model's config."""
     from fedsim.optimize import Problem, optimize
 
-    problem = Problem(drop=drop, workload=workload, batch_size=cfg.batch_size,
-                      local_iterations=cfg.local_iterations, rounds_by_rank={int(cfg.rank): 1.0})
+    problem = Problem(
+        drop=drop,
+        workload=workload,
+        batch_size=cfg.batch_size,
+        local_iterations=cfg.local_iterations,
+        rounds_by_rank={int(cfg.rank): 1.0},
+    )
     base, d = scenario.montecarlo.base_seed, scenario.live.drop
-    result = optimize(problem, scenario.live.scheme, rng=seeds.scheme_rng(base, _LIVE_POINT, d, scenario.live.scheme),
-                      power_solver=scenario.schemes.power_solver)
+    result = optimize(
+        problem,
+        scenario.live.scheme,
+        rng=seeds.scheme_rng(base, _LIVE_POINT, d, scenario.live.scheme),
+        power_solver=scenario.schemes.power_solver,
+    )
     k, j = drop.num_clients, workload.num_layers
     cut = min(int(cfg.cut), j)
     return result.allocation.with_(cuts=np.full(k, cut, dtype=int), ranks=uniform_ranks(k, j, int(cfg.rank)))
@@ -45,17 +54,36 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     cfg = live.training.model_copy(update={"rank": int(rank)})
     started = time.perf_counter()
     model, _, data = load(cfg, progress=progress)
-    workload = workload_from_config(model.config, seq_len=cfg.seq_len, bits=scenario.model.bits,
-                                    lora_targets=tuple(scenario.model.lora_targets), name=cfg.model)
+    workload = workload_from_config(
+        model.config,
+        seq_len=cfg.seq_len,
+        bits=scenario.model.bits,
+        lora_targets=tuple(scenario.model.lora_targets),
+        name=cfg.model,
+    )
     system = scenario.system.model_copy(update={"num_clients": cfg.num_clients})
     base = scenario.montecarlo.base_seed
     drop = draw_drop(system, seeds.drop_rng(base, _LIVE_POINT, live.drop))
     alloc = _allocation(scenario, drop, workload, cfg)
-    trainer = LiveTrainer.from_config(cfg, model=model, data=data, progress=progress,
-                                      source=f"fedsim run {scenario.name} (live, rank {rank})")
+    trainer = LiveTrainer.from_config(
+        cfg,
+        model=model,
+        data=data,
+        progress=progress,
+        source=f"fedsim run {scenario.name} (live, rank {rank})",
+    )
     max_rounds = live.max_rounds or max(1, math.ceil(cfg.steps / cfg.local_iterations))
-    sim = simulate(drop, workload, alloc, cfg.batch_size, cfg.local_iterations, float(max_rounds),
-                   scenario.engine, seeds.engine_rng(base, _LIVE_POINT, live.drop), trainer=trainer)
+    sim = simulate(
+        drop,
+        workload,
+        alloc,
+        cfg.batch_size,
+        cfg.local_iterations,
+        float(max_rounds),
+        scenario.engine,
+        seeds.engine_rng(base, _LIVE_POINT, live.drop),
+        trainer=trainer,
+    )
     folder = store.root / "live" / f"rank{rank}"
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(sim.round_rows).to_csv(folder / "rounds.csv", index=False)
@@ -65,13 +93,22 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     record.save(folder / record.file_name())
     ppl = [row["val_ppl"] for row in record.curve if "val_ppl" in row]
     summary = {
-        "model": cfg.model, "rank": int(rank), "num_clients": cfg.num_clients, "cut": int(alloc.cuts[0]),
-        "rounds_completed": int(sim.rounds_completed), "rounds_to_target": record.rounds_to_target,
-        "target_ppl": cfg.target_ppl, "first_val_ppl": ppl[0] if ppl else None,
-        "final_val_ppl": ppl[-1] if ppl else None, "sim_total_s": float(sim.total_s),
-        "converged": bool(sim.converged), "wall_s": round(time.perf_counter() - started, 1),
+        "model": cfg.model,
+        "rank": int(rank),
+        "num_clients": cfg.num_clients,
+        "cut": int(alloc.cuts[0]),
+        "rounds_completed": int(sim.rounds_completed),
+        "rounds_to_target": record.rounds_to_target,
+        "target_ppl": cfg.target_ppl,
+        "first_val_ppl": ppl[0] if ppl else None,
+        "final_val_ppl": ppl[-1] if ppl else None,
+        "sim_total_s": float(sim.total_s),
+        "converged": bool(sim.converged),
+        "wall_s": round(time.perf_counter() - started, 1),
     }
-    curve = [{"rank": int(rank), "model": cfg.model, "target_ppl": cfg.target_ppl, **row} for row in record.curve]
+    curve = [
+        {"rank": int(rank), "model": cfg.model, "target_ppl": cfg.target_ppl, **row} for row in record.curve
+    ]
     atomic_write_text(folder / "curve.json", json.dumps(curve))
     atomic_write_text(folder / "summary.json", json.dumps(summary))  # last: marks the rank done
     return summary
@@ -90,4 +127,9 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
     table = pd.DataFrame(summaries)
     table.to_csv(root / "summary.csv", index=False)
     pd.DataFrame(curves).to_csv(root / "curve.csv", index=False)
-    return ["## Live co-simulation (real split-LoRA training timed by the engine)", "", to_markdown(table), ""]
+    return [
+        "## Live co-simulation (real split-LoRA training timed by the engine)",
+        "",
+        to_markdown(table),
+        "",
+    ]

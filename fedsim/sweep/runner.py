@@ -35,8 +35,14 @@ def run_sweep(
     done = store.done()
     todo = [unit for unit in plan if unit not in done]
     tasks_per_unit = len(scenario.schemes.names)
-    bar = tqdm(total=len(plan) * tasks_per_unit, initial=(len(plan) - len(todo)) * tasks_per_unit,
-               desc=f"{scenario.name} sweep", unit="task", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(plan) * tasks_per_unit,
+        initial=(len(plan) - len(todo)) * tasks_per_unit,
+        desc=f"{scenario.name} sweep",
+        unit="task",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         if todo:
             for point, drop, rows in run_units(scenario, todo, executor, workers, ray_address):

@@ -27,7 +27,9 @@ def scheme_rng(base_seed: int, point: int, drop: int, scheme: str) -> np.random.
     """The stream of one scheme's random decisions; indexed by the scheme's global position, so it does
     not depend on which other schemes a scenario selects."""
     index = SCHEME_NAMES.index(scheme)
-    return np.random.default_rng(np.random.SeedSequence([*task_entropy(base_seed, point, drop), _SCHEME, index]))
+    return np.random.default_rng(
+        np.random.SeedSequence([*task_entropy(base_seed, point, drop), _SCHEME, index])
+    )
 
 
 def engine_rng(base_seed: int, point: int, drop: int) -> np.random.Generator:

@@ -39,11 +39,18 @@ def git_revision(cwd: Path | None = None) -> str | None:
     """The checkout's commit (with '+dirty' if modified), or None outside git."""
     where = cwd or Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -81,7 +88,9 @@ class ResultsStore:
             previous = json.loads(old.read_text(encoding="utf-8"))
             old_data, new_data = _comparable(previous), _comparable(resolved)
             if old_data != new_data:
-                changed = sorted(k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k))
+                changed = sorted(
+                    k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k)
+                )
                 raise InputError(
                     f"{self.root}: holds rows of a different scenario (changed: {', '.join(changed)}); "
                     "rerun with --fresh or choose --out"

@@ -10,9 +10,28 @@ import pandas as pd
 from fedsim.scenario.model import SCHEME_NAMES
 
 META_COLUMNS = {
-    "scenario", "point", "drop", "scheme", "seed", "status", "rank", "cut_mean", "cuts", "rounds",
-    "rounds_source", "iteration_s", "T1_s", "T2_s", "T3_s", "analytic_total_s", "optimizer_iterations",
-    "solver_status", "total_s", "rounds_completed", "energy_j", "engine_status",
+    "scenario",
+    "point",
+    "drop",
+    "scheme",
+    "seed",
+    "status",
+    "rank",
+    "cut_mean",
+    "cuts",
+    "rounds",
+    "rounds_source",
+    "iteration_s",
+    "T1_s",
+    "T2_s",
+    "T3_s",
+    "analytic_total_s",
+    "optimizer_iterations",
+    "solver_status",
+    "total_s",
+    "rounds_completed",
+    "energy_j",
+    "engine_status",
 }
 
 

@@ -19,7 +19,6 @@ from fedsim.scenario.points import scenario_at, sweep_points
 from fedsim.sweep import seeds
 from fedsim.system import draw_drop
 
-
 _WORKLOADS: dict[str, Any] = {}
 
 
@@ -116,9 +115,15 @@ def preflight(scenario: Scenario) -> None:
         where = f"sweep point {i} ({', '.join(f'{k}={v!r}' for k, v in point_values(scenario, i).items())})"
         try:
             drop = draw_drop(at.system, seeds.drop_rng(at.montecarlo.base_seed, i, 0))
-            validate_problem(Problem(drop=drop, workload=workload_of(at), batch_size=at.training.batch_size,
-                                     local_iterations=at.training.local_iterations,
-                                     rounds_by_rank=rounds_by_rank_of(at)[0]))
+            validate_problem(
+                Problem(
+                    drop=drop,
+                    workload=workload_of(at),
+                    batch_size=at.training.batch_size,
+                    local_iterations=at.training.local_iterations,
+                    rounds_by_rank=rounds_by_rank_of(at)[0],
+                )
+            )
         except InputError as exc:
             raise InputError(f"{where}: {exc}" if scenario.sweep.axes else str(exc)) from None
 
@@ -149,8 +154,12 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         upload_every_local_iteration=at.training.upload_every_local_iteration,
         per_client_cuts=at.training.per_client_cuts,
     )
-    result = optimize(problem, scheme, rng=seeds.scheme_rng(base, point_index, drop_index, scheme),
-                      power_solver=at.schemes.power_solver)
+    result = optimize(
+        problem,
+        scheme,
+        rng=seeds.scheme_rng(base, point_index, drop_index, scheme),
+        power_solver=at.schemes.power_solver,
+    )
     d = result.delays
     row: dict[str, Any] = {
         "scenario": scenario.name,
@@ -176,8 +185,14 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     if at.montecarlo.timing in ("engine", "engine_round"):
         row.update(_engine_columns(at, drop, workload, result, point_index, drop_index))
     else:
-        row.update({"total_s": float(d.total_s), "rounds_completed": int(math.ceil(d.rounds)),
-                    "energy_j": math.nan, "engine_status": "analytic"})
+        row.update(
+            {
+                "total_s": float(d.total_s),
+                "rounds_completed": int(math.ceil(d.rounds)),
+                "energy_j": math.nan,
+                "engine_status": "analytic",
+            }
+        )
     return [row]
 
 
@@ -213,8 +228,12 @@ def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop
     energy = [r.get("energy_j") for r in sim.round_rows if r.get("energy_j") is not None]
     energy_j = float(np.sum(energy)) if energy else math.nan
     if one_round:
-        return {"total_s": float(sim.total_s) * rounds, "rounds_completed": int(math.ceil(rounds)),
-                "energy_j": energy_j * rounds, "engine_status": "one_round_x_rounds"}
+        return {
+            "total_s": float(sim.total_s) * rounds,
+            "rounds_completed": int(math.ceil(rounds)),
+            "energy_j": energy_j * rounds,
+            "engine_status": "one_round_x_rounds",
+        }
     return {
         "total_s": float(sim.total_s),
         "rounds_completed": int(sim.rounds_completed),
