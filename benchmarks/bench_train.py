@@ -74,7 +74,9 @@ def main() -> None:
         central.local_iteration()
         t2 = time.perf_counter()
         t_split.append(t1 - t0), t_central.append(t2 - t1), ratios.append((t1 - t0) / (t2 - t1))
-    print(f"model {args.model}: K={args.clients} b={args.batch_size} L={args.seq_len} r={args.rank} c={args.cut}")
+    print(
+        f"model {args.model}: K={args.clients} b={args.batch_size} L={args.seq_len} r={args.rank} c={args.cut}"
+    )
     print(f"split iteration   median {statistics.median(t_split):.4f} s")
     print(f"unsplit peft step median {statistics.median(t_central):.4f} s")
     print(f"ratio split/unsplit median {statistics.median(ratios):.3f} (target <= 1.10)")
@@ -96,7 +98,9 @@ def main() -> None:
     print(f"client saved activations {act_client / mib:.1f} MiB of {act_whole / mib:.1f} MiB "
           f"({act_client / act_whole:.1%}) per b={args.batch_size} samples")  # fmt: skip
     total_c, total_w = p_client + act_client, p_whole + act_whole
-    print(f"client total {total_c / mib:.1f} MiB vs whole model {total_w / mib:.1f} MiB ({total_c / total_w:.1%})")
+    print(
+        f"client total {total_c / mib:.1f} MiB vs whole model {total_w / mib:.1f} MiB ({total_c / total_w:.1%})"
+    )
 
 
 if __name__ == "__main__":

@@ -16,13 +16,25 @@ def tiny_lm(family: str, seed: int = 0, dropout: float = 0.0, layers: int = 4):
     torch.manual_seed(seed)
     if family == "gpt2":
         cfg = GPT2Config(
-            n_layer=layers, n_embd=64, n_head=4, vocab_size=VOCAB, n_positions=64,
-            resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+            n_layer=layers,
+            n_embd=64,
+            n_head=4,
+            vocab_size=VOCAB,
+            n_positions=64,
+            resid_pdrop=dropout,
+            embd_pdrop=dropout,
+            attn_pdrop=dropout,
         )
         return GPT2LMHeadModel(cfg)
     cfg = LlamaConfig(
-        num_hidden_layers=layers, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=64, tie_word_embeddings=True,
+        num_hidden_layers=layers,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
     )
     return LlamaForCausalLM(cfg)
 

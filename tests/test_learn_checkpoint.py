@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.train import TrainData, train
-from learn_tiny import SyntheticLM, tiny_lm
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -34,7 +34,7 @@ def test_resume_gives_the_uninterrupted_curve(tmp_path, scheme):
                     tiny_lm("gpt2", dropout=0.1), _data(), progress=False)  # fmt: skip
     # Assert
     assert len(first.curve) == 3 and len(resumed.curve) == len(full.curve) == 5
-    for a, b in zip(resumed.curve, full.curve):
+    for a, b in zip(resumed.curve, full.curve, strict=True):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], abs=1e-6), (a, b)
@@ -42,6 +42,8 @@ def test_resume_gives_the_uninterrupted_curve(tmp_path, scheme):
 
 def test_resume_with_other_config_is_input_error(tmp_path):
     ckpt = tmp_path / "run.pt"
-    train(_cfg(steps=1, checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("gpt2"), _data(), progress=False)
+    train(
+        _cfg(steps=1, checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("gpt2"), _data(), progress=False
+    )
     with pytest.raises(InputError, match="rank"):
         train(_cfg(rank=3, checkpoint_path=str(ckpt)), tiny_lm("gpt2"), _data(), progress=False)

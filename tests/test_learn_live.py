@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.engine.live import Trainer
 from fedsim.learn.config import TrainConfig
@@ -12,7 +13,6 @@ from fedsim.learn.live import LiveTrainer
 from fedsim.learn.lora import lora_state
 from fedsim.learn.systems import build_system
 from fedsim.learn.train import TrainData, train
-from learn_tiny import SyntheticLM, tiny_lm
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -51,7 +51,9 @@ def test_live_trainer_equals_plain_loop():
     rec = live.record()
     # Assert: same validation perplexity at every evaluation, round losses = mean of the step losses
     assert stops == [False, False]
-    assert [r["val_ppl"] for r in rec.curve] == pytest.approx([r["val_ppl"] for r in plain.curve if "val_ppl" in r])
+    assert [r["val_ppl"] for r in rec.curve] == pytest.approx(
+        [r["val_ppl"] for r in plain.curve if "val_ppl" in r]
+    )
     steps = [r["train_loss"] for r in plain.curve[1:]]
     assert [r["train_loss"] for r in rec.curve[1:]] == pytest.approx([np.mean(steps[:2]), np.mean(steps[2:])])
     assert [r["sim_time_s"] for r in rec.curve] == [0.0, 10.0, 20.0]

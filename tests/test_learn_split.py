@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.errors import InputError
 from fedsim.learn.lora import add_lora, default_targets, lora_state
 from fedsim.learn.split import decoder_parts, split_model, token_nll
-from learn_tiny import SyntheticLM, tiny_lm
 
 
 def _batch(n=5, seq_len=16):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
@@ -14,7 +15,6 @@ from fedsim.learn.fedsplit import fedavg
 from fedsim.learn.records import ConvergenceRecord, rounds_by_rank, rounds_to_target
 from fedsim.learn.systems import build_system
 from fedsim.learn.train import TrainData, train
-from learn_tiny import SyntheticLM, tiny_lm
 
 
 def _data(k: int, n: int = 24) -> TrainData:
@@ -36,7 +36,7 @@ def test_k1_split_fed_reproduces_centralized_curve(family):
     central = train(_cfg(scheme="centralized"), tiny_lm(family), data, progress=False)
     # Assert: same losses and validation perplexities at every step
     assert [r["step"] for r in split.curve] == [r["step"] for r in central.curve]
-    for a, b in zip(split.curve, central.curve):
+    for a, b in zip(split.curve, central.curve, strict=True):
         for key in ("train_loss", "val_ppl"):
             assert (key in a) == (key in b)
             if key in a:
@@ -50,12 +50,16 @@ def test_k1_equivalence_holds_with_dropout():
     cfg = dict(lora_dropout=0.1, steps=4)
     split = train(_cfg(scheme="split_fed", **cfg), tiny_lm("gpt2", dropout=0.1), data, progress=False)
     central = train(_cfg(scheme="centralized", **cfg), tiny_lm("gpt2", dropout=0.1), data, progress=False)
-    for a, b in zip(split.curve[1:], central.curve[1:]):
+    for a, b in zip(split.curve[1:], central.curve[1:], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
 
 
 def test_fedavg_against_hand_computation():
-    states = [{"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([3.0, -2.0])}, {"w": torch.tensor([0.0, 4.0])}]
+    states = [
+        {"w": torch.tensor([1.0, 2.0])},
+        {"w": torch.tensor([3.0, -2.0])},
+        {"w": torch.tensor([0.0, 4.0])},
+    ]
     out = fedavg(states, [10, 30, 60])  # D = 100
     expected = [0.1 * 1 + 0.3 * 3 + 0.6 * 0, 0.1 * 2 + 0.3 * -2 + 0.6 * 4]
     torch.testing.assert_close(out["w"], torch.tensor(expected))
@@ -67,7 +71,9 @@ def test_aggregation_weights_clients_by_dataset_size():
     data = TrainData(SyntheticLM(24), SyntheticLM(4), parts, np.arange(4))
     system = build_system(tiny_lm("llama"), _cfg(num_clients=3), data.train, parts)
     system.local_iteration()
-    states = [{k: v.detach().clone() for k, v in c.part.named_parameters() if "lora_" in k} for c in system.clients]
+    states = [
+        {k: v.detach().clone() for k, v in c.part.named_parameters() if "lora_" in k} for c in system.clients
+    ]
     assert not torch.equal(states[0]["blocks.0.self_attn.q_proj.lora_B.default.weight"],
                            states[2]["blocks.0.self_attn.q_proj.lora_B.default.weight"])  # fmt: skip
     # Execute
@@ -90,7 +96,10 @@ def test_server_trains_one_lora_on_all_clients():
 
 
 def test_record_roundtrip_and_rounds_to_target(tmp_path):
-    curve = [{"step": 0, "round": 0.0, "val_ppl": 50.0}, {"step": 2, "round": 1.0, "train_loss": 2.0, "val_ppl": 9.0}]
+    curve = [
+        {"step": 0, "round": 0.0, "val_ppl": 50.0},
+        {"step": 2, "round": 1.0, "train_loss": 2.0, "val_ppl": 9.0},
+    ]
     assert rounds_to_target(curve, 10.0) == 1.0 and rounds_to_target(curve, 5.0) is None
     rec = ConvergenceRecord("m", "split_fed", 4, 3, 4, 2, 64, 10.0, 1.0, curve, "test")
     path = tmp_path / rec.file_name()

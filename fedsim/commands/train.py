@@ -41,10 +41,20 @@ def add_parser(subparsers) -> None:
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )  # fmt: skip
     p.add_argument("--model", default=d["model"].default, help=d["model"].description)
-    p.add_argument("--scheme", choices=["split_fed", "centralized", "both"], default="split_fed",
-                   help="which system to train; both = centralized and split_fed (Table IV)")
-    p.add_argument("--rank", "--ranks", dest="ranks", type=_ranks, default=[d["rank"].default],
-                   help="LoRA rank(s), comma-separated: one run per rank")
+    p.add_argument(
+        "--scheme",
+        choices=["split_fed", "centralized", "both"],
+        default="split_fed",
+        help="which system to train; both = centralized and split_fed (Table IV)",
+    )
+    p.add_argument(
+        "--rank",
+        "--ranks",
+        dest="ranks",
+        type=_ranks,
+        default=[d["rank"].default],
+        help="LoRA rank(s), comma-separated: one run per rank",
+    )
     p.add_argument("--clients", type=int, default=d["num_clients"].default, help=d["num_clients"].description)
     for flag, field in _FIELDS.items():
         if flag in ("model", "clients"):
@@ -53,13 +63,18 @@ def add_parser(subparsers) -> None:
         kind = str if field in ("partition", "partition_attribute", "data_path") else type(info.default)
         if info.default is None or kind is type(None):
             kind = float if field == "target_ppl" else (str if field == "data_path" else int)
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=info.default,
-                       help=info.description)
+        p.add_argument(
+            f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=info.default, help=info.description
+        )
     p.add_argument("--out", default="results/train", help="folder for curve CSVs, tables and checkpoints")
     p.add_argument("--records-dir", default="results/records", help="folder for the convergence records")
     p.add_argument("--table", action="store_true", help="write Table IV (final val PPL per scheme and rank)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (1 is often fastest on a shared, oversubscribed machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is often fastest on a shared, oversubscribed machine)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -94,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     for rank in args.ranks:
         for scheme in schemes:
             cfg = _config(args, scheme, rank, out)
-            model, tokenizer = load_model(cfg.model, progress=progress, seed=cfg.seed)  # fresh: peft wraps in place
+            model, tokenizer = load_model(
+                cfg.model, progress=progress, seed=cfg.seed
+            )  # fresh: peft wraps in place
             data = data or prepare_data(cfg, tokenizer)
             record = train(cfg, model, data, progress=progress, source=source)
             record.model = Path(cfg.model).name
@@ -129,6 +146,9 @@ def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict)
     with stem.with_suffix(".csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([["rank"] + [f"{s}_val_ppl" for s in schemes]] + rows)
     lines = ["| rank | " + " | ".join(f"{s} PPL" for s in schemes) + " |", "|---" * (len(schemes) + 1) + "|"]
-    lines += ["| " + " | ".join([str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]]) + " |" for r in rows]
+    lines += [
+        "| " + " | ".join([str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]]) + " |"
+        for r in rows
+    ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -11,7 +11,9 @@ import torch
 def collate(dataset, indices: Sequence[int]) -> dict[str, torch.Tensor]:
     """Stack ``dataset[i]`` dicts (input_ids, attention_mask, labels; each (L,)) into (B, L) tensors."""
     items = [dataset[int(i)] for i in indices]
-    return {key: torch.stack([item[key] for item in items]) for key in ("input_ids", "attention_mask", "labels")}
+    return {
+        key: torch.stack([item[key] for item in items]) for key in ("input_ids", "attention_mask", "labels")
+    }
 
 
 class BatchStream:

@@ -17,8 +17,10 @@ class TrainConfig(BaseModel):
 
     model: str = Field("smollm2-135m", description="Model id: shipped name, hub id, or local folder.")
     scheme: Literal["split_fed", "centralized"] = Field(
-        "split_fed", description="split_fed = FedsLLM (K clients + main server + fed server); "
-        "centralized = one LoRA model on the same data, batch K*b per step.")
+        "split_fed",
+        description="split_fed = FedsLLM (K clients + main server + fed server); "
+        "centralized = one LoRA model on the same data, batch K*b per step.",
+    )
     seq_len: int = Field(64, ge=8, description="Max tokens per sample L (prompt + reference, padded).")
     batch_size: int = Field(4, ge=1, description="Mini-batch size b per client per local iteration.")
     num_clients: int = Field(3, ge=1, description="Number of clients K.")
@@ -27,26 +29,32 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(32.0, gt=0, description="LoRA alpha; the update is scaled by alpha / r.")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (SplitLoRA: 0.1).")
     targets: list[str] | None = Field(
-        None, description="Module names to adapt; None = attention Q and V (GPT-2: fused c_attn).")
+        None, description="Module names to adapt; None = attention Q and V (GPT-2: fused c_attn)."
+    )
     cut: int = Field(2, ge=1, description="Split layer c: the client runs embeddings + blocks 1..c.")
     lr: float = Field(4e-4, gt=0, description="AdamW learning rate (clients and main server).")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     steps: int = Field(30, ge=1, description="Local iterations to run in total (rounds = steps / I).")
     eval_every: int = Field(12, ge=1, description="Evaluate validation perplexity every this many steps.")
     eval_samples: int | None = Field(
-        64, ge=1, description="Validation examples used for perplexity (None = the whole split).")
+        64, ge=1, description="Validation examples used for perplexity (None = the whole split)."
+    )
     train_samples: int | None = Field(
-        None, ge=1, description="Use only the first this many training pairs (None = all).")
+        None, ge=1, description="Use only the first this many training pairs (None = all)."
+    )
     target_ppl: float | None = Field(
-        None, gt=1, description="Target validation perplexity; E(r) = rounds until it is reached.")
+        None, gt=1, description="Target validation perplexity; E(r) = rounds until it is reached."
+    )
     partition: Literal["iid", "dirichlet", "length_dirichlet"] = Field(
-        "iid", description="How training samples are split over clients (spec §10a for length_dirichlet).")
+        "iid", description="How training samples are split over clients (spec §10a for length_dirichlet)."
+    )
     partition_attribute: str = Field("eatType", description="MR attribute for partition='dirichlet'.")
     dirichlet_alpha: float = Field(0.5, gt=0, description="Dirichlet concentration for non-IID partitions.")
     data_path: str | None = Field(None, description="E2E zip or folder; None = the copy shipped with fedsim.")
     seed: int = Field(0, description="Seed for LoRA init, partition, data order and dropout.")
     checkpoint_every: int | None = Field(
-        None, ge=1, description="Save a full checkpoint every this many steps (None = never).")
+        None, ge=1, description="Save a full checkpoint every this many steps (None = never)."
+    )
     checkpoint_path: str | None = Field(None, description="Checkpoint file (written atomically).")
 
     @classmethod

@@ -40,7 +40,9 @@ def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float
         raise ValueError(f"fedavg weights must be >= 0 with a positive sum, got {list(weights)}")
     w = w / w.sum()
     return {
-        key: sum(wk * s[key].detach().double() for wk, s in zip(w, states)).to(states[0][key].dtype)
+        key: sum(wk * s[key].detach().double() for wk, s in zip(w, states, strict=True)).to(
+            states[0][key].dtype
+        )
         for key in states[0]
     }
 
@@ -130,7 +132,9 @@ class MainServer:
 class FederatedServer:
     """FedAvg by local dataset size over the participating clients, broadcast to every receiver."""
 
-    def aggregate(self, senders: Sequence[ClientSide], receivers: Sequence[ClientSide]) -> dict[str, torch.Tensor]:
+    def aggregate(
+        self, senders: Sequence[ClientSide], receivers: Sequence[ClientSide]
+    ) -> dict[str, torch.Tensor]:
         average = fedavg([lora_state(c.part) for c in senders], [c.num_samples for c in senders])
         for client in receivers:
             load_lora(client.part, average)

@@ -38,7 +38,9 @@ class LiveTrainer:
         self.curve: list[dict] = [
             {"step": 0, "round": 0.0, "val_ppl": perplexity(system, data, self.eval_batch), "sim_time_s": 0.0}
         ]
-        self._bar = tqdm(total=cfg.steps // cfg.local_iterations, disable=not progress, desc="live", unit="round")
+        self._bar = tqdm(
+            total=cfg.steps // cfg.local_iterations, disable=not progress, desc="live", unit="round"
+        )
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, model=None, data: TrainData | None = None, progress: bool = True,

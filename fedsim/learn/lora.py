@@ -33,7 +33,9 @@ def default_targets(model: nn.Module) -> list[str]:
     for candidate in _QV_CANDIDATES:
         if all(n in names for n in candidate):
             return list(candidate)
-    raise InputError(f"targets: cannot find Q/V projections in {type(model).__name__}; set targets explicitly")
+    raise InputError(
+        f"targets: cannot find Q/V projections in {type(model).__name__}; set targets explicitly"
+    )
 
 
 def add_lora(

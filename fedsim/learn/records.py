@@ -83,5 +83,7 @@ def rounds_by_rank(records: list[ConvergenceRecord]) -> dict[int, float]:
         if rec.rounds_to_target is not None and math.isfinite(rec.rounds_to_target):
             out[rec.rank] = float(rec.rounds_to_target)
     if not out:
-        raise InputError("records: no record reached its target perplexity, so E(r) is unknown for every rank")
+        raise InputError(
+            "records: no record reached its target perplexity, so E(r) is unknown for every rank"
+        )
     return dict(sorted(out.items()))

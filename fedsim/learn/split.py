@@ -154,7 +154,9 @@ class ServerPart(nn.Module):
 def check_cut(cut: int, num_blocks: int) -> int:
     """Validate a cut layer c in 1..J (c = J leaves only the final norm and head on the server)."""
     if isinstance(cut, bool) or not isinstance(cut, int) or not 1 <= cut <= num_blocks:
-        raise InputError(f"cut: must be an integer in 1..{num_blocks} (the model's decoder blocks), got {cut!r}")
+        raise InputError(
+            f"cut: must be an integer in 1..{num_blocks} (the model's decoder blocks), got {cut!r}"
+        )
     return cut
 
 

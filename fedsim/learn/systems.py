@@ -62,7 +62,7 @@ class SplitFedSystem:
 
     def server_step(self, clients: Sequence[int]) -> float:
         self.last_loss, grads = self.server.step([self._uploads.pop(k) for k in clients])
-        self._grads.update(zip(clients, grads))
+        self._grads.update(zip(clients, grads, strict=True))
         return self.last_loss
 
     def client_backward(self, client: int) -> None:
@@ -90,7 +90,9 @@ class SplitFedSystem:
         load_lora(self.eval_part, average)
         self.eval_part.eval(), self.server.part.eval()
         try:
-            return _eval_nll(lambda ids, m: self.server.part(self.eval_part(ids, m), m), dataset, indices, batch_size)
+            return _eval_nll(
+                lambda ids, m: self.server.part(self.eval_part(ids, m), m), dataset, indices, batch_size
+            )
         finally:
             self.server.part.train()
 
@@ -112,7 +114,9 @@ class CentralizedSystem:
         self.model = peft_model.train()
         indices = np.concatenate([np.asarray(p) for p in partition])
         self.stream = BatchStream(dataset, indices, cfg.batch_size * cfg.num_clients, seed=(cfg.seed, 0))
-        self.optimizer = torch.optim.AdamW(lora_parameters(peft_model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            lora_parameters(peft_model), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         self.last_loss = float("nan")
 
     def local_iteration(self) -> float:
@@ -133,7 +137,10 @@ class CentralizedSystem:
         self.model.eval()
         try:
             return _eval_nll(
-                lambda ids, m: self.model(input_ids=ids, attention_mask=m).logits, dataset, indices, batch_size
+                lambda ids, m: self.model(input_ids=ids, attention_mask=m).logits,
+                dataset,
+                indices,
+                batch_size,
             )
         finally:
             self.model.train()

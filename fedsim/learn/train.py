@@ -53,7 +53,9 @@ def train(
     else:
         curve.append({"step": 0, "round": 0.0, "val_ppl": perplexity(system, data, eval_batch)})
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.scheme} r={cfg.rank}", unit="step")
+    bar = tqdm(
+        total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.scheme} r={cfg.rank}", unit="step"
+    )
     while step < cfg.steps:
         loss = system.local_iteration()
         step += 1
