@@ -254,3 +254,27 @@ def test_real_smollm2_resolution_and_fast_reload():
     examples = E2EExamples(data["validation"][:8], tok, max_len=64)
     loader = make_loader(examples, range(8), 4, torch.Generator().manual_seed(0), shuffle=False)
     assert perplexity(model, loader) < 60.0  # measured 18.5 on 32 examples
+
+
+def test_load_model_builds_tiny_ids_in_code():
+    model, tok = load_model("tiny-llama", seed=3)
+    ref, _ = tiny_model("llama", seed=3)
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values(), strict=True)
+    )
+    assert tok.pad_token_id == 50256
+    with pytest.raises(InputError, match="built in code"):
+        resolve_model("tiny-gpt2")
+
+
+def test_models_list_sees_a_cached_pypi_model(tmp_path, capsys):
+    folder = tmp_path / "smollm2-135m"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"x" * 2_000_000)
+    assert models.cached_models(tmp_path)[0]["cached"] is False  # no marker: an interrupted fetch
+    (folder / MARKER).write_text("{}")
+    row = models.cached_models(tmp_path)[0]
+    assert row["cached"] is True and row["size_mb"] == pytest.approx(2.0, abs=0.01)
+    assert resolve_model("smollm2", cache_dir=tmp_path, local_files_only=True) == folder
+    assert cli_main(["models", "list", "--cache-dir", str(tmp_path)]) == 0
+    assert "smollm2-135m   pypi-gguf  yes" in capsys.readouterr().out
