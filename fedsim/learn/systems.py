@@ -159,7 +159,10 @@ class CentralizedSystem:
 
 
 def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequence[np.ndarray]):
-    """Add LoRA to a plain HF causal LM (seeded) and build the system ``cfg.scheme`` names."""
+    """Add LoRA to a plain HF causal LM (seeded) and build the system ``cfg.scheme`` names.
+
+    peft wraps ``model``'s target layers in place: build each system from a freshly loaded model.
+    """
     check_cut(cfg.cut, decoder_parts(model).num_blocks)
     peft_model = add_lora(model, cfg.rank, cfg.lora_alpha, cfg.lora_dropout, cfg.seed, cfg.targets)
     torch.manual_seed(cfg.seed + 1)  # dropout draws from the global generator; checkpoints save its state
