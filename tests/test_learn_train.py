@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.errors import InputError
@@ -63,6 +65,21 @@ def test_fedavg_against_hand_computation():
     out = fedavg(states, [10, 30, 60])  # D = 100
     expected = [0.1 * 1 + 0.3 * 3 + 0.6 * 0, 0.1 * 2 + 0.3 * -2 + 0.6 * 4]
     torch.testing.assert_close(out["w"], torch.tensor(expected))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.lists(st.floats(-10, 10), min_size=3, max_size=3), min_size=1, max_size=5),
+    sizes=st.lists(st.integers(1, 1000), min_size=5, max_size=5),
+    scale=st.integers(1, 50),
+)
+def test_fedavg_is_a_scale_invariant_convex_combination(values, sizes, scale):
+    states = [{"w": torch.tensor(v, dtype=torch.float64)} for v in values]
+    weights = sizes[: len(states)]
+    out = fedavg(states, weights)["w"]
+    stacked = torch.stack([s["w"] for s in states])
+    assert (out >= stacked.min(0).values - 1e-9).all() and (out <= stacked.max(0).values + 1e-9).all()
+    torch.testing.assert_close(out, fedavg(states, [scale * w for w in weights])["w"])
 
 
 def test_aggregation_weights_clients_by_dataset_size():
