@@ -17,7 +17,17 @@ from fedsim.learn.data import IGNORE_INDEX, encode_pair, group_by_mr
 ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _device(model_or_fn) -> torch.device | None:
+    """Where a module's weights live (inputs are moved there); None for a bare function."""
+    params = getattr(model_or_fn, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else None
+
+
 def _logits(model_or_fn, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    device = _device(model_or_fn)
+    if device is not None:
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     out = model_or_fn(input_ids=input_ids, attention_mask=attention_mask)
     return out.logits if hasattr(out, "logits") else out
 
@@ -93,15 +103,16 @@ def greedy_generate(
 def _greedy_batch(model_or_fn, ids: torch.Tensor, max_new_tokens: int, eos: int) -> torch.Tensor:
     """(B, max_new_tokens or fewer) new tokens; finished rows are filled with EOS."""
     if hasattr(model_or_fn, "generate"):
+        ids = ids.to(_device(model_or_fn) or ids.device)
         full = model_or_fn.generate(
             ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
             eos_token_id=eos, pad_token_id=eos,
         )  # fmt: skip
-        return full[:, ids.shape[1] :]
+        return full[:, ids.shape[1] :].cpu()
     done = torch.zeros(ids.shape[0], dtype=torch.bool)
     seq = ids
     for _ in range(max_new_tokens):
-        nxt = _logits(model_or_fn, seq, torch.ones_like(seq))[:, -1].argmax(-1)
+        nxt = _logits(model_or_fn, seq, torch.ones_like(seq))[:, -1].argmax(-1).cpu()
         nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
         seq = torch.cat([seq, nxt[:, None]], dim=1)
         done |= nxt == eos
