@@ -183,3 +183,26 @@ def test_sigkill_halfway_then_rerun_gives_the_uninterrupted_rows(tmp_path):
     uninterrupted = _run(scenario, tmp_path / "whole")
     pd.testing.assert_frame_equal(resumed, uninterrupted)
     assert len(resumed) == 2 * 24 * 2
+
+
+def test_replay_from_convergence_records(tmp_path):
+    from fedsim.cli import main
+    from fedsim.learn.records import ConvergenceRecord
+
+    for rank, rounds in ((2, 30.0), (8, 20.0)):
+        curve = [{"step": s, "round": s / 10, "val_ppl": 9.0 - s / 50} for s in (0, 100, 200, 300)]
+        ConvergenceRecord("gpt2", "split_fed", rank, 5, 16, 10, 512, 5.0, rounds, curve, "test").save(
+            tmp_path / "recs" / f"r{rank}.json"
+        )
+    (tmp_path / "s.toml").write_text(
+        'name = "rec"\n[training]\nrecords = ["recs/r2.json", "recs/r8.json"]\n[schemes]\nnames = ["proposed"]\n'
+        '[montecarlo]\ndrops = 2\ntiming = "engine_round"\n[outputs]\nformats = ["png"]\n'
+    )
+    out = tmp_path / "out"
+    assert (
+        main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--executor", "serial", "--no-progress"])
+        == 0
+    )
+    rows = pd.read_parquet(out / "rows.parquet")
+    assert set(rows["rounds"]) <= {30.0, 20.0} and set(rows["rounds_source"]) == {"gpt2:split_fed"}
+    assert (out / "figures" / "convergence.png").exists() and (out / "figures" / "delay_cdf.png").exists()

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             "executor": args.executor,
         },
     )
+    if scenario.training.records:
+        store.write_record_curves(scenario.training.records)
     started = time.perf_counter()
     progress = not args.no_progress
     report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if not rows.empty:
             table = summary_table(rows)
             report += [
-                "## Mean total delay [s] per scheme (engine, finite drops)",
+                f"## Mean total delay [s] per scheme (timing: {scenario.montecarlo.timing}; finite drops)",
                 "",
                 to_markdown(table),
                 "",

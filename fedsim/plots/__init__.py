@@ -54,8 +54,9 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
     live = root / "live"
     made: list[Path] = []
     figures = root / "figures"
-    if (live / "curve.csv").exists():
-        curve = pd.read_csv(live / "curve.csv")
+    source = live / "curve.csv" if (live / "curve.csv").exists() else root / "records" / "curve.csv"
+    if source.exists():
+        curve = pd.read_csv(source)
         if "val_ppl" in curve and curve["val_ppl"].notna().any():
             target = (
                 curve["target_ppl"].dropna().iloc[0]

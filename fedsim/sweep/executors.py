@@ -44,8 +44,9 @@ def run_process(scenario: Scenario, units: Iterable[Unit], workers: int | None =
     """Run units on local worker processes (default: every core this process may use)."""
     units = list(units)
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(units) or 1))
-    # fork is fast, but not safe once torch has started its thread pools (live runs): then spawn
-    method = "spawn" if "torch" in sys.modules else "fork"
+    # fork is fast, but not safe once torch has run tensor code (its thread pools): a live run in this
+    # process loads the training modules, and then workers are spawned instead
+    method = "spawn" if "fedsim.learn.systems" in sys.modules else "fork"
     with ProcessPoolExecutor(
         workers,
         mp_context=get_context(method),

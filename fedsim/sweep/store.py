@@ -149,6 +149,24 @@ class ResultsStore:
             raise InputError(f"{self.root}: no rows.parquet; run the scenario first (fedsim run)")
         return pd.read_parquet(path)
 
+    def write_record_curves(self, paths: tuple[str, ...]) -> None:
+        """Copy the curves of the convergence records a replay scenario reads into ``records/curve.csv``,
+        so its convergence figure, like every figure, comes from this folder."""
+        from fedsim.learn.records import ConvergenceRecord
+
+        rows = []
+        for path in paths:
+            rec = ConvergenceRecord.load(path)
+            rows += [
+                {"rank": rec.rank, "model": rec.model, "target_ppl": rec.target_ppl, **row}
+                for row in rec.curve
+            ]
+        folder = self.root / "records"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".curve.csv.{os.getpid()}.tmp"
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        os.replace(tmp, folder / "curve.csv")
+
     def scenario_data(self) -> dict[str, Any]:
         """The resolved scenario the rows came from."""
         path = self.root / "scenario.json"
