@@ -65,9 +65,21 @@ def delay_vs_axis(
     ax.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
     ax.set_ylabel("Total training delay [s]")
     if title:
-        ax.set_title(title)
-    ax.legend(frameon=False)
+        ax.set_title(title, pad=28)
+    _legend_above(ax)
     return fig
+
+
+def _legend_above(ax) -> None:
+    """Legend in a band above the axes, so it never hides a curve."""
+    ax.legend(
+        frameon=False,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=3,
+        columnspacing=1.0,
+        handlelength=2.0,
+    )
 
 
 def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = None):
@@ -89,5 +101,5 @@ def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = No
     ax.set_ylabel("CDF over placements")
     if title:
         ax.set_title(title)
-    ax.legend(frameon=False)
+    _legend_above(ax)
     return fig

@@ -13,10 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 SCHEME_LABELS = {
     "proposed": "Proposed",
-    "a": "Baseline a (random)",
-    "b": "Baseline b (random channel/power)",
-    "c": "Baseline c (random split)",
-    "d": "Baseline d (random rank)",
+    "a": "Baseline (a)",
+    "b": "Baseline (b)",
+    "c": "Baseline (c)",
+    "d": "Baseline (d)",
 }
 SCHEME_STYLES = {
     "proposed": dict(color="#d62728", marker="o", linestyle="-"),

@@ -151,6 +151,11 @@ class MonteCarloSection(_Section):
 
     drops: int = Field(100, ge=0, le=1_000_000, description="drops per sweep point (0: no Monte Carlo sweep)")
     base_seed: int = Field(0, ge=0, le=2**63 - 1, description="root of every seed (numpy SeedSequence)")
+    same_drops_across_points: bool = Field(
+        False,
+        description="draw drop d of every sweep point from the same seed (common random numbers along the "
+        "swept axis: smoother curves); default: a seed per (point, drop)",
+    )
     timing: Literal["engine", "engine_round", "analytic"] = Field(
         "engine",
         description="engine: time every round of each task in the event engine (replay); engine_round: time "

@@ -24,7 +24,21 @@ Done = tuple[int, int, list[dict]]
 _WORKER_SCENARIO: Scenario | None = None
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel stop this worker when the sweep process dies (even by SIGKILL), so a killed
+    run leaves no orphans still computing."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def _init_worker(scenario_json: str, workloads: dict) -> None:
+    _die_with_parent()
     global _WORKER_SCENARIO  # one scenario per worker process, set once by the pool's initializer
     _WORKER_SCENARIO = Scenario.model_validate_json(scenario_json)
     seed_workloads(workloads)

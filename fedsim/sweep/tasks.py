@@ -142,7 +142,8 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
 
     at = _point_scenario(scenario, point_index)
     base = at.montecarlo.base_seed
-    drop = draw_drop(at.system, seeds.drop_rng(base, point_index, drop_index))
+    seed_point = 0 if at.montecarlo.same_drops_across_points else point_index
+    drop = draw_drop(at.system, seeds.drop_rng(base, seed_point, drop_index))
     workload = workload_of(at)
     table, source = rounds_by_rank_of(at)
     problem = Problem(
@@ -157,7 +158,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     result = optimize(
         problem,
         scheme,
-        rng=seeds.scheme_rng(base, point_index, drop_index, scheme),
+        rng=seeds.scheme_rng(base, seed_point, drop_index, scheme),
         power_solver=at.schemes.power_solver,
     )
     d = result.delays
@@ -167,7 +168,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         "drop": int(drop_index),
         "scheme": scheme,
         **{key: _scalar(value) for key, value in point_values(scenario, point_index).items()},
-        "seed": json.dumps(seeds.task_entropy(base, point_index, drop_index)),
+        "seed": json.dumps(seeds.task_entropy(base, seed_point, drop_index)),
         "status": result.status,
         "rank": int(result.allocation.ranks.flat[0]),
         "cut_mean": float(np.mean(result.allocation.cuts)),
@@ -183,7 +184,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         "solver_status": json.dumps(result.solver_status, sort_keys=True),
     }
     if at.montecarlo.timing in ("engine", "engine_round"):
-        row.update(_engine_columns(at, drop, workload, result, point_index, drop_index))
+        row.update(_engine_columns(at, drop, workload, result, seed_point, drop_index))
     else:
         row.update(
             {
