@@ -82,3 +82,25 @@ def test_quickstart_end_to_end(tmp_path):
     rows = pd.read_parquet(out / "rows.parquet")
     means = rows.groupby("scheme")["total_s"].mean()
     assert means["proposed"] < means.drop("proposed").min()
+
+
+def test_changed_live_inputs_rerun_the_live_part(tmp_path, monkeypatch):
+    scenario = scenario_from_dict(TINY)
+    store = ResultsStore(tmp_path)
+    store.prepare(scenario)
+    calls = []
+
+    def fake(scenario_, store_, rank, progress):
+        calls.append(rank)
+        folder = store_.root / "live" / f"rank{rank}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "curve.json").write_text(json.dumps([{"rank": rank, "step": 0, "val_ppl": 9.0}]))
+        (folder / "summary.json").write_text(json.dumps({"model": "m", "rank": rank}))
+
+    monkeypatch.setattr(live_mod, "_run_rank", fake)
+    live_mod.run_live(scenario, store, progress=False)
+    live_mod.run_live(scenario, store, progress=False)
+    assert calls == [2, 4]  # the second call reuses both ranks
+    changed = scenario_from_dict({**TINY, "system": {"p_max_w": 0.1}})
+    live_mod.run_live(changed, store, progress=False)
+    assert calls == [2, 4, 2, 4]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 
 import numpy as np
@@ -119,6 +120,18 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
     live = scenario.live
     ranks = live.ranks or (live.training.rank,)
     root = store.root / "live"
+    # finished ranks are reused only if everything the live run depends on is unchanged
+    inputs = json.dumps(
+        {
+            k: scenario.model_dump(mode="json")[k]
+            for k in ("live", "system", "engine", "model", "montecarlo", "schemes")
+        },
+        sort_keys=True,
+    )
+    if (root / "inputs.json").exists() and (root / "inputs.json").read_text() != inputs:
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "inputs.json", inputs)
     for rank in ranks:
         if not (root / f"rank{rank}" / "summary.json").exists():
             _run_rank(scenario, store, int(rank), progress)
