@@ -121,13 +121,9 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
     ranks = live.ranks or (live.training.rank,)
     root = store.root / "live"
     # finished ranks are reused only if everything the live run depends on is unchanged
-    inputs = json.dumps(
-        {
-            k: scenario.model_dump(mode="json")[k]
-            for k in ("live", "system", "engine", "model", "montecarlo", "schemes")
-        },
-        sort_keys=True,
-    )
+    data = scenario.model_dump(mode="json")
+    picked = {k: data[k] for k in ("live", "system", "engine", "model", "schemes")}
+    inputs = json.dumps({**picked, "base_seed": scenario.montecarlo.base_seed}, sort_keys=True)
     if (root / "inputs.json").exists() and (root / "inputs.json").read_text() != inputs:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
