@@ -194,3 +194,12 @@ def test_smollm2_short_real_run_lowers_val_ppl(tmp_path):
         rec.save(tmp_path / rec.file_name())
         assert rec.curve[-1]["val_ppl"] < rec.curve[0]["val_ppl"]
         assert ConvergenceRecord.load(tmp_path / rec.file_name()).rank == rank
+
+
+def test_device_auto_and_unavailable_cuda():
+    build_system(tiny_lm("gpt2"), _cfg(device="auto"), SyntheticLM(4), [np.arange(4)])
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="device"):
+            build_system(tiny_lm("gpt2"), _cfg(device="cuda"), SyntheticLM(4), [np.arange(4)])
+    with pytest.raises(InputError, match="device"):
+        build_system(tiny_lm("gpt2"), _cfg(device="tpu9"), SyntheticLM(4), [np.arange(4)])

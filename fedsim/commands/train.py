@@ -23,7 +23,7 @@ _FIELDS = {
     "cut": "cut", "lr": "lr", "weight_decay": "weight_decay", "eval_every": "eval_every",
     "eval_samples": "eval_samples", "train_samples": "train_samples", "target_ppl": "target_ppl",
     "partition": "partition", "partition_attribute": "partition_attribute",
-    "dirichlet_alpha": "dirichlet_alpha", "data": "data_path", "seed": "seed", "checkpoint_every": "checkpoint_every",
+    "dirichlet_alpha": "dirichlet_alpha", "data": "data_path", "seed": "seed", "device": "device", "checkpoint_every": "checkpoint_every",
 }  # fmt: skip
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 
-def collate(dataset, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+def collate(dataset, indices: Sequence[int], device: torch.device | None = None) -> dict[str, torch.Tensor]:
     """Stack ``dataset[i]`` dicts (input_ids, attention_mask, labels; each (L,)) into (B, L) tensors."""
     items = [dataset[int(i)] for i in indices]
     return {
-        key: torch.stack([item[key] for item in items]) for key in ("input_ids", "attention_mask", "labels")
+        key: torch.stack([item[key] for item in items]).to(device)
+        for key in ("input_ids", "attention_mask", "labels")
     }
 
 
@@ -21,12 +22,20 @@ class BatchStream:
     the next epoch. Its whole state (permutation, position, generator) is two ints plus the seed, so a
     checkpoint restores the exact data order."""
 
-    def __init__(self, dataset, indices: Sequence[int], batch_size: int, seed: Sequence[int]):
+    def __init__(
+        self,
+        dataset,
+        indices: Sequence[int],
+        batch_size: int,
+        seed: Sequence[int],
+        device: torch.device | None = None,
+    ):
         if len(indices) == 0:
             raise ValueError("BatchStream needs at least one sample index")
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size = int(batch_size)
+        self.device = device
         self.seed = [int(s) for s in seed]  # e.g. (run seed, client index): independent streams per client
         self.epoch = 0
         self.position = 0  # samples consumed in total
@@ -50,7 +59,7 @@ class BatchStream:
 
     def next_batch(self) -> dict[str, torch.Tensor]:
         """The next mini-batch as (B, L) tensors."""
-        return collate(self.dataset, self.next_indices())
+        return collate(self.dataset, self.next_indices(), self.device)
 
     def state_dict(self) -> dict:
         return {"seed": list(self.seed), "position": self.position}

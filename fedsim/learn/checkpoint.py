@@ -25,6 +25,7 @@ def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict]
         "curve": curve,
         "system": system_state,
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -37,7 +38,7 @@ def load_checkpoint(path: str | Path, config: dict) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path}: file not found")
-    payload = torch.load(path, weights_only=True)
+    payload = torch.load(path, weights_only=True, map_location="cpu")
     saved = {k: v for k, v in payload["config"].items() if k not in _RESUMABLE}
     wanted = {k: v for k, v in config.items() if k not in _RESUMABLE}
     if saved != wanted:
@@ -48,3 +49,5 @@ def load_checkpoint(path: str | Path, config: dict) -> dict:
 
 def restore_rng(payload: dict) -> None:
     torch.set_rng_state(payload["torch_rng"])
+    if payload.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])

@@ -51,6 +51,7 @@ class TrainConfig(BaseModel):
     partition_attribute: str = Field("eatType", description="MR attribute for partition='dirichlet'.")
     dirichlet_alpha: float = Field(0.5, gt=0, description="Dirichlet concentration for non-IID partitions.")
     data_path: str | None = Field(None, description="E2E zip or folder; None = the copy shipped with fedsim.")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N, or auto (cuda when available).")
     seed: int = Field(0, description="Seed for LoRA init, partition, data order and dropout.")
     checkpoint_every: int | None = Field(
         None, ge=1, description="Save a full checkpoint every this many steps (None = never)."

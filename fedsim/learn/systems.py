@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedsim.errors import InputError
 from fedsim.learn.batches import BatchStream, collate
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.fedsplit import ClientSide, FederatedServer, MainServer, Upload, load_lora, replicate
@@ -20,12 +21,29 @@ from fedsim.learn.lora import add_lora, lora_parameters, lora_state
 from fedsim.learn.split import check_cut, decoder_parts, split_model, token_nll
 
 
-def _eval_nll(forward, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda[:i]``, or ``auto`` (cuda when available); InputError if it does not exist here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"device: unknown torch device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device: {name!r} asked for but no CUDA GPU is available; use cpu or auto")
+    return device
+
+
+def _eval_nll(forward, dataset, indices: Sequence[int], batch_size: int, device=None) -> tuple[float, int]:
     """Summed token NLL and token count of ``forward(input_ids, attention_mask) -> logits`` over ``indices``."""
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(indices), batch_size):
-            batch = collate(dataset, indices[start : start + batch_size])
+            batch = collate(dataset, indices[start : start + batch_size], device)
             nll, n = token_nll(forward(batch["input_ids"], batch["attention_mask"]), batch["labels"])
             total, count = total + float(nll), count + n
     return total, count
@@ -43,7 +61,9 @@ class SplitFedSystem:
         self.clients = [
             ClientSide(
                 replicate(template),
-                BatchStream(dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k)),
+                BatchStream(
+                    dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model)
+                ),
                 cfg.lr,
                 cfg.weight_decay,
             )
@@ -91,7 +111,11 @@ class SplitFedSystem:
         self.eval_part.eval(), self.server.part.eval()
         try:
             return _eval_nll(
-                lambda ids, m: self.server.part(self.eval_part(ids, m), m), dataset, indices, batch_size
+                lambda ids, m: self.server.part(self.eval_part(ids, m), m),
+                dataset,
+                indices,
+                batch_size,
+                _device(self.model),
             )
         finally:
             self.server.part.train()
@@ -113,7 +137,9 @@ class CentralizedSystem:
         self.cfg = cfg
         self.model = peft_model.train()
         indices = np.concatenate([np.asarray(p) for p in partition])
-        self.stream = BatchStream(dataset, indices, cfg.batch_size * cfg.num_clients, seed=(cfg.seed, 0))
+        self.stream = BatchStream(
+            dataset, indices, cfg.batch_size * cfg.num_clients, seed=(cfg.seed, 0), device=_device(peft_model)
+        )
         self.optimizer = torch.optim.AdamW(
             lora_parameters(peft_model), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
@@ -141,6 +167,7 @@ class CentralizedSystem:
                 dataset,
                 indices,
                 batch_size,
+                _device(self.model),
             )
         finally:
             self.model.train()
@@ -164,6 +191,7 @@ def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequenc
     peft wraps ``model``'s target layers in place: build each system from a freshly loaded model.
     """
     check_cut(cfg.cut, decoder_parts(model).num_blocks)
+    model = model.to(resolve_device(cfg.device))  # before peft, which puts LoRA on the base layer's device
     peft_model = add_lora(model, cfg.rank, cfg.lora_alpha, cfg.lora_dropout, cfg.seed, cfg.targets)
     torch.manual_seed(cfg.seed + 1)  # dropout draws from the global generator; checkpoints save its state
     cls = SplitFedSystem if cfg.scheme == "split_fed" else CentralizedSystem
