@@ -29,6 +29,29 @@ def timed(scenario, executor: str, workers: int | None) -> tuple[float, int]:
         return time.perf_counter() - start, len(rows)
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def parallel_ceiling(workers: int | None) -> float:
+    """Speed-up of pure-Python busy work on a process pool vs serial, measured now: the most any
+    executor can get from this machine at this moment (other users' load included)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs, n = 2 * (workers or len(os.sched_getaffinity(0))), 5_000_000
+    start = time.perf_counter()
+    for _ in range(jobs):
+        _burn(n)
+    serial = time.perf_counter() - start
+    with ProcessPoolExecutor(workers) as pool:
+        start = time.perf_counter()
+        list(pool.map(_burn, [n] * jobs))
+        return serial / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drops", type=int, default=100)
@@ -46,7 +69,10 @@ def main() -> None:
         results[executor] = seconds
         print(f"{executor:8s} {seconds:8.1f} s  {tasks / seconds:8.1f} tasks/s  ({tasks} tasks)")
     if "serial" in results and "process" in results:
-        print(f"speed-up process/serial: {results['serial'] / results['process']:.2f}x")
+        print(
+            f"speed-up process/serial: {results['serial'] / results['process']:.2f}x "
+            f"(machine's parallel ceiling now: {parallel_ceiling(args.workers):.2f}x)"
+        )
 
 
 if __name__ == "__main__":
