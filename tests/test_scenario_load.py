@@ -274,3 +274,15 @@ def test_cli_point_that_cannot_be_built_exits_2_and_writes_nothing(tmp_path, cap
     unknown.write_text('name = "m"\n[model]\nid = "no-such-model"\n')
     assert main(["run", str(unknown), "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_validate_keys_lists_every_field_with_help(capsys):
+    from fedsim.scenario.describe import describe
+
+    assert main(["validate", "--keys"]) == 0
+    text = capsys.readouterr().out
+    keys = [row[0] for row in describe()]
+    assert "system.p_max_w" in keys and "montecarlo.timing" in keys and "[live.training]" in keys
+    assert all(row[3] for row in describe()), "every key carries help text"
+    assert "per-client transmit power cap" in text
+    assert main(["validate"]) == 2

@@ -15,7 +15,10 @@ def add_parser(subparsers) -> None:
         help="check a scenario file and print it resolved (defaults filled in)",
         description="Validate a scenario TOML (and every sweep point) and print the resolved scenario.",
     )
-    parser.add_argument("scenario", help="scenario TOML file")
+    parser.add_argument("scenario", nargs="?", default=None, help="scenario TOML file")
+    parser.add_argument(
+        "--keys", action="store_true", help="list every scenario key with its help text and exit"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -28,6 +31,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.keys:
+        from fedsim.scenario.describe import describe_text
+
+        print(describe_text())
+        return 0
+    if args.scenario is None:
+        from fedsim.errors import InputError
+
+        raise InputError("give a SCENARIO file (or --keys to list every scenario key)")
     scenario = load_scenario(args.scenario, args.overrides)
     points = len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))
     drops, schemes = scenario.montecarlo.drops, len(scenario.schemes.names)
