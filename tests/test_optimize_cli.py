@@ -38,7 +38,7 @@ def test_json_matches_library(capsys, gpt2_workload):
         (["--num-clients", "0"], "--num-clients"),
         (["--num-clients", "30"], "num_subchannels_main must be >= num_clients"),
         (["--ranks", "3"], "--rounds"),
-        (["--ranks", "1,2", "--rounds", "100"], "--rounds has 1 values"),
+        (["--ranks", "1,2", "--rounds-by-rank", "100"], "--rounds-by-rank has 1 values"),
         (["--model", "no-such-model"], "no-such-model"),
     ],
 )
@@ -59,3 +59,23 @@ def test_parse_rounds_rejects_garbage():
     with pytest.raises(InputError, match="--ranks"):
         parse_rounds("a,b", None)
     assert parse_rounds("2,4", "10,5") == {2: 10.0, 4: 5.0}
+
+
+def test_scenario_file_and_set_override_supply_the_settings(capsys, gpt2_workload):
+    from pathlib import Path
+
+    # Prepare
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "fig5_bandwidth.toml"
+    argv = ["optimize", str(path), "--seed", "2", "--json", "--set", "system.num_clients=3"]
+    # Execute
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    # Assert: the scenario's system with the override, same result as the library on those settings
+    assert record["system"]["num_clients"] == 3
+    _, result = optimize_drop(SystemParams(num_clients=3), gpt2_workload, 16, 10, parse_rounds("1,2,4,6,8", None), 2)
+    assert record["delays"]["total_s"] == pytest.approx(result.delays.total_s, rel=1e-12)
+
+
+def test_set_without_scenario_is_a_one_line_error(capsys):
+    assert main(["optimize", "--set", "system.num_clients=3"]) == 2
+    assert "--set needs a SCENARIO" in capsys.readouterr().err

@@ -1,25 +1,22 @@
 """``fedsim optimize``: draw one drop, optimise it with the proposed scheme or a baseline, print it all.
 
-The SystemParams options are generated from ``SystemParams.model_fields`` so their help and validation
-come from one place. ``optimize_drop`` is the reusable core (the scenario runner calls it too).
+Options and settings are shared with ``fedsim simulate`` (``fedsim/commands/_drop.py``).
+``optimize_drop`` is the reusable core.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
-from pydantic import ValidationError
 
-from fedsim.errors import InputError
-from fedsim.optimize import POWER_SOLVERS, SCHEMES, Problem, Result, optimize
+from fedsim.commands._drop import DEFAULT_ROUNDS, add_drop_arguments, drop_settings, parse_rounds
+from fedsim.optimize import Problem, Result, optimize
 from fedsim.optimize.power import client_counts
 from fedsim.system import Drop, SystemParams, draw_drop
 from fedsim.workload import Workload
 
-# spec §7 PROPOSED E(r) at I = 10
-DEFAULT_ROUNDS = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}
+__all__ = ["DEFAULT_ROUNDS", "format_result", "optimize_drop", "parse_rounds"]
 
 
 def optimize_drop(
@@ -56,115 +53,16 @@ def optimize_drop(
     return drop, result
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "optimize",
         help="optimise subchannels, power, split and rank for one random drop",
         description="Draw one drop of the system, run the proposed BCD (Algorithm 3) or a baseline a-d, and "
-        "print the drop, the decisions and every delay term. Defaults: spec §7.",
+        "print the drop, the decisions and every delay term. Settings come from SCENARIO if given, else "
+        "from the spec §7 defaults; the options override either.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="drop seed (default 0)")
-    parser.add_argument("--scheme", choices=SCHEMES, default="proposed", help="proposed or baseline a-d")
-    parser.add_argument(
-        "--power-solver",
-        choices=POWER_SOLVERS,
-        default="exact",
-        help="exact bisection/Newton (flat channels) or cvxpy/CLARABEL (also fading)",
-    )
-    parser.add_argument(
-        "--no-refine",
-        action="store_true",
-        help="run Algorithm 2 as written, without the exact subchannel-count refinement",
-    )
-    parser.add_argument("--per-client-cuts", action="store_true", help="one cut per client (spec §10)")
-    parser.add_argument(
-        "--upload-every-local-iteration",
-        action="store_true",
-        help="reading D2 of eq. (17): LoRA upload in every local iteration",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON record (enough to recompute T)")
-    work = parser.add_argument_group("workload and training")
-    work.add_argument("--model", default="gpt2", help="shipped model name, hub alias or config path (gpt2)")
-    work.add_argument("--seq-len", type=int, default=512, help="tokens per sample L (512)")
-    work.add_argument("--bits", type=int, default=32, help="bits per activation / LoRA value (32)")
-    work.add_argument("--workload-mode", default="analytic", help="analytic or table3 (spec §8)")
-    work.add_argument("--batch-size", type=int, default=16, help="b, samples per client per iteration (16)")
-    work.add_argument("--local-iterations", type=int, default=10, help="I, local iterations per round (10)")
-    work.add_argument("--ranks", default="1,2,4,6,8", help="candidate LoRA ranks R (1,2,4,6,8)")
-    work.add_argument(
-        "--rounds",
-        default=None,
-        help="E(r) per rank in --ranks order, comma-separated (default spec §7: 240,204,180,174,170)",
-    )
-    system = parser.add_argument_group("system (SystemParams; defaults spec §7)")
-    for name, field in SystemParams.model_fields.items():
-        if field.annotation is bool or field.annotation == "bool":
-            system.add_argument(
-                _flag(name),
-                dest=f"sys_{name}",
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"{field.description} (default {field.default})",
-            )
-        else:
-            kind = int if field.annotation in (int, "int") else float
-            system.add_argument(
-                _flag(name),
-                dest=f"sys_{name}",
-                type=kind,
-                default=None,
-                metavar="VALUE",
-                help=f"{field.description} (default {field.default:g})",
-            )
+    add_drop_arguments(parser)
     parser.set_defaults(func=run)
-
-
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{option} must be comma-separated integers, got {text!r}") from None
-
-
-def parse_rounds(ranks_text: str, rounds_text: str | None) -> dict[int, float]:
-    """E(r) per rank from the --ranks and --rounds options."""
-    ranks = _int_list(ranks_text, "--ranks")
-    if not ranks:
-        raise InputError("--ranks must list at least one rank")
-    if rounds_text is None:
-        missing = [r for r in ranks if r not in DEFAULT_ROUNDS]
-        if missing:
-            raise InputError(
-                f"--rounds: no default E(r) for rank(s) {missing} (defaults exist for "
-                f"{sorted(DEFAULT_ROUNDS)}); pass --rounds with one value per rank"
-            )
-        return {r: DEFAULT_ROUNDS[r] for r in ranks}
-    try:
-        values = [float(v) for v in rounds_text.split(",")]
-    except ValueError:
-        raise InputError(f"--rounds must be comma-separated numbers, got {rounds_text!r}") from None
-    if len(values) != len(ranks):
-        raise InputError(f"--rounds has {len(values)} values but --ranks has {len(ranks)}")
-    return dict(zip(ranks, values, strict=True))
-
-
-def system_from_args(args) -> SystemParams:
-    """SystemParams from the generated options; a validation error names the option."""
-    values = {
-        n: getattr(args, f"sys_{n}")
-        for n in SystemParams.model_fields
-        if getattr(args, f"sys_{n}") is not None
-    }
-    try:
-        return SystemParams(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = _flag(str(err["loc"][0])) if err["loc"] else "system"
-        raise InputError(f"{where}: {err['msg']}") from None
 
 
 def _db(x: np.ndarray) -> np.ndarray:
@@ -225,32 +123,27 @@ def format_result(drop: Drop, result: Result, seed: int) -> str:
 
 
 def run(args) -> int:
-    from fedsim.model_configs import load_model_config
-    from fedsim.workload import workload_from_config
-
-    system = system_from_args(args)
-    rounds = parse_rounds(args.ranks, args.rounds)
-    try:
-        workload = workload_from_config(
-            load_model_config(args.model), seq_len=args.seq_len, bits=args.bits, mode=args.workload_mode
-        )
-    except ValueError as exc:  # InputError is a ValueError too
-        raise InputError(str(exc)) from None
+    cfg = drop_settings(args)
     drop, result = optimize_drop(
-        system,
-        workload,
-        args.batch_size,
-        args.local_iterations,
-        rounds,
+        cfg["system"],
+        cfg["workload"],
+        cfg["batch_size"],
+        cfg["local_iterations"],
+        cfg["rounds_by_rank"],
         args.seed,
         args.scheme,
-        args.power_solver,
-        args.upload_every_local_iteration,
-        args.per_client_cuts,
+        cfg["power_solver"],
+        cfg["upload_every_local_iteration"],
+        cfg["per_client_cuts"],
         refine=not args.no_refine,
     )
     if args.json:
-        record = {"seed": args.seed, "system": system.model_dump(), "model": args.model, **result.to_dict()}
+        record = {
+            "seed": args.seed,
+            "system": cfg["system"].model_dump(),
+            "model": cfg["workload"].name,
+            **result.to_dict(),
+        }
         print(json.dumps(record, indent=1, allow_nan=False))
     else:
         print(format_result(drop, result, args.seed))

@@ -1,8 +1,6 @@
 """``fedsim simulate``: optimise one drop, time its training in the discrete-event engine, print it all.
 
-Settings come from a scenario file when one is given (its [system], [model], [training] and [engine]
-sections), else from the spec §7 defaults; the generated ``--<system field>`` and ``--<engine field>``
-options override either.
+Options and settings are shared with ``fedsim optimize`` (``fedsim/commands/_drop.py``).
 """
 
 from __future__ import annotations
@@ -11,15 +9,12 @@ import json
 
 import numpy as np
 
-from fedsim.commands._model_options import add_model_options, model_from_args
-from fedsim.engine import EngineConfig, phase_summary, simulate
+from fedsim.commands._drop import add_drop_arguments, drop_settings
+from fedsim.engine import phase_summary, simulate
 from fedsim.errors import InputError
-from fedsim.system import SystemParams
 
 
 def add_parser(subparsers) -> None:
-    from fedsim.optimize import POWER_SOLVERS, SCHEMES
-
     parser = subparsers.add_parser(
         "simulate",
         help="optimise one drop and time its training in the event engine",
@@ -27,85 +22,15 @@ def add_parser(subparsers) -> None:
         "decisions and print the drop, the decisions, per-round and total delay and the trace summary. "
         "Defaults: spec §7, engine in paper mode (its total then equals eq. 17).",
     )
-    parser.add_argument("scenario", nargs="?", default=None, help="scenario TOML (optional)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario key (repeatable; needs SCENARIO)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="drop seed (default 0); engine stream [seed, 2]")
-    parser.add_argument("--scheme", choices=SCHEMES, default="proposed", help="proposed or baseline a-d")
-    parser.add_argument("--power-solver", choices=POWER_SOLVERS, default="exact", help="power-control solver")
+    add_drop_arguments(parser, with_engine=True)
     parser.add_argument(
         "--rounds",
         type=float,
         default=None,
         help="global rounds to simulate (default E(r) of the optimised rank)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON record instead of tables")
     parser.add_argument("--trace-csv", default=None, metavar="PATH", help="write the event trace as CSV")
-    work = parser.add_argument_group("workload and training (without SCENARIO)")
-    work.add_argument("--model", default="gpt2", help="shipped model name, hub alias or config path (gpt2)")
-    work.add_argument("--seq-len", type=int, default=512, help="tokens per sample L (512)")
-    work.add_argument("--batch-size", type=int, default=16, help="b, samples per client per iteration (16)")
-    work.add_argument("--local-iterations", type=int, default=10, help="I, local iterations per round (10)")
-    work.add_argument("--ranks", default="1,2,4,6,8", help="candidate LoRA ranks R (1,2,4,6,8)")
-    work.add_argument(
-        "--rounds-by-rank",
-        default=None,
-        help="E(r) per rank in --ranks order (default spec §7: 240,204,180,174,170)",
-    )
-    add_model_options(
-        parser.add_argument_group("system (SystemParams; defaults spec §7)"), SystemParams, "sys"
-    )
-    add_model_options(
-        parser.add_argument_group("engine (EngineConfig; defaults = paper mode)"), EngineConfig, "eng"
-    )
     parser.set_defaults(func=run)
-
-
-def _settings(args) -> dict:
-    """System, engine, workload and training settings from the scenario (if any) and the options."""
-    from fedsim.commands.optimize import parse_rounds
-    from fedsim.model_configs import load_model_config
-    from fedsim.workload import workload_from_config
-
-    if args.scenario is None:
-        if args.overrides:
-            raise InputError("--set needs a SCENARIO file")
-        try:
-            workload = workload_from_config(load_model_config(args.model), seq_len=args.seq_len)
-        except ValueError as exc:  # InputError is a ValueError too
-            raise InputError(str(exc)) from None
-        return {
-            "system": model_from_args(args, SystemParams, "sys"),
-            "engine": model_from_args(args, EngineConfig, "eng"),
-            "workload": workload,
-            "batch_size": args.batch_size,
-            "local_iterations": args.local_iterations,
-            "rounds_by_rank": parse_rounds(args.ranks, args.rounds_by_rank),
-            "upload_every_local_iteration": bool(args.eng_lora_upload_every_iteration),
-            "per_client_cuts": False,
-        }
-    from fedsim.scenario import load_scenario
-    from fedsim.sweep.tasks import rounds_by_rank_of, workload_of
-
-    sc = load_scenario(args.scenario, args.overrides)
-    upload = sc.training.upload_every_local_iteration
-    engine = model_from_args(args, EngineConfig, "eng", sc.engine)
-    return {
-        "system": model_from_args(args, SystemParams, "sys", sc.system),
-        "engine": engine.model_copy(update={"lora_upload_every_iteration": upload}),
-        "workload": workload_of(sc),
-        "batch_size": sc.training.batch_size,
-        "local_iterations": sc.training.local_iterations,
-        "rounds_by_rank": rounds_by_rank_of(sc)[0],
-        "upload_every_local_iteration": upload,
-        "per_client_cuts": sc.training.per_client_cuts,
-    }
 
 
 def _round_table(rows: list[dict]) -> list[str]:
@@ -132,7 +57,7 @@ def _phases(sim) -> list[dict]:
 def run(args) -> int:
     from fedsim.commands.optimize import format_result, optimize_drop
 
-    cfg = _settings(args)
+    cfg = drop_settings(args, with_engine=True)
     drop, result = optimize_drop(
         cfg["system"],
         cfg["workload"],
@@ -141,9 +66,10 @@ def run(args) -> int:
         cfg["rounds_by_rank"],
         args.seed,
         args.scheme,
-        args.power_solver,
+        cfg["power_solver"],
         cfg["upload_every_local_iteration"],
         cfg["per_client_cuts"],
+        refine=not args.no_refine,
     )
     rounds = float(result.delays.rounds if args.rounds is None else args.rounds)
     if not rounds > 0:
