@@ -72,7 +72,9 @@ def test_scenario_file_and_set_override_supply_the_settings(capsys, gpt2_workloa
     record = json.loads(capsys.readouterr().out)
     # Assert: the scenario's system with the override, same result as the library on those settings
     assert record["system"]["num_clients"] == 3
-    _, result = optimize_drop(SystemParams(num_clients=3), gpt2_workload, 16, 10, parse_rounds("1,2,4,6,8", None), 2)
+    _, result = optimize_drop(
+        SystemParams(num_clients=3), gpt2_workload, 16, 10, parse_rounds("1,2,4,6,8", None), 2
+    )
     assert record["delays"]["total_s"] == pytest.approx(result.delays.total_s, rel=1e-12)
 
 

@@ -151,3 +151,22 @@ def drop_settings(args, with_engine: bool = False) -> dict:
         cfg["upload_every_local_iteration"] = upload
         cfg["engine"] = engine.model_copy(update={"lora_upload_every_iteration": upload})
     return cfg
+
+
+def optimize_settings(cfg: dict, args):
+    """Draw drop ``args.seed`` and optimise it with ``args.scheme`` under the resolved settings."""
+    from fedsim.commands.optimize import optimize_drop
+
+    return optimize_drop(
+        cfg["system"],
+        cfg["workload"],
+        cfg["batch_size"],
+        cfg["local_iterations"],
+        cfg["rounds_by_rank"],
+        args.seed,
+        args.scheme,
+        cfg["power_solver"],
+        cfg["upload_every_local_iteration"],
+        cfg["per_client_cuts"],
+        refine=not args.no_refine,
+    )

@@ -10,7 +10,13 @@ import json
 
 import numpy as np
 
-from fedsim.commands._drop import DEFAULT_ROUNDS, add_drop_arguments, drop_settings, parse_rounds
+from fedsim.commands._drop import (
+    DEFAULT_ROUNDS,
+    add_drop_arguments,
+    drop_settings,
+    optimize_settings,
+    parse_rounds,
+)
 from fedsim.optimize import Problem, Result, optimize
 from fedsim.optimize.power import client_counts
 from fedsim.system import Drop, SystemParams, draw_drop
@@ -124,19 +130,7 @@ def format_result(drop: Drop, result: Result, seed: int) -> str:
 
 def run(args) -> int:
     cfg = drop_settings(args)
-    drop, result = optimize_drop(
-        cfg["system"],
-        cfg["workload"],
-        cfg["batch_size"],
-        cfg["local_iterations"],
-        cfg["rounds_by_rank"],
-        args.seed,
-        args.scheme,
-        cfg["power_solver"],
-        cfg["upload_every_local_iteration"],
-        cfg["per_client_cuts"],
-        refine=not args.no_refine,
-    )
+    drop, result = optimize_settings(cfg, args)
     if args.json:
         record = {
             "seed": args.seed,

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from fedsim.commands._drop import add_drop_arguments, drop_settings
+from fedsim.commands._drop import add_drop_arguments, drop_settings, optimize_settings
 from fedsim.engine import phase_summary, simulate
 from fedsim.errors import InputError
 
@@ -55,22 +55,10 @@ def _phases(sim) -> list[dict]:
 
 
 def run(args) -> int:
-    from fedsim.commands.optimize import format_result, optimize_drop
+    from fedsim.commands.optimize import format_result
 
     cfg = drop_settings(args, with_engine=True)
-    drop, result = optimize_drop(
-        cfg["system"],
-        cfg["workload"],
-        cfg["batch_size"],
-        cfg["local_iterations"],
-        cfg["rounds_by_rank"],
-        args.seed,
-        args.scheme,
-        cfg["power_solver"],
-        cfg["upload_every_local_iteration"],
-        cfg["per_client_cuts"],
-        refine=not args.no_refine,
-    )
+    drop, result = optimize_settings(cfg, args)
     rounds = float(result.delays.rounds if args.rounds is None else args.rounds)
     if not rounds > 0:
         raise InputError(f"--rounds must be > 0, got {args.rounds}")

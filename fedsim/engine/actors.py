@@ -17,26 +17,38 @@ def _row(ctx: RunContext, rs: RoundState, it, actor, phase, start, bits, flops, 
     ctx.trace.append((rs.index, it, actor, phase, start, ctx.env.now, bits, flops, resource))
 
 
+def _hold(
+    ctx: RunContext, rs: RoundState, it, resource, duration_s, actor, phase, bits, flops, where, on_start=None
+):
+    """Hold ``resource`` for ``duration_s()`` seconds, read when the hold starts (after ``on_start()``),
+    and log one trace row. Returns the duration charged."""
+    with resource.request() as req:
+        yield req
+        if on_start is not None:
+            on_start()
+        start, dur = ctx.env.now, duration_s()
+        yield ctx.env.timeout(dur)
+    if ctx.trace is not None:
+        _row(ctx, rs, it, actor, phase, start, bits, flops, where)
+    return dur
+
+
 def _upload_lora(ctx: RunContext, rs: RoundState, k: int, it):
     """Client k sends its LoRA to the federated server over its fed-link subchannels."""
-    env, costs = ctx.env, ctx.costs
-    with ctx.fed_subchannels[k].request() as req:
-        yield req
-        start, dur = env.now, costs.lora_up_s[k]
-        yield env.timeout(dur)
+    costs = ctx.costs
+    dur = yield from _hold(
+        ctx,
+        rs,
+        it,
+        ctx.fed_subchannels[k],
+        lambda: costs.lora_up_s[k],
+        ctx.names["client"][k],
+        "upload_lora",
+        costs.sizes.lora_bits[k],
+        0.0,
+        ctx.names["fed"][k],
+    )
     ctx.energy_tx_j[k] += costs.power_fed_w[k] * dur if dur > 0 else 0.0
-    if ctx.trace is not None:
-        _row(
-            ctx,
-            rs,
-            it,
-            ctx.names["client"][k],
-            "upload_lora",
-            start,
-            costs.sizes.lora_bits[k],
-            0.0,
-            ctx.names["fed"][k],
-        )
 
 
 def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
@@ -75,25 +87,20 @@ def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
                     trainer.client_backward(k)
                 yield env.timeout(costs.bwd_s[k])
             else:
-                with gpu.request() as req:  # backward pass
-                    yield req
-                    if trainer is not None:
-                        trainer.client_backward(k)
-                    start = env.now
-                    yield env.timeout(costs.bwd_s[k])
-            cpu[k] += costs.bwd_j[k]
-            if trace is not None:
-                _row(
+                yield from _hold(
                     ctx,
                     rs,
                     it,
+                    gpu,
+                    lambda: costs.bwd_s[k],
                     ctx.names["client"][k],
                     "backward",
-                    start,
                     0.0,
                     costs.sizes.client_bwd_flops[k],
                     ctx.names["gpu"][k],
+                    None if trainer is None else lambda: trainer.client_backward(k),
                 )
+            cpu[k] += costs.bwd_j[k]
             rs.check_in("bwd", k, it)
             if d2:
                 if barrier:
@@ -112,64 +119,51 @@ def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
 
 def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
     """Client k's forward pass on its GPU, then its activation upload on its main-link subchannels."""
-    env, costs, trainer = ctx.env, ctx.costs, ctx.trainer
-    with ctx.client_gpu[k].request() as req:
-        yield req
-        if trainer is not None:
-            trainer.client_forward(k)
-        start = env.now
-        yield env.timeout(costs.fwd_s[k])
+    costs, trainer, name = ctx.costs, ctx.trainer, ctx.names["client"][k]
+    yield from _hold(
+        ctx,
+        rs,
+        it,
+        ctx.client_gpu[k],
+        lambda: costs.fwd_s[k],
+        name,
+        "forward",
+        0.0,
+        costs.sizes.client_fwd_flops[k],
+        ctx.names["gpu"][k],
+        None if trainer is None else lambda: trainer.client_forward(k),
+    )
     ctx.energy_cpu_j[k] += costs.fwd_j[k]
-    if ctx.trace is not None:
-        _row(
-            ctx,
-            rs,
-            it,
-            ctx.names["client"][k],
-            "forward",
-            start,
-            0.0,
-            costs.sizes.client_fwd_flops[k],
-            ctx.names["gpu"][k],
-        )
-    with ctx.main_subchannels[k].request() as req:
-        yield req
-        start, dur = env.now, costs.act_up_s[k]
-        yield env.timeout(dur)
+    dur = yield from _hold(
+        ctx,
+        rs,
+        it,
+        ctx.main_subchannels[k],
+        lambda: costs.act_up_s[k],
+        name,
+        "upload_activation",
+        costs.sizes.act_bits[k],
+        0.0,
+        ctx.names["main"][k],
+    )
     ctx.energy_tx_j[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
-    if ctx.trace is not None:
-        _row(
-            ctx,
-            rs,
-            it,
-            ctx.names["client"][k],
-            "upload_activation",
-            start,
-            costs.sizes.act_bits[k],
-            0.0,
-            ctx.names["main"][k],
-        )
 
 
 def _download(ctx: RunContext, rs: RoundState, k: int, it: int):
     """Client k receives its activation gradient on the downlink."""
-    env, costs = ctx.env, ctx.costs
-    with ctx.downlink.request() as req:
-        yield req
-        start = env.now
-        yield env.timeout(costs.grad_down_s[k])
-    if ctx.trace is not None:
-        _row(
-            ctx,
-            rs,
-            it,
-            "main_server",
-            "download_gradient",
-            start,
-            costs.sizes.act_bits[k],
-            0.0,
-            f"downlink->{ctx.names['client'][k]}",
-        )
+    costs = ctx.costs
+    yield from _hold(
+        ctx,
+        rs,
+        it,
+        ctx.downlink,
+        lambda: costs.grad_down_s[k],
+        "main_server",
+        "download_gradient",
+        costs.sizes.act_bits[k],
+        0.0,
+        f"downlink->{ctx.names['client'][k]}",
+    )
 
 
 def main_server(env: simpy.Environment, ctx: RunContext, rs: RoundState):

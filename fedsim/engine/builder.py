@@ -164,7 +164,7 @@ def simulate(
         trainer=trainer,
         new_block=new_block if config.fading_every_iteration else None,
         trace=[] if config.trace else None,
-        names=_labels(alloc, k) if config.trace else {},
+        names=_labels(alloc, k),
         energy_tx_j=[0.0] * k,
         energy_cpu_j=[0.0] * k,
     )

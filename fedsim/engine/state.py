@@ -58,7 +58,7 @@ class RunContext:
     trainer: Trainer | None
     new_block: Callable[[], None] | None  # redraw fading at each iteration start, or None
     trace: list[tuple] | None
-    names: dict[str, list[str]]  # actor and resource labels per client, for the trace
+    names: dict[str, list[str]]  # actor and resource labels per client (trace rows)
     energy_tx_j: list[float] = field(default_factory=list)
     energy_cpu_j: list[float] = field(default_factory=list)
 
