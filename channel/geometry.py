@@ -26,7 +26,9 @@ def client_positions_in_disc(num_clients: int, radius_m: float, rng: np.random.G
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
 
 
-def distances_m(positions_m: np.ndarray, point_m: tuple[float, float], min_distance_m: float = 10.0) -> np.ndarray:
+def distances_m(
+    positions_m: np.ndarray, point_m: tuple[float, float], min_distance_m: float = 10.0
+) -> np.ndarray:
     """Euclidean distance from each client to one point, clamped below at ``min_distance_m``.
 
     Args:

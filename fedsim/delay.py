@@ -139,10 +139,26 @@ def delays(
     t_sb = float(batch_size * s_bwd.sum() / drop.server_flops_per_s)
     T1, T2, T3 = float(np.max(t_f + t_a)), float(np.max(t_b)), float(np.max(t_u))
     t = T1 + t_sf + t_sb + T2
-    total = rounds * (local_iterations * (t + T3)) if upload_every_local_iteration else rounds * (
-        local_iterations * t + T3
+    total = (
+        rounds * (local_iterations * (t + T3))
+        if upload_every_local_iteration
+        else rounds * (local_iterations * t + T3)
     )
     return Delays(
-        t_f, t_a, t_sf, t_sb, t_b, t_u, rate_main, rate_fed, T1, T2, T3, t, float(total), float(rounds),
-        int(local_iterations), bool(upload_every_local_iteration),
+        t_f,
+        t_a,
+        t_sf,
+        t_sb,
+        t_b,
+        t_u,
+        rate_main,
+        rate_fed,
+        T1,
+        T2,
+        T3,
+        t,
+        float(total),
+        float(rounds),
+        int(local_iterations),
+        bool(upload_every_local_iteration),
     )

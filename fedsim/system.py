@@ -22,11 +22,15 @@ class SystemParams(BaseModel):
 
     num_clients: int = Field(5, ge=1, le=10_000, description="K, number of clients")
     radius_m: float = Field(200.0, gt=0, description="radius of the disc the clients are dropped in [m]")
-    main_server_offset_m: float = Field(100.0, ge=0, description="distance of the main server from the centre [m]")
+    main_server_offset_m: float = Field(
+        100.0, ge=0, description="distance of the main server from the centre [m]"
+    )
     min_distance_m: float = Field(10.0, ge=0, description="clamp on client-server distance [m]")
     shadowing_sigma_db: float = Field(8.0, ge=0, description="log-normal shadowing std [dB]")
     bandwidth_main_hz: float = Field(10e6, gt=0, description="total uplink bandwidth to the main server [Hz]")
-    bandwidth_fed_hz: float = Field(10e6, gt=0, description="total uplink bandwidth to the federated server [Hz]")
+    bandwidth_fed_hz: float = Field(
+        10e6, gt=0, description="total uplink bandwidth to the federated server [Hz]"
+    )
     num_subchannels_main: int = Field(20, ge=1, description="M, subchannels on the main-server link")
     num_subchannels_fed: int = Field(20, ge=1, description="N, subchannels on the federated-server link")
     p_max_w: float = Field(0.2, gt=0, description="per-client transmit power cap p_max [W]")
@@ -36,8 +40,12 @@ class SystemParams(BaseModel):
     gain_client_dbi: float = Field(0.0, description="client antenna gain G_k [dBi]")
     gain_main_dbi: float = Field(0.0, description="main-server antenna gain G_s [dBi]")
     gain_fed_dbi: float = Field(0.0, description="federated-server antenna gain G_f [dBi]")
-    client_cycles_min: float = Field(1e9, gt=0, description="lower end of client GPU capability f_k [cycles/s]")
-    client_cycles_max: float = Field(2e9, gt=0, description="upper end of client GPU capability f_k [cycles/s]")
+    client_cycles_min: float = Field(
+        1e9, gt=0, description="lower end of client GPU capability f_k [cycles/s]"
+    )
+    client_cycles_max: float = Field(
+        2e9, gt=0, description="upper end of client GPU capability f_k [cycles/s]"
+    )
     client_flops_per_cycle: float = Field(80.0, gt=0, description="client FLOPs per GPU cycle, 1/kappa_c")
     server_cycles: float = Field(1e11, gt=0, description="main-server GPU capability f_s [cycles/s]")
     server_flops_per_cycle: float = Field(160.0, gt=0, description="server FLOPs per GPU cycle, 1/kappa_s")
