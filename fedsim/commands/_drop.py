@@ -7,7 +7,7 @@ Settings come from a scenario file when one is given (its [system], [model], [tr
 
 from __future__ import annotations
 
-from fedsim.commands._model_options import add_model_options, model_from_args
+from fedsim.commands._model_options import add_model_options, add_overrides_option, model_from_args
 from fedsim.errors import InputError
 from fedsim.system import SystemParams
 
@@ -20,14 +20,7 @@ def add_drop_arguments(parser, with_engine: bool = False) -> None:
     from fedsim.optimize import POWER_SOLVERS, SCHEMES
 
     parser.add_argument("scenario", nargs="?", default=None, help="scenario TOML (optional)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a scenario key (repeatable; needs SCENARIO)",
-    )
+    add_overrides_option(parser, "system.num_clients=3")
     parser.add_argument("--seed", type=int, default=0, help="drop seed (default 0)")
     parser.add_argument("--scheme", choices=SCHEMES, default="proposed", help="proposed or baseline a-d")
     parser.add_argument(

@@ -65,3 +65,15 @@ def model_from_args(args, model: type[BaseModel], prefix: str, base: BaseModel |
         err = exc.errors()[0]
         where = flag(str(err["loc"][0])) if err["loc"] else prefix
         raise InputError(f"{where}: {err['msg']}") from None
+
+
+def add_overrides_option(parser, example: str = "system.p_max_w=0.1") -> None:
+    """The repeatable ``--set KEY=VALUE`` scenario override (parsed as TOML, validated with the file)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a scenario field, e.g. --set {example} (TOML value; repeatable)",
+    )

@@ -7,6 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
+from fedsim.commands._model_options import add_overrides_option
 from fedsim.scenario import load_scenario
 from fedsim.sweep.executors import EXECUTORS
 from fedsim.sweep.runner import default_out_dir, run_sweep
@@ -21,14 +22,7 @@ def add_parser(subparsers) -> None:
         description="Run a scenario file end to end. Finished tasks are kept: rerunning resumes a killed run.",
     )
     parser.add_argument("scenario", help="scenario TOML file, e.g. scenarios/quickstart.toml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field, e.g. --set montecarlo.drops=10 (TOML value; repeatable)",
-    )
+    add_overrides_option(parser, "montecarlo.drops=10")
     parser.add_argument(
         "--executor",
         choices=EXECUTORS,

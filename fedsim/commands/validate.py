@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fedsim.commands._model_options import add_overrides_option
 from fedsim.scenario import load_scenario
 from fedsim.scenario.dump import to_toml
 from fedsim.scenario.points import sweep_points
@@ -19,14 +20,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--keys", action="store_true", help="list every scenario key with its help text and exit"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field, e.g. --set system.p_max_w=0.1 (TOML value; repeatable)",
-    )
+    add_overrides_option(parser, "system.p_max_w=0.1")
     parser.set_defaults(func=run)
 
 

@@ -168,7 +168,7 @@ def _download(ctx: RunContext, rs: RoundState, k: int, it: int):
 
 def main_server(env: simpy.Environment, ctx: RunContext, rs: RoundState):
     """Paper-mode main server: per iteration, wait for all activations, FP then BP on the whole batch."""
-    costs, trainer, deadline = ctx.costs, ctx.trainer, ctx.config.activation_deadline_s
+    costs, deadline = ctx.costs, ctx.config.activation_deadline_s
     next_phase = "iter_upload" if ctx.config.lora_upload_every_iteration else "bwd"
     for it in range(ctx.local_iterations):
         arrived = rs.event("arrive", it)
@@ -184,80 +184,36 @@ def main_server(env: simpy.Environment, ctx: RunContext, rs: RoundState):
         clients = [k for k in rs.arrived[it] if k in rs.active]
         if not clients:
             return
-        with ctx.server_gpu.request() as req:
-            yield req
-            if trainer is not None:
-                trainer.server_step(clients)
-            fwd_s, bwd_s = costs.server_s(clients, ctx.num_clients)
-            start = env.now
-            yield env.timeout(fwd_s)
-            mid = env.now
-            yield env.timeout(bwd_s)
-        if ctx.trace is not None:
-            ctx.trace.append(
-                (
-                    rs.index,
-                    it,
-                    "main_server",
-                    "server_forward",
-                    start,
-                    mid,
-                    0.0,
-                    float(costs.sizes.server_fwd_flops[clients].sum()),
-                    "server_gpu",
-                )
-            )
-            ctx.trace.append(
-                (
-                    rs.index,
-                    it,
-                    "main_server",
-                    "server_backward",
-                    mid,
-                    env.now,
-                    0.0,
-                    float(costs.sizes.server_bwd_flops[clients].sum()),
-                    "server_gpu",
-                )
-            )
+        yield from _server_pass(ctx, rs, it, clients, lambda cl: costs.server_s(cl, ctx.num_clients))
         rs.grads[it].succeed()
 
 
 def main_server_job(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int, it: int):
     """Pipelined main server: FP then BP on client k's batch as soon as it arrives (queues on the GPU)."""
     costs = ctx.costs
+    yield from _server_pass(
+        ctx, rs, it, [k], lambda _: (costs.server_fwd_each_s[k], costs.server_bwd_each_s[k])
+    )
+
+
+def _server_pass(ctx: RunContext, rs: RoundState, it: int, clients: list[int], durations_s):
+    """The main server's FP then BP on ``clients``' batches, holding its GPU; ``durations_s(clients)``
+    gives (FP, BP) seconds when the GPU is granted. Two trace rows."""
+    env, sizes = ctx.env, ctx.costs.sizes
     with ctx.server_gpu.request() as req:
         yield req
         if ctx.trainer is not None:
-            ctx.trainer.server_step([k])
+            ctx.trainer.server_step(clients)
+        fwd_s, bwd_s = durations_s(clients)
         start = env.now
-        yield env.timeout(costs.server_fwd_each_s[k])
+        yield env.timeout(fwd_s)
         mid = env.now
-        yield env.timeout(costs.server_bwd_each_s[k])
+        yield env.timeout(bwd_s)
     if ctx.trace is not None:
-        ctx.trace.append(
-            (
-                rs.index,
-                it,
-                "main_server",
-                "server_forward",
-                start,
-                mid,
-                0.0,
-                costs.sizes.server_fwd_flops[k],
-                "server_gpu",
+        for phase, t0, t1, flops in (
+            ("server_forward", start, mid, sizes.server_fwd_flops),
+            ("server_backward", mid, env.now, sizes.server_bwd_flops),
+        ):
+            ctx.trace.append(
+                (rs.index, it, "main_server", phase, t0, t1, 0.0, float(flops[clients].sum()), "server_gpu")
             )
-        )
-        ctx.trace.append(
-            (
-                rs.index,
-                it,
-                "main_server",
-                "server_backward",
-                mid,
-                env.now,
-                0.0,
-                costs.sizes.server_bwd_flops[k],
-                "server_gpu",
-            )
-        )
