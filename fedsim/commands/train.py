@@ -1,7 +1,8 @@
 """``fedsim train``: real split-federated (and centralized) LoRA fine-tuning on E2E.
 
 Writes one convergence record per (model, scheme, rank) to ``--records-dir`` and its curve as CSV to
-``--out``; with ``--table`` also a Table IV style comparison (centralized vs split-federated PPL per rank).
+``--out``; with ``--table`` also a Table IV style comparison (centralized vs split-federated PPL per rank, and
+test PPL, BLEU and ROUGE-L on the E2E test MRs when measured).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _FIELDS = {
     "local_iterations": "local_iterations", "steps": "steps", "alpha": "lora_alpha", "dropout": "lora_dropout",
     "cut": "cut", "lr": "lr", "weight_decay": "weight_decay", "eval_every": "eval_every",
     "eval_samples": "eval_samples", "train_samples": "train_samples", "target_ppl": "target_ppl",
+    "test_samples": "test_samples", "generate_mrs": "generate_mrs", "max_new_tokens": "max_new_tokens",
     "partition": "partition", "partition_attribute": "partition_attribute",
     "dirichlet_alpha": "dirichlet_alpha", "data": "data_path", "seed": "seed", "device": "device", "checkpoint_every": "checkpoint_every",
 }  # fmt: skip
@@ -68,7 +70,10 @@ def add_parser(subparsers) -> None:
         )
     p.add_argument("--out", default="results/train", help="folder for curve CSVs, tables and checkpoints")
     p.add_argument("--records-dir", default="results/records", help="folder for the convergence records")
-    p.add_argument("--table", action="store_true", help="write Table IV (final val PPL per scheme and rank)")
+    p.add_argument(
+        "--table", action="store_true",
+        help="write Table IV (final val PPL, test PPL, BLEU, ROUGE-L per scheme and rank)",
+    )  # fmt: skip
     p.add_argument(
         "--threads",
         type=int,
@@ -117,15 +122,19 @@ def run(args: argparse.Namespace) -> int:
             record.model = Path(cfg.model).name
             record.save(records_dir / record.file_name())
             _write_curve(out / record.file_name().replace(".json", "_curve.csv"), record.curve)
-            finals[(scheme, rank)] = record.curve[-1].get("val_ppl")
-            print(f"{scheme} r={rank}: val PPL {record.curve[0]['val_ppl']:.3f} -> {finals[(scheme, rank)]:.3f}, "
-                  f"E(r) = {record.rounds_to_target}; record {records_dir / record.file_name()}")  # fmt: skip
+            finals[(scheme, rank)] = _table_values(record)
+            extra = "".join(
+                f", {_LABELS[k]} {v:.3f}" for k, v in finals[(scheme, rank)].items() if k != "val_ppl"
+            )
+            print(f"{scheme} r={rank}: val PPL {record.curve[0]['val_ppl']:.3f} -> "
+                  f"{finals[(scheme, rank)]['val_ppl']:.3f}{extra}, E(r) = {record.rounds_to_target}; "
+                  f"record {records_dir / record.file_name()}")  # fmt: skip
     if args.table:  # schemes/ranks not trained in this invocation come from their records, if present
         for scheme in ("split_fed", "centralized"):
             for rank in args.ranks:
                 path = records_dir / f"{Path(args.model).name}_{scheme}_r{rank}.json"
                 if (scheme, rank) not in finals and path.is_file():
-                    finals[(scheme, rank)] = ConvergenceRecord.load(path).curve[-1].get("val_ppl")
+                    finals[(scheme, rank)] = _table_values(ConvergenceRecord.load(path))
         columns = [s for s in ("centralized", "split_fed") if any((s, r) in finals for r in args.ranks)]
         _write_table(out / f"{Path(args.model).name}_table_iv", args.ranks, columns, finals)
     return 0
@@ -140,12 +149,30 @@ def _write_curve(path: Path, curve: list[dict]) -> None:
         writer.writerows(curve)
 
 
+# Table IV columns per scheme, in order: record value key -> header label
+_LABELS = {"val_ppl": "val PPL", "test_ppl": "test PPL", "bleu": "BLEU", "rouge_l": "ROUGE-L"}
+
+
+def _table_values(record: ConvergenceRecord) -> dict:
+    """Final val PPL (last curve row) and, when the record has them, test PPL, BLEU and ROUGE-L."""
+    values = {"val_ppl": record.curve[-1].get("val_ppl") if record.curve else None}
+    final = record.final or {}
+    values.update({k: float(final[k]) for k in ("test_ppl", "bleu", "rouge_l") if final.get(k) is not None})
+    return values
+
+
 def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict) -> None:
-    """Table IV: final validation perplexity per rank, one column per scheme."""
-    rows = [[rank] + [finals.get((s, rank)) for s in schemes] for rank in ranks]
+    """Table IV: one row per rank; per scheme the final val PPL and (when any run measured them) test PPL,
+    BLEU and ROUGE-L."""
+    columns = [
+        (s, key) for key in _LABELS for s in schemes  # metric-major: schemes side by side per metric
+        if any(finals.get((s, r), {}).get(key) is not None for r in ranks)
+    ]  # fmt: skip
+    rows = [[rank] + [finals.get((s, rank), {}).get(key) for s, key in columns] for rank in ranks]
     with stem.with_suffix(".csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([["rank"] + [f"{s}_val_ppl" for s in schemes]] + rows)
-    lines = ["| rank | " + " | ".join(f"{s} PPL" for s in schemes) + " |", "|---" * (len(schemes) + 1) + "|"]
+        csv.writer(fh).writerows([["rank"] + [f"{s}_{key}" for s, key in columns]] + rows)
+    lines = ["| rank | " + " | ".join(f"{s} {_LABELS[key]}" for s, key in columns) + " |"]
+    lines += ["|---" * (len(columns) + 1) + "|"]
     lines += [
         "| " + " | ".join([str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]]) + " |"
         for r in rows

@@ -12,7 +12,8 @@ import torch
 from fedsim.errors import InputError
 
 # Fields that may differ between a run and its resumption (they do not change the curve already made).
-_RESUMABLE = {"steps", "checkpoint_every", "checkpoint_path", "target_ppl"}
+_RESUMABLE = {"steps", "checkpoint_every", "checkpoint_path", "target_ppl", "test_samples", "generate_mrs",
+              "max_new_tokens"}  # fmt: skip
 
 
 def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict], system_state: dict) -> None:

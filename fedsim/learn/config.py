@@ -39,6 +39,20 @@ class TrainConfig(BaseModel):
     eval_samples: int | None = Field(
         64, ge=1, description="Validation examples used for perplexity (None = the whole split)."
     )
+    test_samples: int = Field(
+        64,
+        ge=0,
+        description="Test examples (the first of the E2E test split) for the final test perplexity; 0 = off.",
+    )
+    generate_mrs: int = Field(
+        8,
+        ge=0,
+        description="Distinct test MRs the final model generates for (greedy, through the split model), scored "
+        "with BLEU and ROUGE-L against all their references; 0 = off.",
+    )
+    max_new_tokens: int = Field(
+        48, ge=1, le=1024, description="Most tokens generated per test MR (generation stops at EOS)."
+    )
     train_samples: int | None = Field(
         None, ge=1, description="Use only the first this many training pairs (None = all)."
     )

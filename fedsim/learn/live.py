@@ -3,13 +3,15 @@
 The engine calls one method per compute event, at that event's simulated start time; each call runs the
 matching real computation on the split-federated system. ``end_round`` evaluates validation perplexity
 when ``eval_every`` steps have passed (and on the last round of ``cfg.steps``), appends a curve row stamped
-with the simulated time, and returns True once the target perplexity is reached.
+with the simulated time, and returns True once the target perplexity is reached. When the run ends, the
+runner calls ``final_metrics()`` (test perplexity, generation BLEU / ROUGE-L), which the record then holds.
 
 Scenario runner usage::
 
     trainer = LiveTrainer.from_config(cfg, progress=True, source="scenarios/live.toml")
     result = simulate(drop, workload, alloc, cfg.batch_size, cfg.local_iterations, max_rounds, engine_cfg,
                       rng, trainer=trainer)
+    trainer.final_metrics()
     trainer.record().save("results/records/...json")
 """
 
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.records import ConvergenceRecord
 from fedsim.learn.systems import SplitFedSystem, build_system
-from fedsim.learn.train import TrainData, make_record, perplexity
+from fedsim.learn.train import TrainData, final_metrics, make_record, perplexity
 
 
 class LiveTrainer:
@@ -35,6 +37,7 @@ class LiveTrainer:
         self.steps = 0  # local iterations completed (server steps over a full set of clients count as one)
         self._round_losses: list[float] = []
         self._last_eval_step = 0
+        self.final: dict | None = None  # set by final_metrics()
         self.curve: list[dict] = [
             {"step": 0, "round": 0.0, "val_ppl": perplexity(system, data, self.eval_batch), "sim_time_s": 0.0}
         ]
@@ -85,6 +88,14 @@ class LiveTrainer:
             self._bar.close()
         return reached
 
+    def final_metrics(self) -> dict:
+        """End-of-run evaluation of the deployed split model (``fedsim.learn.train.final_metrics``): test
+        perplexity and, if ``cfg.generate_mrs`` > 0, BLEU / ROUGE-L of generation on the test MRs. Stored for
+        ``record()``."""
+        self._bar.close()
+        self.final = final_metrics(self.system, self.cfg, self.data)
+        return self.final
+
     def record(self) -> ConvergenceRecord:
-        """The convergence record so far (curve rows also carry ``sim_time_s``)."""
-        return make_record(self.cfg, self.curve, self.source)
+        """The convergence record so far (curve rows also carry ``sim_time_s``; ``final`` once computed)."""
+        return make_record(self.cfg, self.curve, self.source, self.final)

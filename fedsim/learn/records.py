@@ -20,7 +20,9 @@ class ConvergenceRecord:
 
     ``rounds_to_target`` is E(r): global rounds (steps / I) until validation perplexity first fell to
     ``target_ppl`` or below; None if it never did. ``curve`` rows hold step, round, train_loss, val_ppl and
-    omit a key rather than store NaN.
+    omit a key rather than store NaN. ``final`` (optional; absent in older records) holds the end-of-run
+    evaluation: ``test_ppl`` (over ``test_samples`` test examples), ``bleu`` and ``rouge_l`` (0-100, over
+    ``n_mrs`` distinct test MRs, at most ``max_new_tokens`` generated tokens each).
     """
 
     model: str
@@ -34,6 +36,7 @@ class ConvergenceRecord:
     rounds_to_target: float | None
     curve: list[dict] = field(default_factory=list)
     source: str = ""
+    final: dict | None = None
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (a temp file in the same folder, then rename)."""
@@ -52,8 +55,10 @@ class ConvergenceRecord:
             raise InputError(f"convergence record {path}: file not found")
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data.get("final") or {}, dict):
+                raise TypeError("'final' must be an object")
             return cls(**data)
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
             raise InputError(f"convergence record {path}: not a valid record ({exc})") from None
 
     def file_name(self) -> str:

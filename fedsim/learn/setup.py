@@ -9,7 +9,8 @@ from fedsim.learn.train import TrainData
 
 
 def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
-    """Load E2E (``cfg.data_path`` or the shipped copy), tokenise to ``cfg.seq_len``, partition over K."""
+    """Load E2E (``cfg.data_path`` or the shipped copy), tokenise to ``cfg.seq_len``, partition over K; the test
+    split (tokenised lazily) and its pairs and the tokenizer ride along for the final evaluation."""
     from fedsim.learn import data as e2e
     from fedsim.learn import partition
 
@@ -28,7 +29,9 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
         lengths = [len(train.encoded(i)[0]) for i in range(len(train))]
         parts = partition.length_dirichlet(lengths, k, cfg.dirichlet_alpha, rng)
     n_eval = len(validation) if cfg.eval_samples is None else min(cfg.eval_samples, len(validation))
-    return TrainData(train, validation, [np.asarray(p) for p in parts], np.arange(n_eval))
+    test = e2e.E2EExamples(splits["test"], tokenizer, cfg.seq_len)
+    return TrainData(train, validation, [np.asarray(p) for p in parts], np.arange(n_eval), test=test,
+                     test_pairs=list(splits["test"]), tokenizer=tokenizer)  # fmt: skip
 
 
 def load(cfg: TrainConfig, progress: bool = True):

@@ -1,13 +1,15 @@
 """The two trainable systems behind one small API: split-federated (FedsLLM) and the centralized baseline.
 
 Both expose ``local_iteration() -> train loss``, ``aggregate()``, ``eval_nll(dataset, indices, batch_size)``,
-``state_dict()`` / ``load_state_dict()``. The split-federated one also exposes the per-role calls the
+``deployed()`` (the model as it would be deployed, as a logits function), ``state_dict()`` /
+``load_state_dict()``. The split-federated one also exposes the per-role calls the
 event engine's live mode drives (``client_forward``, ``server_step``, ``client_backward``, ``aggregate``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -104,21 +106,26 @@ class SplitFedSystem:
             self.client_backward(k)
         return loss
 
-    def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
-        """Validation NLL of the global model: FedAvg of the current client LoRA + the server LoRA."""
+    @contextmanager
+    def deployed(self) -> Iterator[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """The global model as the federated server would deploy it, in eval mode: the FedAvg of the current
+        client LoRA in the client part, then the server part with the server LoRA. Yields
+        ``forward(input_ids (B,L), attention_mask (B,L)) -> logits (B,L,V)``; training resumes unchanged
+        afterwards (the clients' own LoRA and optimisers are not touched)."""
         average = self.fed.aggregate(self.clients, [])
         load_lora(self.eval_part, average)
         self.eval_part.eval(), self.server.part.eval()
         try:
-            return _eval_nll(
-                lambda ids, m: self.server.part(self.eval_part(ids, m), m),
-                dataset,
-                indices,
-                batch_size,
-                _device(self.model),
+            yield lambda input_ids, attention_mask: self.server.part(
+                self.eval_part(input_ids, attention_mask), attention_mask
             )
         finally:
             self.server.part.train()
+
+    def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
+        """Summed token NLL and token count of the deployed global model (see ``deployed``) on ``indices``."""
+        with self.deployed() as forward:
+            return _eval_nll(forward, dataset, indices, batch_size, _device(self.model))
 
     def state_dict(self) -> dict:
         return {"clients": [c.state_dict() for c in self.clients], "server": self.server.state_dict()}
@@ -159,18 +166,22 @@ class CentralizedSystem:
     def aggregate(self, clients: Sequence[int] | None = None) -> None:
         """Nothing to aggregate: one model."""
 
-    def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
+    @contextmanager
+    def deployed(self) -> Iterator[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """The LoRA model in eval mode as ``forward(input_ids, attention_mask) -> logits``."""
         self.model.eval()
         try:
-            return _eval_nll(
-                lambda ids, m: self.model(input_ids=ids, attention_mask=m).logits,
-                dataset,
-                indices,
-                batch_size,
-                _device(self.model),
+            yield (
+                lambda input_ids, attention_mask: (
+                    self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+                )
             )
         finally:
             self.model.train()
+
+    def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
+        with self.deployed() as forward:
+            return _eval_nll(forward, dataset, indices, batch_size, _device(self.model))
 
     def state_dict(self) -> dict:
         return {

@@ -2,14 +2,15 @@
 
 ``train(cfg, model, data)`` reads straight down like nanoGPT: build the system -> resume if a checkpoint
 exists -> per step: one local iteration (clients FP -> main server FP/BP on all activations -> clients BP),
-FedAvg every I steps -> evaluate every ``eval_every`` steps -> checkpoint every N steps. Both schemes share
-the loop, the data and the hyper-parameters; only the system differs.
+FedAvg every I steps -> evaluate every ``eval_every`` steps -> checkpoint every N steps -> at the end, test
+perplexity and generation scored with BLEU / ROUGE-L (``final_metrics``). Both schemes share the loop, the
+data and the hyper-parameters; only the system differs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,45 @@ class TrainData:
     validation: object
     partition: list[np.ndarray]  # K index arrays into ``train``
     eval_indices: np.ndarray  # validation indices used for perplexity
+    test: object | None = None  # the test set, same item format; None = no test perplexity
+    test_pairs: list[tuple[str, str]] = field(default_factory=list)  # (mr, ref) of the test split
+    tokenizer: object | None = None  # needed (with test_pairs) for generation
 
 
 def perplexity(system, data: TrainData, batch_size: int) -> float:
     """exp(mean token NLL) over ``data.eval_indices`` (token-weighted, as HF's loss)."""
     total, count = system.eval_nll(data.validation, data.eval_indices, batch_size)
     return math.exp(total / max(count, 1))
+
+
+def final_metrics(system, cfg: TrainConfig, data: TrainData) -> dict:
+    """Test perplexity and generation scores of the model as deployed (``system.deployed()``).
+
+    ``test_ppl`` over the first ``cfg.test_samples`` examples of ``data.test``; with ``cfg.generate_mrs`` > 0,
+    greedy generation (at most ``cfg.max_new_tokens`` tokens) for the first that many distinct test MRs,
+    through the same forward (split: client part with the FedAvg client LoRA, then the server part), scored
+    by corpus BLEU and ROUGE-L against all references of each MR (0-100). Parts whose inputs ``data`` lacks
+    (no test set, no test pairs or tokenizer) are left out of the dict.
+    """
+    from fedsim.learn.evaluate import evaluate_generation
+
+    out: dict = {}
+    batch = cfg.batch_size * cfg.num_clients
+    if cfg.test_samples and data.test is not None and len(data.test):
+        n = min(cfg.test_samples, len(data.test))
+        total, count = system.eval_nll(data.test, np.arange(n), batch)
+        out.update(test_ppl=math.exp(total / max(count, 1)), test_samples=n)
+    if cfg.generate_mrs and data.test_pairs and data.tokenizer is not None:
+        device = next(system.model.parameters()).device
+        with system.deployed() as forward:
+            result = evaluate_generation(
+                lambda input_ids, attention_mask: forward(input_ids.to(device), attention_mask.to(device)),
+                data.tokenizer, data.test_pairs, cfg.max_new_tokens, batch_size=batch, limit=cfg.generate_mrs,
+                max_len=cfg.seq_len,
+            )  # fmt: skip
+        out.update(bleu=result["bleu"], rouge_l=result["rouge_l"], n_mrs=result["num_mrs"])
+        out["max_new_tokens"] = cfg.max_new_tokens
+    return out
 
 
 def train(
@@ -70,11 +104,15 @@ def train(
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("train_loss", "val_ppl")})
     bar.close()
-    return make_record(cfg, curve, source)
+    return make_record(cfg, curve, source, final_metrics(system, cfg, data))
 
 
-def make_record(cfg: TrainConfig, curve: list[dict], source: str) -> ConvergenceRecord:
+def make_record(
+    cfg: TrainConfig, curve: list[dict], source: str, final: dict | None = None
+) -> ConvergenceRecord:
     clean = [{k: float(v) if k != "step" else int(v) for k, v in r.items() if not _is_nan(v)} for r in curve]
+    if final is not None:
+        final = {k: v for k, v in final.items() if not _is_nan(v)}
     return ConvergenceRecord(
         model=cfg.model,
         scheme=cfg.scheme,
@@ -87,6 +125,7 @@ def make_record(cfg: TrainConfig, curve: list[dict], source: str) -> Convergence
         rounds_to_target=rounds_to_target(clean, cfg.target_ppl),
         curve=clean,
         source=source,
+        final=final or None,
     )
 
 

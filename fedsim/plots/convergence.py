@@ -1,5 +1,6 @@
 """Convergence curves per LoRA rank (Fig. 3/4 style): validation perplexity vs local steps and vs
-simulated time, and Table IV (rounds and simulated time to the target, final perplexity)."""
+simulated time, and Table IV (rounds and simulated time to the target, final validation and test
+perplexity, BLEU and ROUGE-L on the test MRs when the run measured them)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def convergence_figure(curve: pd.DataFrame, target_ppl: float | None = None):
 
 
 def table4(summary: pd.DataFrame) -> pd.DataFrame:
-    """Table IV: one row per (model, rank) with rounds to target, simulated time and final perplexity."""
+    """Table IV: one row per (model, rank) with rounds to target, simulated time, final val PPL, and test
+    PPL / BLEU / ROUGE-L when those columns are present."""
     columns = [
         "model",
         "rank",
@@ -39,6 +41,10 @@ def table4(summary: pd.DataFrame) -> pd.DataFrame:
         "rounds_to_target",
         "target_ppl",
         "final_val_ppl",
+        "test_ppl",
+        "bleu",
+        "rouge_l",
+        "n_mrs",
         "sim_total_s",
         "converged",
     ]

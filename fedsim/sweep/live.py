@@ -90,6 +90,7 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     pd.DataFrame(sim.round_rows).to_csv(folder / "rounds.csv", index=False)
     if len(sim.trace_rows):
         sim.trace.to_csv(folder / "trace.csv", index=False)
+    final = trainer.final_metrics()  # test PPL, BLEU, ROUGE-L of the deployed split model
     record = trainer.record()
     record.save(folder / record.file_name())
     ppl = [row["val_ppl"] for row in record.curve if "val_ppl" in row]
@@ -103,6 +104,7 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
         "target_ppl": cfg.target_ppl,
         "first_val_ppl": ppl[0] if ppl else None,
         "final_val_ppl": ppl[-1] if ppl else None,
+        **{k: final[k] for k in ("test_ppl", "bleu", "rouge_l", "n_mrs") if k in final},
         "sim_total_s": float(sim.total_s),
         "converged": bool(sim.converged),
         "wall_s": round(time.perf_counter() - started, 1),
