@@ -82,6 +82,9 @@ def test_quickstart_end_to_end(tmp_path):
     rows = pd.read_parquet(out / "rows.parquet")
     means = rows.groupby("scheme")["total_s"].mean()
     assert means["proposed"] < means.drop("proposed").min()
+    live = pd.read_csv(out / "live" / "summary.csv")
+    assert (live["final_val_ppl"] < 0.5 * live["first_val_ppl"]).all()  # 20.3 -> 4.7 measured
+    assert (live["bleu"] > 20).all() and (live["rouge_l"] > 40).all()  # format learned: 51.6 / 71.8 measured
 
 
 def test_changed_live_inputs_rerun_the_live_part(tmp_path, monkeypatch):
