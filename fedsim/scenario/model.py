@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fedsim.scenario.sections import EngineConfig, TrainConfig
+from fedsim.engine.config import EngineConfig
+from fedsim.learn.config import TrainConfig
 from fedsim.system import SystemParams
 
 SCHEME_NAMES = ("proposed", "a", "b", "c", "d")
@@ -228,7 +229,7 @@ class Scenario(_Section):
     @model_validator(mode="after")
     def _rounds_identical(self) -> Scenario:
         if self.montecarlo.timing == "engine_round":
-            random = [k for k in _RANDOM_ENGINE_SWITCHES if getattr(self.engine, k, False)]
+            random = [k for k in _RANDOM_ENGINE_SWITCHES if getattr(self.engine, k)]
             if random:
                 raise ValueError(
                     f"montecarlo.timing: 'engine_round' needs identical rounds, but engine.{random[0]} makes "
@@ -238,10 +239,7 @@ class Scenario(_Section):
 
     @model_validator(mode="after")
     def _one_upload_reading(self) -> Scenario:
-        if (
-            getattr(self.engine, "lora_upload_every_iteration", False)
-            and not self.training.upload_every_local_iteration
-        ):
+        if self.engine.lora_upload_every_iteration and not self.training.upload_every_local_iteration:
             raise ValueError(
                 "engine.lora_upload_every_iteration: set training.upload_every_local_iteration instead "
                 "(one switch for optimiser and engine)"

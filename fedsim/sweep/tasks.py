@@ -200,10 +200,9 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
 def engine_config(at: Scenario):
     """The scenario's EngineConfig for a replay task: no event trace (rows keep only totals), and the
     LoRA-upload reading of eq. (17) taken from [training] so optimiser and engine agree."""
-    updates = {"lora_upload_every_iteration": at.training.upload_every_local_iteration}
-    if "trace" in type(at.engine).model_fields:
-        updates["trace"] = False
-    return at.engine.model_copy(update=updates)
+    return at.engine.model_copy(
+        update={"lora_upload_every_iteration": at.training.upload_every_local_iteration, "trace": False}
+    )
 
 
 def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop_index: int) -> dict:
