@@ -286,3 +286,12 @@ def test_validate_keys_lists_every_field_with_help(capsys):
     assert all(row[3] for row in describe()), "every key carries help text"
     assert "per-client transmit power cap" in text
     assert main(["validate"]) == 2
+
+
+def test_a_misspelt_section_is_reported_before_a_missing_field(tmp_path):
+    # Prepare: both an unknown section and no name
+    path = tmp_path / "s.toml"
+    path.write_text("[sytem]\nnum_clients = 3\n")
+    # Execute / Assert: the message names the misspelt key first and lists the allowed sections
+    with pytest.raises(InputError, match=r"sytem: unknown key \(allowed: .*system.*\) \[and 1 more\]"):
+        load_scenario(path)

@@ -66,8 +66,12 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str] | None:
     return sorted(model.model_fields) if model else None
 
 
+# Which error a one-line message shows first: a misspelt key, then a bad value, then a missing field.
+_ERROR_ORDER = {"extra_forbidden": 0, "missing": 2}
+
+
 def _one_line(exc: ValidationError, source: str) -> str:
-    errors = exc.errors()
+    errors = sorted(exc.errors(), key=lambda e: _ERROR_ORDER.get(e.get("type"), 1))
     first = errors[0]
     loc = tuple(first.get("loc", ()))
     where = ".".join(str(p) for p in loc) or "(top level)"
