@@ -158,23 +158,7 @@ def problem_to_dict(problem: Problem) -> dict:
             "client_flops_per_s": _json_array(drop.client_flops_per_s),
             "server_flops_per_s": float(drop.server_flops_per_s),
         },
-        "workload": {
-            "name": w.name,
-            "seq_len": int(w.seq_len),
-            **{
-                name: _json_array(getattr(w, name))
-                for name in (
-                    "fwd_flops",
-                    "bwd_flops",
-                    "lora_fwd_flops_per_rank",
-                    "lora_bwd_flops_per_rank",
-                    "act_bits",
-                    "lora_bits_per_rank",
-                )
-            },
-            "head_fwd_flops": float(w.head_fwd_flops),
-            "head_bwd_flops": float(w.head_bwd_flops),
-        },
+        "workload": w.to_dict(),  # always finite, so plain JSON
         "batch_size": int(problem.batch_size),
         "local_iterations": int(problem.local_iterations),
         "rounds_by_rank": {str(r): float(e) for r, e in sorted(problem.rounds_by_rank.items())},
