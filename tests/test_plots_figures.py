@@ -159,3 +159,10 @@ def test_plot_cli(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "not a results folder" in capsys.readouterr().err
     json.loads((store.root / "scenario.json").read_text())
+
+
+def test_delay_ticks_are_short_and_exact():
+    from fedsim.plots.style import SECONDS_FORMATTER
+
+    # large delays in thousands of seconds, small ones as they are; no offset text is involved
+    assert [SECONDS_FORMATTER(v, 0) for v in (20000, 125000, 500, 2.5)] == ["20k", "125k", "500", "2.5"]

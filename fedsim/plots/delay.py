@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fedsim.plots.style import SCHEME_LABELS, SCHEME_STYLES, plt
+from fedsim.plots.style import SCHEME_LABELS, SCHEME_STYLES, SECONDS_FORMATTER, plt
 from fedsim.scenario.model import SCHEME_NAMES
 
 
@@ -64,6 +64,7 @@ def delay_vs_axis(
         ax.fill_between(x, mean - half, mean + half, color=SCHEME_STYLES[scheme]["color"], alpha=0.2, lw=0)
     ax.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
     ax.set_ylabel("Total training delay [s]")
+    ax.yaxis.set_major_formatter(SECONDS_FORMATTER)
     if title:
         ax.set_title(title, pad=28)
     _legend_above(ax)
@@ -98,6 +99,7 @@ def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = No
                 linestyle=SCHEME_STYLES[scheme]["linestyle"],
             )
     ax.set_xlabel("Total training delay [s]")
+    ax.xaxis.set_major_formatter(SECONDS_FORMATTER)
     ax.set_ylabel("CDF over placements")
     if title:
         ax.set_title(title)

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 SCHEME_LABELS = {
     "proposed": "Proposed",
@@ -59,3 +60,11 @@ def save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def _seconds_label(value: float, _pos: int) -> str:
+    return f"{value / 1e3:g}k" if abs(value) >= 1e4 else f"{value:g}"
+
+
+# Delays reach 1e5 s: "20k" keeps tick labels short (no offset text to collide with the legend band).
+SECONDS_FORMATTER = FuncFormatter(_seconds_label)
