@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from optimize_helpers import ROUNDS, gpt2_workload, small_instance  # noqa: E402
+from optimize_helpers import ROUNDS, gpt2_workload, power_cases, small_instance  # noqa: E402
 
 from fedsim.optimize import SCHEMES, Problem, brute_force, optimize  # noqa: E402
-from fedsim.optimize.greedy import greedy_assign, random_average_assign  # noqa: E402
 from fedsim.optimize.power import solve_power_exact  # noqa: E402
 from fedsim.optimize.power_cvx import solve_power_cvx  # noqa: E402
 from fedsim.system import SystemParams, draw_drop  # noqa: E402
@@ -73,9 +72,9 @@ def bcd_times(sizes, drops) -> list[dict]:
 
 def power_solvers(drops: int) -> dict:
     t_exact, t_cvx, rel = [], [], []
-    solve_power_cvx(*_power_case(0)[0])  # warm-up: cvxpy import and first compile
+    solve_power_cvx(*power_cases(0)[0])  # warm-up: cvxpy import and first compile
     for seed in range(drops):
-        for case in _power_case(seed):
+        for case in power_cases(seed):
             t0 = time.perf_counter()
             e = solve_power_exact(*case)
             t1 = time.perf_counter()
@@ -99,27 +98,6 @@ def power_solvers(drops: int) -> dict:
         flush=True,
     )
     return out
-
-
-def _power_case(seed: int):
-    rng = np.random.default_rng(seed)
-    near = seed % 4 == 0
-    params = (
-        SystemParams(radius_m=15.0, main_server_offset_m=5.0)
-        if near
-        else SystemParams(p_th_main_w=float(rng.uniform(0.1, 1.2)), num_clients=int(rng.integers(2, 8)))
-    )
-    drop = draw_drop(params, rng)
-    k = drop.num_clients
-    off = rng.uniform(0.5, 2.0, k)
-    load = np.full(k, 2.01e8)
-    owner = (
-        greedy_assign(drop.main, drop.p_max_w, off, load) if seed % 2 else random_average_assign(20, k, rng)
-    )
-    return [
-        (drop.main, owner, drop.p_max_w, off, load),
-        (drop.fed, random_average_assign(20, k, rng), drop.p_max_w, np.zeros(k), np.full(k, 8 * 98304.0)),
-    ]
 
 
 def gaps(instances: int) -> dict:

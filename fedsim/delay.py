@@ -101,6 +101,14 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def total_delay_s(iteration_s, T3_s, rounds, local_iterations: int, upload_every_local_iteration: bool):
+    """Eq. (17): T = E(r) (I t + T3) (reading D1, LoRA uploaded once per global round) or
+    T = E(r) I (t + T3) (reading D2, uploaded every local iteration). Broadcasts over arrays [s]."""
+    if upload_every_local_iteration:
+        return rounds * (local_iterations * (iteration_s + T3_s))
+    return rounds * (local_iterations * iteration_s + T3_s)
+
+
 def delays(
     drop: Drop,
     workload: Workload,
@@ -139,11 +147,7 @@ def delays(
     t_sb = float(batch_size * s_bwd.sum() / drop.server_flops_per_s)
     T1, T2, T3 = float(np.max(t_f + t_a)), float(np.max(t_b)), float(np.max(t_u))
     t = T1 + t_sf + t_sb + T2
-    total = (
-        rounds * (local_iterations * (t + T3))
-        if upload_every_local_iteration
-        else rounds * (local_iterations * t + T3)
-    )
+    total = total_delay_s(t, T3, rounds, local_iterations, upload_every_local_iteration)
     return Delays(
         t_f,
         t_a,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedsim.optimize import Problem
+from fedsim.optimize.greedy import greedy_assign, random_average_assign
 from fedsim.system import SystemParams, draw_drop
 from fedsim.workload import Workload
 
@@ -54,3 +55,27 @@ def small_instance(seed: int) -> Problem:
         server_cycles=float(10 ** rng.uniform(9.5, 11.0)),
     )
     return Problem(draw_drop(params, rng), gpt2_workload(), 16, 10, dict(ROUNDS))
+
+
+def power_cases(seed: int) -> list[tuple]:
+    """Two power-control cases (link, owner, p_max_w, offset_s, load_bits) of drop ``seed``: its main link
+    (greedy or random-average subchannels) and its fed link. Every 4th drop has both servers inside a 15 m
+    disc, so a client's full-power SNR reaches ~80-90 dB (the case the scaled cvxpy form exists for)."""
+    rng = np.random.default_rng(seed)
+    near = seed % 4 == 0
+    params = (
+        SystemParams(radius_m=15.0, main_server_offset_m=5.0)
+        if near
+        else SystemParams(p_th_main_w=float(rng.uniform(0.1, 1.2)), num_clients=int(rng.integers(2, 8)))
+    )
+    drop = draw_drop(params, rng)
+    k = drop.num_clients
+    off = rng.uniform(0.5, 2.0, k)
+    load = np.full(k, 2.01e8)
+    owner = (
+        greedy_assign(drop.main, drop.p_max_w, off, load) if seed % 2 else random_average_assign(20, k, rng)
+    )
+    return [
+        (drop.main, owner, drop.p_max_w, off, load),
+        (drop.fed, random_average_assign(20, k, rng), drop.p_max_w, np.zeros(k), np.full(k, 8 * 98304.0)),
+    ]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from optimize_helpers import power_cases
 
 from fedsim.delay import link_rates_bps
 from fedsim.optimize.greedy import greedy_assign, random_average_assign
@@ -103,28 +104,7 @@ def test_exact_power_within_budgets_and_optimal(k, extra, seed, p_max, p_th):
 
 def _cvx_cases(count: int):
     """(link, owner, p_max, offset, load) cases: §7 drops, and drops with a client ~10 m from a server."""
-    cases = []
-    for seed in range(count):
-        rng = np.random.default_rng(seed)
-        near = seed % 4 == 0  # every 4th drop: tiny disc around both servers, full-power SNR ~ 80-90 dB
-        params = (
-            SystemParams(radius_m=15.0, main_server_offset_m=5.0)
-            if near
-            else SystemParams(p_th_main_w=float(rng.uniform(0.1, 1.2)), num_clients=int(rng.integers(2, 8)))
-        )
-        drop = draw_drop(params, rng)
-        k = drop.num_clients
-        off = rng.uniform(0.5, 2.0, k)
-        load = np.full(k, 2.01e8)
-        owner = (
-            greedy_assign(drop.main, drop.p_max_w, off, load)
-            if seed % 2
-            else random_average_assign(20, k, rng)
-        )
-        cases.append((drop.main, owner, drop.p_max_w, off, load))
-        lora = np.full(k, 8 * 98304.0)
-        cases.append((drop.fed, random_average_assign(20, k, rng), drop.p_max_w, np.zeros(k), lora))
-    return cases
+    return [case for seed in range(count) for case in power_cases(seed)]
 
 
 def _cvx_agreement(count: int) -> np.ndarray:

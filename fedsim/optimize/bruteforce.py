@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from fedsim.allocation import Allocation, uniform_ranks
-from fedsim.delay import delays
+from fedsim.delay import delays, total_delay_s
 from fedsim.errors import InputError
 from fedsim.optimize.objective import CostModel
 from fedsim.optimize.power import min_time_flat
@@ -44,6 +44,14 @@ def _psd_from_power(link, counts: np.ndarray, power_w: np.ndarray) -> np.ndarray
     return np.repeat(power_w / (counts * link.subchannel_hz), counts)
 
 
+def _link_min_time(link, counts, offset_s, load_bits, p_max_w):
+    """Exact flat-channel power control on one link for subchannel counts (broadcast); (time_s, psd)."""
+    gain = np.asarray(link.gain, float)
+    return min_time_flat(
+        counts, gain, offset_s, load_bits, p_max_w, link.p_th_w, link.subchannel_hz, link.noise_psd_w_hz
+    )
+
+
 def brute_force(problem: Problem) -> Result:
     """The exact optimum (common cut, common rank, flat channels). Raises InputError when the instance is
     too large to enumerate, uses per-client cuts or has per-subchannel fading."""
@@ -67,16 +75,7 @@ def brute_force(problem: Problem) -> Result:
     main, fed = drop.main, drop.fed
 
     # federated link: T3(c, r) = Lambda(c, r) * T3(unit load), one solve for all (c, r)
-    t3_unit, _ = min_time_flat(
-        comp_fed,
-        np.asarray(fed.gain, float),
-        np.zeros(k),
-        np.full(k, _UNIT_LOAD_BITS),
-        p_max,
-        fed.p_th_w,
-        fed.subchannel_hz,
-        fed.noise_psd_w_hz,
-    )
+    t3_unit, _ = _link_min_time(fed, comp_fed, np.zeros(k), np.full(k, _UNIT_LOAD_BITS), p_max)
     i_fed = int(np.argmin(t3_unit))
     t3_per_bit = float(t3_unit[i_fed]) / _UNIT_LOAD_BITS
 
@@ -84,15 +83,8 @@ def brute_force(problem: Problem) -> Result:
     grid = [(c, r) for c in range(1, j + 1) for r in problem.ranks]
     offsets = np.stack([model.client_fwd_s(np.full(k, c), r) for c, r in grid])  # (G, K)
     loads = np.stack([model.main_load_bits(np.full(k, c)) for c, _ in grid])  # (G, K)
-    t1_all, _ = min_time_flat(
-        comp_main[None],
-        np.asarray(main.gain, float),
-        offsets[:, None, :],
-        loads[:, None, :],
-        p_max,
-        main.p_th_w,
-        main.subchannel_hz,
-        main.noise_psd_w_hz,
+    t1_all, _ = _link_min_time(
+        main, comp_main[None], offsets[:, None, :], loads[:, None, :], p_max
     )  # (G, compositions)
     i_main = np.argmin(t1_all, axis=1)
     t1 = t1_all[np.arange(len(grid)), i_main]
@@ -101,37 +93,22 @@ def brute_force(problem: Problem) -> Result:
         cuts = np.full(k, c)
         t = t1[g] + float(model.server_s(cuts, r)) + float(np.max(model.client_bwd_s(cuts, r)))
         t3 = float(np.max(model.fed_load_bits(cuts, r))) * t3_per_bit
-        e = problem.rounds_by_rank[r]
         totals.append(
-            e * problem.local_iterations * (t + t3)
-            if problem.upload_every_local_iteration
-            else e * (problem.local_iterations * t + t3)
+            total_delay_s(
+                t,
+                t3,
+                problem.rounds_by_rank[r],
+                problem.local_iterations,
+                problem.upload_every_local_iteration,
+            )
         )
     g = int(np.argmin(totals))
     c, r = grid[g]
     cuts = np.full(k, c)
     counts_main = comp_main[i_main[g]]
     counts_fed = comp_fed[i_fed]
-    _, p_main = min_time_flat(
-        counts_main,
-        np.asarray(main.gain, float),
-        offsets[g],
-        loads[g],
-        p_max,
-        main.p_th_w,
-        main.subchannel_hz,
-        main.noise_psd_w_hz,
-    )
-    _, p_fed = min_time_flat(
-        counts_fed,
-        np.asarray(fed.gain, float),
-        np.zeros(k),
-        model.fed_load_bits(cuts, r),
-        p_max,
-        fed.p_th_w,
-        fed.subchannel_hz,
-        fed.noise_psd_w_hz,
-    )
+    _, p_main = _link_min_time(main, counts_main, offsets[g], loads[g], p_max)
+    _, p_fed = _link_min_time(fed, counts_fed, np.zeros(k), model.fed_load_bits(cuts, r), p_max)
     alloc = Allocation(
         _owner_from_counts(counts_main),
         _owner_from_counts(counts_fed),

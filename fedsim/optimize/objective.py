@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedsim.delay import total_delay_s
 from fedsim.optimize.problem import Problem
 
 
@@ -104,10 +105,9 @@ class CostModel:
         t2 = np.max(self.client_bwd_s(cuts, rank), axis=-1)
         t3 = np.max(t_u, axis=-1)
         t = t1 + self.server_s(cuts, rank) + t2
-        e = self.rounds_by_rank[rank]
-        if self.upload_every_local_iteration:
-            return e * self.local_iterations * (t + t3)
-        return e * (self.local_iterations * t + t3)
+        return total_delay_s(
+            t, t3, self.rounds_by_rank[rank], self.local_iterations, self.upload_every_local_iteration
+        )
 
 
 def best_common_cut(
