@@ -10,6 +10,7 @@ default Q+V accounting (FLOPs and bits per rank) holds unchanged.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -71,7 +72,13 @@ def add_lora(
         task_type="CAUSAL_LM",
     )
     torch.manual_seed(seed)  # peft draws LoRA A from the global generator
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft 0.21 (the newest) reads the deprecated `model.is_gradient_checkpointing` while wrapping; the
+        # call is inside peft, not fedsim, so only that one message is ignored, and only here.
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        return get_peft_model(model, config)
 
 
 def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -96,7 +96,7 @@ def _block_kwargs(
         config=config,
         inputs_embeds=hidden,
         attention_mask=attention_mask,
-        past_key_values=None,
+        cache=None,  # no KV cache in training (transformers >= 5.24 name; `past_key_values` is deprecated)
         position_ids=position_ids,
     )
     kwargs = {"attention_mask": mask, "position_ids": position_ids}
