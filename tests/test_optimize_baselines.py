@@ -66,7 +66,7 @@ def test_baselines_hold_their_random_parts_fixed():
 def test_baselines_need_an_rng():
     with pytest.raises(InputError, match="rng"):
         optimize(make_problem(0), "a")
-    with pytest.raises(InputError, match="scheme must be one of"):
+    with pytest.raises(InputError, match="unknown scheme .z.: give a registered name"):
         optimize(make_problem(0), "z")
 
 

@@ -17,12 +17,17 @@ DEFAULT_ROUNDS = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}
 
 def add_drop_arguments(parser, with_engine: bool = False) -> None:
     """Scenario, seed, scheme, workload, training and system options (and engine ones if asked)."""
-    from fedsim.optimize import POWER_SOLVERS, SCHEMES
+    from fedsim.optimize import POWER_SOLVERS
 
     parser.add_argument("scenario", nargs="?", default=None, help="scenario TOML (optional)")
     add_overrides_option(parser, "system.num_clients=3")
     parser.add_argument("--seed", type=int, default=0, help="drop seed (default 0)")
-    parser.add_argument("--scheme", choices=SCHEMES, default="proposed", help="proposed or baseline a-d")
+    parser.add_argument(
+        "--scheme",
+        default="proposed",
+        help="proposed, baseline a-d, a registered name, 'package.module:Class' or a fedsim.schemes entry "
+        "point (default proposed)",
+    )
     parser.add_argument(
         "--power-solver",
         choices=POWER_SOLVERS,

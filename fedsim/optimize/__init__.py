@@ -4,6 +4,7 @@ Public API::
 
     optimize(problem, scheme="proposed", rng=None, power_solver="exact") -> Result
     brute_force(problem) -> Result
+    register_scheme(scheme), get_scheme(ref), evaluate(problem, allocation, name)  (``schemes.py``)
 """
 
 from __future__ import annotations
@@ -11,19 +12,31 @@ from __future__ import annotations
 import numpy as np
 
 from fedsim.errors import InputError
-from fedsim.optimize.baselines import SCHEME_SPECS, SCHEMES, SchemeSpec
-from fedsim.optimize.bcd import run_bcd
+from fedsim.optimize.baselines import SCHEMES, BcdScheme, SchemeSpec
 from fedsim.optimize.bruteforce import brute_force
 from fedsim.optimize.problem import Problem, Result, validate_problem
+from fedsim.optimize.schemes import Scheme, evaluate, get_scheme, register_scheme
 
 POWER_SOLVERS = ("exact", "cvxpy")
 
-__all__ = ["POWER_SOLVERS", "Problem", "Result", "SCHEMES", "SchemeSpec", "brute_force", "optimize"]
+__all__ = [
+    "POWER_SOLVERS",
+    "Problem",
+    "Result",
+    "SCHEMES",
+    "Scheme",
+    "SchemeSpec",
+    "brute_force",
+    "evaluate",
+    "get_scheme",
+    "optimize",
+    "register_scheme",
+]
 
 
 def optimize(
     problem: Problem,
-    scheme: str = "proposed",
+    scheme: str | Scheme = "proposed",
     rng: np.random.Generator | None = None,
     power_solver: str = "exact",
     refine: bool = True,
@@ -32,18 +45,28 @@ def optimize(
 
     Args:
         problem: the drop, workload, schedule and E(r).
-        scheme: one of SCHEMES.
-        rng: required for the baselines, which draw random choices.
+        scheme: a scheme object, or a reference ``get_scheme`` resolves: a registered name (built-ins:
+            SCHEMES), ``"package.module:Class"`` or an entry point of the group ``fedsim.schemes``.
+        rng: the scheme's own random stream; required for the baselines, which draw random choices.
         power_solver: "exact" (bisection, flat channels) or "cvxpy" (CLARABEL; also handles fading).
+            Built-in schemes use it; a user scheme decides its own power.
         refine: after Algorithm 2, re-choose the subchannel counts jointly with the powers (flat channels;
             see ``fedsim.optimize.joint``). False runs the paper's Algorithm 3 as written.
     """
-    if scheme not in SCHEME_SPECS:
-        raise InputError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+    chosen = get_scheme(scheme)
     if power_solver not in POWER_SOLVERS:
         raise InputError(f"power_solver must be one of {', '.join(POWER_SOLVERS)}, got {power_solver!r}")
-    spec = SCHEME_SPECS[scheme]
-    if spec.needs_rng and rng is None:
-        raise InputError(f"scheme {scheme!r} draws random choices: pass rng=np.random.Generator")
     validate_problem(problem)
-    return run_bcd(problem, spec, scheme, rng, power_solver, refine=refine)
+    if isinstance(chosen, BcdScheme):
+        if chosen.spec.needs_rng and rng is None:
+            raise InputError(f"scheme {chosen.name!r} draws random choices: pass rng=np.random.Generator")
+        return chosen.with_options(power_solver, refine).allocate(problem, rng)
+    result = chosen.allocate(problem, rng)
+    if not isinstance(result, Result):
+        raise InputError(
+            f"scheme {chosen.name!r}: allocate must return a fedsim.optimize.Result (see "
+            f"fedsim.optimize.evaluate), got {type(result).__name__}"
+        )
+    if result.scheme != chosen.name:
+        result.scheme = chosen.name
+    return result

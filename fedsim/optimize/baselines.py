@@ -13,8 +13,12 @@ Random choices are drawn once per drop and then held fixed while the free blocks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
+
+import numpy as np
+
+from fedsim.optimize.problem import Problem, Result
 
 
 @dataclass(frozen=True)
@@ -39,3 +43,37 @@ SCHEME_SPECS: dict[str, SchemeSpec] = {
     "d": SchemeSpec("greedy", "optimal", "optimal", "random"),
 }
 SCHEMES = tuple(SCHEME_SPECS)
+
+
+@dataclass(frozen=True)
+class BcdScheme:
+    """A built-in scheme: the BCD loop (``bcd.run_bcd``) with the blocks ``spec`` leaves free.
+
+    ``power_solver`` ("exact" or "cvxpy") and ``refine`` are solver options, not part of the scheme's
+    identity: ``with_options`` returns a copy with them changed.
+    """
+
+    name: str
+    spec: SchemeSpec
+    description: str
+    power_solver: str = "exact"
+    refine: bool = True
+
+    def with_options(self, power_solver: str = "exact", refine: bool = True) -> BcdScheme:
+        return replace(self, power_solver=power_solver, refine=refine)
+
+    def allocate(self, problem: Problem, rng: np.random.Generator | None) -> Result:
+        from fedsim.optimize.bcd import run_bcd
+
+        return run_bcd(problem, self.spec, self.name, rng, self.power_solver, refine=self.refine)
+
+
+_DESCRIPTIONS = {
+    "proposed": "FedsLLM's joint optimisation (Alg. 3): greedy subchannels, optimal power, split and rank; "
+    "nothing random",
+    "a": "baseline (a): random subchannels with uniform power, random split and random rank",
+    "b": "baseline (b): random subchannels with uniform power; split and rank optimised",
+    "c": "baseline (c): greedy subchannels, optimal power and rank; random split",
+    "d": "baseline (d): greedy subchannels, optimal power and split; random rank",
+}
+BUILTINS = tuple(BcdScheme(name, spec, _DESCRIPTIONS[name]) for name, spec in SCHEME_SPECS.items())

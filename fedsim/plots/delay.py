@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fedsim.plots.style import SCHEME_LABELS, SCHEME_STYLES, SECONDS_FORMATTER, plt
-from fedsim.scenario.model import SCHEME_NAMES
+from fedsim.optimize.schemes import ordered
+from fedsim.plots.style import SECONDS_FORMATTER, plt, scheme_label, scheme_style
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
@@ -56,12 +56,14 @@ def delay_vs_axis(
     """Mean ``value`` [s] against ``axis`` for every scheme, with 95 % CI bands; returns the figure."""
     table = curve_stats(rows, axis, value)
     fig, ax = plt.subplots(figsize=(3.5, 2.6))
-    for scheme in [s for s in SCHEME_NAMES if s in set(table["scheme"])]:
+    schemes = ordered(table["scheme"])
+    for scheme in schemes:
         part = table[table["scheme"] == scheme].sort_values("x")
         x = _x(part["x"].to_numpy(), x_scale, x_dbm)
         mean, half = part["mean"].to_numpy(), part["ci95"].to_numpy()
-        ax.plot(x, mean, label=SCHEME_LABELS[scheme], **SCHEME_STYLES[scheme])
-        ax.fill_between(x, mean - half, mean + half, color=SCHEME_STYLES[scheme]["color"], alpha=0.2, lw=0)
+        style = scheme_style(scheme, schemes)
+        ax.plot(x, mean, label=scheme_label(scheme), **style)
+        ax.fill_between(x, mean - half, mean + half, color=style["color"], alpha=0.2, lw=0)
     ax.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
     ax.set_ylabel("Total training delay [s]")
     ax.yaxis.set_major_formatter(SECONDS_FORMATTER)
@@ -86,7 +88,8 @@ def _legend_above(ax) -> None:
 def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = None):
     """Empirical CDF of ``value`` over every drop (and point) for each scheme; returns the figure."""
     fig, ax = plt.subplots(figsize=(3.5, 2.6))
-    for scheme in [s for s in SCHEME_NAMES if s in set(rows["scheme"])]:
+    schemes = ordered(rows["scheme"])
+    for scheme in schemes:
         v = np.sort(rows.loc[rows["scheme"] == scheme, value].to_numpy(dtype=float))
         v = v[np.isfinite(v)]
         if v.size:
@@ -94,9 +97,9 @@ def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = No
                 v,
                 np.arange(1, v.size + 1) / v.size,
                 where="post",
-                label=SCHEME_LABELS[scheme],
-                color=SCHEME_STYLES[scheme]["color"],
-                linestyle=SCHEME_STYLES[scheme]["linestyle"],
+                label=scheme_label(scheme),
+                color=scheme_style(scheme, schemes)["color"],
+                linestyle=scheme_style(scheme, schemes)["linestyle"],
             )
     ax.set_xlabel("Total training delay [s]")
     ax.xaxis.set_major_formatter(SECONDS_FORMATTER)

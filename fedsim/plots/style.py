@@ -26,6 +26,30 @@ SCHEME_STYLES = {
     "c": dict(color="#9467bd", marker="v", linestyle=":"),
     "d": dict(color="#ff7f0e", marker="D", linestyle="-."),
 }
+# user schemes (not in the tables above) take these in order of appearance
+_EXTRA_STYLES = (
+    dict(color="#8c564b", marker="P", linestyle="-"),
+    dict(color="#e377c2", marker="X", linestyle="--"),
+    dict(color="#17becf", marker="*", linestyle="-."),
+    dict(color="#7f7f7f", marker="h", linestyle=":"),
+    dict(color="#bcbd22", marker="<", linestyle="-"),
+)
+
+
+def scheme_label(name: str) -> str:
+    """Legend label: the built-in's label, else the scheme's own name."""
+    return SCHEME_LABELS.get(name, name)
+
+
+def scheme_style(name: str, names: Sequence[str]) -> dict:
+    """Line style of ``name``: the built-in's, else the next extra style by its place among ``names``'
+    non-built-in schemes."""
+    if name in SCHEME_STYLES:
+        return SCHEME_STYLES[name]
+    others = [n for n in names if n not in SCHEME_STYLES]
+    return _EXTRA_STYLES[others.index(name) % len(_EXTRA_STYLES)]
+
+
 _RC = {
     "font.size": 10,
     "axes.labelsize": 10,

@@ -14,7 +14,15 @@ from fedsim.engine.config import EngineConfig
 from fedsim.learn.config import TrainConfig
 from fedsim.system import SystemParams
 
-SCHEME_NAMES = ("proposed", "a", "b", "c", "d")
+SCHEME_NAMES = ("proposed", "a", "b", "c", "d")  # the built-in schemes, in display order
+
+
+def _known_scheme(ref: str) -> str:
+    """``ref`` unchanged once it names a scheme (registered, import path or entry point)."""
+    from fedsim.optimize.schemes import get_scheme
+
+    get_scheme(ref)  # InputError (a ValueError) names the reference and what is allowed
+    return ref
 
 # E(r) of spec §7 (PROPOSED: global rounds at I = 10 to reach the target PPL). A measured convergence
 # record (results/records/*.json) replaces it through ``training.records``.
@@ -108,8 +116,11 @@ class TrainingSection(_Section):
 class SchemesSection(_Section):
     """Which resource-allocation schemes to compare (spec §6)."""
 
-    names: tuple[Literal["proposed", "a", "b", "c", "d"], ...] = Field(
-        SCHEME_NAMES, min_length=1, description="schemes to run: proposed and baselines a-d"
+    names: tuple[str, ...] = Field(
+        SCHEME_NAMES,
+        min_length=1,
+        description="schemes to run: built-in proposed and baselines a-d, any registered name, an import "
+        "path 'package.module:Class', or an entry point of the group fedsim.schemes",
     )
     power_solver: Literal["exact", "cvxpy"] = Field(
         "exact", description="power control: exact (bisection, flat channels) or cvxpy (also handles fading)"
@@ -118,8 +129,11 @@ class SchemesSection(_Section):
     @field_validator("names")
     @classmethod
     def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("scheme names must be distinct")
+        from fedsim.optimize.schemes import scheme_name
+
+        names = [scheme_name(_known_scheme(ref)) for ref in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scheme names must be distinct, got {names}")
         return value
 
 
@@ -184,9 +198,16 @@ class LiveSection(_Section):
         description="most global rounds (default steps / I); stops early at the target",
     )
     drop: int = Field(0, ge=0, description="Monte Carlo drop index whose placement the live run uses")
-    scheme: Literal["proposed", "a", "b", "c", "d"] = Field(
-        "proposed", description="allocation scheme whose subchannels and power time the live run"
+    scheme: str = Field(
+        "proposed",
+        description="allocation scheme whose subchannels and power time the live run (any name [schemes] "
+        "names accepts)",
     )
+
+    @field_validator("scheme")
+    @classmethod
+    def _scheme_known(cls, value: str) -> str:
+        return _known_scheme(value)
 
 
 class OutputsSection(_Section):

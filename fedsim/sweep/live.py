@@ -25,6 +25,7 @@ _LIVE_POINT = 2**31 - 1  # seed slot of the live run, apart from every sweep poi
 def _allocation(scenario: Scenario, drop, workload, cfg):
     """Subchannels and power from the live scheme; cut and rank fixed by the trained model's config."""
     from fedsim.optimize import Problem, optimize
+    from fedsim.optimize.schemes import scheme_name
 
     problem = Problem(
         drop=drop,
@@ -37,7 +38,7 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     result = optimize(
         problem,
         scenario.live.scheme,
-        rng=seeds.scheme_rng(base, _LIVE_POINT, d, scenario.live.scheme),
+        rng=seeds.scheme_rng(base, _LIVE_POINT, d, scheme_name(scenario.live.scheme)),
         power_solver=scenario.schemes.power_solver,
     )
     k, j = drop.num_clients, workload.num_layers

@@ -6,6 +6,8 @@ engine randomness; only a scheme's own random choices (baselines a-d) get a stre
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from fedsim.scenario.model import SCHEME_NAMES
@@ -23,12 +25,19 @@ def drop_rng(base_seed: int, point: int, drop: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([*task_entropy(base_seed, point, drop), _DROP]))
 
 
+def scheme_key(scheme: str) -> list[int]:
+    """The stream key of a scheme (by row name): a built-in's fixed position, else a number derived from
+    its name (the first 8 bytes of its SHA-256), so a stream never depends on which other schemes run."""
+    if scheme in SCHEME_NAMES:
+        return [SCHEME_NAMES.index(scheme)]
+    digest = hashlib.sha256(scheme.encode("utf-8")).digest()
+    return [len(SCHEME_NAMES), int.from_bytes(digest[:8], "little")]
+
+
 def scheme_rng(base_seed: int, point: int, drop: int, scheme: str) -> np.random.Generator:
-    """The stream of one scheme's random decisions; indexed by the scheme's global position, so it does
-    not depend on which other schemes a scenario selects."""
-    index = SCHEME_NAMES.index(scheme)
+    """The stream of one scheme's random decisions (``scheme`` is its row name)."""
     return np.random.default_rng(
-        np.random.SeedSequence([*task_entropy(base_seed, point, drop), _SCHEME, index])
+        np.random.SeedSequence([*task_entropy(base_seed, point, drop), _SCHEME, *scheme_key(scheme)])
     )
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from fedsim.scenario.model import SCHEME_NAMES
+from fedsim.optimize.schemes import ordered
 
 META_COLUMNS = {
     "scenario",
@@ -50,7 +50,7 @@ def summary_table(rows: pd.DataFrame, value: str = "total_s") -> pd.DataFrame:
     """One row per sweep point: axis values, mean ``value`` per scheme (finite drops), infeasible count,
     and ``proposed_vs_a_pct`` = 100 (1 - mean proposed / mean a)."""
     axes = axis_columns(rows)
-    schemes = [s for s in SCHEME_NAMES if s in set(rows["scheme"])]
+    schemes = ordered(rows["scheme"])
     out = []
     for point, group in rows.groupby("point", sort=True):
         entry = {"point": int(point), **{a: group[a].iloc[0] for a in axes}}

@@ -135,10 +135,15 @@ def _scalar(value: Any) -> Any:
 def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
     """Optimise and time one (point, drop, scheme); returns one tidy row (a list, for uniformity).
 
-    The drop comes from SeedSequence([base_seed, point, drop]), so every scheme at a point sees the same
-    placement (common random numbers); the scheme's own random choices use a per-scheme stream.
+    ``scheme`` is any reference ``[schemes] names`` accepts; the row carries the scheme's name. The drop
+    comes from SeedSequence([base_seed, point, drop]), so every scheme at a point -- built-in or not --
+    sees the same placement and engine randomness (common random numbers); the scheme's own random
+    choices use a per-scheme stream.
     """
-    from fedsim.optimize import Problem, optimize
+    from fedsim.optimize import Problem, get_scheme, optimize
+
+    chosen = get_scheme(scheme)
+    scheme = chosen.name
 
     at = _point_scenario(scenario, point_index)
     base = at.montecarlo.base_seed
@@ -157,7 +162,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     )
     result = optimize(
         problem,
-        scheme,
+        chosen,
         rng=seeds.scheme_rng(base, seed_point, drop_index, scheme),
         power_solver=at.schemes.power_solver,
     )
