@@ -61,3 +61,25 @@ class SyntheticLM(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
+
+
+def tiny_opt(seed: int = 0, post_norm: bool = False, layers: int = 4):
+    """A 4-block random OPT; ``post_norm`` gives OPT-350m's layout (post-norm blocks, no final norm, word
+    embeddings of width 32 projected in and out of the 64-wide residual stream)."""
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = OPTConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=layers,
+        ffn_dim=128,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        word_embed_proj_dim=32 if post_norm else 64,
+        do_layer_norm_before=not post_norm,
+        dropout=0.0,
+        attention_dropout=0.0,
+        pad_token_id=1,
+    )
+    return OPTForCausalLM(cfg)

@@ -29,8 +29,16 @@ def _leaf_names(model: nn.Module) -> set[str]:
 
 
 def default_targets(model: nn.Module) -> list[str]:
-    """The attention Q and V projections of ``model`` (GPT-2: the fused ``c_attn``)."""
+    """The attention Q and V projections of ``model`` (GPT-2: the fused ``c_attn``): its family adapter's
+    targets (peft's table for the model type), else the first Q/V name pair present."""
+    from fedsim.learn.families import family_for, lora_targets
+
     names = _leaf_names(model)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    family = family_for(model_type)
+    found = lora_targets(family, model_type) if family is not None else None
+    if found and all(n in names for n in found):
+        return found
     for candidate in _QV_CANDIDATES:
         if all(n in names for n in candidate):
             return list(candidate)

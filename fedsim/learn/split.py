@@ -1,9 +1,11 @@
 """Architecture-generic split of a Hugging Face causal LM into a client part and a server part.
 
 Client part = token (and learned position) embeddings + the first ``cut`` decoder blocks; server part =
-the remaining blocks + final norm + LM head (spec §2, eqs. 3-4). The pieces are found by inspecting the
-decoder's direct children by type (embedding, dropout, rotary embedding, the block list, the norm after it),
-so GPT-2 (wte/wpe/drop/h/ln_f) and Llama (embed_tokens/layers/norm/rotary_emb) share one code path.
+the remaining blocks + final norm + LM head (spec §2, eqs. 3-4). The family adapter registered for the
+model's ``config.model_type`` (``fedsim/learn/families.py``: GPT-2, Llama, OPT) says where the pieces are;
+a model of another family is taken apart by inspecting the decoder's direct children by type (embedding,
+dropout, rotary embedding, the block list, the norm after it), which fits most GPT-2- and Llama-like
+decoders. Either way every family runs through the one code path below.
 
 Both parts run the blocks exactly as the model's own forward does: positions ``0..L-1`` and the model's own
 causal/padding mask (``transformers.masking_utils.create_causal_mask``) built from the 2-D attention mask.
@@ -32,8 +34,11 @@ class DecoderParts:
     embed_dropout: nn.Module | None
     rotary: nn.Module | None  # rotary position embedding (Llama ``rotary_emb``)
     blocks: nn.ModuleList
-    final_norm: nn.Module
+    final_norm: nn.Module | None  # None: no norm after the last block (OPT-350m)
     lm_head: nn.Module
+    position_offset: int = 0  # rows of the position table before position 0 (OPT: 2)
+    project_in: nn.Module | None = None  # embedding width -> residual width (OPT-350m)
+    project_out: nn.Module | None = None  # residual width -> embedding width, before the head
 
     @property
     def num_blocks(self) -> int:
@@ -48,8 +53,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def decoder_parts(model: nn.Module) -> DecoderParts:
-    """Find the embeddings, decoder blocks, final norm and LM head of a causal LM (plain or peft-wrapped)."""
+    """Find the embeddings, decoder blocks, final norm and LM head of a causal LM (plain or peft-wrapped):
+    through the registered family adapter of its model type, else by inspection."""
+    from fedsim.learn.families import family_for, parts_of
+
     lm = _unwrap(model)
+    family = family_for(getattr(getattr(lm, "config", None), "model_type", None))
+    if family is not None:
+        return DecoderParts(**parts_of(family, lm))
     decoder = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
     lm_head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
     if decoder is None or lm_head is None:
@@ -73,7 +84,7 @@ def decoder_parts(model: nn.Module) -> DecoderParts:
     if found["blocks"] is None or len(after_blocks) != 1:
         raise InputError(
             f"model {type(lm).__name__}: cannot find one decoder block list followed by one final norm "
-            "(supported: GPT-2 and Llama-style decoders)"
+            "(register a fedsim.learn.families.ModelFamily for its model type)"
         )
     return DecoderParts(
         config=decoder.config,
@@ -122,13 +133,19 @@ class ClientPart(nn.Module):
         self.embed_positions = parts.embed_positions
         self.embed_dropout = parts.embed_dropout
         self.rotary = parts.rotary
+        self.project_in = parts.project_in
+        self.position_offset = parts.position_offset
         self.blocks = nn.ModuleList(parts.blocks[:cut])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.embed_tokens(input_ids)
         kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask)
+        if self.project_in is not None:
+            hidden = self.project_in(hidden)
         if self.embed_positions is not None:
-            hidden = hidden + self.embed_positions(kwargs["position_ids"])
+            # the table's own Embedding.forward: OPT's subclass takes a mask, not positions, in forward
+            positions = kwargs["position_ids"] + self.position_offset
+            hidden = hidden + nn.Embedding.forward(self.embed_positions, positions)
         if self.embed_dropout is not None:
             hidden = self.embed_dropout(hidden)
         return _run_blocks(self.blocks, hidden, kwargs)
@@ -143,12 +160,17 @@ class ServerPart(nn.Module):
         self.rotary = parts.rotary
         self.blocks = nn.ModuleList(parts.blocks[cut:])
         self.final_norm = parts.final_norm
+        self.project_out = parts.project_out
         self.lm_head = parts.lm_head
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask)
         hidden = _run_blocks(self.blocks, hidden, kwargs)
-        return self.lm_head(self.final_norm(hidden))
+        if self.final_norm is not None:
+            hidden = self.final_norm(hidden)
+        if self.project_out is not None:
+            hidden = self.project_out(hidden)
+        return self.lm_head(hidden)
 
 
 def check_cut(cut: int, num_blocks: int) -> int:
