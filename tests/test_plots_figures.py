@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,11 @@ from scipy import stats
 from fedsim.cli import main
 from fedsim.plots import make_figures
 from fedsim.plots.delay import curve_stats, mean_ci95
+from fedsim.plots.schemes import legend_label, scheme_description, scheme_order
+from fedsim.plots.stats import paired_stats, paired_table
+from fedsim.plots.style import rowwise, time_unit
 from fedsim.scenario import scenario_from_dict
+from fedsim.sweep.columns import BREAKDOWN_COLUMNS
 from fedsim.sweep.store import ResultsStore
 from fedsim.sweep.summary import summary_table, to_markdown
 
@@ -27,6 +34,7 @@ def synthetic_rows(rng: np.random.Generator, drops: int = 8) -> pd.DataFrame:
             for scale, scheme in zip(
                 [1.0, 2.5, 1.3, 1.8, 1.1], ["proposed", "a", "b", "c", "d"], strict=True
             ):
+                total = scale * 1e11 / bw * (1 + 0.1 * rng.random())
                 rows.append(
                     {
                         "scenario": "synth",
@@ -34,8 +42,19 @@ def synthetic_rows(rng: np.random.Generator, drops: int = 8) -> pd.DataFrame:
                         "drop": drop,
                         "scheme": scheme,
                         AXIS: bw,
+                        "seed": json.dumps([1, 0, drop]),
                         "status": "converged",
-                        "total_s": scale * 1e11 / bw * (1 + 0.1 * rng.random()),
+                        "rank": 8 if scheme in ("proposed", "b", "c") else int(rng.choice([1, 2, 4, 6, 8])),
+                        "cut_mean": 1.0 if scheme != "c" else float(rng.integers(1, 13)),
+                        "rounds_source": "spec_proposed",
+                        "rounds_from": "inline",
+                        "total_s": total,
+                        "analytic_total_s": total,
+                        "subchannels_main": json.dumps([4, 4, 5, 3, 4]),
+                        "power_main_total_w": 0.6 * rng.random(),
+                        "p_th_main_w": 0.6,
+                        "p_max_w": 0.2,
+                        **dict(zip(BREAKDOWN_COLUMNS, total * np.array([0.6, 0.1, 0.29, 0.01]), strict=True)),
                     }
                 )
     frame = pd.DataFrame(rows)
@@ -84,7 +103,8 @@ def test_delay_figures_from_saved_rows(tmp_path):
     store = results_folder(tmp_path, synthetic_rows(np.random.default_rng(2)))
     made = make_figures(store.root)
     names = {p.name for p in made}
-    assert {"delay_vs_axis.png", "delay_vs_axis.pdf", "delay_vs_axis.csv"} <= names
+    assert {"delay_vs_axis.png", "delay_vs_axis.pdf", "delay_vs_axis.csv", "paired_vs_proposed.csv"} <= names
+    assert {"decisions.png", "breakdown.png"} <= names
     for path in made:
         assert path.exists() and path.stat().st_size > 1000 or path.suffix == ".csv"
     assert (store.root / "figures" / "delay_vs_axis.png").read_bytes()[:4] == b"\x89PNG"
@@ -101,7 +121,7 @@ def test_placement_cdf_when_nothing_is_swept(tmp_path):
     store.prepare(scenario)
     store.write_part(0, 0, rows.to_dict("records"))
     store.consolidate()
-    assert [p.name for p in make_figures(tmp_path)] == ["delay_cdf.png"]
+    assert [p.name for p in make_figures(tmp_path)] == ["delay_cdf.png", "paired_vs_proposed.csv"]
 
 
 def test_convergence_and_table4_from_live_rows(tmp_path):
@@ -166,3 +186,101 @@ def test_delay_ticks_are_short_and_exact():
 
     # large delays in thousands of seconds, small ones as they are; no offset text is involved
     assert [SECONDS_FORMATTER(v, 0) for v in (20000, 125000, 500, 2.5)] == ["20k", "125k", "500", "2.5"]
+
+
+# A fixed paired table: 6 drops; drop 4 is a tie, drop 5 is infeasible for the baseline.
+PROPOSED = np.array([10.0, 12.0, 9.0, 30.0, 11.0, 8.0])
+BASELINE = np.array([25.0, 13.0, 20.0, 28.0, 11.0, np.inf])
+
+
+def test_paired_stats_equal_a_hand_computation_with_scipy():
+    # Prepare: the pairs where both delays are finite, computed by hand
+    p, b = PROPOSED[:5], BASELINE[:5]
+    reduction = 100 * (1 - p / b)
+    # Execute
+    got = paired_stats(PROPOSED, BASELINE)
+    # Assert
+    ci = stats.ttest_1samp(reduction, 0.0).confidence_interval(0.95)
+    assert got["n_pairs"] == 5
+    assert got["reduction_mean_pct"] == pytest.approx(reduction.mean())
+    assert (got["reduction_lo_pct"], got["reduction_hi_pct"]) == pytest.approx((ci.low, ci.high))
+    log_ci = stats.ttest_rel(np.log(b), np.log(p)).confidence_interval(0.95)
+    assert got["ratio_gmean"] == pytest.approx(stats.gmean(b / p))
+    assert (got["ratio_lo"], got["ratio_hi"]) == pytest.approx((np.exp(log_ci.low), np.exp(log_ci.high)))
+    assert got["reduction_median_pct"] == pytest.approx(np.median(reduction))
+    # wins over all 6 drops: 0, 1, 2 and the infeasible 5 (not the reversal 3, not the tie 4)
+    assert got["wins_pct"] == pytest.approx(100 * 4 / 6) and got["ties_pct"] == pytest.approx(100 / 6)
+
+
+def test_paired_table_pairs_on_point_and_drop():
+    rows = synthetic_rows(np.random.default_rng(6))
+    shuffled = rows.sample(frac=1.0, random_state=0)  # pairing must not depend on row order
+    table = paired_table(shuffled, AXIS)
+    assert len(table) == 3 * 4 and set(table["scheme"]) == {"a", "b", "c", "d"}
+    at = rows[rows["point"] == 1].set_index(["drop", "scheme"])["total_s"].unstack()
+    expected = paired_stats(at["proposed"].to_numpy(), at["c"].to_numpy())
+    got = table[(table["point"] == 1) & (table["scheme"] == "c")].iloc[0]
+    assert got["reduction_mean_pct"] == pytest.approx(expected["reduction_mean_pct"])
+    assert got["x"] == 10e6 and (table["wins_pct"] == 100).all()
+
+
+def _svg_text(path) -> tuple[str, str]:
+    """(all text of the SVG, text of its caption group)."""
+    svg = path.read_text(encoding="utf-8")
+    caption = svg[svg.index('id="caption"') :].split("</g>", 1)[0]
+    texts = lambda s: " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", s))  # noqa: E731
+    return html.unescape(texts(svg)), html.unescape(texts(caption))
+
+
+def test_every_figure_has_its_caption_line_and_units(tmp_path):
+    rows = synthetic_rows(np.random.default_rng(7))
+    store = results_folder(
+        tmp_path / "sweep", rows, {"formats": ["svg"], "x_scale": 1e-6, "x_label": "B [MHz]"}
+    )
+    cdf_rows = rows[rows["point"] == 0].drop(columns=[AXIS])
+    cdf = results_folder(tmp_path / "cdf", cdf_rows, {"formats": ["svg"], "figures": ["placement_cdf"]})
+    made = [p for p in make_figures(store.root) + make_figures(cdf.root) if p.suffix == ".svg"]
+    units = {
+        "delay_vs_axis": ["Total training delay [h]", "[%]", "B [MHz]"],
+        "decisions": ["[W]", "LoRA rank r", "p_th"],
+        "breakdown": ["Mean total delay [h]", "T1: client forward"],
+        "delay_cdf": ["Total training delay [h]", "T_baseline / T_proposed"],
+    }
+    assert sorted(p.stem for p in made) == sorted(units)
+    for path in made:
+        text, caption = _svg_text(path)
+        assert "drops per point" in caption and "E(r) from inline table 'spec_proposed'" in caption, path
+        assert "8 drops per point" in caption  # synthetic rows have 8 drops per point
+        for unit in units[path.stem]:
+            assert unit in text, (path.stem, unit)
+        assert ("(a) random subchannels, cut, rank; uniform power" in text) == (path.stem != "breakdown")
+
+
+def test_legend_entries_read_row_by_row_and_describe_the_schemes():
+    assert rowwise(list(range(5)), 3) == [0, 3, 1, 4, 2]  # columns (0, 3), (1, 4), (2): rows 0 1 2 / 3 4
+    assert rowwise(list(range(4)), 2) == [0, 2, 1, 3]
+    assert scheme_order(["d", "mine", "proposed", "a"]) == ["proposed", "a", "d", "mine"]
+    from fedsim.optimize.baselines import SCHEME_SPECS
+
+    for name, spec in SCHEME_SPECS.items():
+        text = scheme_description(name)
+        assert ("cut" in text) == (spec.cut == "random") and ("rank" in text) == (spec.rank == "random")
+        assert ("subchannels" in text) == (spec.channels == "random")
+        assert ("uniform power" in text) == (spec.power == "uniform")
+    assert legend_label("proposed") == "Proposed: all optimised" and legend_label("mine") == "mine"
+
+
+def test_time_unit_follows_the_data():
+    assert time_unit([4e4, 6e4, np.inf]) == (3600.0, "h")
+    assert time_unit([300.0, 900.0]) == (60.0, "min")
+    assert time_unit([3.0, 5.0]) == (1.0, "s")
+
+
+def test_plot_redraws_from_rows_alone(tmp_path):
+    store = results_folder(tmp_path, synthetic_rows(np.random.default_rng(8)), {"formats": ["png"]})
+    first = sorted(p.name for p in make_figures(store.root))
+    shutil.rmtree(store.root / "parts")
+    shutil.rmtree(store.root / "figures")
+    (store.root / "rows.csv").unlink()
+    assert main(["plot", str(store.root)]) == 0
+    assert sorted(p.name for p in (store.root / "figures").iterdir()) == first

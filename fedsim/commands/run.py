@@ -12,7 +12,7 @@ from fedsim.scenario import load_scenario
 from fedsim.sweep.executors import EXECUTORS
 from fedsim.sweep.runner import default_out_dir, run_sweep
 from fedsim.sweep.store import ResultsStore, atomic_write_text
-from fedsim.sweep.summary import summary_table, to_markdown
+from fedsim.sweep.summary import sweep_report
 
 
 def add_parser(subparsers) -> None:
@@ -78,13 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if scenario.montecarlo.drops > 0 and scenario.schemes.names:
         rows = run_sweep(scenario, store, args.executor, args.workers, args.ray_address, progress)
         if not rows.empty:
-            table = summary_table(rows)
-            report += [
-                f"## Mean total delay [s] per scheme (timing: {scenario.montecarlo.timing}; finite drops)",
-                "",
-                to_markdown(table),
-                "",
-            ]
+            report += sweep_report(rows, scenario.montecarlo.timing)
     if not args.no_figures:
         from fedsim.plots import make_figures
 

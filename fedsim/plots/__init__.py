@@ -8,8 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from fedsim.errors import InputError
+from fedsim.plots.cdf import delay_cdf
 from fedsim.plots.convergence import convergence_figure, table4
-from fedsim.plots.delay import curve_stats, delay_cdf, delay_vs_axis
+from fedsim.plots.decisions import breakdown_figure, decisions_figure
+from fedsim.plots.delay import curve_stats, delay_vs_axis
+from fedsim.plots.stats import paired_table
 from fedsim.plots.style import paper_style, save
 from fedsim.sweep.summary import axis_columns, to_markdown
 
@@ -29,24 +32,44 @@ def _sweep_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
         return []
     figures = root / "figures"
     made: list[Path] = []
+    wanted = outputs.get("figures", ["delay", "decisions", "breakdown"])
     axes = axis_columns(rows)
     axis = outputs.get("x_axis") or (axes[0] if axes else None)
     if axis is not None and axis not in rows.columns:
         raise InputError(f"outputs.x_axis: {axis!r} is not a swept axis (swept: {', '.join(axes) or 'none'})")
-    if axis is not None and rows[axis].nunique() > 1 and "delay" in outputs.get("figures", ["delay"]):
+    swept = axis is not None and rows[axis].nunique() > 1
+    x = dict(
+        axis=axis if swept else None,
+        x_label=outputs.get("x_label"),
+        x_scale=outputs.get("x_scale", 1.0),
+        x_dbm=outputs.get("x_dbm", False),
+        title=outputs.get("title"),
+    )
+    if swept and "delay" in wanted:
         fig = delay_vs_axis(
             rows,
-            axis,
-            outputs.get("x_label"),
-            outputs.get("x_scale", 1.0),
-            outputs.get("x_dbm", False),
-            outputs.get("title"),
+            stat=outputs.get("stat", "mean"),
+            y_log=outputs.get("y_log", True),
+            x2_column=outputs.get("x2_column"),
+            x2_label=outputs.get("x2_label"),
+            note=outputs.get("note", ""),
+            **x,
         )
         made += save(fig, figures / "delay_vs_axis", formats)
         curve_stats(rows, axis).to_csv(figures / "delay_vs_axis.csv", index=False)
         made.append(figures / "delay_vs_axis.csv")
-    if "placement_cdf" in outputs.get("figures", []) or axis is None or rows[axis].nunique() <= 1:
+    if "placement_cdf" in wanted or not swept:
         made += save(delay_cdf(rows, title=outputs.get("title")), figures / "delay_cdf", formats)
+    paired = paired_table(rows, x["axis"])
+    if not paired.empty:
+        figures.mkdir(parents=True, exist_ok=True)
+        paired.to_csv(figures / "paired_vs_proposed.csv", index=False)
+        made.append(figures / "paired_vs_proposed.csv")
+    has_columns = {"subchannels_main", "power_main_total_w", "delay_T1_s"} <= set(rows.columns)
+    if has_columns and "decisions" in wanted:
+        made += save(decisions_figure(rows, **x), figures / "decisions", formats)
+    if has_columns and "breakdown" in wanted:
+        made += save(breakdown_figure(rows, **x), figures / "breakdown", formats)
     return made
 
 

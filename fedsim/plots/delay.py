@@ -1,47 +1,72 @@
-"""Figures 5-8 style: mean total delay vs a swept axis, one line per scheme, 95 % confidence band;
-and the distribution (CDF) of the delay over random placements."""
+"""Figures 5-8 style: total delay against a swept axis, one line per scheme (mean with 95 % t-CI or median
+with IQR, log time axis in a unit chosen from the data), above a panel of each baseline's paired delay
+reduction against the proposed scheme on the same drops."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from fedsim.optimize.schemes import ordered
-from fedsim.plots.style import SECONDS_FORMATTER, plt, scheme_label, scheme_style
+from fedsim.plots.caption import BAND_TEXT, caption
+from fedsim.plots.schemes import legend_label, scheme_order
+from fedsim.plots.stats import centre_band, mean_ci95, paired_table
+from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style, time_unit
 
+__all__ = ["curve_stats", "delay_vs_axis", "mean_ci95", "plain_log_axis"]
 
-def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and half-width of the Student-t 95 % confidence interval of finite ``values`` (0 for n < 2)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size < 2:
-        return float(v.mean()), 0.0
-    return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+# Row columns that can label a second x axis, with their unit.
+PHYSICAL_COLUMNS = {
+    "client_flops_per_s_mean": ("Mean client compute", "FLOP/s"),
+    "server_flops_per_s": ("Server compute", "FLOP/s"),
+}
+_SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def curve_stats(rows: pd.DataFrame, axis: str, value: str = "total_s") -> pd.DataFrame:
-    """Per (axis value, scheme): mean, ci95 half-width and number of finite drops."""
+    """Per (axis value, scheme): mean and 95 % CI half-width, median and quartiles, number of finite drops."""
     out = []
     for (x, scheme), group in rows.groupby([axis, "scheme"], sort=True):
-        mean, half = mean_ci95(group[value].to_numpy())
-        out.append(
-            {
-                "x": x,
-                "scheme": scheme,
-                "mean": mean,
-                "ci95": half,
-                "n": int(np.isfinite(group[value].to_numpy(dtype=float)).sum()),
-            }
-        )
+        v = group[value].to_numpy(dtype=float)
+        mean, half = mean_ci95(v)
+        median, q25, q75 = centre_band(v, "median")
+        n = int(np.isfinite(v).sum())
+        out.append(dict(x=x, scheme=scheme, mean=mean, ci95=half, median=median, q25=q25, q75=q75, n=n))
     return pd.DataFrame(out)
 
 
-def _x(values: np.ndarray, scale: float, dbm: bool) -> np.ndarray:
+def _x(values, scale: float, dbm: bool) -> np.ndarray:
     x = np.asarray(values, dtype=float) * scale
     return 10.0 * np.log10(x * 1e3) if dbm else x
+
+
+def plain_log_axis(axis) -> None:
+    """Log ticks at 1, 2, 5 x 10^n written as plain numbers (a 5-60 h range gets several labels)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _si_scale(values) -> tuple[float, str]:
+    top = float(np.nanmax(np.abs(values))) if len(values) else 0.0
+    return next(((f, p) for f, p in _SI if top >= f), (1.0, ""))
+
+
+def _second_axis(ax, rows: pd.DataFrame, axis: str, x: np.ndarray, column: str, label: str | None) -> None:
+    """Tick labels on top giving the physical quantity ``column`` (its mean over the point's drops)."""
+    values = rows.groupby(axis)[column].mean().sort_index().to_numpy(dtype=float)
+    name, unit = PHYSICAL_COLUMNS.get(column, (column, ""))
+    factor, prefix = _si_scale(values)
+    step = 1 if len(x) <= 6 else 2
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(x[::step], labels=[f"{v / factor:.3g}" for v in values[::step]])
+    top.set_xlabel(label or f"{name} [{prefix}{unit}]")
+
+
+def _band(ax, x, centre, low, high, scheme: str, schemes: list[str], label: str | None = None) -> None:
+    style = scheme_style(scheme, schemes)
+    ax.plot(x, centre, label=label, **style)
+    ax.fill_between(x, low, high, color=style["color"], alpha=0.18, lw=0)
 
 
 def delay_vs_axis(
@@ -52,59 +77,65 @@ def delay_vs_axis(
     x_dbm: bool = False,
     title: str | None = None,
     value: str = "total_s",
+    stat: str = "mean",
+    y_log: bool = True,
+    x2_column: str | None = None,
+    x2_label: str | None = None,
+    note: str = "",
 ):
-    """Mean ``value`` [s] against ``axis`` for every scheme, with 95 % CI bands; returns the figure."""
+    """Total delay per scheme against ``axis`` (top) and the paired reduction of each baseline vs proposed
+    on the same drops (bottom, when proposed is in the rows); returns the figure."""
+    seconds, unit = time_unit(rows[value])
+    schemes = scheme_order(rows["scheme"])
+    paired = paired_table(rows, axis, value)
+    fig, axes = plt.subplots(
+        2 if not paired.empty else 1,
+        1,
+        figsize=(4.6, 4.6 if not paired.empty else 3.0),
+        sharex=True,
+        layout="constrained",
+        height_ratios=[3, 2] if not paired.empty else None,
+        squeeze=False,
+    )
+    top = axes[0, 0]
     table = curve_stats(rows, axis, value)
-    fig, ax = plt.subplots(figsize=(3.5, 2.6))
-    schemes = ordered(table["scheme"])
+    lo, hi = ("mean", "ci95") if stat == "mean" else ("q25", "q75")
     for scheme in schemes:
         part = table[table["scheme"] == scheme].sort_values("x")
-        x = _x(part["x"].to_numpy(), x_scale, x_dbm)
-        mean, half = part["mean"].to_numpy(), part["ci95"].to_numpy()
-        style = scheme_style(scheme, schemes)
-        ax.plot(x, mean, label=scheme_label(scheme), **style)
-        ax.fill_between(x, mean - half, mean + half, color=style["color"], alpha=0.2, lw=0)
-    ax.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
-    ax.set_ylabel("Total training delay [s]")
-    ax.yaxis.set_major_formatter(SECONDS_FORMATTER)
+        x = _x(part["x"], x_scale, x_dbm)
+        if stat == "mean":
+            centre, low, high = part["mean"], part["mean"] - part["ci95"], part["mean"] + part["ci95"]
+        else:
+            centre, low, high = part["median"], part[lo], part[hi]
+        _band(top, x, centre / seconds, low / seconds, high / seconds, scheme, schemes, legend_label(scheme))
+    top.set_ylabel(f"Total training delay [{unit}]")
+    if y_log:
+        top.set_yscale("log")
+        plain_log_axis(top.yaxis)
+    if x2_column and x2_column in rows:
+        xs = _x(np.sort(rows[axis].unique()), x_scale, x_dbm)
+        _second_axis(top, rows, axis, xs, x2_column, x2_label)
+    bottom = axes[-1, 0]
+    if not paired.empty:
+        _reduction_panel(bottom, paired, schemes, x_scale, x_dbm, stat)
+    bottom.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
+    handles, labels = top.get_legend_handles_labels()
+    figure_legend(fig, handles, labels, ncol=2)
     if title:
-        ax.set_title(title, pad=28)
-    _legend_above(ax)
+        fig.suptitle(title)
+    extra = "Lower panel: per-drop reduction 100 (1 - T_proposed / T_baseline) on the same drop"
+    add_caption(fig, caption(rows, BAND_TEXT[stat], paired, "; ".join(p for p in (extra, note) if p)))
     return fig
 
 
-def _legend_above(ax) -> None:
-    """Legend in a band above the axes, so it never hides a curve."""
-    ax.legend(
-        frameon=False,
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncol=3,
-        columnspacing=1.0,
-        handlelength=2.0,
-    )
-
-
-def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = None):
-    """Empirical CDF of ``value`` over every drop (and point) for each scheme; returns the figure."""
-    fig, ax = plt.subplots(figsize=(3.5, 2.6))
-    schemes = ordered(rows["scheme"])
-    for scheme in schemes:
-        v = np.sort(rows.loc[rows["scheme"] == scheme, value].to_numpy(dtype=float))
-        v = v[np.isfinite(v)]
-        if v.size:
-            ax.step(
-                v,
-                np.arange(1, v.size + 1) / v.size,
-                where="post",
-                label=scheme_label(scheme),
-                color=scheme_style(scheme, schemes)["color"],
-                linestyle=scheme_style(scheme, schemes)["linestyle"],
-            )
-    ax.set_xlabel("Total training delay [s]")
-    ax.xaxis.set_major_formatter(SECONDS_FORMATTER)
-    ax.set_ylabel("CDF over placements")
-    if title:
-        ax.set_title(title)
-    _legend_above(ax)
-    return fig
+def _reduction_panel(
+    ax, paired: pd.DataFrame, schemes: list[str], x_scale: float, x_dbm: bool, stat: str
+) -> None:
+    keys = ("mean", "lo", "hi") if stat == "mean" else ("median", "q25", "q75")
+    for scheme in scheme_order(paired["scheme"]):
+        part = paired[paired["scheme"] == scheme].sort_values("x")
+        x = _x(part["x"], x_scale, x_dbm)
+        centre, low, high = (part[f"reduction_{k}_pct"] for k in keys)
+        _band(ax, x, centre, low, high, scheme, schemes)
+    ax.axhline(0.0, color="0.3", linewidth=0.8)
+    ax.set_ylabel("Delay cut by proposed\nvs baseline, same drop [%]")

@@ -1,24 +1,21 @@
-"""Paper style for every figure: fonts readable at column width, one colour and marker per scheme."""
+"""Paper style for every figure: fonts readable at column width, one colour and marker per scheme, a time
+unit chosen from the data, legends read row by row, and a caption line that says what the figure shows."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-SCHEME_LABELS = {
-    "proposed": "Proposed",
-    "a": "Baseline (a)",
-    "b": "Baseline (b)",
-    "c": "Baseline (c)",
-    "d": "Baseline (d)",
-}
 SCHEME_STYLES = {
     "proposed": dict(color="#d62728", marker="o", linestyle="-"),
     "a": dict(color="#1f77b4", marker="s", linestyle="--"),
@@ -34,11 +31,6 @@ _EXTRA_STYLES = (
     dict(color="#7f7f7f", marker="h", linestyle=":"),
     dict(color="#bcbd22", marker="<", linestyle="-"),
 )
-
-
-def scheme_label(name: str) -> str:
-    """Legend label: the built-in's label, else the scheme's own name."""
-    return SCHEME_LABELS.get(name, name)
 
 
 def scheme_style(name: str, names: Sequence[str]) -> dict:
@@ -64,7 +56,53 @@ _RC = {
     "figure.dpi": 150,
     "savefig.bbox": "tight",
     "pdf.fonttype": 42,  # embed TrueType: editable text, accepted by paper systems
+    "svg.fonttype": "none",  # SVG text stays text (searchable, editable; tests read captions back)
 }
+CAPTION_FONTSIZE = 7
+
+
+def time_unit(values_s) -> tuple[float, str]:
+    """(seconds per unit, unit) that keeps the median of ``values_s`` between about 1 and 1000: h, min or s."""
+    v = np.asarray(values_s, dtype=float)
+    v = v[np.isfinite(v)]
+    median = float(np.median(v)) if v.size else 0.0
+    for seconds, unit in ((3600.0, "h"), (60.0, "min")):
+        if median >= 2 * seconds:
+            return seconds, unit
+    return 1.0, "s"
+
+
+def rowwise(items: Sequence, ncol: int) -> list:
+    """Reorder legend ``items`` so matplotlib's column-by-column fill reads row by row."""
+    return [item for col in range(ncol) for item in itertools.islice(items, col, None, ncol)]
+
+
+def figure_legend(fig, handles: Sequence, labels: Sequence[str], ncol: int = 2) -> None:
+    """One legend above all panels, entries in reading order (left to right, then down)."""
+    ncol = max(1, min(ncol, len(labels)))
+    fig.legend(
+        rowwise(list(handles), ncol),
+        rowwise(list(labels), ncol),
+        loc="outside upper center",
+        ncol=ncol,
+        frameon=False,
+        columnspacing=1.2,
+        handlelength=2.2,
+    )
+
+
+def add_caption(fig, text: str, width: int = 95) -> None:
+    """A caption line (wrapped) under the panels: what the bands are, drops per point, where E(r) is from."""
+    fig.text(
+        0.01,
+        0.0,
+        "\n".join(textwrap.wrap(text, width)),
+        ha="left",
+        va="top",
+        fontsize=CAPTION_FONTSIZE,
+        color="0.25",
+        gid="caption",
+    )
 
 
 @contextlib.contextmanager

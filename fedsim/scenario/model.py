@@ -213,8 +213,13 @@ class LiveSection(_Section):
 class OutputsSection(_Section):
     """Figures and tables drawn from the saved rows."""
 
-    figures: tuple[Literal["delay", "convergence", "table4", "placement_cdf"], ...] = Field(
-        ("delay",), description="figures to draw after the run"
+    figures: tuple[
+        Literal["delay", "convergence", "table4", "placement_cdf", "decisions", "breakdown"], ...
+    ] = Field(
+        ("delay", "decisions", "breakdown"),
+        description="figures to draw after the run: delay (vs the swept axis, with the paired reduction vs "
+        "proposed), placement_cdf, decisions (cut, rank, subchannels, power), breakdown (delay terms), "
+        "convergence, table4",
     )
     formats: tuple[Literal["png", "pdf", "svg"], ...] = Field(
         ("png", "pdf"), min_length=1, description="file types"
@@ -228,6 +233,15 @@ class OutputsSection(_Section):
     )
     x_dbm: bool = Field(False, description="plot x values given in W as dBm")
     title: str | None = Field(None, description="figure title")
+    stat: Literal["mean", "median"] = Field(
+        "mean", description="delay curves: mean with 95 % t-CI bands, or median with interquartile bands"
+    )
+    y_log: bool = Field(True, description="logarithmic delay axis (keeps close schemes apart)")
+    x2_column: Literal["client_flops_per_s_mean", "server_flops_per_s"] | None = Field(
+        None, description="row column shown as a second (top) x axis in physical units, e.g. server FLOP/s"
+    )
+    x2_label: str | None = Field(None, description="label of the second x axis (default: from the column)")
+    note: str = Field("", description="sentence added to every figure's caption line (e.g. assumed values)")
 
 
 class Scenario(_Section):

@@ -17,6 +17,7 @@ from fedsim.errors import InputError
 from fedsim.scenario.model import ModelSection, Scenario, TrainingSection
 from fedsim.scenario.points import scenario_at, sweep_points
 from fedsim.sweep import seeds
+from fedsim.sweep.columns import decision_columns
 from fedsim.system import draw_drop
 
 _WORKLOADS: dict[str, Any] = {}
@@ -199,6 +200,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
                 "engine_status": "analytic",
             }
         )
+    row.update(decision_columns(drop, result.allocation, d, "records" if at.training.records else "inline"))
     return [row]
 
 
