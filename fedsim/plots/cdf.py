@@ -37,7 +37,7 @@ def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = No
     fig, axes = plt.subplots(
         2 if has_pairs else 1,
         1,
-        figsize=(4.6, 4.8 if has_pairs else 3.0),
+        figsize=(6.4, 5.0 if has_pairs else 3.4),
         layout="constrained",
         squeeze=False,
     )

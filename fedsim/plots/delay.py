@@ -91,7 +91,7 @@ def delay_vs_axis(
     fig, axes = plt.subplots(
         2 if not paired.empty else 1,
         1,
-        figsize=(4.6, 4.6 if not paired.empty else 3.0),
+        figsize=(6.4, 5.0 if not paired.empty else 3.4),
         sharex=True,
         layout="constrained",
         height_ratios=[3, 2] if not paired.empty else None,
@@ -121,9 +121,10 @@ def delay_vs_axis(
     bottom.set_xlabel(x_label or (f"{axis} [dBm]" if x_dbm else axis))
     handles, labels = top.get_legend_handles_labels()
     figure_legend(fig, handles, labels, ncol=2)
+    fig.align_ylabels(axes[:, 0])
     if title:
         fig.suptitle(title)
-    extra = "Lower panel: per-drop reduction 100 (1 - T_proposed / T_baseline) on the same drop"
+    extra = "Lower panel: paired saving of proposed over each baseline, 100 (1 - T_proposed / T_baseline) on the same drop"
     add_caption(fig, caption(rows, BAND_TEXT[stat], paired, "; ".join(p for p in (extra, note) if p)))
     return fig
 
@@ -138,4 +139,4 @@ def _reduction_panel(
         centre, low, high = (part[f"reduction_{k}_pct"] for k in keys)
         _band(ax, x, centre, low, high, scheme, schemes)
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    ax.set_ylabel("Delay cut by proposed\nvs baseline, same drop [%]")
+    ax.set_ylabel("Paired saving [%]")

@@ -88,10 +88,11 @@ def figure_legend(fig, handles: Sequence, labels: Sequence[str], ncol: int = 2) 
         frameon=False,
         columnspacing=1.2,
         handlelength=2.2,
+        fontsize=7,
     )
 
 
-def add_caption(fig, text: str, width: int = 95) -> None:
+def add_caption(fig, text: str, width: int = 130) -> None:
     """A caption line (wrapped) under the panels: what the bands are, drops per point, where E(r) is from."""
     fig.text(
         0.01,
