@@ -89,7 +89,12 @@ def lora_bits(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> np.nda
 
 
 def link_rates_bps(link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, num_clients: int) -> np.ndarray:
-    """Each client's rate on one link, eqs. (9) and (14), (K,) [bit/s]."""
+    """Each client's rate on one link, eqs. (9) and (14), (K,) [bit/s]; through the link's rate model when it
+    has one (``fedsim.radio``), else the paper's Shannon rate."""
+    if link.rate is not None:
+        from fedsim.radio.base import link_client_rates_bps
+
+        return link_client_rates_bps(link, owner, psd_w_hz, num_clients)
     return client_rates_bps(owner, psd_w_hz, link.gain, link.subchannel_hz, link.noise_psd_w_hz, num_clients)
 
 

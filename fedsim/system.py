@@ -8,11 +8,15 @@ everything the optimiser, the delay model and the event engine need about one pl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import channel
+
+if TYPE_CHECKING:
+    from fedsim.radio.base import LinkRate
 
 
 class SystemParams(BaseModel):
@@ -68,6 +72,7 @@ class Link:
         noise_psd_w_hz: noise PSD N0 [W/Hz].
         p_th_w: network-wide power threshold on this link [W].
         gain: end-to-end power gain G_k*G_x*h (linear): (K,) flat, or (K, S) with fading.
+        rate: the link's rate model (``fedsim.radio.LinkRate``); None = the paper's Shannon rate, eq. (9).
     """
 
     num_subchannels: int
@@ -75,6 +80,7 @@ class Link:
     noise_psd_w_hz: float
     p_th_w: float
     gain: np.ndarray
+    rate: LinkRate | None = None
 
     def client_gain(self, k: int) -> np.ndarray:
         """Client k's gain on every subchannel, (S,)."""

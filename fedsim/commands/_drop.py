@@ -139,6 +139,7 @@ def drop_settings(args, with_engine: bool = False) -> dict:
             or args.upload_every_local_iteration,
             "per_client_cuts": sc.training.per_client_cuts or args.per_client_cuts,
             "power_solver": args.power_solver or sc.schemes.power_solver,
+            "radio": sc.radio,
         }
         base_engine = sc.engine
     if with_engine:
@@ -167,4 +168,5 @@ def optimize_settings(cfg: dict, args):
         cfg["upload_every_local_iteration"],
         cfg["per_client_cuts"],
         refine=not args.no_refine,
+        radio=cfg.get("radio"),
     )

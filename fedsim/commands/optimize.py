@@ -19,7 +19,8 @@ from fedsim.commands._drop import (
 )
 from fedsim.optimize import Problem, Result, optimize
 from fedsim.optimize.power import client_counts
-from fedsim.system import Drop, SystemParams, draw_drop
+from fedsim.radio import draw_radio_drop
+from fedsim.system import Drop, SystemParams
 from fedsim.workload import Workload
 
 __all__ = ["DEFAULT_ROUNDS", "format_result", "optimize_drop", "parse_rounds"]
@@ -37,13 +38,15 @@ def optimize_drop(
     upload_every_local_iteration: bool = False,
     per_client_cuts: bool = False,
     refine: bool = True,
+    radio=None,
 ) -> tuple[Drop, Result]:
     """Draw drop ``seed`` of ``system`` and optimise it with ``scheme``.
 
     The drop comes from ``default_rng(seed)`` (the same drop for every scheme); a baseline's random choices
-    come from the independent stream ``default_rng([seed, 1])``.
+    come from the independent stream ``default_rng([seed, 1])``. ``radio`` is the scenario's ``[radio]``
+    section (None: the paper's radio).
     """
-    drop = draw_drop(system, np.random.default_rng(seed))
+    drop = draw_radio_drop(system, radio, np.random.default_rng(seed))
     problem = Problem(
         drop,
         workload,

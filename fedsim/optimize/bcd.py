@@ -12,6 +12,7 @@ import numpy as np
 
 from fedsim.allocation import Allocation, uniform_ranks
 from fedsim.delay import delays, link_rates_bps
+from fedsim.errors import InputError
 from fedsim.optimize.baselines import SchemeSpec
 from fedsim.optimize.greedy import greedy_assign, random_average_assign, round_robin_assign
 from fedsim.optimize.joint import exact_counts
@@ -31,9 +32,19 @@ def initial_rank(ranks: tuple[int, ...]) -> int:
 def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_solver: str):
     """Solve (25) on one link; returns (psd, link time, status). On a solver failure the previous PSDs are
     kept (time inf so any success beats them) and the failure is reported."""
+    if getattr(link.rate, "open_loop", None) is not None:  # the radio sets the powers (38.213 open loop)
+        from fedsim.radio.nr import open_loop_psd
+
+        psd, time_s = open_loop_psd(link, owner, problem.drop.p_max_w, offset_s, load_bits)
+        return psd, time_s, "open_loop (38.213)" if np.isfinite(time_s) else "infeasible"
     if power_solver == "exact" and np.asarray(link.gain).ndim == 1:
         sol = solve_power_exact(link, owner, problem.drop.p_max_w, offset_s, load_bits)
         return sol.psd_w_hz, sol.time_s, sol.status
+    if link.rate is not None:
+        raise InputError(
+            f"power_solver 'cvxpy' solves the Shannon rate only; this drop's rate model is {link.rate.name!r}: "
+            "use power_solver = 'exact' (bisection, exact for any monotone rate)"
+        )
     from fedsim.optimize.power_cvx import solve_power_cvx
 
     sol = solve_power_cvx(link, owner, problem.drop.p_max_w, offset_s, load_bits)
@@ -102,6 +113,12 @@ def run_bcd(
     }
     if spec.power == "optimal" and problem.fading and power_solver == "exact":
         solver_status["power_solver"] = "cvxpy (fading: the exact solver needs a flat channel)"
+    if spec.power == "optimal" and drop.main.rate is not None:
+        solver_status["power_solver"] = (
+            "open_loop (38.213)"
+            if getattr(drop.main.rate, "open_loop", None) is not None
+            else f"bisection ({drop.main.rate.name} rate model)"
+        )
     if spec.channels == "greedy":
         solver_status["assignment"] = "greedy (Alg. 2)" + (" + exact count refinement" if refine else "")
     history: list[float] = []

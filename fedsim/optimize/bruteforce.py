@@ -47,6 +47,10 @@ def _psd_from_power(link, counts: np.ndarray, power_w: np.ndarray) -> np.ndarray
 def _link_min_time(link, counts, offset_s, load_bits, p_max_w):
     """Exact flat-channel power control on one link for subchannel counts (broadcast); (time_s, psd)."""
     gain = np.asarray(link.gain, float)
+    if link.rate is not None:  # any monotone rate model (fedsim.radio): bisection, exact as well
+        from fedsim.optimize.power_rate import min_time_rate
+
+        return min_time_rate(link.rate, counts, gain, offset_s, load_bits, p_max_w, link.p_th_w)
     return min_time_flat(
         counts, gain, offset_s, load_bits, p_max_w, link.p_th_w, link.subchannel_hz, link.noise_psd_w_hz
     )

@@ -27,15 +27,22 @@ def _greedy_flat(link, power_w, offset_s, load_bits) -> np.ndarray:
     k, s = gain.shape[0], link.num_subchannels
     # D_k(n) for every count a client can reach, (K, S-K+1), in one vectorised evaluation
     n = np.arange(1, s - k + 2)
-    table = finish_time_s(
-        power_w[:, None],
-        n[None, :],
-        gain[:, None],
-        offset_s[:, None],
-        load_bits[:, None],
-        link.subchannel_hz,
-        link.noise_psd_w_hz,
-    )
+    if link.rate is not None:  # a rate model of fedsim.radio (non-decreasing in n, so phase 2 still fits)
+        from fedsim.optimize.power_rate import finish_time_rate_s
+
+        table = finish_time_rate_s(
+            link.rate, power_w[:, None], n[None, :], gain[:, None], offset_s[:, None], load_bits[:, None]
+        )
+    else:
+        table = finish_time_s(
+            power_w[:, None],
+            n[None, :],
+            gain[:, None],
+            offset_s[:, None],
+            load_bits[:, None],
+            link.subchannel_hz,
+            link.noise_psd_w_hz,
+        )
     counts = np.ones(k, dtype=int)
     # phase 2 as a max-heap on D_k(n_k): only the straggler's entry changes per step, O(S log K)
     heap = [(-table[c, 0], c) for c in range(k)]

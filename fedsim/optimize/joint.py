@@ -7,6 +7,9 @@ smallest feasible count n_k^min, plus the spare subchannels handed out by larges
 P_k(n) - P_k(n+1) -- the top-L marginals overall, since each client's marginals decrease. T is feasible
 iff sum n^min <= S and that least total power <= p_th; feasibility is monotone in T, so bisect on T.
 This reaches the brute-force optimum of the link, without enumerating compositions.
+
+Under a ``fedsim.radio`` rate model (e.g. 5G NR with an MCS ceiling) P_k(T; n) need not be convex in n, so
+the same rule is a heuristic there; BCD keeps its counts only when they make the link faster.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ _REL_TOL = 1e-8
 
 
 def _counts_at(
-    time_s: float, gain, offset_s, load_bits, p_max_w, sub_hz, n0, num_sub
+    time_s: float, gain, offset_s, load_bits, p_max_w, sub_hz, n0, num_sub, rate=None
 ) -> tuple[np.ndarray, float]:
     """Least-power counts (K,) at time_s and their total power [W] (inf when no counts are feasible)."""
     k = gain.shape[0]
@@ -30,10 +33,14 @@ def _counts_at(
     slack = time_s - offset_s
     if np.any((load_bits > 0) & ~(slack > 0)):
         return np.ones(k, int), np.inf
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # P_k(T; n) = (N0 B / g_k) n (2^{load_k / (slack_k n B)} - 1), written with one expm1 per entry
-        x = np.where(load_bits > 0, LN2 * load_bits / (slack * sub_hz), 0.0)
-        p = (n0 * sub_hz / gain)[:, None] * n[None, :] * np.expm1(x[:, None] / n[None, :])
+    if rate is not None:  # a fedsim.radio rate model: P_k(T; n) from its inverse (not convex in n in general)
+        need = np.where(load_bits > 0, load_bits / slack, 0.0)
+        p = np.asarray(rate.min_power_w(need[:, None], n[None, :], gain[:, None]), float)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # P_k(T; n) = (N0 B / g_k) n (2^{load_k / (slack_k n B)} - 1), written with one expm1 per entry
+            x = np.where(load_bits > 0, LN2 * load_bits / (slack * sub_hz), 0.0)
+            p = (n0 * sub_hz / gain)[:, None] * n[None, :] * np.expm1(x[:, None] / n[None, :])
     p[load_bits <= 0] = 0.0
     ok = p <= p_max_w[:, None] * (1 + 1e-9)  # rounding slack; the power solver re-solves exactly
     if not np.all(ok[:, top_n - 2]):
@@ -45,7 +52,8 @@ def _counts_at(
     total = float(p[np.arange(k), n_min - 1].sum())
     counts = n_min.copy()
     if spare > 0:
-        marg = p[:, :-1] - p[:, 1:]  # saving of the (n+1)-th subchannel, (K, S-K+1)
+        with np.errstate(invalid="ignore"):  # inf - inf below a client's least count; masked next
+            marg = p[:, :-1] - p[:, 1:]  # saving of the (n+1)-th subchannel, (K, S-K+1)
         cols = np.arange(1, top_n)[None, :]
         marg = np.where(cols >= n_min[:, None], marg, -np.inf)
         flat = marg.ravel()
@@ -64,15 +72,29 @@ def exact_counts(link, p_max_w, offset_s, load_bits, upper_s: float) -> np.ndarr
     gain = np.asarray(link.gain, dtype=float)
     p_max_w, offset_s, load_bits = (np.asarray(a, dtype=float) for a in (p_max_w, offset_s, load_bits))
     k, s = gain.shape[0], link.num_subchannels
-    args = (gain, offset_s, load_bits, p_max_w, float(link.subchannel_hz), float(link.noise_psd_w_hz), s)
+    args = (
+        gain,
+        offset_s,
+        load_bits,
+        p_max_w,
+        float(link.subchannel_hz),
+        float(link.noise_psd_w_hz),
+        s,
+        link.rate,
+    )
     # nobody can beat full power on every spare subchannel
-    lo = float(
-        np.max(
-            finish_time_s(
-                p_max_w, s - k + 1, gain, offset_s, load_bits, link.subchannel_hz, link.noise_psd_w_hz
+    if link.rate is not None:
+        from fedsim.optimize.power_rate import finish_time_rate_s
+
+        lo = float(np.max(finish_time_rate_s(link.rate, p_max_w, s - k + 1, gain, offset_s, load_bits)))
+    else:
+        lo = float(
+            np.max(
+                finish_time_s(
+                    p_max_w, s - k + 1, gain, offset_s, load_bits, link.subchannel_hz, link.noise_psd_w_hz
+                )
             )
         )
-    )
     hi = float(upper_s)
     if not np.isfinite(hi):
         return None

@@ -149,16 +149,29 @@ def solve_power_exact(link, owner, p_max_w, offset_s, load_bits) -> PowerSolutio
         )
     k = gain.shape[0]
     n = client_counts(owner, k)
-    time, power = min_time_flat(
-        n,
-        gain,
-        np.asarray(offset_s, float),
-        np.asarray(load_bits, float),
-        np.asarray(p_max_w, float),
-        float(link.p_th_w),
-        float(link.subchannel_hz),
-        float(link.noise_psd_w_hz),
-    )
+    if link.rate is not None:  # any monotone rate model: bisection (fedsim.optimize.power_rate)
+        from fedsim.optimize.power_rate import min_time_rate
+
+        time, power = min_time_rate(
+            link.rate,
+            n,
+            gain,
+            np.asarray(offset_s, float),
+            np.asarray(load_bits, float),
+            np.asarray(p_max_w, float),
+            float(link.p_th_w),
+        )
+    else:
+        time, power = min_time_flat(
+            n,
+            gain,
+            np.asarray(offset_s, float),
+            np.asarray(load_bits, float),
+            np.asarray(p_max_w, float),
+            float(link.p_th_w),
+            float(link.subchannel_hz),
+            float(link.noise_psd_w_hz),
+        )
     owner = np.asarray(owner, dtype=int)
     psd = np.zeros(owner.shape[0])
     used = owner >= 0

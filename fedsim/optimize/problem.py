@@ -66,6 +66,8 @@ def _check_link(name: str, link: Link, k: int) -> None:
     if not (math.isfinite(link.noise_psd_w_hz) and link.noise_psd_w_hz > 0):
         raise InputError(f"{name} noise PSD must be > 0 W/Hz, got {link.noise_psd_w_hz}")
     gain = np.asarray(link.gain, dtype=float)
+    if link.rate is not None and gain.ndim != 1:
+        raise InputError(f"{name}: the rate model {link.rate.name!r} needs flat gains of shape (K,), no fading")
     if (
         gain.shape not in ((k,), (k, link.num_subchannels))
         or not np.all(np.isfinite(gain))
@@ -138,6 +140,7 @@ def link_to_dict(link: Link) -> dict:
         "noise_psd_w_hz": float(link.noise_psd_w_hz),
         "p_th_w": float(link.p_th_w),
         "gain": _json_array(link.gain),
+        **({"rate": link.rate.name} if link.rate is not None else {}),
     }
 
 

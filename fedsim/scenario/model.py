@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from fedsim.engine.config import EngineConfig
 from fedsim.learn.config import TrainConfig
+from fedsim.radio.config import RadioSection
 from fedsim.system import SystemParams
 
 SCHEME_NAMES = ("proposed", "a", "b", "c", "d")  # the built-in schemes, in display order
@@ -256,6 +257,9 @@ class Scenario(_Section):
     training: TrainingSection = Field(default_factory=TrainingSection, description="b, I, ranks and E(r)")
     schemes: SchemesSection = Field(default_factory=SchemesSection, description="schemes compared")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="event-engine switches")
+    radio: RadioSection | None = Field(
+        None, description="radio model (absent: the paper's Shannon FDMA radio; see fedsim.radio)"
+    )
     sweep: SweepSection = Field(default_factory=SweepSection, description="swept axes")
     montecarlo: MonteCarloSection = Field(default_factory=MonteCarloSection, description="drops and seed")
     live: LiveSection | None = Field(None, description="optional live split-LoRA co-simulation")
@@ -270,6 +274,27 @@ class Scenario(_Section):
                     f"montecarlo.timing: 'engine_round' needs identical rounds, but engine.{random[0]} makes "
                     "them random; use timing = 'engine'"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _radio_fits(self) -> Scenario:
+        radio = self.radio
+        if radio is None or radio.model == "paper":
+            return self
+        if self.schemes.power_solver == "cvxpy":
+            raise ValueError(
+                f"schemes.power_solver: 'cvxpy' solves the Shannon rate only; radio.model {radio.model!r} needs "
+                "'exact' (bisection, exact for any monotone rate)"
+            )
+        fading = [k for k in ("fading_every_round", "fading_every_iteration") if getattr(self.engine, k)]
+        if self.system.fading or fading:
+            where = "system.fading" if self.system.fading else f"engine.{fading[0]}"
+            raise ValueError(f"{where}: radio.model {radio.model!r} models flat links only (no fading)")
+        if radio.harq == "sampled" and self.montecarlo.timing == "engine_round":
+            raise ValueError(
+                "montecarlo.timing: 'engine_round' needs identical rounds, but radio.harq = 'sampled' draws TB "
+                "errors per transfer; use radio.harq = 'expected' or timing = 'engine'"
+            )
         return self
 
     @model_validator(mode="after")

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from fedsim.errors import InputError
+from fedsim.radio import draw_radio_drop
 from fedsim.scenario.model import ModelSection, Scenario, TrainingSection
 from fedsim.scenario.points import scenario_at, sweep_points
 from fedsim.sweep import seeds
 from fedsim.sweep.columns import decision_columns
-from fedsim.system import draw_drop
 
 _WORKLOADS: dict[str, Any] = {}
 
@@ -115,7 +115,7 @@ def preflight(scenario: Scenario) -> None:
         at = _point_scenario(scenario, i)
         where = f"sweep point {i} ({', '.join(f'{k}={v!r}' for k, v in point_values(scenario, i).items())})"
         try:
-            drop = draw_drop(at.system, seeds.drop_rng(at.montecarlo.base_seed, i, 0))
+            drop = draw_radio_drop(at.system, at.radio, seeds.drop_rng(at.montecarlo.base_seed, i, 0))
             validate_problem(
                 Problem(
                     drop=drop,
@@ -149,7 +149,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     at = _point_scenario(scenario, point_index)
     base = at.montecarlo.base_seed
     seed_point = 0 if at.montecarlo.same_drops_across_points else point_index
-    drop = draw_drop(at.system, seeds.drop_rng(base, seed_point, drop_index))
+    drop = draw_radio_drop(at.system, at.radio, seeds.drop_rng(base, seed_point, drop_index))
     workload = workload_of(at)
     table, source = rounds_by_rank_of(at)
     problem = Problem(

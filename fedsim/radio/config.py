@@ -1,0 +1,122 @@
+"""``RadioSection``: the ``[radio]`` section of a scenario (which radio model, and the 3GPP settings of "nr").
+
+Without a ``[radio]`` section a scenario uses the paper's radio. The 3GPP fields are read by the "nr" model
+only; ``[system]`` still gives the placement disc, bandwidths, subchannel counts, powers and noise PSD.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# 3GPP TR 38.901 Table 7.2-1 (and 7.2-3 for RMa): BS antenna height per scenario [m]
+DEFAULT_BS_HEIGHT_M = {"uma": 25.0, "umi": 10.0, "rma": 35.0}
+
+
+class RadioSection(BaseModel):
+    """Radio model of the scenario: "paper" (FedsLLM's Shannon FDMA) or "nr" (3GPP 38.901 + 5G NR PUSCH)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        "paper",
+        min_length=1,
+        description="radio model: paper (path loss 128.1+37.6log10(d/km), Shannon), nr (3GPP TR 38.901 "
+        "propagation + 5G NR PUSCH link abstraction via Sionna; needs pip install 'fedsim[nr]'), a registered "
+        "name, an import path 'package.module:Class', or an entry point of the group fedsim.radios",
+    )
+    # --- nr: propagation (TR 38.901) ---
+    scenario: Literal["uma", "umi", "rma"] = Field(
+        "uma",
+        description="nr: 38.901 scenario: uma (urban macro), umi (urban micro street canyon), rma (rural)",
+    )
+    carrier_frequency_hz: float = Field(
+        3.5e9, ge=0.5e9, le=100e9, description="nr: carrier frequency f_c [Hz] (38.901: 0.5-100 GHz)"
+    )
+    bs_height_m: float | None = Field(
+        None,
+        gt=0,
+        le=150,
+        description="nr: server (gNB) antenna height [m]; default 25 (UMa), 10 (UMi), 35 (RMa)",
+    )
+    ut_height_m: float = Field(1.5, ge=1.0, le=22.5, description="nr: client (UE) antenna height [m]")
+    indoor_probability: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="nr: probability that a client is indoors (O2I penetration loss; 3GPP calibration uses "
+        "0.8 in UMa/UMi, 0.5 in RMa); 0 = every client outdoors",
+    )
+    o2i_model: Literal["low", "high"] = Field(
+        "low",
+        description="nr: O2I building penetration loss model (38.901 §7.4.3: low- or high-loss building)",
+    )
+    los: Literal["random", "los", "nlos"] = Field(
+        "random",
+        description="nr: line of sight per link: random (38.901 LoS probability), or forced LoS / NLoS",
+    )
+    shadow_fading: bool = Field(
+        True, description="nr: draw 38.901 shadow fading (scenario and LoS-state std)"
+    )
+    min_distance_m: float = Field(
+        10.0,
+        ge=1.0,
+        description="nr: clients closer than this (2-D) to a server are moved out to it (38.901 path loss "
+        "holds from 10 m)",
+    )
+    # --- nr: link (5G NR PUSCH) ---
+    subcarrier_spacing_hz: Literal[15000, 30000] = Field(
+        15000, description="nr: numerology, subcarrier spacing [Hz] (15 kHz: mu = 0, 30 kHz: mu = 1)"
+    )
+    prbs_per_subchannel: int | None = Field(
+        None,
+        ge=1,
+        le=275,
+        description="nr: PRBs in one subchannel; default floor(subchannel bandwidth / (12 x SCS)), the rest of "
+        "the subchannel is guard band",
+    )
+    mcs_table: Literal[1, 2] = Field(
+        1,
+        description="nr: PUSCH MCS table of 38.214 (1: up to 64QAM, 2: up to 256QAM; table 2 uses Sionna's "
+        "PDSCH table-2 BLER curves, since its PUSCH table-2 file repeats table 1)",
+    )
+    bler_target: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="nr: link adaptation picks the fastest MCS whose TB error rate is <= this",
+    )
+    dmrs_symbols: int = Field(1, ge=1, le=4, description="nr: DMRS OFDM symbols per 14-symbol slot")
+    overhead_re_per_prb: Literal[0, 6, 12, 18] = Field(
+        0, description="nr: xOverhead of 38.214 (REs per PRB per slot lost to other overhead)"
+    )
+    noise_figure_db: float = Field(0.0, ge=0, le=20, description="nr: server receiver noise figure [dB]")
+    harq: Literal["sampled", "expected"] = Field(
+        "sampled",
+        description="nr, engine: sampled = each transfer's TB errors (HARQ retransmissions) drawn from the TB "
+        "error rate on their own stream; expected = the expected goodput (deterministic, equals eq. 17)",
+    )
+    power_control: Literal["optimised", "open_loop"] = Field(
+        "optimised",
+        description="nr: transmit power from fedsim's optimiser, or 38.213 open-loop power control "
+        "P = min(p_max, P0 + alpha PL + 10 log10(2^mu M_RB)) as a baseline (ignores the p_th budgets)",
+    )
+    p0_dbm: float = Field(-90.0, ge=-202, le=24, description="nr, open loop: P0 nominal PUSCH power [dBm]")
+    alpha: float = Field(1.0, ge=0, le=1, description="nr, open loop: path-loss compensation factor alpha")
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from fedsim.radio.registry import get_radio
+
+        get_radio(value)  # InputError (a ValueError) names the reference and what is allowed
+        if value == "nr":
+            from fedsim.radio.sionna_env import require_sionna
+
+            require_sionna()
+        return value
+
+    def bs_height(self) -> float:
+        """The server antenna height [m]: the field, or the 38.901 default of the scenario."""
+        return self.bs_height_m if self.bs_height_m is not None else DEFAULT_BS_HEIGHT_M[self.scenario]

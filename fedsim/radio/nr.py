@@ -1,0 +1,163 @@
+"""The "nr" radio model: 3GPP TR 38.901 propagation and a 5G NR PUSCH link abstraction (Sionna).
+
+Placement stays fedsim's (clients uniform in the ``[system]`` disc, the federated server at the origin, the
+main server at ``main_server_offset_m``); both servers are gNBs at ``bs_height_m``. Per drop the 38.901
+large-scale channel of every link comes from ``nr_propagation``; each uplink's ``Link.rate`` is an
+``NRLinkRate`` (``nr_link``) built from the ``[radio]`` numerology, MCS table and BLER target. The noise PSD
+is ``[system] noise_psd_dbm_hz`` plus the receiver noise figure.
+
+Draw order from the drop's generator: positions, indoor states, client compute, then one seed for Sionna's
+generators (LoS states, shadow fading), so one fedsim seed gives one drop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import channel
+from fedsim.errors import InputError
+from fedsim.radio.config import RadioSection
+from fedsim.radio.nr_link import SYMBOLS_PER_SLOT, NRLinkRate, goodput_table
+from fedsim.radio.nr_propagation import large_scale, push_out
+from fedsim.radio.sionna_env import require_sionna, sionna_call
+from fedsim.system import Drop, Link, SystemParams
+
+
+def prbs_per_subchannel(radio: RadioSection, subchannel_hz: float, where: str) -> int:
+    """PRBs in one subchannel: the ``[radio]`` field, else as many as fit in ``subchannel_hz``."""
+    prb_hz = 12 * radio.subcarrier_spacing_hz
+    prbs = radio.prbs_per_subchannel or int(math.floor(subchannel_hz / prb_hz + 1e-9))
+    if prbs < 1 or prbs * prb_hz > subchannel_hz * (1 + 1e-9):
+        raise InputError(
+            f"{where}: a subchannel of {subchannel_hz / 1e3:g} kHz cannot hold {max(prbs, 1)} PRB(s) of "
+            f"{prb_hz / 1e3:g} kHz (12 x radio.subcarrier_spacing_hz); use more bandwidth, fewer subchannels or "
+            "a smaller subcarrier spacing"
+        )
+    return prbs
+
+
+def nr_link_rate(
+    radio: RadioSection, num_subchannels: int, subchannel_hz: float, noise_psd_w_hz: float, where: str
+):
+    """The ``NRLinkRate`` of one uplink of ``num_subchannels`` subchannels of ``subchannel_hz``."""
+    prbs = prbs_per_subchannel(radio, subchannel_hz, where)
+    re_per_prb = 12 * (SYMBOLS_PER_SLOT - radio.dmrs_symbols) - radio.overhead_re_per_prb
+    table = goodput_table(num_subchannels, prbs, re_per_prb, radio.mcs_table, float(radio.bler_target))
+    rate = NRLinkRate(
+        table,
+        occupied_hz=prbs * 12 * radio.subcarrier_spacing_hz,
+        slot_s=1e-3 * 15000 / radio.subcarrier_spacing_hz,
+        noise_psd_w_hz=noise_psd_w_hz,
+        harq=radio.harq,
+    )
+    if radio.power_control == "open_loop":
+        rate.open_loop = OpenLoopPower(radio, prbs)
+    return rate
+
+
+class OpenLoopPower:
+    """38.213 open-loop PUSCH power control: P = min(p_max, P0 + alpha PL + 10 log10(2^mu M_RB)) [dBm], with
+    PL the client's coupling loss (Sionna's ``open_loop_uplink_power_control``). Ignores the p_th budgets."""
+
+    def __init__(self, radio: RadioSection, prbs_per_sub: int):
+        self.p0_dbm, self.alpha, self.prbs_per_sub = radio.p0_dbm, radio.alpha, prbs_per_sub
+        self.scs_factor = radio.subcarrier_spacing_hz // 15000  # 2^mu
+
+    def power_w(self, gain: np.ndarray, n_sub: np.ndarray, p_max_w: np.ndarray) -> np.ndarray:
+        """(K,) transmit power [W] of clients with gains ``gain`` on ``n_sub`` subchannels (0 for none)."""
+        with sionna_call():
+            import torch
+            from sionna.sys import open_loop_uplink_power_control
+
+            n_sub = np.asarray(n_sub, float)
+            subcarriers = torch.tensor(np.maximum(n_sub, 1) * self.prbs_per_sub * 12 * self.scs_factor)
+            p = open_loop_uplink_power_control(
+                torch.tensor(1.0 / np.asarray(gain, float)),
+                subcarriers,
+                alpha=self.alpha,
+                p0_dbm=self.p0_dbm,
+                ut_max_power_dbm=torch.tensor(10.0 * np.log10(np.asarray(p_max_w, float) * 1e3)),
+            )
+            p = p.double().numpy()
+        return np.where(n_sub > 0, np.minimum(p, p_max_w), 0.0)
+
+
+def open_loop_psd(link: Link, owner: np.ndarray, p_max_w: np.ndarray, offset_s, load_bits):
+    """PSDs (S,) of the 38.213 open-loop powers on one link for assignment ``owner``, and the link's worst
+    finish time [s] with them."""
+    from fedsim.optimize.power_rate import finish_time_rate_s
+    from fedsim.radio.base import client_power_and_counts
+
+    owner = np.asarray(owner, dtype=int)
+    k = np.asarray(p_max_w).shape[0]
+    counts = np.bincount(owner[owner >= 0], minlength=k)
+    power = link.rate.open_loop.power_w(link.gain, counts, np.asarray(p_max_w, float))
+    psd = np.zeros(owner.shape[0])
+    used = owner >= 0
+    psd[used] = power[owner[used]] / (counts[owner[used]] * link.subchannel_hz)
+    total, n = client_power_and_counts(owner, psd, link.subchannel_hz, k)
+    time_s = float(np.max(finish_time_rate_s(link.rate, total, n, link.gain, offset_s, load_bits)))
+    return psd, time_s
+
+
+class NRRadio:
+    """3GPP radio: 38.901 UMa/UMi/RMa propagation and 5G NR PUSCH link abstraction via Sionna."""
+
+    name = "nr"
+    description = (
+        "3GPP TR 38.901 propagation (UMa/UMi/RMa: LoS state, shadow fading, O2I) and a 5G NR PUSCH link "
+        "abstraction (PRB subchannels, MCS table, link adaptation to a target BLER, TB errors and HARQ) via Sionna"
+    )
+
+    def draw_drop(self, system: SystemParams, radio: RadioSection, rng: np.random.Generator) -> Drop:
+        require_sionna()
+        k = system.num_clients
+        main_xy = (float(system.main_server_offset_m), 0.0)
+        servers = [main_xy, (0.0, 0.0)]
+        positions = channel.client_positions_in_disc(k, system.radius_m, rng)
+        positions = push_out(positions, servers, radio.min_distance_m)
+        indoor = rng.random(k) < radio.indoor_probability
+        cycles = rng.uniform(system.client_cycles_min, system.client_cycles_max, k)
+        ls = large_scale(
+            radio.scenario,
+            radio.carrier_frequency_hz,
+            positions,
+            servers,
+            radio.bs_height(),
+            radio.ut_height_m,
+            indoor,
+            radio.o2i_model,
+            radio.los,
+            radio.shadow_fading,
+            seed=int(rng.integers(2**63 - 1)),
+        )
+        g_client = channel.db_to_lin(system.gain_client_dbi)
+        gain_main = g_client * channel.db_to_lin(system.gain_main_dbi - ls.loss_db[0])
+        gain_fed = g_client * channel.db_to_lin(system.gain_fed_dbi - ls.loss_db[1])
+        noise = float(channel.dbm_hz_to_w_hz(system.noise_psd_dbm_hz + radio.noise_figure_db))
+
+        def link(s: int, bandwidth_hz: float, p_th_w: float, gain: np.ndarray, name: str) -> Link:
+            sub_hz = channel.subchannel_bandwidth_hz(bandwidth_hz, s)
+            rate = nr_link_rate(
+                radio, s, sub_hz, noise, f"system.bandwidth_{name}_hz / num_subchannels_{name}"
+            )
+            return Link(s, sub_hz, noise, p_th_w, gain, rate=rate)
+
+        return Drop(
+            positions_m=positions,
+            main_xy_m=main_xy,
+            distance_main_m=ls.distance_2d_m[0],
+            distance_fed_m=ls.distance_2d_m[1],
+            shadow_main_db=ls.shadow_db[0],
+            shadow_fed_db=ls.shadow_db[1],
+            main=link(
+                system.num_subchannels_main, system.bandwidth_main_hz, system.p_th_main_w, gain_main, "main"
+            ),
+            fed=link(system.num_subchannels_fed, system.bandwidth_fed_hz, system.p_th_fed_w, gain_fed, "fed"),
+            p_max_w=np.full(k, system.p_max_w),
+            client_flops_per_s=cycles * system.client_flops_per_cycle,
+            server_flops_per_s=system.server_cycles * system.server_flops_per_cycle,
+            client_cycles_per_s=cycles,
+        )

@@ -1,0 +1,202 @@
+"""5G NR PUSCH link abstraction: the goodput of a client on m subchannels at a given SNR, from Sionna.
+
+A subchannel is a group of PRBs (12 subcarriers each) of one numerology (SCS 15 or 30 kHz, slot 1 or
+0.5 ms). Per slot a client sends one transport block (TB) over its PRBs: its size follows 38.214 from the
+MCS (Qm, R) and the data REs (12 x (14 - DMRS symbols) - xOverhead per PRB); its error rate is Sionna's
+``PHYAbstraction`` BLER of the TB's code blocks, TBLER = 1 - (1 - BLER)^C. Link adaptation picks the MCS
+with the highest goodput (1 - TBLER) TBS among those with TBLER <= the target (10 %): the SNR below which
+no MCS meets the target is outage (goodput 0), and the top MCS is the ceiling.
+
+``goodput_table`` evaluates this once per process and link shape on a 0.05 dB SNR grid (vectorised over
+every m, MCS and SNR in one Sionna call); ``NRLinkRate`` then answers the optimiser and the engine with numpy
+look-ups. The SNR is floored to the grid (a conservative 0.05 dB quantisation, like a CQI report), so the
+rate, its inverse and the TB statistics the engine samples all come from one table entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedsim.radio.sionna_env import phy_abstraction, sionna_call
+
+SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP = -10.0, 40.0, 0.05
+SYMBOLS_PER_SLOT = 14
+# MCS table -> (Sionna BLER-table category, table index): PUSCH table 1 has its own curves; for table 2
+# (256QAM) Sionna's PUSCH file repeats table 1's curves, so the PDSCH table-2 curves (same Qm, R) stand in
+_BLER_SOURCE = {1: (0, 1), 2: (1, 2)}
+
+
+@dataclass(frozen=True)
+class GoodputTable:
+    """Link adaptation result on the SNR grid, arrays (S, L) for m = 1..S subchannels and L SNR points.
+
+    Attributes:
+        snr_db: (L,) the grid [dB]; bits_per_slot: goodput (1 - TBLER) TBS [bit per slot] (0 in outage);
+        tb_bits: TBS of the chosen MCS [bit]; tbler: its TB error rate; mcs: its index (-1: outage).
+    """
+
+    snr_db: np.ndarray
+    bits_per_slot: np.ndarray
+    tb_bits: np.ndarray
+    tbler: np.ndarray
+    mcs: np.ndarray
+
+
+@functools.lru_cache(maxsize=64)
+def goodput_table(
+    num_subchannels: int, prbs_per_subchannel: int, re_per_prb: int, mcs_table: int, bler_target: float
+) -> GoodputTable:
+    """Link adaptation to ``bler_target`` for m = 1..num_subchannels subchannels on the SNR grid (cached)."""
+    phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP)
+    with sionna_call():
+        import torch
+        from sionna.phy.nr.utils import TransportBlockNR, decode_mcs_index
+
+        category, table = _BLER_SOURCE[mcs_table]
+        snr_db = np.round(np.arange(SNR_DB_MIN, SNR_DB_MAX + 0.5 * SNR_DB_STEP, SNR_DB_STEP), 10)
+        m = np.arange(1, num_subchannels + 1)
+        mcs = np.arange(phy._bler_table_interp.shape[2])
+        mm, cc = np.meshgrid(m, mcs, indexing="ij")
+        qm, rate = decode_mcs_index(
+            torch.tensor(cc.ravel()), table_index=mcs_table, is_pusch=True, check_index_validity=False
+        )
+        qm, rate = qm.reshape(mm.shape), rate.reshape(mm.shape)
+        coded_bits = qm * torch.tensor(mm * prbs_per_subchannel * re_per_prb)
+        tbs, cbs, num_cb = TransportBlockNR().transport_block_size(qm, rate, coded_bits)
+        shape = (m.size, mcs.size, snr_db.size)
+        snr_lin = torch.tensor(10.0 ** (snr_db / 10.0))
+        bler = phy.get_bler(
+            torch.tensor(cc)[..., None].expand(shape),
+            table,
+            category,
+            cbs[..., None].expand(shape),
+            snr_lin.expand(shape),
+        )
+        bler = bler.double().numpy()
+        tbs, num_cb = tbs.double().numpy(), num_cb.double().numpy()
+    with np.errstate(invalid="ignore"):
+        tbler = 1.0 - (1.0 - bler) ** num_cb[..., None]
+    ok = np.isfinite(tbler) & (tbler <= bler_target)  # rows of MCS without BLER data are +inf
+    goodput = np.where(ok, (1.0 - np.where(ok, tbler, 0.0)) * tbs[..., None], 0.0)
+    best = np.argmax(goodput, axis=1)  # (S, L): the fastest MCS meeting the target
+    pick = lambda a: np.take_along_axis(a, best[:, None, :], axis=1)[:, 0, :]  # noqa: E731
+    bits = pick(goodput)
+    tb_bits = pick(np.broadcast_to(tbs[..., None], shape))
+    tb_err = pick(np.where(ok, tbler, 1.0))
+    chosen = mcs[best]
+    # the goodput is non-decreasing in SNR (every MCS's TBLER falls with SNR): where interpolation noise in
+    # the tables says otherwise, keep the better operating point of a lower SNR (it is still available)
+    grid = np.arange(snr_db.size)
+    src = np.maximum.accumulate(np.where(bits >= np.maximum.accumulate(bits, axis=1), grid, 0), axis=1)
+    keep = lambda a: np.take_along_axis(a, src, axis=1)  # noqa: E731
+    bits, tb_bits, tb_err, chosen = keep(bits), keep(tb_bits), keep(tb_err), keep(chosen)
+    outage = bits <= 0
+    return GoodputTable(
+        snr_db=snr_db,
+        bits_per_slot=bits,
+        tb_bits=np.where(outage, 0.0, tb_bits),
+        tbler=np.where(outage, 1.0, tb_err),
+        mcs=np.where(outage, -1, chosen),
+    )
+
+
+class NRLinkRate:
+    """The ``LinkRate`` of a 5G NR PUSCH uplink (see module docstring).
+
+    A client with total power P on n subchannels uses the m <= n of them that give the highest goodput
+    (the gNB does not schedule PRBs the UE cannot power), so the rate is non-decreasing in P and in n.
+
+    Attributes:
+        table: the link's ``GoodputTable``; occupied_hz: PRB bandwidth of one subchannel (12 x SCS x PRBs)
+        [Hz]; slot_s: slot duration [s]; noise_psd_w_hz: N0 x noise figure [W/Hz]; harq: "sampled" or
+        "expected" (how the engine charges TB errors).
+    """
+
+    name = "nr"
+
+    def __init__(
+        self, table: GoodputTable, occupied_hz: float, slot_s: float, noise_psd_w_hz: float, harq: str
+    ):
+        self.table, self.occupied_hz, self.slot_s = table, float(occupied_hz), float(slot_s)
+        self.noise_psd_w_hz, self.harq = float(noise_psd_w_hz), harq
+        self.open_loop = None  # an OpenLoopPower replaces the optimiser's power step (fedsim.radio.nr)
+        s = table.bits_per_slot.shape[0]
+        self._m = np.arange(1, s + 1, dtype=float)
+        rate = table.bits_per_slot / self.slot_s  # [bit/s]; rate and inverse read these same numbers
+        self._padded = np.concatenate([np.zeros((s, 1)), rate], axis=1)  # column 0: below the grid
+        # rows shifted apart so one searchsorted finds, per m, the first grid point reaching a rate
+        self._offset = (float(rate.max()) + 1.0) * np.arange(s)
+        self._flat = (rate + self._offset[:, None]).ravel()
+
+    @property
+    def num_subchannels(self) -> int:
+        return int(self._m.size)
+
+    def _grid_index(self, power_w, gain) -> np.ndarray:
+        """(..., S) padded grid column of the SNR on m = 1..S subchannels (0 below the grid)."""
+        power_w, gain = np.asarray(power_w, float), np.asarray(gain, float)
+        snr = (power_w * gain)[..., None] / (self.noise_psd_w_hz * self._m * self.occupied_hz)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            snr_db = 10.0 * np.log10(snr)
+        # 1e-6 of a grid step absorbs rounding when the power came from min_power_w's grid point
+        pos = np.floor((snr_db - SNR_DB_MIN) / SNR_DB_STEP + 1e-6)
+        pos = np.where(np.isfinite(pos), pos, -1.0)
+        last = self.table.snr_db.size - 1
+        return (np.clip(pos, -1, last) + 1).astype(int)
+
+    def _best(self, power_w, n_sub, gain):
+        """(rate [bit/s], m index 0..S-1, padded grid column), broadcast over the inputs."""
+        col = self._grid_index(power_w, gain)
+        rate = self._padded[np.arange(self._m.size), col]
+        n = np.asarray(n_sub, float)[..., None]
+        rate = np.where(self._m <= n, rate, 0.0)
+        col = np.broadcast_to(col, rate.shape)
+        m_best = np.argmax(rate, axis=-1)
+        best_rate = np.take_along_axis(rate, m_best[..., None], axis=-1)[..., 0]
+        best_col = np.take_along_axis(col, m_best[..., None], axis=-1)[..., 0]
+        return best_rate, m_best, best_col
+
+    def rate_bps(self, power_w, n_sub, gain) -> np.ndarray:
+        return self._best(power_w, n_sub, gain)[0]
+
+    def min_power_w(self, rate_bps, n_sub, gain) -> np.ndarray:
+        need = np.asarray(rate_bps, float)
+        col = np.searchsorted(self._flat, need[..., None] + self._offset, side="left")
+        col = col - np.arange(self._m.size) * self.table.snr_db.size  # first grid point meeting need, per m
+        ok = col < self.table.snr_db.size
+        snr_db = SNR_DB_MIN + SNR_DB_STEP * np.where(ok, col, 0)
+        gain = np.asarray(gain, float)[..., None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            p = 10.0 ** (snr_db / 10.0) * self.noise_psd_w_hz * self._m * self.occupied_hz / gain
+        p = np.where(ok & (gain > 0) & (self._m <= np.asarray(n_sub, float)[..., None]), p, np.inf)
+        return np.where(need > 0, np.min(p, axis=-1), 0.0)
+
+    def blocks(self, power_w, n_sub, gain) -> tuple[np.ndarray, np.ndarray]:
+        """(TBS [bit], TBLER) of the TB a client sends per slot at its operating point (0, 1 in outage)."""
+        _, m_best, col = self._best(power_w, n_sub, gain)
+        inside = col > 0
+        idx = np.maximum(col - 1, 0)
+        tb = np.where(inside, self.table.tb_bits[m_best, idx], 0.0)
+        return tb, np.where(inside, self.table.tbler[m_best, idx], 1.0)
+
+
+def harq_duration_s(
+    bits: float, rate_bps: float, tb_bits: float, tbler: float, rng: np.random.Generator
+) -> float:
+    """One transfer of ``bits`` with its HARQ retransmissions sampled in aggregate [s].
+
+    The transfer needs N = ceil(bits / TBS) TBs; each transmission fails independently with TBLER, so the
+    failed transmissions F ~ NegBinomial(N, 1 - TBLER) and the transfer holds (N + F) / N times its error-free
+    duration bits / (rate / (1 - TBLER)). The mean is bits / rate, the expected-goodput duration.
+    """
+    if bits <= 0:
+        return 0.0
+    if not (rate_bps > 0 and tb_bits > 0):
+        return math.inf
+    n = math.ceil(bits / tb_bits)
+    failures = int(rng.negative_binomial(n, 1.0 - tbler)) if tbler > 0 else 0
+    return bits * (1.0 - tbler) / rate_bps * (n + failures) / n
