@@ -67,7 +67,9 @@ def _check_link(name: str, link: Link, k: int) -> None:
         raise InputError(f"{name} noise PSD must be > 0 W/Hz, got {link.noise_psd_w_hz}")
     gain = np.asarray(link.gain, dtype=float)
     if link.rate is not None and gain.ndim != 1:
-        raise InputError(f"{name}: the rate model {link.rate.name!r} needs flat gains of shape (K,), no fading")
+        raise InputError(
+            f"{name}: the rate model {link.rate.name!r} needs flat gains of shape (K,), no fading"
+        )
     if (
         gain.shape not in ((k,), (k, link.num_subchannels))
         or not np.all(np.isfinite(gain))
