@@ -39,6 +39,11 @@ class TrainConfig(BaseModel):
     eval_samples: int | None = Field(
         64, ge=1, description="Validation examples used for perplexity (None = the whole split)."
     )
+    eval_halves: bool = Field(
+        False,
+        description="Also report val PPL on the two interleaved halves of the validation subset (even and odd "
+        "indices), val_ppl_a and val_ppl_b: their gap estimates the evaluation noise.",
+    )
     test_samples: int = Field(
         64,
         ge=0,

@@ -22,7 +22,8 @@ class ConvergenceRecord:
     ``target_ppl`` or below; None if it never did. ``curve`` rows hold step, round, train_loss, val_ppl and
     omit a key rather than store NaN. ``final`` (optional; absent in older records) holds the end-of-run
     evaluation: ``test_ppl`` (over ``test_samples`` test examples), ``bleu`` and ``rouge_l`` (0-100, over
-    ``n_mrs`` distinct test MRs, at most ``max_new_tokens`` generated tokens each).
+    ``n_mrs`` distinct test MRs, at most ``max_new_tokens`` generated tokens each). ``config`` (optional) is
+    the run's whole ``TrainConfig`` (seed, lr, ...).
     """
 
     model: str
@@ -37,6 +38,7 @@ class ConvergenceRecord:
     curve: list[dict] = field(default_factory=list)
     source: str = ""
     final: dict | None = None
+    config: dict | None = None  # the full TrainConfig of the run (absent in older records)
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (a temp file in the same folder, then rename)."""

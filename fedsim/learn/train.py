@@ -41,6 +41,21 @@ def perplexity(system, data: TrainData, batch_size: int) -> float:
     return math.exp(total / max(count, 1))
 
 
+def evaluate_validation(system, data: TrainData, batch_size: int, halves: bool = False) -> dict:
+    """``{"val_ppl": ...}``; with ``halves`` also ``val_ppl_a`` / ``val_ppl_b``, the perplexity of the even and
+    odd positions of ``data.eval_indices`` (same forward passes: val_ppl pools both halves' tokens)."""
+    if not halves:
+        return {"val_ppl": perplexity(system, data, batch_size)}
+    indices = np.asarray(data.eval_indices)
+    (nll_a, n_a), (nll_b, n_b) = (system.eval_nll(data.validation, part, batch_size)
+                                  for part in (indices[0::2], indices[1::2]))  # fmt: skip
+    return {
+        "val_ppl": math.exp((nll_a + nll_b) / max(n_a + n_b, 1)),
+        "val_ppl_a": math.exp(nll_a / max(n_a, 1)),
+        "val_ppl_b": math.exp(nll_b / max(n_b, 1)),
+    }
+
+
 def final_metrics(system, cfg: TrainConfig, data: TrainData) -> dict:
     """Test perplexity and generation scores of the model as deployed (``system.deployed()``).
 
@@ -85,7 +100,7 @@ def train(
         step, curve = int(payload["step"]), list(payload["curve"])
         restore_rng(payload)
     else:
-        curve.append({"step": 0, "round": 0.0, "val_ppl": perplexity(system, data, eval_batch)})
+        curve.append({"step": 0, "round": 0.0, **evaluate_validation(system, data, eval_batch, cfg.eval_halves)})
 
     bar = tqdm(
         total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.scheme} r={cfg.rank}", unit="step"
@@ -97,7 +112,7 @@ def train(
             system.aggregate()  # end of a global round: FedAvg + broadcast (eq. 7)
         row = {"step": step, "round": step / cfg.local_iterations, "train_loss": loss}
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            row["val_ppl"] = perplexity(system, data, eval_batch)
+            row.update(evaluate_validation(system, data, eval_batch, cfg.eval_halves))
         curve.append(row)
         if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save_checkpoint(ckpt, cfg.model_dump(), step, curve, system.state_dict())
@@ -126,6 +141,7 @@ def make_record(
         curve=clean,
         source=source,
         final=final or None,
+        config=cfg.model_dump(),
     )
 
 
