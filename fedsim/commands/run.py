@@ -75,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
         from fedsim.sweep.live import run_live
 
         report += run_live(scenario, store, progress=progress)
-    if scenario.montecarlo.drops > 0 and scenario.schemes.names:
+    if scenario.study is not None:
+        from fedsim.sweep.study import write_study_tables
+
+        rows = run_sweep(scenario, store, args.executor, args.workers, args.ray_address, progress)
+        report += write_study_tables(rows, scenario.study.targets, store.root / "tables")
+    elif scenario.montecarlo.drops > 0 and scenario.schemes.names:
         rows = run_sweep(scenario, store, args.executor, args.workers, args.ray_address, progress)
         if not rows.empty:
             report += sweep_report(rows, scenario.montecarlo.timing)

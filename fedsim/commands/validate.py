@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     drops, schemes = scenario.montecarlo.drops, len(scenario.schemes.names)
     live = scenario.live is not None and scenario.live.enabled
     print(to_toml(scenario.model_dump(mode="json")))
+    if scenario.study is not None:
+        print(f"\n# OK: a convergence study of {points} training run(s), one per sweep point")
+        return 0
     print(
         f"\n# OK: {points} sweep point(s) x {drops} drop(s) x {schemes} scheme(s) = {points * drops * schemes} "
         f"tasks{'; plus a live co-simulation' if live else ''}"

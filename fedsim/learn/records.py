@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,19 +79,39 @@ def rounds_to_target(curve: list[dict], target_ppl: float | None) -> float | Non
     return None
 
 
-def rounds_by_rank(records: list[ConvergenceRecord]) -> dict[int, float]:
-    """E(r) per rank from records of one model and scheme; ranks that never reached the target are left
-    out (they cannot meet the target, so no optimiser may pick them)."""
+def rounds_by_rank(
+    records: list[ConvergenceRecord], target_ppl: float | None = None, aggregate: str = "mean"
+) -> dict[int, float]:
+    """E(r) per rank from records of one model and scheme.
+
+    With ``target_ppl`` E(r) is recomputed from each record's curve at that target, otherwise each record's
+    own ``rounds_to_target`` is used. Several records of one rank (seeds) combine by ``aggregate`` (mean,
+    median or max); a rank is kept only if every one of its records reached the target (one that never
+    did cannot promise the target, so no optimiser may pick it).
+    """
     if len({(r.model, r.scheme) for r in records}) > 1:
         raise InputError("records: rounds_by_rank needs records of one model and scheme")
-    out: dict[int, float] = {}
+    if aggregate not in _AGGREGATES:
+        raise InputError(f"records: aggregate must be one of {', '.join(_AGGREGATES)}, got {aggregate!r}")
+    per_rank: dict[int, list[float | None]] = {}
+    seen: set[tuple[int, object]] = set()
     for rec in records:
-        if rec.rank in out:
-            raise InputError(f"records: two records for rank {rec.rank}")
-        if rec.rounds_to_target is not None and math.isfinite(rec.rounds_to_target):
-            out[rec.rank] = float(rec.rounds_to_target)
+        seed = (rec.config or {}).get("seed")
+        if (rec.rank, seed) in seen:
+            raise InputError(f"records: two records for rank {rec.rank}" + (f" and seed {seed}" if seed is not None else ""))
+        seen.add((rec.rank, seed))
+        rounds = rounds_to_target(rec.curve, target_ppl) if target_ppl is not None else rec.rounds_to_target
+        per_rank.setdefault(rec.rank, []).append(rounds)
+    out = {
+        rank: float(_AGGREGATES[aggregate]([float(v) for v in values]))
+        for rank, values in per_rank.items()
+        if all(v is not None and math.isfinite(v) for v in values)
+    }
     if not out:
         raise InputError(
             "records: no record reached its target perplexity, so E(r) is unknown for every rank"
         )
     return dict(sorted(out.items()))
+
+
+_AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "max": max}

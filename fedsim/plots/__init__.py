@@ -96,6 +96,10 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
     return made
 
 
+def _is_study(root: Path) -> bool:
+    return json.loads((root / "scenario.json").read_text(encoding="utf-8")).get("study") is not None
+
+
 def make_figures(results_dir: str | Path, formats: list[str] | None = None) -> list[Path]:
     """Draw every figure and table the folder's rows support; returns the files written."""
     root = Path(results_dir)
@@ -103,6 +107,10 @@ def make_figures(results_dir: str | Path, formats: list[str] | None = None) -> l
     formats = list(formats or outputs.get("formats") or ["png", "pdf"])
     made: list[Path] = []
     with paper_style():
+        if _is_study(root):
+            from fedsim.plots.study import study_figures
+
+            return study_figures(root, formats)
         if (root / "rows.parquet").exists():
             made += _sweep_figures(root, outputs, formats)
         made += _live_figures(root, outputs, formats)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import glob
 import math
 import sys
 import types
@@ -114,12 +115,25 @@ def _point_text(point: dict[str, Any]) -> str:
 
 
 def _resolve_records(data: dict[str, Any], base: Path) -> None:
+    """Record paths relative to the scenario file's folder; glob patterns (``*``, ``?``, ``[``) expand to
+    the sorted matching files (InputError when a pattern matches none)."""
     training = data.get("training")
-    if isinstance(training, dict) and isinstance(training.get("records"), list):
-        training["records"] = [
-            str((base / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
-            for p in training["records"]
-        ]
+    if not (isinstance(training, dict) and isinstance(training.get("records"), list)):
+        return
+    paths: list[Any] = []
+    for p in training["records"]:
+        if not isinstance(p, str):
+            paths.append(p)  # validation names the bad entry
+            continue
+        full = p if Path(p).is_absolute() else str((base / p).resolve())
+        if any(ch in p for ch in "*?["):
+            matches = sorted(glob.glob(full))
+            if not matches:
+                raise InputError(f"training.records: pattern {p!r} matches no file (relative to {base})")
+            paths.extend(matches)
+        else:
+            paths.append(full)
+    training["records"] = paths
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -79,6 +79,18 @@ class TrainingSection(_Section):
     per_client_cuts: bool = Field(
         False, description="optimise one cut per client (spec §10) instead of one cut"
     )
+    target_ppl: float | None = Field(
+        None,
+        gt=1,
+        allow_inf_nan=False,
+        description="with records: E(r) = rounds until validation PPL first falls to this value, recomputed "
+        "from each record's curve (default: each record's own target)",
+    )
+    records_aggregate: Literal["mean", "median", "max"] = Field(
+        "mean",
+        description="with several records of one rank (seeds): how their E(r) combine; a rank is kept only "
+        "if every one of its records reached the target",
+    )
 
     @field_validator("rounds_by_rank")
     @classmethod
@@ -136,6 +148,30 @@ class SchemesSection(_Section):
         if len(set(names)) != len(names):
             raise ValueError(f"scheme names must be distinct, got {names}")
         return value
+
+
+class StudySection(_Section):
+    """A convergence study: one real training run (``fedsim train``) per sweep point, e.g. axes
+    ``study.training.rank``, ``study.training.scheme``, ``study.training.seed``. Each run writes its
+    convergence record to ``<results>/records/`` (checkpoints in ``<results>/checkpoints/``), so a killed
+    study resumes at the run, and with ``training.checkpoint_every`` at the step, where it stopped."""
+
+    training: TrainConfig = Field(default_factory=TrainConfig, description="the runs' common TrainConfig")
+    targets: tuple[float, ...] = Field(
+        (), description="target validation PPLs: E(r), the rounds to reach each, is a column of every row"
+    )
+    threads: int = Field(1, ge=1, le=1024, description="torch CPU threads per run (per worker process)")
+    out_dir: str | None = Field(
+        None, description="set by fedsim run: the results folder whose records/ and checkpoints/ runs use"
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        for t in value:
+            if not (1 < t < float("inf")):
+                raise ValueError(f"target perplexities must be finite and > 1, got {t}")
+        return tuple(sorted(set(value), reverse=True))
 
 
 class SweepSection(_Section):
@@ -263,6 +299,9 @@ class Scenario(_Section):
     sweep: SweepSection = Field(default_factory=SweepSection, description="swept axes")
     montecarlo: MonteCarloSection = Field(default_factory=MonteCarloSection, description="drops and seed")
     live: LiveSection | None = Field(None, description="optional live split-LoRA co-simulation")
+    study: StudySection | None = Field(
+        None, description="optional convergence study: one real training run per sweep point"
+    )
     outputs: OutputsSection = Field(default_factory=OutputsSection, description="figures and formats")
 
     @model_validator(mode="after")

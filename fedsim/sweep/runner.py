@@ -14,8 +14,11 @@ from fedsim.sweep.store import ResultsStore
 
 
 def plan_units(scenario: Scenario) -> list[tuple[int, int]]:
-    """Every (point, drop) of the scenario, point-major (each unit runs all selected schemes)."""
+    """Every (point, drop) of the scenario, point-major (each unit runs all selected schemes); in a
+    convergence study one unit (point, 0) per point, a training run."""
     points = len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))
+    if scenario.study is not None:
+        return [(p, 0) for p in range(points)]
     return [(p, d) for p in range(points) for d in range(scenario.montecarlo.drops)]
 
 
@@ -34,7 +37,7 @@ def run_sweep(
     plan = plan_units(scenario)
     done = store.done()
     todo = [unit for unit in plan if unit not in done]
-    tasks_per_unit = len(scenario.schemes.names)
+    tasks_per_unit = 1 if scenario.study is not None else len(scenario.schemes.names)
     bar = tqdm(
         total=len(plan) * tasks_per_unit,
         initial=(len(plan) - len(todo)) * tasks_per_unit,
@@ -45,7 +48,7 @@ def run_sweep(
     )
     try:
         if todo:
-            for point, drop, rows in run_units(scenario, todo, executor, workers, ray_address):
+            for point, drop, rows in run_units(_with_out(scenario, store), todo, executor, workers, ray_address):
                 store.write_part(point, drop, rows)
                 bar.update(tasks_per_unit)
     finally:
@@ -56,3 +59,11 @@ def run_sweep(
 def default_out_dir(scenario: Scenario, results_root: str | Path = "results") -> Path:
     """results/<scenario name>/"""
     return Path(results_root) / scenario.name
+
+
+def _with_out(scenario: Scenario, store: ResultsStore) -> Scenario:
+    """A study's units write records and checkpoints into the results folder: tell them where (not part of
+    the stored scenario, so moving a results folder keeps it resumable)."""
+    if scenario.study is None:
+        return scenario
+    return scenario.model_copy(update={"study": scenario.study.model_copy(update={"out_dir": str(store.root)})})

@@ -128,6 +128,8 @@ class ResultsStore:
         frame = pd.DataFrame(rows)
         if frame.empty:
             return frame
+        if "scheme" not in frame:  # a convergence study: one training run per unit
+            return frame.sort_values(["point", "drop"], kind="stable").reset_index(drop=True)
         order = {name: i for i, name in enumerate(SCHEME_NAMES)}
         frame["_order"] = frame["scheme"].map(order)
         frame = frame.sort_values(["point", "drop", "_order"], kind="stable").drop(columns="_order")

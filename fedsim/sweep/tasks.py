@@ -50,6 +50,8 @@ def workload_of(scenario: Scenario):
 def prime_workloads(scenario: Scenario) -> dict[str, Any]:
     """Compute the Workload of every sweep point here, once; the result seeds workers' caches
     (``seed_workloads``) so no worker imports transformers to read a model config."""
+    if scenario.study is not None:  # training runs derive nothing from [model]
+        return {}
     for i in range(len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))):
         workload_of(_point_scenario(scenario, i))
     return dict(_WORKLOADS)
@@ -71,12 +73,17 @@ def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
         records = [ConvergenceRecord.load(path) for path in training.records]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"training.records: cannot read a convergence record: {exc}") from None
-    table = rounds_by_rank(records)
+    table = rounds_by_rank(records, training.target_ppl, training.records_aggregate)
     if training.ranks is not None:
         table = {r: e for r, e in table.items() if r in training.ranks}
     if not table:
         raise InputError("training.records: no record reached its target, so E(r) is unknown for every rank")
     source = ",".join(sorted({f"{rec.model}:{rec.scheme}" for rec in records}))
+    if training.target_ppl is not None:
+        source += f"@ppl{training.target_ppl:g}"
+    seeds_per_rank = max(sum(rec.rank == rank for rec in records) for rank in {rec.rank for rec in records})
+    if seeds_per_rank > 1:
+        source += f" ({training.records_aggregate} of {seeds_per_rank} seeds)"
     return tuple(sorted(table.items())), source
 
 
@@ -109,7 +116,7 @@ def preflight(scenario: Scenario) -> None:
     anything is written: workload, E(r) and a drop of every point go through the optimiser's checks."""
     from fedsim.optimize.problem import Problem, validate_problem
 
-    if scenario.montecarlo.drops == 0 or not scenario.schemes.names:
+    if scenario.study is not None or scenario.montecarlo.drops == 0 or not scenario.schemes.names:
         return
     for i in range(len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))):
         at = _point_scenario(scenario, i)
@@ -250,7 +257,12 @@ def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop
 
 
 def run_unit(scenario: Scenario, point_index: int, drop_index: int) -> list[dict]:
-    """Every selected scheme at one (point, drop): the unit an executor runs and the store saves at once."""
+    """Every selected scheme at one (point, drop): the unit an executor runs and the store saves at once.
+    In a convergence study (``[study]``) the unit is one training run instead."""
+    if scenario.study is not None:
+        from fedsim.sweep.study import run_study_unit
+
+        return run_study_unit(scenario, point_index)
     rows: list[dict] = []
     for scheme in scenario.schemes.names:
         rows.extend(run_task(scenario, point_index, drop_index, scheme))

@@ -1,0 +1,114 @@
+"""Figures of a convergence study, from its saved records and rows: Fig. 3 analog (validation PPL vs steps
+per LoRA rank, mean and min-max band over seeds, one panel per training scheme) and Fig. 4 analog (global
+rounds to reach a target PPL vs the target, per rank, mean with the seeds' min-max as error bars)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedsim.plots.style import plt
+
+_SCHEME_TITLES = {"split_fed": "Split-federated (FedsLLM)", "centralized": "Centralized LoRA"}
+
+
+def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Every evaluation of every run: training_scheme, rank, seed, step, round, val_ppl (from the records
+    the rows point to)."""
+    out = []
+    for _, row in rows.iterrows():
+        data = json.loads((root / row["record"]).read_text(encoding="utf-8"))
+        for point in data["curve"]:
+            if "val_ppl" in point:
+                out.append({"training_scheme": row["training_scheme"], "rank": int(row["rank"]),
+                            "seed": int(row["seed"]), "step": int(point["step"]), "round": point["round"],
+                            "val_ppl": point["val_ppl"]})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _caption(fig, text: str) -> None:
+    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=7, color="#444444", wrap=True)
+
+
+def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
+    """Validation PPL vs local iterations; one line per rank (mean over seeds), band = min..max of seeds."""
+    schemes = [s for s in ("split_fed", "centralized") if s in set(curves["training_scheme"])]
+    fig, axes = plt.subplots(1, len(schemes), figsize=(3.5 * len(schemes), 2.8), sharey=True, squeeze=False)
+    ranks = sorted(curves["rank"].unique())
+    colors = plt.cm.viridis(np.linspace(0.05, 0.85, len(ranks)))
+    for ax, scheme in zip(axes[0], schemes, strict=True):
+        part = curves[curves.training_scheme == scheme]
+        for rank, color in zip(ranks, colors, strict=True):
+            g = part[part["rank"] == rank].groupby("step")["val_ppl"]
+            if g.ngroups == 0:
+                continue
+            stats = g.agg(["mean", "min", "max", "count"])
+            ax.plot(stats.index, stats["mean"], color=color, marker="o", markersize=3,
+                    label=f"r = {rank} (n={int(stats['count'].max())})")  # fmt: skip
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.18, linewidth=0)
+        ax.set_title(_SCHEME_TITLES.get(scheme, scheme))
+        ax.set_xlabel("Local iterations (steps)")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("Validation perplexity (log)")
+    axes[0][-1].legend(frameon=False, fontsize=7)
+    _caption(fig, _setting(rows) + " Line: mean over seeds; band: min-max over seeds (n = seeds).")
+    return fig
+
+
+def fig4_rounds(table: pd.DataFrame, rows: pd.DataFrame, scheme: str = "split_fed"):
+    """Global rounds to reach each target PPL vs the target, per rank; error bars = min..max over seeds;
+    targets not reached by every seed of a rank are drawn hollow at the mean of the seeds that did."""
+    part = table[table.training_scheme == scheme]
+    fig, ax = plt.subplots(figsize=(3.6, 2.8))
+    ranks = sorted(part["rank"].unique())
+    colors = plt.cm.viridis(np.linspace(0.05, 0.85, len(ranks)))
+    offsets = np.linspace(-0.012, 0.012, len(ranks)) if len(ranks) > 1 else [0.0]
+    for rank, color, off in zip(ranks, colors, offsets, strict=True):
+        g = part[(part["rank"] == rank) & (part["reached"] > 0)].sort_values("target_ppl")
+        if g.empty:
+            continue
+        x = g["target_ppl"].to_numpy() * (1 + off)
+        y = g["rounds_mean"].to_numpy()
+        err = np.vstack([y - g["rounds_min"].to_numpy(), g["rounds_max"].to_numpy() - y])
+        ax.errorbar(x, y, yerr=err, color=color, marker="o", markersize=3, capsize=2, label=f"r = {rank}")
+        partial = (g["reached"] < g["runs"]).to_numpy()
+        if partial.any():
+            ax.plot(x[partial], y[partial], linestyle="none", marker="o", markersize=7, markerfacecolor="white",
+                    markeredgecolor=color)  # fmt: skip
+    ax.set_xlabel("Target validation perplexity")
+    ax.set_ylabel("Global rounds to reach target")
+    ax.invert_xaxis()  # harder targets to the right
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_title(_SCHEME_TITLES.get(scheme, scheme))
+    _caption(fig, _setting(rows) + " Marker: mean over seeds; bars: min-max; hollow: not every seed reached it.")
+    return fig
+
+
+def _setting(rows: pd.DataFrame) -> str:
+    r = rows.iloc[0]
+    seeds = rows["seed"].nunique()
+    lr = r["lr"] if math.isfinite(r["lr"]) else float("nan")
+    return (f"{r['model']}, E2E, lr {lr:g}, I = {int(r['local_iterations'])}, {int(rows['steps'].max())} steps, "
+            f"{seeds} seed(s).")  # fmt: skip
+
+
+def study_figures(root: Path, formats: list[str]) -> list[Path]:
+    """Fig. 3 and Fig. 4 analogs of a study's results folder (``tables/`` must exist: ``fedsim run`` writes
+    it)."""
+    from fedsim.plots.style import save
+
+    rows = pd.read_parquet(root / "rows.parquet")
+    if rows.empty:
+        return []
+    made = save(fig3_curves(study_curves(root, rows), rows), root / "figures" / "fig3_val_ppl", formats)
+    table_path = root / "tables" / "rounds_to_target.csv"
+    if table_path.exists():
+        table = pd.read_csv(table_path)
+        for scheme in sorted(set(table["training_scheme"])):
+            if table[table.training_scheme == scheme]["reached"].sum():
+                made += save(fig4_rounds(table, rows, scheme), root / "figures" / f"fig4_rounds_{scheme}", formats)
+    return made
