@@ -21,7 +21,21 @@ def add_drop_arguments(parser, with_engine: bool = False) -> None:
 
     parser.add_argument("scenario", nargs="?", default=None, help="scenario TOML (optional)")
     add_overrides_option(parser, "system.num_clients=3")
-    parser.add_argument("--seed", type=int, default=0, help="drop seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="plain drop seed, independent of any sweep (default 0)"
+    )
+    parser.add_argument(
+        "--point",
+        type=int,
+        default=None,
+        help="with SCENARIO: sweep point P (default 0); with --drop, shows exactly row (P, D) of `fedsim run`",
+    )
+    parser.add_argument(
+        "--drop",
+        type=int,
+        default=None,
+        help="with SCENARIO: Monte Carlo drop D of the sweep (its seeds), instead of --seed",
+    )
     parser.add_argument(
         "--scheme",
         default="proposed",
@@ -99,6 +113,39 @@ def parse_rounds(ranks_text: str, rounds_text: str | None) -> dict[int, float]:
     return dict(zip(ranks, values, strict=True))
 
 
+def sweep_unit(args) -> tuple | None:
+    """(scenario, point, drop) when --point/--drop ask for a drop of SCENARIO's sweep, else None.
+
+    Settings then come from SCENARIO and --set only, as in ``fedsim run``: other setting options are
+    errors rather than silently ignored."""
+    if args.point is None and args.drop is None:
+        return None
+    if args.scenario is None:
+        raise InputError("--point/--drop need a SCENARIO (the sweep whose drop to show)")
+    given = [
+        flag
+        for flag, value in (
+            ("--seed", args.seed),
+            ("--power-solver", args.power_solver),
+            ("--per-client-cuts", args.per_client_cuts or None),
+            ("--upload-every-local-iteration", args.upload_every_local_iteration or None),
+        )
+        if value is not None
+    ]
+    given += [
+        "--" + name[4:].replace("_", "-")
+        for name, value in vars(args).items()
+        if name[:4] in ("sys_", "eng_") and value is not None
+    ]
+    if given:
+        raise InputError(
+            f"{given[0]}: with --point/--drop the settings come from SCENARIO; use --set instead"
+        )
+    from fedsim.scenario import load_scenario
+
+    return load_scenario(args.scenario, args.overrides), args.point or 0, args.drop or 0
+
+
 def drop_settings(args, with_engine: bool = False) -> dict:
     """System, workload, training (and engine) settings from the scenario, if any, and the options."""
     if args.scenario is None:
@@ -154,7 +201,7 @@ def drop_settings(args, with_engine: bool = False) -> dict:
 
 def optimize_settings(cfg: dict, args):
     """Draw drop ``args.seed`` and optimise it with ``args.scheme`` under the resolved settings."""
-    from fedsim.commands.optimize import optimize_drop
+    from fedsim.optimize.seeded import optimize_drop
 
     return optimize_drop(
         cfg["system"],
@@ -162,7 +209,7 @@ def optimize_settings(cfg: dict, args):
         cfg["batch_size"],
         cfg["local_iterations"],
         cfg["rounds_by_rank"],
-        args.seed,
+        0 if args.seed is None else args.seed,
         args.scheme,
         cfg["power_solver"],
         cfg["upload_every_local_iteration"],

@@ -1,7 +1,8 @@
 """``fedsim optimize``: draw one drop, optimise it with the proposed scheme or a baseline, print it all.
 
-Options and settings are shared with ``fedsim simulate`` (``fedsim/commands/_drop.py``).
-``optimize_drop`` is the reusable core.
+Options and settings are shared with ``fedsim simulate`` (``fedsim/commands/_drop.py``); the work is
+done by the library (``fedsim.optimize.seeded.optimize_drop`` for ``--seed``, ``fedsim.api`` for
+``--point/--drop``).
 """
 
 from __future__ import annotations
@@ -16,50 +17,14 @@ from fedsim.commands._drop import (
     drop_settings,
     optimize_settings,
     parse_rounds,
+    sweep_unit,
 )
-from fedsim.optimize import Problem, Result, optimize
+from fedsim.optimize import Result
 from fedsim.optimize.power import client_counts
-from fedsim.radio import draw_radio_drop
-from fedsim.system import Drop, SystemParams
-from fedsim.workload import Workload
+from fedsim.optimize.seeded import optimize_drop
+from fedsim.system import Drop
 
 __all__ = ["DEFAULT_ROUNDS", "format_result", "optimize_drop", "parse_rounds"]
-
-
-def optimize_drop(
-    system: SystemParams,
-    workload: Workload,
-    batch_size: int,
-    local_iterations: int,
-    rounds_by_rank: dict[int, float],
-    seed: int,
-    scheme: str = "proposed",
-    power_solver: str = "exact",
-    upload_every_local_iteration: bool = False,
-    per_client_cuts: bool = False,
-    refine: bool = True,
-    radio=None,
-) -> tuple[Drop, Result]:
-    """Draw drop ``seed`` of ``system`` and optimise it with ``scheme``.
-
-    The drop comes from ``default_rng(seed)`` (the same drop for every scheme); a baseline's random choices
-    come from the independent stream ``default_rng([seed, 1])``. ``radio`` is the scenario's ``[radio]``
-    section (None: the paper's radio).
-    """
-    drop = draw_radio_drop(system, radio, np.random.default_rng(seed))
-    problem = Problem(
-        drop,
-        workload,
-        batch_size,
-        local_iterations,
-        dict(rounds_by_rank),
-        upload_every_local_iteration,
-        per_client_cuts,
-    )
-    result = optimize(
-        problem, scheme, rng=np.random.default_rng([seed, 1]), power_solver=power_solver, refine=refine
-    )
-    return drop, result
 
 
 def add_parser(subparsers) -> None:
@@ -79,12 +44,12 @@ def _db(x: np.ndarray) -> np.ndarray:
         return 10 * np.log10(x)
 
 
-def format_result(drop: Drop, result: Result, seed: int) -> str:
-    """Human-readable drop, decisions and delays."""
+def format_result(drop: Drop, result: Result, label) -> str:
+    """Human-readable drop, decisions and delays; ``label`` names the drop (an int: its plain seed)."""
     a, d = result.allocation, result.delays
     k = drop.num_clients
     lines = [
-        f"drop seed {seed}: K={k}, federated server at (0, 0) m, main server at "
+        f"drop {f'seed {label}' if isinstance(label, int) else label}: K={k}, federated server at (0, 0) m, main server at "
         f"({drop.main_xy_m[0]:g}, {drop.main_xy_m[1]:g}) m",
         f"{'client':>6} {'x m':>8} {'y m':>8} {'d_main m':>9} {'d_fed m':>8} {'g_main dB':>10} "
         f"{'g_fed dB':>9} {'GFLOP/s':>8}",
@@ -131,17 +96,40 @@ def format_result(drop: Drop, result: Result, seed: int) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def solve(args) -> tuple[Drop, Result, dict, object]:
+    """(drop, result, JSON head, label) of the drop the options ask for: a sweep's (point, drop) of
+    SCENARIO through ``fedsim.api``, or a plain seed under the resolved settings."""
+    unit = sweep_unit(args)
+    if unit is not None:
+        from fedsim import api
+
+        scenario, point, drop = unit
+        result = api.optimize_drop(
+            scenario, point=point, drop=drop, scheme=args.scheme, refine=not args.no_refine
+        )
+        at = api.at_point(scenario, point)
+        head = {
+            "point": point,
+            "drop": drop,
+            "system": at.system.model_dump(),
+            "model": result.problem.workload.name,
+        }
+        return result.problem.drop, result, head, f"point {point} drop {drop}"
     cfg = drop_settings(args)
     drop, result = optimize_settings(cfg, args)
+    seed = 0 if args.seed is None else args.seed
+    return (
+        drop,
+        result,
+        {"seed": seed, "system": cfg["system"].model_dump(), "model": cfg["workload"].name},
+        seed,
+    )
+
+
+def run(args) -> int:
+    drop, result, head, label = solve(args)
     if args.json:
-        record = {
-            "seed": args.seed,
-            "system": cfg["system"].model_dump(),
-            "model": cfg["workload"].name,
-            **result.to_dict(),
-        }
-        print(json.dumps(record, indent=1, allow_nan=False))
+        print(json.dumps({**head, **result.to_dict()}, indent=1, allow_nan=False))
     else:
-        print(format_result(drop, result, args.seed))
+        print(format_result(drop, result, label))
     return 0 if result.status in ("optimal", "converged", "max_iterations") else 1

@@ -1,18 +1,13 @@
 """``fedsim run SCENARIO``: the main job. Live co-simulation (if the scenario has one), the Monte Carlo
-sweep, the rows in results/<name>/, figures and a summary table."""
+sweep, the rows in results/<name>/, figures and a summary table -- all done by ``fedsim.api.run``."""
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
 from fedsim.commands._model_options import add_overrides_option
 from fedsim.scenario import load_scenario
 from fedsim.sweep.executors import EXECUTORS
-from fedsim.sweep.runner import default_out_dir, run_sweep
-from fedsim.sweep.store import ResultsStore, atomic_write_text
-from fedsim.sweep.summary import sweep_report
 
 
 def add_parser(subparsers) -> None:
@@ -45,52 +40,23 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedsim.errors import InputError
+    from fedsim import api
 
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
-    if args.ray_address and args.executor != "ray":
-        raise InputError("--ray-address needs --executor ray")
     scenario = load_scenario(args.scenario, args.overrides)  # validates everything before anything is written
-    from fedsim.sweep.tasks import preflight
-
-    preflight(scenario)
-    store = ResultsStore(Path(args.out) if args.out else default_out_dir(scenario))
-    store.prepare(
+    _, folder = api.run(
         scenario,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        out=args.out,
         fresh=args.fresh,
+        figures=not args.no_figures,
+        progress=not args.no_progress,
         meta={
             "command": "fedsim run",
             "scenario_file": str(args.scenario),
             "overrides": list(args.overrides),
-            "executor": args.executor,
         },
     )
-    if scenario.training.records:
-        store.write_record_curves(scenario.training.records)
-    started = time.perf_counter()
-    progress = not args.no_progress
-    report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
-    if scenario.live is not None and scenario.live.enabled:
-        from fedsim.sweep.live import run_live
-
-        report += run_live(scenario, store, progress=progress)
-    if scenario.study is not None:
-        from fedsim.sweep.study import write_study_tables
-
-        rows = run_sweep(scenario, store, args.executor, args.workers, args.ray_address, progress)
-        report += write_study_tables(rows, scenario.study.targets, store.root / "tables")
-    elif scenario.montecarlo.drops > 0 and scenario.schemes.names:
-        rows = run_sweep(scenario, store, args.executor, args.workers, args.ray_address, progress)
-        if not rows.empty:
-            report += sweep_report(rows, scenario.montecarlo.timing)
-    if not args.no_figures:
-        from fedsim.plots import make_figures
-
-        figures = make_figures(store.root)
-        report += ["## Figures", ""] + [f"- {p.relative_to(store.root)}" for p in figures] + [""]
-    report.append(f"Done in {time.perf_counter() - started:.1f} s; results in {store.root}/")
-    text = "\n".join(report)
-    atomic_write_text(store.root / "summary.md", text + "\n")
-    print(text)
+    print((folder / "summary.md").read_text(encoding="utf-8"), end="")
     return 0

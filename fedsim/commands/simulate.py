@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from fedsim.commands._drop import add_drop_arguments, drop_settings, optimize_settings
+from fedsim.commands._drop import add_drop_arguments, drop_settings, optimize_settings, sweep_unit
 from fedsim.engine import phase_summary, simulate
 from fedsim.errors import InputError
 
@@ -29,7 +29,13 @@ def add_parser(subparsers) -> None:
         default=None,
         help="global rounds to simulate (default E(r) of the optimised rank)",
     )
-    parser.add_argument("--trace-csv", default=None, metavar="PATH", help="write the event trace as CSV")
+    parser.add_argument(
+        "--trace-csv",
+        default=None,
+        metavar="PATH",
+        help="write the event trace as CSV (with --point/--drop the run is traced only then; the phase table "
+        "needs a trace)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -54,21 +60,41 @@ def _phases(sim) -> list[dict]:
     return s.to_dict("records")
 
 
-def run(args) -> int:
-    from fedsim.commands.optimize import format_result
+def _simulate(args):
+    """(drop, result, sim or None, JSON head, label, rounds) of the drop the options ask for."""
+    unit = sweep_unit(args)
+    if unit is not None:
+        from fedsim import api
+        from fedsim.sweep.tasks import engine_config
 
+        scenario, point, drop = unit
+        result, sim = api.simulate_drop(
+            scenario,
+            point=point,
+            drop=drop,
+            scheme=args.scheme,
+            rounds=args.rounds,
+            refine=not args.no_refine,
+        )
+        at = api.at_point(scenario, point)
+        engine = engine_config(at).model_copy(update={"trace": True})
+        head = {
+            "point": point,
+            "drop": drop,
+            "system": at.system.model_dump(),
+            "engine_config": engine.model_dump(),
+        }
+        rounds = float(result.delays.rounds if args.rounds is None else args.rounds)
+        return result.problem.drop, result, sim, head, f"point {point} drop {drop}", rounds
     cfg = drop_settings(args, with_engine=True)
     drop, result = optimize_settings(cfg, args)
+    seed = 0 if args.seed is None else args.seed
+    head = {"seed": seed, "system": cfg["system"].model_dump(), "engine_config": cfg["engine"].model_dump()}
     rounds = float(result.delays.rounds if args.rounds is None else args.rounds)
     if not rounds > 0:
         raise InputError(f"--rounds must be > 0, got {args.rounds}")
     if not np.isfinite(result.delays.total_s):
-        print(
-            format_result(drop, result, args.seed)
-            if not args.json
-            else json.dumps({"seed": args.seed, **result.to_dict(), "engine": None}, indent=1, default=str)
-        )
-        return 1
+        return drop, result, None, head, seed, rounds
     sim = simulate(
         drop,
         cfg["workload"],
@@ -77,16 +103,28 @@ def run(args) -> int:
         cfg["local_iterations"],
         rounds,
         cfg["engine"],
-        np.random.default_rng([args.seed, 2]),
+        np.random.default_rng([seed, 2]),
     )
+    return drop, result, sim, head, seed, rounds
+
+
+def run(args) -> int:
+    from fedsim.commands.optimize import format_result
+
+    drop, result, sim, head, label, rounds = _simulate(args)
+    if sim is None:
+        print(
+            format_result(drop, result, label)
+            if not args.json
+            else json.dumps({**head, **result.to_dict(), "engine": None}, indent=1, default=str)
+        )
+        return 1
     if args.trace_csv:
         sim.trace.to_csv(args.trace_csv, index=False)
     analytic = result.delays.total_s * rounds / result.delays.rounds
     if args.json:
         record = {
-            "seed": args.seed,
-            "system": cfg["system"].model_dump(),
-            "engine_config": cfg["engine"].model_dump(),
+            **head,
             **result.to_dict(),
             "engine": {
                 "total_s": sim.total_s,
@@ -99,7 +137,7 @@ def run(args) -> int:
         }
         print(json.dumps(record, indent=1, default=float))
         return 0
-    lines = [format_result(drop, result, args.seed), "", f"engine: {rounds:g} round(s) simulated"]
+    lines = [format_result(drop, result, label), "", f"engine: {rounds:g} round(s) simulated"]
     rows = sim.round_rows
     lines += _round_table(rows if len(rows) <= 12 else rows[:5] + rows[-5:])
     if len(rows) > 12:

@@ -67,6 +67,7 @@ def optimize(
             f"scheme {chosen.name!r}: allocate must return a fedsim.optimize.Result (see "
             f"fedsim.optimize.evaluate), got {type(result).__name__}"
         )
-    if result.scheme != chosen.name:
-        result.scheme = chosen.name
+    result.scheme = chosen.name  # rows are keyed by the scheme's name
+    if result.problem is None:
+        result.problem = problem
     return result

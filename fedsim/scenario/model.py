@@ -25,6 +25,7 @@ def _known_scheme(ref: str) -> str:
     get_scheme(ref)  # InputError (a ValueError) names the reference and what is allowed
     return ref
 
+
 # E(r) of spec §7 (PROPOSED: global rounds at I = 10 to reach the target PPL). A measured convergence
 # record (results/records/*.json) replaces it through ``training.records``.
 SPEC_PROPOSED_ROUNDS: dict[int, float] = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}

@@ -140,6 +140,41 @@ def _scalar(value: Any) -> Any:
     return value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
+def seed_point(scenario: Scenario, point_index: int) -> int:
+    """The point index the seeds use: 0 for every point with ``same_drops_across_points``."""
+    return 0 if scenario.montecarlo.same_drops_across_points else int(point_index)
+
+
+def problem_at(scenario: Scenario, point_index: int, drop_index: int):
+    """Problem (18) of one (point, drop): the drop drawn from its seed, the point's workload and E(r)."""
+    from fedsim.optimize import Problem
+
+    at = _point_scenario(scenario, point_index)
+    drop = draw_radio_drop(
+        at.system, at.radio, seeds.drop_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index)
+    )
+    return Problem(
+        drop=drop,
+        workload=workload_of(at),
+        batch_size=at.training.batch_size,
+        local_iterations=at.training.local_iterations,
+        rounds_by_rank=rounds_by_rank_of(at)[0],
+        upload_every_local_iteration=at.training.upload_every_local_iteration,
+        per_client_cuts=at.training.per_client_cuts,
+    )
+
+
+def optimize_at(scenario: Scenario, point_index: int, drop_index: int, scheme: str, refine: bool = True):
+    """The ``Result`` of ``scheme`` on one (point, drop), with the scheme's own stream of that unit."""
+    from fedsim.optimize import get_scheme, optimize
+
+    at = _point_scenario(scenario, point_index)
+    chosen = get_scheme(scheme)
+    rng = seeds.scheme_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index, chosen.name)
+    problem = problem_at(scenario, point_index, drop_index)
+    return optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
+
+
 def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
     """Optimise and time one (point, drop, scheme); returns one tidy row (a list, for uniformity).
 
@@ -148,32 +183,11 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     sees the same placement and engine randomness (common random numbers); the scheme's own random
     choices use a per-scheme stream.
     """
-    from fedsim.optimize import Problem, get_scheme, optimize
-
-    chosen = get_scheme(scheme)
-    scheme = chosen.name
-
     at = _point_scenario(scenario, point_index)
-    base = at.montecarlo.base_seed
-    seed_point = 0 if at.montecarlo.same_drops_across_points else point_index
-    drop = draw_radio_drop(at.system, at.radio, seeds.drop_rng(base, seed_point, drop_index))
-    workload = workload_of(at)
-    table, source = rounds_by_rank_of(at)
-    problem = Problem(
-        drop=drop,
-        workload=workload,
-        batch_size=at.training.batch_size,
-        local_iterations=at.training.local_iterations,
-        rounds_by_rank=table,
-        upload_every_local_iteration=at.training.upload_every_local_iteration,
-        per_client_cuts=at.training.per_client_cuts,
-    )
-    result = optimize(
-        problem,
-        chosen,
-        rng=seeds.scheme_rng(base, seed_point, drop_index, scheme),
-        power_solver=at.schemes.power_solver,
-    )
+    base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
+    result = optimize_at(scenario, point_index, drop_index, scheme)
+    drop, workload, scheme = result.problem.drop, result.problem.workload, result.scheme
+    source = rounds_by_rank_of(at)[1]
     d = result.delays
     row: dict[str, Any] = {
         "scenario": scenario.name,
@@ -181,7 +195,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         "drop": int(drop_index),
         "scheme": scheme,
         **{key: _scalar(value) for key, value in point_values(scenario, point_index).items()},
-        "seed": json.dumps(seeds.task_entropy(base, seed_point, drop_index)),
+        "seed": json.dumps(seeds.task_entropy(base, seed_at, drop_index)),
         "status": result.status,
         "rank": int(result.allocation.ranks.flat[0]),
         "cut_mean": float(np.mean(result.allocation.cuts)),
@@ -197,7 +211,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         "solver_status": json.dumps(result.solver_status, sort_keys=True),
     }
     if at.montecarlo.timing in ("engine", "engine_round"):
-        row.update(_engine_columns(at, drop, workload, result, seed_point, drop_index))
+        row.update(_engine_columns(at, drop, workload, result, seed_at, drop_index))
     else:
         row.update(
             {
