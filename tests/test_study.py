@@ -30,7 +30,7 @@ targets = [60000.0, 50000.0]
 model = "tiny-gpt2"
 num_clients = 2
 batch_size = 2
-seq_len = 24
+seq_len = 64
 local_iterations = 2
 steps = {steps}
 eval_every = 2
@@ -57,10 +57,10 @@ def _write(tmp_path: Path, steps: int) -> Path:
     return path
 
 
-def _run(scenario: Path, out: Path, **kw) -> subprocess.Popen:
+def _run(scenario: Path, out: Path, *extra: str, **kw) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
     cmd = [sys.executable, "-m", "fedsim", "run", str(scenario), "--executor", "serial", "--out", str(out),
-           "--no-progress"]  # fmt: skip
+           "--no-progress", *extra]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
@@ -69,7 +69,7 @@ def _records(out: Path) -> dict[str, list[dict]]:
 
 
 def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
-    scenario = _write(tmp_path, steps=12)
+    scenario = _write(tmp_path, steps=8)
     full = tmp_path / "full"
     proc = _run(scenario, full)
     output = proc.communicate(timeout=600)[0].decode()
@@ -96,6 +96,12 @@ def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
     proc.wait()
     done_before = set(_records(killed))
     assert 1 <= len(done_before) < 4
+    # interim results of the stopped study: only the finished runs, nothing trained
+    proc = _run(scenario, killed, "--set", "study.existing_only=true")
+    output = proc.communicate(timeout=600)[0].decode()
+    assert proc.returncode == 0, output
+    assert len(pd.read_parquet(killed / "rows.parquet")) == len(done_before)
+    assert set(_records(killed)) == done_before
     proc = _run(scenario, killed)
     output = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 0, output

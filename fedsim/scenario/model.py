@@ -162,6 +162,11 @@ class StudySection(_Section):
         (), description="target validation PPLs: E(r), the rounds to reach each, is a column of every row"
     )
     threads: int = Field(1, ge=1, le=1024, description="torch CPU threads per run (per worker process)")
+    existing_only: bool = Field(
+        False,
+        description="train nothing: rows, tables and figures of the runs whose records already exist (the "
+        "interim results of a study still running or stopped)",
+    )
     out_dir: str | None = Field(
         None, description="set by fedsim run: the results folder whose records/ and checkpoints/ runs use"
     )

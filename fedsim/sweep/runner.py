@@ -35,6 +35,10 @@ def run_sweep(
     The store must be prepared (``store.prepare``) so resume/fresh has been decided.
     """
     plan = plan_units(scenario)
+    if scenario.study is not None and scenario.study.existing_only:
+        from fedsim.sweep.study import finished_units
+
+        plan = finished_units(_with_out(scenario, store), plan)
     done = store.done()
     todo = [unit for unit in plan if unit not in done]
     tasks_per_unit = 1 if scenario.study is not None else len(scenario.schemes.names)

@@ -25,7 +25,7 @@ from fedsim.scenario.model import SCHEME_NAMES, Scenario
 
 _PART = re.compile(r"^p(\d+)_d(\d+)\.json$")
 # Changing these does not change any row already written, so a run may resume across them.
-_RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live")
+_RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live", "study.existing_only")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

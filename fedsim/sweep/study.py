@@ -42,13 +42,23 @@ def run_config(scenario, point_index: int) -> TrainConfig:
     return cfg
 
 
+def record_path(scenario, point_index: int) -> Path:
+    """Where the record of one point of a study lives (``scenario.study.out_dir`` must be set)."""
+    return Path(scenario.study.out_dir) / "records" / f"{record_stem(run_config(scenario, point_index))}.json"
+
+
+def finished_units(scenario, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The units of ``plan`` whose record exists (``study.existing_only``)."""
+    return [(p, d) for p, d in plan if record_path(scenario, p).is_file()]
+
+
 def run_study_unit(scenario, point_index: int) -> list[dict]:
     """Train one point of the study (or read its finished record) and return its row."""
     study = scenario.study
     if study.out_dir is None:
         raise InputError("study: no results folder (run a study with fedsim run)")
     cfg = run_config(scenario, point_index)
-    path = Path(study.out_dir) / "records" / f"{record_stem(cfg)}.json"
+    path = record_path(scenario, point_index)
     if path.is_file():
         record = ConvergenceRecord.load(path)
         _check_same_run(record, cfg, path)
