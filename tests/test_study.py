@@ -88,7 +88,10 @@ def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         ckpts = list((killed / "checkpoints").glob("*.pt")) if (killed / "checkpoints").exists() else []
-        if len(list((killed / "records").glob("*.json")) if (killed / "records").exists() else []) >= 1 and ckpts:
+        if (
+            len(list((killed / "records").glob("*.json")) if (killed / "records").exists() else []) >= 1
+            and ckpts
+        ):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the study finished before it could be killed"
@@ -111,7 +114,9 @@ def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
 
 
 def _record(rank, seed, ppls, target=None, every=2, local_iterations=2):
-    curve = [{"step": i * every, "round": i * every / local_iterations, "val_ppl": p} for i, p in enumerate(ppls)]
+    curve = [
+        {"step": i * every, "round": i * every / local_iterations, "val_ppl": p} for i, p in enumerate(ppls)
+    ]
     return ConvergenceRecord(model="m", scheme="split_fed", rank=rank, num_clients=3, batch_size=4,
                              local_iterations=local_iterations, seq_len=64, target_ppl=target,
                              rounds_to_target=rounds_to_target(curve, target), curve=curve,
@@ -195,5 +200,9 @@ def test_eval_halves_pool_to_the_full_perplexity():
     system = build_system(model, cfg, data.train, data.partition)
     both = evaluate_validation(system, data, 4, halves=True)
     assert both["val_ppl"] == pytest.approx(perplexity(system, data, 4), rel=1e-6)
-    assert min(both["val_ppl_a"], both["val_ppl_b"]) <= both["val_ppl"] <= max(both["val_ppl_a"], both["val_ppl_b"])
+    assert (
+        min(both["val_ppl_a"], both["val_ppl_b"])
+        <= both["val_ppl"]
+        <= max(both["val_ppl_a"], both["val_ppl_b"])
+    )
     assert evaluate_validation(system, data, 4) == {"val_ppl": pytest.approx(both["val_ppl"], rel=1e-6)}

@@ -84,7 +84,9 @@ def fig4_rounds(table: pd.DataFrame, rows: pd.DataFrame, scheme: str = "split_fe
     ax.invert_xaxis()  # harder targets to the right
     ax.legend(frameon=False, fontsize=7)
     ax.set_title(_SCHEME_TITLES.get(scheme, scheme))
-    _caption(fig, _setting(rows) + " Marker: mean over seeds; bars: min-max; hollow: not every seed reached it.")
+    _caption(
+        fig, _setting(rows) + " Marker: mean over seeds; bars: min-max; hollow: not every seed reached it."
+    )
     return fig
 
 
@@ -110,5 +112,7 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
         table = pd.read_csv(table_path)
         for scheme in sorted(set(table["training_scheme"])):
             if table[table.training_scheme == scheme]["reached"].sum():
-                made += save(fig4_rounds(table, rows, scheme), root / "figures" / f"fig4_rounds_{scheme}", formats)
+                made += save(
+                    fig4_rounds(table, rows, scheme), root / "figures" / f"fig4_rounds_{scheme}", formats
+                )
     return made

@@ -195,7 +195,9 @@ def table_iv(rows: pd.DataFrame) -> pd.DataFrame:
             for m in _METRICS:
                 v = g[m].to_numpy(dtype=float)
                 entry[f"{scheme}_{m}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
-                entry[f"{scheme}_{m}_std"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
+                entry[f"{scheme}_{m}_std"] = (
+                    float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
+                )
         paired = group.pivot_table(index="seed", columns="training_scheme", values=list(_METRICS))
         for m in _METRICS:
             if ("split_fed" in paired.get(m, {})) and ("centralized" in paired.get(m, {})):
@@ -211,6 +213,7 @@ def table_iv(rows: pd.DataFrame) -> pd.DataFrame:
 
 def table_iv_markdown(table: pd.DataFrame) -> str:
     """Table IV as markdown: mean ± std per scheme, and the split-fed - centralized gap [95 % CI]."""
+
     def pm(row, scheme, m):
         mean, std = row[f"{scheme}_{m}_mean"], row[f"{scheme}_{m}_std"]
         if not math.isfinite(mean):
