@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedsim.plots.style import plt
+from fedsim.plots.delay import plain_log_axis
+from fedsim.plots.style import add_caption, plt
 
 _SCHEME_TITLES = {"split_fed": "Split-federated (FedsLLM)", "centralized": "Centralized LoRA"}
 
@@ -28,10 +29,6 @@ def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
                             "seed": int(row["seed"]), "step": int(point["step"]), "round": point["round"],
                             "val_ppl": point["val_ppl"]})  # fmt: skip
     return pd.DataFrame(out)
-
-
-def _caption(fig, text: str) -> None:
-    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=7, color="#444444", wrap=True)
 
 
 def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
@@ -53,9 +50,11 @@ def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
         ax.set_title(_SCHEME_TITLES.get(scheme, scheme))
         ax.set_xlabel("Local iterations (steps)")
         ax.set_yscale("log")
+        plain_log_axis(ax.yaxis)
     axes[0][0].set_ylabel("Validation perplexity (log)")
-    axes[0][-1].legend(frameon=False, fontsize=7)
-    _caption(fig, _setting(rows) + " Line: mean over seeds; band: min-max over seeds (n = seeds).")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][-1].legend(handles, labels, frameon=False, fontsize=7)
+    _finish(fig, _setting(rows) + " Line: mean over seeds; band: min-max over seeds (n = seeds).")
     return fig
 
 
@@ -84,10 +83,16 @@ def fig4_rounds(table: pd.DataFrame, rows: pd.DataFrame, scheme: str = "split_fe
     ax.invert_xaxis()  # harder targets to the right
     ax.legend(frameon=False, fontsize=7)
     ax.set_title(_SCHEME_TITLES.get(scheme, scheme))
-    _caption(
+    _finish(
         fig, _setting(rows) + " Marker: mean over seeds; bars: min-max; hollow: not every seed reached it."
     )
     return fig
+
+
+def _finish(fig, caption: str) -> None:
+    """Lay the panels out above a caption line (wrapped to the figure's width)."""
+    fig.tight_layout()  # the caption hangs below the figure's bottom edge (saved with a tight box)
+    add_caption(fig, caption, width=int(fig.get_figwidth() * 20))
 
 
 def _setting(rows: pd.DataFrame) -> str:
