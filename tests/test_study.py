@@ -59,7 +59,8 @@ def _write(tmp_path: Path, steps: int) -> Path:
 
 def _run(scenario: Path, out: Path, *extra: str, **kw) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
-    cmd = [sys.executable, "-m", "fedsim", "run", str(scenario), "--executor", "serial", "--out", str(out),
+    executor = kw.pop("executor", "serial")
+    cmd = [sys.executable, "-m", "fedsim", "run", str(scenario), "--executor", executor, "--out", str(out),
            "--no-progress", *extra]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
@@ -71,7 +72,7 @@ def _records(out: Path) -> dict[str, list[dict]]:
 def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
     scenario = _write(tmp_path, steps=8)
     full = tmp_path / "full"
-    proc = _run(scenario, full)
+    proc = _run(scenario, full, "--workers", "2", executor="process")  # the killed run below is serial
     output = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 0, output
     rows = pd.read_parquet(full / "rows.parquet")

@@ -104,6 +104,7 @@ def sweep_report(rows: pd.DataFrame, timing: str, value: str = "total_s") -> lis
         to_markdown(table),
         "",
     ]
+    lines += [decisions_line(rows), ""]
     paired = paired_summary(rows, value)
     if not paired.empty:
         lines += [
@@ -114,6 +115,23 @@ def sweep_report(rows: pd.DataFrame, timing: str, value: str = "total_s") -> lis
             "",
         ]
     return lines
+
+
+def decisions_line(rows: pd.DataFrame) -> str:
+    """Where E(r) came from, and the LoRA rank and cut the proposed scheme chose (share of its rows)."""
+    sources = sorted(set(rows["rounds_source"].astype(str))) if "rounds_source" in rows else ["unknown"]
+    text = f"E(r), the global rounds to the target per LoRA rank, from: {', '.join(sources)}."
+    mine = rows[rows["scheme"] == "proposed"] if "scheme" in rows else rows.iloc[:0]
+    if len(mine) and {"rank", "cut_mean"} <= set(mine.columns):
+
+        def shares(column: str) -> str:
+            counts = mine[column].value_counts(normalize=True).sort_index()
+            return ", ".join(f"{k:g} ({100 * v:.0f} %)" for k, v in counts.items())
+
+        text += (
+            f" Proposed chose rank {shares('rank')}; mean cut {shares('cut_mean')} of its {len(mine)} rows."
+        )
+    return text
 
 
 def _cell(value) -> str:
