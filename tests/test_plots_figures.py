@@ -282,3 +282,23 @@ def test_plot_redraws_from_rows_alone(tmp_path):
     (store.root / "rows.csv").unlink()
     assert main(["plot", str(store.root)]) == 0
     assert sorted(p.name for p in (store.root / "figures").iterdir()) == first
+
+
+def test_plot_median_option_changes_centre_and_caption(tmp_path):
+    store = results_folder(tmp_path, synthetic_rows(np.random.default_rng(9)), {"formats": ["svg"]})
+    assert main(["plot", str(store.root), "--stat", "median", "--y-scale", "linear"]) == 0
+    _, caption = _svg_text(store.root / "figures" / "delay_vs_axis.svg")
+    assert caption.startswith("Lines: median; bands: interquartile range (25-75 %)")
+    assert main(["plot", str(store.root)]) == 0  # the scenario's default again: mean with t-CI
+    _, caption = _svg_text(store.root / "figures" / "delay_vs_axis.svg")
+    assert caption.startswith("Lines: mean; bands: 95 % Student-t CI of the mean")
+
+
+def test_breakdown_shows_engine_extra_and_energy_when_the_rows_have_them(tmp_path):
+    rows = synthetic_rows(np.random.default_rng(10))
+    rows["total_s"] = rows["total_s"] * 1.1  # e.g. downloads switched on: the engine exceeds eq. (17)
+    rows["energy_j"] = 5e3
+    store = results_folder(tmp_path, rows, {"formats": ["svg"], "figures": ["breakdown"]})
+    make_figures(store.root)
+    text, _ = _svg_text(store.root / "figures" / "breakdown.svg")
+    assert "event engine beyond eq. (17)" in text and "Mean client energy [kJ]" in text

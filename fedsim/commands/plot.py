@@ -23,13 +23,28 @@ def add_parser(subparsers) -> None:
         choices=["png", "pdf", "svg"],
         help="file type (repeatable; default: the scenario's outputs.formats)",
     )
+    parser.add_argument(
+        "--stat",
+        choices=["mean", "median"],
+        help="delay curves: mean with 95 %% t-CI bands or median with IQR bands (default: outputs.stat)",
+    )
+    parser.add_argument(
+        "--y-scale",
+        choices=["log", "linear"],
+        help="delay axis scale (default: log, outputs.y_log)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fedsim.plots import make_figures
 
-    made = make_figures(args.results_dir, args.formats)
+    overrides = {}
+    if args.stat:
+        overrides["stat"] = args.stat
+    if args.y_scale:
+        overrides["y_log"] = args.y_scale == "log"
+    made = make_figures(args.results_dir, args.formats, overrides)
     if not made:
         raise InputError(f"{args.results_dir}: no rows to draw (run the scenario first)")
     for path in made:

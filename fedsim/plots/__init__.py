@@ -100,10 +100,14 @@ def _is_study(root: Path) -> bool:
     return json.loads((root / "scenario.json").read_text(encoding="utf-8")).get("study") is not None
 
 
-def make_figures(results_dir: str | Path, formats: list[str] | None = None) -> list[Path]:
-    """Draw every figure and table the folder's rows support; returns the files written."""
+def make_figures(
+    results_dir: str | Path, formats: list[str] | None = None, overrides: dict | None = None
+) -> list[Path]:
+    """Draw every figure and table the folder's rows support; returns the files written.
+
+    ``overrides``: [outputs] fields to change for this drawing only (e.g. ``{"stat": "median"}``)."""
     root = Path(results_dir)
-    outputs = _outputs(root)
+    outputs = {**_outputs(root), **(overrides or {})}
     formats = list(formats or outputs.get("formats") or ["png", "pdf"])
     made: list[Path] = []
     with paper_style():

@@ -45,7 +45,8 @@ def wins_text(paired: pd.DataFrame) -> str:
         low, ties = float(part["wins_pct"].min()), float(part["ties_pct"].max())
         text = f"{scheme_label(scheme)} {'' if low >= 99.95 else '>= '}{low:.0f} %"
         parts.append(text + (f" (ties <= {ties:.0f} %)" if ties >= 0.5 else ""))
-    return "Proposed faster on the same drop at every point: " + ", ".join(parts) + " of drops"
+    where = " at every point" if paired["point"].nunique() > 1 else ""
+    return f"Proposed faster on the same drop{where}: " + ", ".join(parts) + " of drops"
 
 
 def caption(rows: pd.DataFrame, band: str, paired: pd.DataFrame | None = None, extra: str = "") -> str:

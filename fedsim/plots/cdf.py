@@ -54,9 +54,9 @@ def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = No
             legend_label(scheme),
         )
     top.set_xscale("log")
-    plain_log_axis(top.xaxis)
     if finite.size:
         top.set_xlim(finite.min() / seconds * 0.95, right / seconds)
+    plain_log_axis(top.xaxis)
     top.set_xlabel(f"Total training delay [{unit}] (log scale)")
     top.set_ylabel("CDF over drops")
     beyond = int((finite > right).sum())

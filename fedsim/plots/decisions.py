@@ -79,10 +79,15 @@ def decisions_figure(rows, axis=None, x_label=None, x_scale=1.0, x_dbm=False, ti
     power = axes[1, 1]
     caps = rows.assign(_x=x).groupby("_x")
     k = _list_stat(rows["subchannels_main"], len).max()
-    lines = power.plot(xs, caps["p_th_main_w"].first(), color="0.2", linestyle="--", linewidth=1)
+    span = xs if xs.size > 1 else xs[0] + np.array([-0.5, 0.5]) * len(schemes) * width  # one point: a bar
+
+    def cap_line(values: pd.Series, **style):
+        return power.plot(span, values.to_numpy() if xs.size > 1 else np.repeat(values.iloc[0], 2), **style)
+
+    lines = cap_line(caps["p_th_main_w"].first(), color="0.2", linestyle="--", linewidth=1)
     labels = ["p_th (network-wide cap)"]
     if "p_max_w" in rows:
-        lines += power.plot(xs, caps["p_max_w"].first() * k, color="0.5", linestyle=":", linewidth=1)
+        lines += cap_line(caps["p_max_w"].first() * k, color="0.5", linestyle=":", linewidth=1)
         labels.append("K p_max (all clients at p_max)")
     power.set_yscale("log")
     plain_log_axis(power.yaxis)
@@ -122,7 +127,8 @@ def _components(rows: pd.DataFrame) -> list[str]:
 
 def breakdown_figure(rows, axis=None, x_label=None, x_scale=1.0, x_dbm=False, title=None):
     """Mean delay split into its terms (stacked), one panel per scheme against the swept axis, or one
-    stacked bar per scheme when nothing is swept; returns the figure."""
+    stacked bar per scheme when nothing is swept; the mean client energy beside it when the rows have it
+    (engine energy model on). Returns the figure."""
     data = rows[np.isfinite(rows["total_s"].to_numpy(dtype=float))].copy()
     data["engine_extra_s"] = data["total_s"] - data["analytic_total_s"]
     columns = _components(data)
@@ -131,15 +137,22 @@ def breakdown_figure(rows, axis=None, x_label=None, x_scale=1.0, x_dbm=False, ti
     means = data.groupby(["scheme", "_x"])[columns].mean() / seconds
     schemes = scheme_order(data["scheme"])
     colours = dict(zip(BREAKDOWN_LABELS, BREAKDOWN_COLOURS, strict=True))
+    energy = data.groupby(["scheme", "_x"])["energy_j"].mean() / 1e3 if "energy_j" in data else None
+    has_energy = energy is not None and bool(np.isfinite(energy).any())
     if data["_x"].nunique() > 1:
         fig, axes = plt.subplots(
-            1,
+            2 if has_energy else 1,
             len(schemes),
-            figsize=(1.5 * len(schemes) + 0.6, 2.6),
-            sharey=True,
+            figsize=(1.5 * len(schemes) + 0.6, 4.4 if has_energy else 2.6),
+            sharey="row",
+            sharex=True,
             layout="constrained",
             squeeze=False,
         )
+        if has_energy:  # the engine's energy model is on: mean client energy of the whole run
+            for ax, scheme in zip(axes[1], schemes, strict=True):
+                ax.plot(energy.loc[scheme].index, energy.loc[scheme], color="0.2", marker="o", markersize=3)
+            axes[1, 0].set_ylabel("Mean client energy [kJ]")
         for ax, scheme in zip(axes[0], schemes, strict=True):
             part = means.loc[scheme]
             ax.stackplot(
@@ -162,6 +175,10 @@ def breakdown_figure(rows, axis=None, x_label=None, x_scale=1.0, x_dbm=False, ti
         ax.set_xticks(range(len(schemes)), [scheme_label(s) for s in schemes])
         ax.set_ylabel(f"Mean total delay [{unit}]")
         handles, labels = ax.get_legend_handles_labels()
+        if has_energy:  # the engine's energy model is on: mean client energy on the right axis
+            right = ax.twinx()
+            right.plot(range(len(schemes)), [energy.loc[s].iloc[0] for s in schemes], "ko", markersize=4)
+            right.set_ylabel("Mean client energy [kJ] (dots)")
     figure_legend(fig, handles, labels, ncol=3)
     if title:
         fig.suptitle(title)

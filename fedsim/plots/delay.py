@@ -41,8 +41,11 @@ def _x(values, scale: float, dbm: bool) -> np.ndarray:
 
 
 def plain_log_axis(axis) -> None:
-    """Log ticks at 1, 2, 5 x 10^n written as plain numbers (a 5-60 h range gets several labels)."""
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    """Log ticks written as plain numbers: at 1, 2, 5 x 10^n, or also 1.5, 3, 7 x 10^n when the axis (call
+    it once the data or limits are set) spans less than a factor 20, so a 5-40 h range gets several labels."""
+    low, high = sorted(abs(v) for v in axis.get_view_interval())
+    subs = (1.0, 2.0, 5.0) if low <= 0 or high / low >= 20 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
