@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,10 +32,18 @@ class Allocation:
         return int(self.cuts.shape[0])
 
     def with_(self, **changes) -> Allocation:
-        """A copy with some fields replaced."""
-        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        fields.update(changes)
-        return Allocation(**fields)
+        """A copy with some fields replaced (``dataclasses.replace``)."""
+        return replace(self, **changes)
+
+
+def client_power_w(
+    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, num_clients: int
+) -> np.ndarray:
+    """Transmit power of each client on one link, sum of p_i B_i over its subchannels, (K,) [W]."""
+    owner = np.asarray(owner, dtype=int)
+    used = owner >= 0
+    power = np.asarray(psd_w_hz, dtype=float)[used] * subchannel_hz
+    return np.bincount(owner[used], weights=power, minlength=num_clients).astype(float)
 
 
 def uniform_ranks(num_clients: int, num_layers: int, rank: int) -> np.ndarray:

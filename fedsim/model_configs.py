@@ -21,15 +21,16 @@ if TYPE_CHECKING:  # transformers is heavy; import it only when a config is actu
 # shipped name -> file under fedsim/configs/
 SHIPPED = {"gpt2": "gpt2.json", "gpt2-medium": "gpt2-medium.json", "smollm2-135m": "smollm2-135m.json"}
 
-# hub ids and other spellings -> shipped name (matched case-insensitively)
-ALIASES = {
-    "gpt2-small": "gpt2",
-    "openai-community/gpt2": "gpt2",
-    "openai-community/gpt2-medium": "gpt2-medium",
-    "smollm2-135m-instruct": "smollm2-135m",
-    "huggingfacetb/smollm2-135m": "smollm2-135m",
-    "huggingfacetb/smollm2-135m-instruct": "smollm2-135m",
-}
+# Other spellings of a shipped name: the model registry's aliases (``fedsim.learn.models.KNOWN_MODELS``,
+# the one table of model ids), plus ids that name different weights of the same architecture.
+_SAME_ARCHITECTURE = {"huggingfacetb/smollm2-135m": "smollm2-135m"}  # the base model of the Instruct one
+
+
+def _aliases() -> dict[str, str]:
+    from fedsim.learn.models import KNOWN_MODELS
+
+    known = {a.lower(): s.name for s in KNOWN_MODELS.values() for a in s.aliases if s.name in SHIPPED}
+    return {**known, **_SAME_ARCHITECTURE}
 
 
 def shipped_name(name: str) -> str | None:
@@ -37,7 +38,7 @@ def shipped_name(name: str) -> str | None:
     key = name.strip().lower()
     if key in SHIPPED:
         return key
-    return ALIASES.get(key)
+    return _aliases().get(key)
 
 
 def _config_from_dict(data: dict, source: str) -> PretrainedConfig:

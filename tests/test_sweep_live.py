@@ -107,3 +107,31 @@ def test_changed_live_inputs_rerun_the_live_part(tmp_path, monkeypatch):
     changed = scenario_from_dict({**TINY, "system": {"p_max_w": 0.1}})
     live_mod.run_live(changed, store, progress=False)
     assert calls == [2, 4, 2, 4]
+
+
+def test_live_run_honours_the_upload_reading_and_workload_settings(tmp_path, monkeypatch):
+    # Prepare: reading D2 (LoRA upload every local iteration) and a backward/forward ratio of 3
+    data = json.loads(json.dumps(TINY))
+    data["live"]["ranks"] = [2]
+    data["training"] = {"upload_every_local_iteration": True}
+    data["model"] = {"bwd_factor": 3.0}
+    scenario = scenario_from_dict(data)
+    store = ResultsStore(tmp_path)
+    store.prepare(scenario)
+    captured = {}
+    original = live_mod._allocation
+
+    def keep(scenario_, drop, workload, cfg):
+        captured["timed"] = (drop, workload, original(scenario_, drop, workload, cfg))
+        return captured["timed"][2]
+
+    monkeypatch.setattr(live_mod, "_allocation", keep)
+    # Execute
+    live_mod.run_live(scenario, store, progress=False)
+    # Assert: the engine timed reading D2 with [model]'s backward factor, as the optimiser models it
+    drop, workload, alloc = captured["timed"]
+    np.testing.assert_allclose(workload.bwd_flops, 3.0 * workload.fwd_flops)
+    got = pd.read_csv(tmp_path / "live" / "summary.csv")["sim_total_s"].item()
+    d2 = delays(drop, workload, alloc, 2, 2, rounds=2, upload_every_local_iteration=True).total_s
+    d1 = delays(drop, workload, alloc, 2, 2, rounds=2).total_s
+    assert got == pytest.approx(d2, rel=1e-9) and abs(d2 - d1) > 1e-6 * d1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import channel
-from fedsim.allocation import Allocation
+from fedsim.allocation import Allocation, client_power_w
 from fedsim.engine.config import EngineConfig
 from fedsim.system import Drop, Link
 
@@ -17,16 +17,6 @@ def mean_gain(gain: np.ndarray) -> np.ndarray:
     """Per-client large-scale gain (K,): the gain itself if flat, the mean over subchannels if faded."""
     gain = np.asarray(gain, dtype=float)
     return gain if gain.ndim == 1 else gain.mean(axis=1)
-
-
-def client_power_w(
-    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, num_clients: int
-) -> np.ndarray:
-    """Transmit power of each client on one link, sum of p_i B_i over its subchannels, (K,) [W]."""
-    owner = np.asarray(owner, dtype=int)
-    used = owner >= 0
-    power = np.asarray(psd_w_hz, dtype=float)[used] * subchannel_hz
-    return np.bincount(owner[used], weights=power, minlength=num_clients).astype(float)
 
 
 def downlink_rates_bps(gain: np.ndarray, config: EngineConfig, noise_psd_w_hz: float) -> np.ndarray:

@@ -3,12 +3,11 @@ and the torch RNG. Written atomically, so a run killed mid-write keeps its previ
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from fedsim.atomic import atomic_path
 from fedsim.errors import InputError
 
 # Fields that may differ between a run and its resumption (they do not change the curve already made).
@@ -28,10 +27,8 @@ def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict]
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, config: dict) -> dict:

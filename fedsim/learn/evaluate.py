@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from fedsim.learn.data import IGNORE_INDEX, encode_pair, group_by_mr
+from fedsim.learn.data import encode_pair, group_by_mr
+from fedsim.learn.split import token_nll
 
 ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -52,13 +53,9 @@ def nll_sum_and_count(
                 if max_batches is not None and i >= max_batches:
                     break
                 logits = _logits(model_or_fn, batch["input_ids"], batch["attention_mask"])
-                labels = batch["labels"][:, 1:].to(logits.device)
-                nll = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                    ignore_index=IGNORE_INDEX, reduction="sum",
-                )  # fmt: skip
+                nll, n = token_nll(logits, batch["labels"].to(logits.device))  # the one NLL of training too
                 total += float(nll)
-                count += int((labels != IGNORE_INDEX).sum())
+                count += n
     finally:
         if was_training:
             model_or_fn.train()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fedsim.atomic import atomic_write_text
 from fedsim.errors import InputError
 
 SCHEMES = ("split_fed", "centralized", "spec_proposed")
@@ -43,13 +42,7 @@ class ConvergenceRecord:
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (a temp file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(self), fh, indent=1, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ConvergenceRecord:
@@ -98,7 +91,10 @@ def rounds_by_rank(
     for rec in records:
         seed = (rec.config or {}).get("seed")
         if (rec.rank, seed) in seen:
-            raise InputError(f"records: two records for rank {rec.rank}" + (f" and seed {seed}" if seed is not None else ""))
+            raise InputError(
+                f"records: two records for rank {rec.rank}"
+                + (f" and seed {seed}" if seed is not None else "")
+            )
         seen.add((rec.rank, seed))
         rounds = rounds_to_target(rec.curve, target_ppl) if target_ppl is not None else rec.rounds_to_target
         per_rank.setdefault(rec.rank, []).append(rounds)

@@ -48,7 +48,7 @@ def optimize(
         scheme: a scheme object, or a reference ``get_scheme`` resolves: a registered name (built-ins:
             SCHEMES), ``"package.module:Class"`` or an entry point of the group ``fedsim.schemes``.
         rng: the scheme's own random stream; required for the baselines, which draw random choices.
-        power_solver: "exact" (bisection, flat channels) or "cvxpy" (CLARABEL; also handles fading).
+        power_solver: "exact" (Newton + bisection fallback, flat channels) or "cvxpy" (CLARABEL; also handles fading).
             Built-in schemes use it; a user scheme decides its own power.
         refine: after Algorithm 2, re-choose the subchannel counts jointly with the powers (flat channels;
             see ``fedsim.optimize.joint``). False runs the paper's Algorithm 3 as written.

@@ -53,12 +53,6 @@ def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_s
     return previous_psd, float("inf"), f"{sol.status} (kept previous PSDs)"
 
 
-def _client_power_w(link, owner: np.ndarray, psd_w_hz: np.ndarray, num_clients: int) -> np.ndarray:
-    """(K,) total transmit power of each client on one link [W]."""
-    used = owner >= 0
-    return np.bincount(owner[used], weights=psd_w_hz[used] * link.subchannel_hz, minlength=num_clients)
-
-
 def _channels_and_power(problem, link, offset_s, load_bits, psd, power_solver, refine: bool):
     """Steps 1-2 of Algorithm 3 on one link: Algorithm 2, then power control (25). With ``refine`` on a flat
     channel, the counts are then re-chosen jointly with the powers (``joint.exact_counts``) and kept if the

@@ -6,8 +6,10 @@ concave log). For a target finish time T, client k needs at least
     P_k(T) = (N0 n_k B / g_k) * (2^{load_k / ((T - offset_k) n_k B)} - 1)    [W],
 
 which decreases in T. T is feasible iff P_k(T) <= p_max_k for all k and sum_k P_k(T) <= p_th, so the
-minimum T is found by bisection between two closed-form bounds. Everything is vectorised over leading
-axes so the brute-force search can solve many assignments at once.
+minimum T is the root of the convex, decreasing sum_k P_k(T) - p_th above the full-power bound: Newton's
+method from that bound reaches it monotonically, with a bisection fallback between two closed-form bounds
+for anything Newton leaves unconverged. Everything is vectorised over leading axes so the brute-force
+search can solve many assignments at once.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from fedsim.engine.config import EngineConfig
 from fedsim.learn.config import TrainConfig
 from fedsim.radio.config import RadioSection
 from fedsim.system import SystemParams
+from fedsim.workload import BITS
 
 SCHEME_NAMES = ("proposed", "a", "b", "c", "d")  # the built-in schemes, in display order
 
@@ -46,12 +47,19 @@ class ModelSection(_Section):
         "gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m) or config path"
     )
     seq_len: int = Field(512, ge=1, le=1_048_576, description="tokens per sample L")
-    bits: int = Field(32, ge=1, le=64, description="bits per activation / LoRA parameter on the wire")
+    bits: int = Field(32, description=f"bits per activation / LoRA parameter on the wire, one of {BITS}")
     workload_mode: Literal["analytic", "table3"] = Field(
         "analytic", description="FLOP counting: analytic (spec §8.3) or the paper's Table III per sample"
     )
     lora_targets: tuple[str, ...] = Field(("q", "v"), min_length=1, description="LoRA-adapted projections")
     bwd_factor: float = Field(2.0, gt=0, le=100, description="backward FLOPs / forward FLOPs")
+
+    @field_validator("bits")
+    @classmethod
+    def _bits_the_workload_counts(cls, value: int) -> int:
+        if value not in BITS:  # the workload model's own list: validate and fedsim run agree
+            raise ValueError(f"must be one of {', '.join(map(str, BITS))}")
+        return value
 
 
 class TrainingSection(_Section):
@@ -137,7 +145,9 @@ class SchemesSection(_Section):
         "path 'package.module:Class', or an entry point of the group fedsim.schemes",
     )
     power_solver: Literal["exact", "cvxpy"] = Field(
-        "exact", description="power control: exact (bisection, flat channels) or cvxpy (also handles fading)"
+        "exact",
+        description="power control: exact (Newton with a bisection fallback, flat channels) or cvxpy (also "
+        "handles fading)",
     )
 
     @field_validator("names")
@@ -335,7 +345,7 @@ class Scenario(_Section):
         if self.system.fading or fading:
             where = "system.fading" if self.system.fading else f"engine.{fading[0]}"
             raise ValueError(f"{where}: radio.model {radio.model!r} models flat links only (no fading)")
-        if radio.harq == "sampled" and self.montecarlo.timing == "engine_round":
+        if radio.model == "nr" and radio.harq == "sampled" and self.montecarlo.timing == "engine_round":
             raise ValueError(
                 "montecarlo.timing: 'engine_round' needs identical rounds, but radio.harq = 'sampled' draws TB "
                 "errors per transfer; use radio.harq = 'expected' or timing = 'engine'"

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from fedsim.allocation import uniform_ranks
+from fedsim.radio import draw_radio_drop
 from fedsim.scenario.model import Scenario
 from fedsim.sweep import seeds
 from fedsim.sweep.store import ResultsStore, atomic_write_text
 from fedsim.sweep.summary import to_markdown
-from fedsim.system import draw_drop
+from fedsim.sweep.tasks import engine_config
 
 _LIVE_POINT = 2**31 - 1  # seed slot of the live run, apart from every sweep point
 
@@ -33,6 +34,7 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
         batch_size=cfg.batch_size,
         local_iterations=cfg.local_iterations,
         rounds_by_rank={int(cfg.rank): 1.0},
+        upload_every_local_iteration=scenario.training.upload_every_local_iteration,
     )
     base, d = scenario.montecarlo.base_seed, scenario.live.drop
     result = optimize(
@@ -56,16 +58,18 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     cfg = live.training.model_copy(update={"rank": int(rank)})
     started = time.perf_counter()
     model, _, data = load(cfg, progress=progress)
-    workload = workload_from_config(
+    workload = workload_from_config(  # [model]'s counting settings, on the trained model's own config
         model.config,
         seq_len=cfg.seq_len,
         bits=scenario.model.bits,
+        mode=scenario.model.workload_mode,
         lora_targets=tuple(scenario.model.lora_targets),
+        bwd_factor=scenario.model.bwd_factor,
         name=cfg.model,
     )
     system = scenario.system.model_copy(update={"num_clients": cfg.num_clients})
     base = scenario.montecarlo.base_seed
-    drop = draw_drop(system, seeds.drop_rng(base, _LIVE_POINT, live.drop))
+    drop = draw_radio_drop(system, scenario.radio, seeds.drop_rng(base, _LIVE_POINT, live.drop))
     alloc = _allocation(scenario, drop, workload, cfg)
     trainer = LiveTrainer.from_config(
         cfg,
@@ -82,7 +86,9 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
         cfg.batch_size,
         cfg.local_iterations,
         float(max_rounds),
-        scenario.engine,
+        engine_config(
+            scenario, trace=scenario.engine.trace
+        ),  # the upload reading of [training], as the sweep
         seeds.engine_rng(base, _LIVE_POINT, live.drop),
         trainer=trainer,
     )
@@ -125,8 +131,12 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
     root = store.root / "live"
     # finished ranks are reused only if everything the live run depends on is unchanged
     data = scenario.model_dump(mode="json")
-    picked = {k: data[k] for k in ("live", "system", "engine", "model", "schemes")}
-    inputs = json.dumps({**picked, "base_seed": scenario.montecarlo.base_seed}, sort_keys=True)
+    picked = {k: data.get(k) for k in ("live", "system", "engine", "model", "schemes", "radio")}
+    upload = scenario.training.upload_every_local_iteration
+    inputs = json.dumps(
+        {**picked, "base_seed": scenario.montecarlo.base_seed, "upload_every_local_iteration": upload},
+        sort_keys=True,
+    )
     if (root / "inputs.json").exists() and (root / "inputs.json").read_text() != inputs:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,19 +19,13 @@ from typing import Any
 import pandas as pd
 
 from fedsim import __version__
+from fedsim.atomic import atomic_path, atomic_write_text  # noqa: F401 (atomic_write_text: re-exported)
 from fedsim.errors import InputError
 from fedsim.scenario.model import SCHEME_NAMES, Scenario
 
 _PART = re.compile(r"^p(\d+)_d(\d+)\.json$")
 # Changing these does not change any row already written, so a run may resume across them.
 _RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live", "study.existing_only")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def git_revision(cwd: Path | None = None) -> str | None:
@@ -139,9 +132,8 @@ class ResultsStore:
         """Write ``rows.parquet`` and ``rows.csv`` from the parts; returns the table."""
         frame = self.read_parts(units)
         for name, write in (("rows.parquet", frame.to_parquet), ("rows.csv", frame.to_csv)):
-            tmp = self.root / f".{name}.{os.getpid()}.tmp"
-            write(tmp, index=False)
-            os.replace(tmp, self.root / name)
+            with atomic_path(self.root / name) as tmp:
+                write(tmp, index=False)
         return frame
 
     def rows(self) -> pd.DataFrame:
@@ -163,11 +155,8 @@ class ResultsStore:
                 {"rank": rec.rank, "model": rec.model, "target_ppl": rec.target_ppl, **row}
                 for row in rec.curve
             ]
-        folder = self.root / "records"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".curve.csv.{os.getpid()}.tmp"
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-        os.replace(tmp, folder / "curve.csv")
+        with atomic_path(self.root / "records" / "curve.csv") as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
 
     def scenario_data(self) -> dict[str, Any]:
         """The resolved scenario the rows came from."""

@@ -15,8 +15,9 @@ import numpy as np
 
 from fedsim.errors import InputError
 from fedsim.radio import draw_radio_drop
+from fedsim.scenario.load import scenario_at
 from fedsim.scenario.model import ModelSection, Scenario, TrainingSection
-from fedsim.scenario.points import scenario_at, sweep_points
+from fedsim.scenario.points import sweep_points
 from fedsim.sweep import seeds
 from fedsim.sweep.columns import decision_columns
 
@@ -225,11 +226,12 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     return [row]
 
 
-def engine_config(at: Scenario):
-    """The scenario's EngineConfig for a replay task: no event trace (rows keep only totals), and the
-    LoRA-upload reading of eq. (17) taken from [training] so optimiser and engine agree."""
+def engine_config(at: Scenario, trace: bool = False):
+    """The scenario's EngineConfig with the LoRA-upload reading of eq. (17) taken from [training], so the
+    optimiser and engine agree (the one place the two are reconciled). Replay tasks keep no event trace
+    (rows keep only totals); the live run passes its own ``trace``."""
     return at.engine.model_copy(
-        update={"lora_upload_every_iteration": at.training.upload_every_local_iteration, "trace": False}
+        update={"lora_upload_every_iteration": at.training.upload_every_local_iteration, "trace": bool(trace)}
     )
 
 
