@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import math
 import sys
 import types
 import typing
@@ -110,6 +109,17 @@ def scenario_from_dict(data: dict[str, Any], source: str = "scenario") -> Scenar
     return scenario
 
 
+def scenario_at(scenario, point: dict[str, Any]):
+    """The scenario with one sweep point's values set (validated again; the sweep itself is kept)."""
+    if not point:
+        return scenario
+    data = scenario.model_dump(mode="python")
+    for key, value in point.items():
+        set_dotted(data, key, value)
+    data["sweep"] = {"axes": {}, "mode": "product"}  # a point is not a sweep
+    return scenario_from_dict(data, f"sweep point ({', '.join(f'{k}={v!r}' for k, v in point.items())})")
+
+
 def _point_text(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in point.items())
 
@@ -155,8 +165,3 @@ def load_scenario(path: str | Path, overrides: typing.Iterable[str] = ()) -> Sce
     data = apply_overrides(read_toml(path), overrides)
     _resolve_records(data, Path(path).resolve().parent)
     return scenario_from_dict(data, str(path))
-
-
-def finite(value: float) -> bool:
-    """True for a finite float (used by callers that print values)."""
-    return math.isfinite(value)

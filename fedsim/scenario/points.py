@@ -1,4 +1,5 @@
-"""Sweep points of a scenario: the dotted-field values of each point, and the scenario at a point."""
+"""Sweep points of a scenario: the dotted-field values of each point (``scenario_at`` in ``load.py`` builds
+the scenario at one)."""
 
 from __future__ import annotations
 
@@ -38,16 +39,3 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             raise InputError(f"{'.'.join(parts[: depth + 1])}: is a value, not a table; cannot set {key!r}")
         node = child
     node[parts[-1]] = value
-
-
-def scenario_at(scenario, point: dict[str, Any]):
-    """The scenario with one sweep point's values set (validated again; the sweep itself is kept)."""
-    from fedsim.scenario.load import scenario_from_dict  # the loader imports this module
-
-    if not point:
-        return scenario
-    data = scenario.model_dump(mode="python")
-    for key, value in point.items():
-        set_dotted(data, key, value)
-    data["sweep"] = {"axes": {}, "mode": "product"}  # a point is not a sweep
-    return scenario_from_dict(data, f"sweep point ({', '.join(f'{k}={v!r}' for k, v in point.items())})")
