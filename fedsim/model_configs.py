@@ -123,29 +123,24 @@ class Architecture:
 
 
 def architecture(config) -> Architecture:
-    """Read an ``Architecture`` from a Hugging Face config (GPT-2 and Llama families)."""
+    """Read an ``Architecture`` from a Hugging Face config (GPT-2 and Llama families).
+
+    The common dimensions are read by transformers' standard names (``hidden_size``, ``num_hidden_layers``,
+    ``num_attention_heads``, ``max_position_embeddings``), which GPT-2's config maps onto its own
+    (``n_embd``, ``n_layer``, ...) through its ``attribute_map``; only the MLP width differs by family.
+    """
     model_type = getattr(config, "model_type", None)
     family = next((f for f, types in FAMILIES.items() if model_type in types), None)
+    if family is None:
+        supported = ", ".join(f"{f} (model_type {'/'.join(t)})" for f, t in FAMILIES.items())
+        raise InputError(f"model_type {model_type!r} is not supported; supported families: {supported}")
+    d, heads = config.hidden_size, config.num_attention_heads
     if family == "gpt2":
-        d, heads = config.n_embd, config.n_head
         d_ff = config.n_inner or 4 * d
         # GPT-2 fuses Q, K, V in one c_attn (d -> 3d); we cost the three logical d x d parts
+        a = kv = d
         mats = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, d_ff), "down": (d_ff, d)}
-        return Architecture(
-            family,
-            model_type,
-            num_layers=config.n_layer,
-            d=d,
-            num_heads=heads,
-            attn_dim=d,
-            kv_dim=d,
-            d_ff=d_ff,
-            vocab=config.vocab_size,
-            max_positions=config.n_positions,
-            matrices=mats,
-        )
-    if family == "llama":
-        d, heads = config.hidden_size, config.num_attention_heads
+    else:
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or d // heads
         a, kv, d_ff = heads * head_dim, kv_heads * head_dim, config.intermediate_size
@@ -158,21 +153,19 @@ def architecture(config) -> Architecture:
             "up": (d, d_ff),
             "down": (d_ff, d),
         }
-        return Architecture(
-            family,
-            model_type,
-            num_layers=config.num_hidden_layers,
-            d=d,
-            num_heads=heads,
-            attn_dim=a,
-            kv_dim=kv,
-            d_ff=d_ff,
-            vocab=config.vocab_size,
-            max_positions=config.max_position_embeddings,
-            matrices=mats,
-        )
-    supported = ", ".join(f"{f} (model_type {'/'.join(t)})" for f, t in FAMILIES.items())
-    raise InputError(f"model_type {model_type!r} is not supported; supported families: {supported}")
+    return Architecture(
+        family,
+        model_type,
+        num_layers=config.num_hidden_layers,
+        d=d,
+        num_heads=heads,
+        attn_dim=a,
+        kv_dim=kv,
+        d_ff=d_ff,
+        vocab=config.vocab_size,
+        max_positions=config.max_position_embeddings,
+        matrices=mats,
+    )
 
 
 def canonical_targets(arch: Architecture, lora_targets) -> tuple[str, ...]:
