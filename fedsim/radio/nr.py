@@ -19,7 +19,7 @@ import numpy as np
 import channel
 from fedsim.errors import InputError
 from fedsim.radio.config import RadioSection
-from fedsim.radio.nr_link import SYMBOLS_PER_SLOT, NRLinkRate, goodput_table
+from fedsim.radio.nr_link import SYMBOLS_PER_SLOT, NRLinkRate, goodput_table, usable_prb_counts
 from fedsim.radio.nr_propagation import large_scale, push_out
 from fedsim.radio.sionna_env import require_sionna, sionna_call
 from fedsim.system import Drop, Link, SystemParams
@@ -44,10 +44,13 @@ def nr_link_rate(
     """The ``NRLinkRate`` of one uplink of ``num_subchannels`` subchannels of ``subchannel_hz``."""
     prbs = prbs_per_subchannel(radio, subchannel_hz, where)
     re_per_prb = 12 * (SYMBOLS_PER_SLOT - radio.dmrs_symbols) - radio.overhead_re_per_prb
-    table = goodput_table(num_subchannels, prbs, re_per_prb, radio.mcs_table, float(radio.bler_target))
+    counts = usable_prb_counts(num_subchannels, prbs)
+    table = goodput_table(counts, re_per_prb, radio.mcs_table, float(radio.bler_target))
     rate = NRLinkRate(
         table,
-        occupied_hz=prbs * 12 * radio.subcarrier_spacing_hz,
+        prb_counts=counts,
+        prbs_per_subchannel=prbs,
+        prb_hz=12 * radio.subcarrier_spacing_hz,
         slot_s=1e-3 * 15000 / radio.subcarrier_spacing_hz,
         noise_psd_w_hz=noise_psd_w_hz,
         harq=radio.harq,

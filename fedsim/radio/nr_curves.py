@@ -24,7 +24,7 @@ def spectral_efficiency_table(
     """
     snr_db = np.asarray(snr_db, float)
     re_per_prb = 12 * (SYMBOLS_PER_SLOT - dmrs_symbols)
-    table = goodput_table(1, int(num_prbs), re_per_prb, int(mcs_table), float(bler_target))
+    table = goodput_table((int(num_prbs),), re_per_prb, int(mcs_table), float(bler_target))
     idx = np.rint((snr_db - SNR_DB_MIN) / SNR_DB_STEP).astype(int)
     if np.any(idx < 0) or np.any(idx >= table.snr_db.size) or not np.allclose(table.snr_db[idx], snr_db):
         raise ValueError("snr_db must lie on the 0.05 dB grid from -10 to 40 dB")

@@ -1,4 +1,4 @@
-"""5G NR PUSCH link abstraction: the goodput of a client on m subchannels at a given SNR, from Sionna.
+"""5G NR PUSCH link abstraction: the goodput of a client on m PRBs at a given SNR, from Sionna.
 
 A subchannel is a group of PRBs (12 subcarriers each) of one numerology (SCS 15 or 30 kHz, slot 1 or
 0.5 ms). Per slot a client sends one transport block (TB) over its PRBs: its size follows 38.214 from the
@@ -8,7 +8,7 @@ with the highest goodput (1 - TBLER) TBS among those with TBLER <= the target (1
 no MCS meets the target is outage (goodput 0), and the top MCS is the ceiling.
 
 ``goodput_table`` evaluates this once per process and link shape on a 0.05 dB SNR grid (vectorised over
-every m, MCS and SNR in one Sionna call); ``NRLinkRate`` then answers the optimiser and the engine with numpy
+every PRB count, MCS and SNR in one Sionna call); ``NRLinkRate`` then answers the optimiser and the engine with numpy
 look-ups. The SNR is floored to the grid (a conservative 0.05 dB quantisation, like a CQI report), so the
 rate, its inverse and the TB statistics the engine samples all come from one table entry.
 """
@@ -32,7 +32,7 @@ _BLER_SOURCE = {1: (0, 1), 2: (1, 2)}
 
 @dataclass(frozen=True)
 class GoodputTable:
-    """Link adaptation result on the SNR grid, arrays (S, L) for m = 1..S subchannels and L SNR points.
+    """Link adaptation result on the SNR grid, arrays (R, L) for R PRB counts and L SNR points.
 
     Attributes:
         snr_db: (L,) the grid [dB]; bits_per_slot: goodput (1 - TBLER) TBS [bit per slot] (0 in outage);
@@ -46,11 +46,17 @@ class GoodputTable:
     mcs: np.ndarray
 
 
+def usable_prb_counts(num_subchannels: int, prbs_per_subchannel: int) -> tuple[int, ...]:
+    """PRB counts a client may send on: 1..p within its first subchannel, then whole subchannels 2p..Sp."""
+    p = int(prbs_per_subchannel)
+    return tuple(sorted(set(range(1, p + 1)) | {p * k for k in range(1, int(num_subchannels) + 1)}))
+
+
 @functools.lru_cache(maxsize=64)
 def goodput_table(
-    num_subchannels: int, prbs_per_subchannel: int, re_per_prb: int, mcs_table: int, bler_target: float
+    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, bler_target: float
 ) -> GoodputTable:
-    """Link adaptation to ``bler_target`` for m = 1..num_subchannels subchannels on the SNR grid (cached)."""
+    """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached)."""
     phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP)
     with sionna_call():
         import torch
@@ -58,14 +64,14 @@ def goodput_table(
 
         category, table = _BLER_SOURCE[mcs_table]
         snr_db = np.round(np.arange(SNR_DB_MIN, SNR_DB_MAX + 0.5 * SNR_DB_STEP, SNR_DB_STEP), 10)
-        m = np.arange(1, num_subchannels + 1)
+        m = np.asarray(prb_counts, dtype=int)
         mcs = np.arange(phy._bler_table_interp.shape[2])
         mm, cc = np.meshgrid(m, mcs, indexing="ij")
         qm, rate = decode_mcs_index(
             torch.tensor(cc.ravel()), table_index=mcs_table, is_pusch=True, check_index_validity=False
         )
         qm, rate = qm.reshape(mm.shape), rate.reshape(mm.shape)
-        coded_bits = qm * torch.tensor(mm * prbs_per_subchannel * re_per_prb)
+        coded_bits = qm * torch.tensor(mm * re_per_prb)
         tbs, cbs, num_cb = TransportBlockNR().transport_block_size(qm, rate, coded_bits)
         shape = (m.size, mcs.size, snr_db.size)
         snr_lin = torch.tensor(10.0 ** (snr_db / 10.0))
@@ -107,39 +113,48 @@ def goodput_table(
 class NRLinkRate:
     """The ``LinkRate`` of a 5G NR PUSCH uplink (see module docstring).
 
-    A client with total power P on n subchannels uses the m <= n of them that give the highest goodput
-    (the gNB does not schedule PRBs the UE cannot power), so the rate is non-decreasing in P and in n.
+    A client with total power P on n subchannels of p PRBs each sends its TB on m PRBs, m in {1..p} or
+    {2p, ..., np}, whichever gives the highest goodput (the gNB does not schedule PRBs the UE cannot
+    power), with P spread over those m PRBs; so the rate is non-decreasing in P and in n.
 
     Attributes:
-        table: the link's ``GoodputTable``; occupied_hz: PRB bandwidth of one subchannel (12 x SCS x PRBs)
+        table: the link's ``GoodputTable`` over ``prb_counts``; prbs_per_subchannel: p; prb_hz: 12 x SCS
         [Hz]; slot_s: slot duration [s]; noise_psd_w_hz: N0 x noise figure [W/Hz]; harq: "sampled" or
-        "expected" (how the engine charges TB errors).
+        "expected" (how the engine charges TB errors); open_loop: 38.213 open-loop power control or None.
     """
 
     name = "nr"
 
     def __init__(
-        self, table: GoodputTable, occupied_hz: float, slot_s: float, noise_psd_w_hz: float, harq: str
+        self,
+        table: GoodputTable,
+        prb_counts: tuple[int, ...],
+        prbs_per_subchannel: int,
+        prb_hz: float,
+        slot_s: float,
+        noise_psd_w_hz: float,
+        harq: str,
     ):
-        self.table, self.occupied_hz, self.slot_s = table, float(occupied_hz), float(slot_s)
+        self.table, self.prbs_per_subchannel = table, int(prbs_per_subchannel)
+        self.prb_hz, self.slot_s = float(prb_hz), float(slot_s)
         self.noise_psd_w_hz, self.harq = float(noise_psd_w_hz), harq
         self.open_loop = None  # an OpenLoopPower replaces the optimiser's power step (fedsim.radio.nr)
-        s = table.bits_per_slot.shape[0]
-        self._m = np.arange(1, s + 1, dtype=float)
+        self._m = np.asarray(prb_counts, dtype=float)  # PRBs per table row
+        rows = self._m.size
         rate = table.bits_per_slot / self.slot_s  # [bit/s]; rate and inverse read these same numbers
-        self._padded = np.concatenate([np.zeros((s, 1)), rate], axis=1)  # column 0: below the grid
-        # rows shifted apart so one searchsorted finds, per m, the first grid point reaching a rate
-        self._offset = (float(rate.max()) + 1.0) * np.arange(s)
+        self._padded = np.concatenate([np.zeros((rows, 1)), rate], axis=1)  # column 0: below the grid
+        # rows shifted apart so one searchsorted finds, per PRB count, the first grid point reaching a rate
+        self._offset = (float(rate.max()) + 1.0) * np.arange(rows)
         self._flat = (rate + self._offset[:, None]).ravel()
 
-    @property
-    def num_subchannels(self) -> int:
-        return int(self._m.size)
+    def _usable(self, n_sub) -> np.ndarray:
+        """(..., R) which PRB counts a client on ``n_sub`` subchannels may use."""
+        return self._m <= np.asarray(n_sub, float)[..., None] * self.prbs_per_subchannel
 
     def _grid_index(self, power_w, gain) -> np.ndarray:
-        """(..., S) padded grid column of the SNR on m = 1..S subchannels (0 below the grid)."""
+        """(..., R) padded grid column of the SNR per RE on each PRB count (0 below the grid)."""
         power_w, gain = np.asarray(power_w, float), np.asarray(gain, float)
-        snr = (power_w * gain)[..., None] / (self.noise_psd_w_hz * self._m * self.occupied_hz)
+        snr = (power_w * gain)[..., None] / (self.noise_psd_w_hz * self._m * self.prb_hz)
         with np.errstate(divide="ignore", invalid="ignore"):
             snr_db = 10.0 * np.log10(snr)
         # 1e-6 of a grid step absorbs rounding when the power came from min_power_w's grid point
@@ -149,16 +164,15 @@ class NRLinkRate:
         return (np.clip(pos, -1, last) + 1).astype(int)
 
     def _best(self, power_w, n_sub, gain):
-        """(rate [bit/s], m index 0..S-1, padded grid column), broadcast over the inputs."""
+        """(rate [bit/s], PRB-count row, padded grid column), broadcast over the inputs."""
         col = self._grid_index(power_w, gain)
         rate = self._padded[np.arange(self._m.size), col]
-        n = np.asarray(n_sub, float)[..., None]
-        rate = np.where(self._m <= n, rate, 0.0)
+        rate = np.where(self._usable(n_sub), rate, 0.0)
         col = np.broadcast_to(col, rate.shape)
-        m_best = np.argmax(rate, axis=-1)
-        best_rate = np.take_along_axis(rate, m_best[..., None], axis=-1)[..., 0]
-        best_col = np.take_along_axis(col, m_best[..., None], axis=-1)[..., 0]
-        return best_rate, m_best, best_col
+        row = np.argmax(rate, axis=-1)
+        best_rate = np.take_along_axis(rate, row[..., None], axis=-1)[..., 0]
+        best_col = np.take_along_axis(col, row[..., None], axis=-1)[..., 0]
+        return best_rate, row, best_col
 
     def rate_bps(self, power_w, n_sub, gain) -> np.ndarray:
         return self._best(power_w, n_sub, gain)[0]
@@ -166,22 +180,22 @@ class NRLinkRate:
     def min_power_w(self, rate_bps, n_sub, gain) -> np.ndarray:
         need = np.asarray(rate_bps, float)
         col = np.searchsorted(self._flat, need[..., None] + self._offset, side="left")
-        col = col - np.arange(self._m.size) * self.table.snr_db.size  # first grid point meeting need, per m
+        col = col - np.arange(self._m.size) * self.table.snr_db.size  # first grid point meeting need, per row
         ok = col < self.table.snr_db.size
         snr_db = SNR_DB_MIN + SNR_DB_STEP * np.where(ok, col, 0)
         gain = np.asarray(gain, float)[..., None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            p = 10.0 ** (snr_db / 10.0) * self.noise_psd_w_hz * self._m * self.occupied_hz / gain
-        p = np.where(ok & (gain > 0) & (self._m <= np.asarray(n_sub, float)[..., None]), p, np.inf)
+            p = 10.0 ** (snr_db / 10.0) * self.noise_psd_w_hz * self._m * self.prb_hz / gain
+        p = np.where(ok & (gain > 0) & self._usable(n_sub), p, np.inf)
         return np.where(need > 0, np.min(p, axis=-1), 0.0)
 
     def blocks(self, power_w, n_sub, gain) -> tuple[np.ndarray, np.ndarray]:
         """(TBS [bit], TBLER) of the TB a client sends per slot at its operating point (0, 1 in outage)."""
-        _, m_best, col = self._best(power_w, n_sub, gain)
+        _, row, col = self._best(power_w, n_sub, gain)
         inside = col > 0
         idx = np.maximum(col - 1, 0)
-        tb = np.where(inside, self.table.tb_bits[m_best, idx], 0.0)
-        return tb, np.where(inside, self.table.tbler[m_best, idx], 1.0)
+        tb = np.where(inside, self.table.tb_bits[row, idx], 0.0)
+        return tb, np.where(inside, self.table.tbler[row, idx], 1.0)
 
 
 def harq_duration_s(
