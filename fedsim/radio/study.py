@@ -90,11 +90,15 @@ def compare(results: Path) -> str:
         )
         out.append(header + " | proposed vs a | proxy vs proposed |")
         out.append("|---" * 10 + "|")
-        for radio in ("paper", "uma", "umi"):
-            rows = _rows(results, f"radio_{fig}_{radio}")
-            if rows is None:
-                continue
-            total = rows.groupby(["point", "drop"]).size().shape[0]
+        runs = {r: _rows(results, f"radio_{fig}_{r}") for r in ("paper", "uma", "umi")}
+        runs = {r: rows for r, rows in runs.items() if rows is not None}
+        # the (point, drop) units every radio ran: the same placements under each radio
+        common = set.intersection(
+            *(set(zip(rows["point"], rows["drop"], strict=True)) for rows in runs.values())
+        )
+        for radio, rows in runs.items():
+            rows = rows[[u in common for u in zip(rows["point"], rows["drop"], strict=True)]]
+            total = len(common)
             wide = _paired(rows)
             hours = wide.mean() / 3600
             cells = [
