@@ -6,7 +6,7 @@ python -m fedsim.radio.study se [--out results/radio_se_vs_snr]
 python -m fedsim.radio.study compare [--results results]
     After ``fedsim run scenarios/radio_fig{5,8}_{paper,uma,umi}.toml``: mean delay per scheme under
     each radio, proposed-vs-a reduction, and the Shannon-proxy design evaluated under NR vs NR-optimised,
-    as markdown (results/radio_study.md).
+    as markdown (results/radio_study/summary.md).
 """
 
 from __future__ import annotations
@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         run_se(args.out)
     else:
         text = compare(args.results)
-        (args.results / "radio_study.md").write_text(text + "\n")
+        out = args.results / "radio_study"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.md").write_text(text + "\n")
         print(text)
 
 
