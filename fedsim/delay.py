@@ -16,7 +16,7 @@ from fedsim.system import Drop, Link
 from fedsim.workload import Workload
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # 16 fields: built by name, never by position
 class Delays:
     """Every term of the delay model for one drop and one allocation.
 
@@ -154,20 +154,20 @@ def delays(
     t = T1 + t_sf + t_sb + T2
     total = total_delay_s(t, T3, rounds, local_iterations, upload_every_local_iteration)
     return Delays(
-        t_f,
-        t_a,
-        t_sf,
-        t_sb,
-        t_b,
-        t_u,
-        rate_main,
-        rate_fed,
-        T1,
-        T2,
-        T3,
-        t,
-        float(total),
-        float(rounds),
-        int(local_iterations),
-        bool(upload_every_local_iteration),
+        t_client_fwd_s=t_f,
+        t_upload_act_s=t_a,
+        t_server_fwd_s=t_sf,
+        t_server_bwd_s=t_sb,
+        t_client_bwd_s=t_b,
+        t_upload_lora_s=t_u,
+        rate_main_bps=rate_main,
+        rate_fed_bps=rate_fed,
+        T1_s=T1,
+        T2_s=T2,
+        T3_s=T3,
+        iteration_s=t,
+        total_s=float(total),
+        rounds=float(rounds),
+        local_iterations=int(local_iterations),
+        upload_every_local_iteration=bool(upload_every_local_iteration),
     )
