@@ -139,7 +139,9 @@ def test_nr_rate_is_monotone_and_its_inverse_is_tight():
 
 def test_power_limited_client_sends_on_fewer_prbs_instead_of_outage():
     radio = RadioSection(model="nr", prbs_per_subchannel=6)
-    link = draw_radio_drop(SystemParams(bandwidth_main_hz=30e6, bandwidth_fed_hz=30e6), radio, np.random.default_rng(0)).main
+    link = draw_radio_drop(
+        SystemParams(bandwidth_main_hz=30e6, bandwidth_fed_hz=30e6), radio, np.random.default_rng(0)
+    ).main
     rate, p_w = link.rate, 0.2
     gain = 10 ** (0.0 / 10) * link.rate.noise_psd_w_hz * 180e3 / p_w  # 0 dB on one PRB, -7.8 dB on six
     r = rate.rate_bps(p_w, 1, gain)
@@ -244,3 +246,16 @@ def test_missing_sionna_gives_the_install_command(monkeypatch):
     monkeypatch.setattr(sionna_env, "sionna_available", lambda: False)
     with pytest.raises(ValueError, match=r"pip install 'fedsim\[nr\]'"):
         RadioSection(model="nr")
+
+
+def test_open_loop_power_control_follows_38213():
+    problem = _nr_problem(5, power_control="open_loop", p0_dbm=-90.0, alpha=0.8)
+    res = optimize(problem)
+    assert res.solver_status["power_main"] == "open_loop (38.213)"
+    link, owner, psd = problem.drop.main, res.allocation.owner_main, res.allocation.psd_main_w_hz
+    counts = np.bincount(owner, minlength=5)
+    power_w = np.bincount(owner, weights=psd * link.subchannel_hz, minlength=5)
+    pl_db = -10 * np.log10(link.gain)
+    m_rb = counts * link.rate.prbs_per_subchannel
+    expect_dbm = np.minimum(10 * np.log10(0.2e3), -90.0 + 0.8 * pl_db + 10 * np.log10(m_rb))
+    np.testing.assert_allclose(10 * np.log10(power_w * 1e3), expect_dbm, atol=1e-4)
