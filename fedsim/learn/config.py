@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedsim.errors import InputError
+
+
+class AdaptiveCuts(BaseModel):
+    """SplitFT's adaptive per-client cut rule (spec §10b; ``fedsim.learn.adaptive_cut``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(1, ge=1, description="tau: apply the rule after every this many global rounds.")
+    gamma: float = Field(0.5, ge=0, le=1, description="Weight of model quality vs compute in the score.")
+    epsilon: float = Field(0.1, ge=0, description="Dead band: move only when |score - 1| > epsilon.")
+    cut_min: int = Field(1, ge=1, description="Fewest blocks a client runs.")
+    cut_max: int | None = Field(
+        None, ge=1, description="Most blocks a client runs (None = J - 1; memory/time budgets lower it)."
+    )
+    client_flops_per_s: list[float] | None = Field(
+        None,
+        description="Client compute F_k [FLOP/s] (one per client); live runs take the drop's. None = equal.",
+    )
+    memory_bytes: list[float] | None = Field(
+        None, description="Per-client memory budget [bytes] for weights, LoRA state and activations."
+    )
+    iteration_time_s: float | None = Field(
+        None, gt=0, description="Per-iteration client compute budget [s] (FP + BP of its blocks)."
+    )
 
 
 class TrainConfig(BaseModel):
@@ -32,6 +56,23 @@ class TrainConfig(BaseModel):
         None, description="Module names to adapt; None = attention Q and V (GPT-2: fused c_attn)."
     )
     cut: int = Field(2, ge=1, description="Split layer c: the client runs embeddings + blocks 1..c.")
+    cuts: list[int] | None = Field(
+        None, description="Per-client cuts c_k (SplitFT, spec §10), one per client in 1..J-1; None = cut."
+    )
+    adaptive_cuts: AdaptiveCuts | None = Field(
+        None, description="Move each client's cut by SplitFT's rule (spec §10b); None = fixed cuts."
+    )
+    rank_cut: int | None = Field(
+        None, ge=1, description="LoRA rank r_cut on the blocks at each client's cut (spec §10c); None = rank."
+    )
+    rank_cut_side: Literal["client", "server", "both"] = Field(
+        "both", description="Where r_cut applies: the client's last block c_k, the server's first c_k+1, both."
+    )
+    rank_aggregation: Literal["zero_pad", "svd"] = Field(
+        "zero_pad",
+        description="Aggregating a block held at different ranks: zero_pad (HetLoRA) or svd (average B·A, "
+        "truncate).",
+    )
     lr: float = Field(4e-4, gt=0, description="AdamW learning rate (clients and main server).")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     steps: int = Field(30, ge=1, description="Local iterations to run in total (rounds = steps / I).")
@@ -76,6 +117,29 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Save a full checkpoint every this many steps (None = never)."
     )
     checkpoint_path: str | None = Field(None, description="Checkpoint file (written atomically).")
+
+    @model_validator(mode="after")
+    def _per_client(self) -> TrainConfig:
+        if self.cuts is not None:
+            if len(self.cuts) != self.num_clients:
+                raise ValueError(f"cuts: needs one cut per client ({self.num_clients}), got {len(self.cuts)}")
+            if min(self.cuts) < 1:
+                raise ValueError(f"cuts: every cut must be >= 1, got {self.cuts}")
+        a = self.adaptive_cuts
+        if a is not None:
+            for name in ("client_flops_per_s", "memory_bytes"):
+                values = getattr(a, name)
+                if values is not None and (len(values) != self.num_clients or min(values) <= 0):
+                    raise ValueError(f"adaptive_cuts.{name}: needs {self.num_clients} values > 0, got {values}")
+            if a.cut_max is not None and a.cut_max < a.cut_min:
+                raise ValueError(f"adaptive_cuts.cut_max: {a.cut_max} is below cut_min {a.cut_min}")
+        if self.scheme == "centralized" and (self.cuts or a or self.rank_cut):
+            raise ValueError("cuts, adaptive_cuts and rank_cut need scheme = 'split_fed'")
+        return self
+
+    def client_cuts(self) -> list[int]:
+        """c_k per client (``cuts``, else ``cut`` for everyone)."""
+        return list(self.cuts) if self.cuts is not None else [self.cut] * self.num_clients
 
     @classmethod
     def parse(cls, values: dict) -> TrainConfig:

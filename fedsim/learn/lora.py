@@ -10,11 +10,13 @@ default Q+V accounting (FLOPs and bits per rank) holds unchanged.
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -54,12 +56,15 @@ def add_lora(
     dropout: float,
     seed: int,
     targets: Sequence[str] | None = None,
+    block_ranks: Mapping[int, int] | None = None,
 ) -> nn.Module:
     """Wrap ``model`` with peft LoRA (A Kaiming-uniform from ``seed``, B = 0); base weights frozen.
 
     Args:
         rank: r >= 1. alpha: LoRA scaling numerator (scale = alpha / r). dropout: LoRA input dropout in [0, 1).
         targets: leaf module names to adapt; None = Q and V (see module docstring).
+        block_ranks: decoder block index (0-based) -> its LoRA rank, for blocks whose rank is not ``rank``
+            (SplitFT's cut-layer rank, spec §10c); passed to peft as ``rank_pattern``.
     """
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise InputError(f"rank: LoRA rank must be an integer >= 1, got {rank!r}")
@@ -70,8 +75,12 @@ def add_lora(
     if missing:
         raise InputError(f"targets: modules {missing} not found in {type(model).__name__}")
     conv1d = any(isinstance(m, Conv1D) and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules())
+    for block, r in (block_ranks or {}).items():
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise InputError(f"rank_cut: LoRA rank of block {block + 1} must be an integer >= 1, got {r!r}")
     config = LoraConfig(
         r=rank,
+        rank_pattern=rank_pattern(model, block_ranks or {}, targets),
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=targets,
@@ -97,3 +106,46 @@ def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def lora_parameters(module: nn.Module) -> list[nn.Parameter]:
     """Trainable LoRA parameters of ``module``, in registration order."""
     return list(lora_state(module).values())
+
+
+def _blocks_path(model: nn.Module) -> str:
+    """Qualified name of the decoder block list (``transformer.h``, ``model.layers``)."""
+    from fedsim.learn.split import decoder_parts
+
+    blocks = decoder_parts(model).blocks
+    return next(name for name, m in model.named_modules() if m is blocks)
+
+
+def rank_pattern(model: nn.Module, block_ranks: Mapping[int, int], targets: Sequence[str]) -> dict[str, int]:
+    """peft ``rank_pattern`` giving block j's targets rank ``block_ranks[j]`` (keys are anchored regexes)."""
+    path = re.escape(_blocks_path(model))
+    alternatives = "|".join(re.escape(t) for t in targets)
+    return {rf"{path}\.{j}\..*(?:{alternatives})": int(r) for j, r in sorted(block_ranks.items())}
+
+
+def lora_layers(module: nn.Module) -> dict[str, LoraLayer]:
+    """The peft LoRA layers inside ``module`` by their name relative to it."""
+    return {name: m for name, m in module.named_modules() if isinstance(m, LoraLayer)}
+
+
+def module_rank(module: nn.Module) -> int:
+    """The LoRA rank of the (single-rank) LoRA layers in ``module``, e.g. one decoder block."""
+    ranks = {m.r[a] for m in lora_layers(module).values() for a in m.lora_A}
+    if len(ranks) != 1:
+        raise ValueError(f"expected one LoRA rank in the module, found {sorted(ranks)}")
+    return ranks.pop()
+
+
+def set_module_rank(module: nn.Module, rank: int, config: LoraConfig) -> None:
+    """Re-create every LoRA layer of ``module`` at ``rank`` through peft (``LoraLayer.update_layer``).
+
+    The new tensors are placeholders (the global torch RNG is left untouched): the caller loads values.
+    """
+    for layer in lora_layers(module).values():
+        for adapter in list(layer.lora_A):
+            if layer.r[adapter] == rank:
+                continue
+            with torch.random.fork_rng(devices=[]):
+                layer.update_layer(adapter, rank, layer.lora_alpha[adapter], config)
+            layer.lora_A[adapter].weight.requires_grad_(True)
+            layer.lora_B[adapter].weight.requires_grad_(True)

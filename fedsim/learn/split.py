@@ -152,20 +152,30 @@ class ClientPart(nn.Module):
 
 
 class ServerPart(nn.Module):
-    """Blocks c+1..J + final norm + LM head. ``forward(activation (B,L,d), attention_mask) -> logits (B,L,V)``."""
+    """Blocks c+1..J + final norm + LM head. ``forward(activation (B,L,d), attention_mask) -> logits (B,L,V)``.
+
+    With per-client cuts (SplitFT) the server part starts at the lowest cut and
+    ``forward(activation, attention_mask, cut)`` runs blocks cut+1..J for an activation cut after block ``cut``.
+    """
 
     def __init__(self, parts: DecoderParts, cut: int):
         super().__init__()
         self.config = parts.config
         self.rotary = parts.rotary
+        self.first = cut  # the activation it takes by default is the output of block ``cut``
         self.blocks = nn.ModuleList(parts.blocks[cut:])
         self.final_norm = parts.final_norm
         self.project_out = parts.project_out
         self.lm_head = parts.lm_head
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cut: int | None = None) -> torch.Tensor:
         kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask)
-        hidden = _run_blocks(self.blocks, hidden, kwargs)
+        blocks = self.blocks
+        if cut is not None and cut != self.first:
+            if not self.first <= cut <= self.first + len(self.blocks):
+                raise ValueError(f"server part holds blocks {self.first + 1}.. and cannot start after {cut}")
+            blocks = self.blocks[cut - self.first :]
+        hidden = _run_blocks(blocks, hidden, kwargs)
         if self.final_norm is not None:
             hidden = self.final_norm(hidden)
         if self.project_out is not None:

@@ -18,9 +18,12 @@ from torch import nn
 from fedsim.errors import InputError
 from fedsim.learn.batches import BatchStream, collate
 from fedsim.learn.config import TrainConfig
+from fedsim.learn.adaptive_cut import CutAdapter
 from fedsim.learn.fedsplit import ClientSide, FederatedServer, MainServer, Upload, load_lora, replicate
-from fedsim.learn.lora import add_lora, lora_parameters, lora_state
-from fedsim.learn.split import check_cut, decoder_parts, split_model, token_nll
+from fedsim.learn.hetrank import project
+from fedsim.learn.layout import Layout, check_cuts
+from fedsim.learn.lora import add_lora, lora_parameters, lora_state, module_rank, set_module_rank
+from fedsim.learn.split import ClientPart, ServerPart, check_cut, decoder_parts, token_nll
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -51,50 +54,91 @@ def _eval_nll(forward, dataset, indices: Sequence[int], batch_size: int, device=
     return total, count
 
 
+def make_layout(cfg: TrainConfig, num_blocks: int) -> Layout:
+    """Cuts and ranks of ``cfg``: equal cut (1..J) or per-client cuts (1..J-1), cut-layer rank, adaptivity."""
+    adaptive = cfg.adaptive_cuts
+    if cfg.cuts is None and adaptive is None and cfg.rank_cut is None:
+        cuts = [check_cut(cfg.cut, num_blocks)] * cfg.num_clients  # FedsLLM: c = J allowed (head-only server)
+    else:
+        cuts = check_cuts(cfg.client_cuts(), num_blocks)
+    first = min(cuts)
+    if adaptive is not None:
+        top = num_blocks - 1 if adaptive.cut_max is None else adaptive.cut_max
+        check_cuts([adaptive.cut_min, top], num_blocks, "adaptive_cuts.cut_min/cut_max")
+        if not all(adaptive.cut_min <= c <= top for c in cuts):
+            raise InputError(f"cuts: {cuts} must lie in adaptive_cuts.cut_min..cut_max = {adaptive.cut_min}..{top}")
+        first = adaptive.cut_min
+    return Layout(cuts, num_blocks, cfg.rank, cfg.rank_cut, cfg.rank_cut_side, first, adaptive is not None)
+
+
 class SplitFedSystem:
-    """K clients + main server + federated server over one peft-wrapped model (spec Algorithm 1)."""
+    """K clients + main server + federated server over one peft-wrapped model (spec Algorithm 1), with
+    per-client cuts, cut-layer ranks and adaptive cuts (SplitFT, spec §10) when ``cfg`` asks for them.
+
+    The peft model is the *global* model: every holder (client or server) trains its own replica of the blocks
+    it holds (frozen weights shared), and aggregation writes the layer-wise average back into the model."""
 
     def __init__(self, peft_model: nn.Module, cfg: TrainConfig, dataset, partition: Sequence[np.ndarray]):
         if len(partition) != cfg.num_clients:
             raise ValueError(f"partition has {len(partition)} clients, config says {cfg.num_clients}")
         self.cfg = cfg
         self.model = peft_model
-        template, server_part = split_model(peft_model, cfg.cut)
-        self.clients = [
-            ClientSide(
-                replicate(template),
-                BatchStream(
-                    dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model)
-                ),
-                cfg.lr,
-                cfg.weight_decay,
-            )
-            for k in range(cfg.num_clients)
-        ]
-        self.server = MainServer(server_part, cfg.lr, cfg.weight_decay)
-        self.fed = FederatedServer()
-        self.eval_part = template  # holds the aggregated client LoRA during evaluation
+        parts = decoder_parts(peft_model)
+        self.layout = make_layout(cfg, parts.num_blocks)
+        self.lora_config = peft_model.peft_config["default"]
+        self.global_blocks = parts.blocks
+        first = self.layout.server_first
+        self.clients = []
+        for k, cut in enumerate(self.layout.cuts):
+            part = replicate(ClientPart(parts, cut))
+            self.fit_ranks(part.blocks, 0, lambda j, k=k: self.layout.client_rank(k, j), init=True)
+            stream = BatchStream(dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model))
+            self.clients.append(ClientSide(part, stream, cfg.lr, cfg.weight_decay))
+        server_part = replicate(ServerPart(parts, first))
+        self.fit_ranks(server_part.blocks, first, self.layout.server_rank, init=True)
+        self.server = MainServer(server_part, cfg.lr, cfg.weight_decay, per_client_loss=cfg.adaptive_cuts is not None)
+        self.fed = FederatedServer(parts.blocks, cfg.lora_alpha, cfg.rank_aggregation)
+        self.eval_client, self.eval_server = ClientPart(parts, first), ServerPart(parts, first)
+        self.adapter = None if cfg.adaptive_cuts is None else CutAdapter(self, cfg.adaptive_cuts)
         self._uploads: dict[int, Upload] = {}
         self._grads: dict[int, torch.Tensor] = {}
         self.last_loss = float("nan")
+
+    def fit_ranks(self, blocks: nn.ModuleList, offset: int, rank_of, init: bool = False) -> list[nn.Module]:
+        """Give each block (global index offset + i) the rank ``rank_of(j)``: a resized block gets the
+        global block projected to its rank (at init: truncated, B = 0). Returns the resized blocks."""
+        resized = []
+        for i, block in enumerate(blocks):
+            j, rank = offset + i, rank_of(offset + i)
+            if module_rank(block) != rank:
+                set_module_rank(block, rank, self.lora_config)
+                method = "zero_pad" if init else self.cfg.rank_aggregation
+                load_lora(block, project(lora_state(self.global_blocks[j]), rank, self.cfg.lora_alpha, method))
+                resized.append(block)
+        return resized
 
     # --- the per-role calls (live mode drives these one by one) ---
     def client_forward(self, client: int) -> None:
         self._uploads[client] = self.clients[client].forward()
 
     def server_step(self, clients: Sequence[int]) -> float:
-        self.last_loss, grads = self.server.step([self._uploads.pop(k) for k in clients])
+        self.last_loss, grads, per_client = self.server.step([self._uploads.pop(k) for k in clients])
         self._grads.update(zip(clients, grads, strict=True))
+        if self.adapter is not None:
+            self.adapter.observe(clients, per_client)
         return self.last_loss
 
     def client_backward(self, client: int) -> None:
         self.clients[client].backward(self._grads.pop(client))
 
     def aggregate(self, clients: Sequence[int] | None = None) -> None:
-        """FedAvg over ``clients`` (default all), broadcast to all; with no upload in time, nothing changes."""
+        """Layer-wise FedAvg over ``clients`` (default all) into the global model, broadcast to every holder;
+        with no upload in time, nothing changes. With adaptive cuts, every tau rounds the cuts then move."""
         senders = self.clients if clients is None else [self.clients[k] for k in clients]
         if senders:
-            self.fed.aggregate(senders, self.clients)
+            self.fed.aggregate(senders, self.clients, self.server)
+        if self.adapter is not None:
+            self.adapter.end_round()
 
     # --- one whole local iteration, as in the plain loop ---
     def local_iteration(self) -> float:
@@ -108,19 +152,15 @@ class SplitFedSystem:
 
     @contextmanager
     def deployed(self) -> Iterator[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-        """The global model as the federated server would deploy it, in eval mode: the FedAvg of the current
-        client LoRA in the client part, then the server part with the server LoRA. Yields
+        """The global model as the federated server would deploy it, in eval mode: the layer-wise average of
+        the current copies (clients' and server's) of every block. Yields
         ``forward(input_ids (B,L), attention_mask (B,L)) -> logits (B,L,V)``; training resumes unchanged
-        afterwards (the clients' own LoRA and optimisers are not touched)."""
-        average = self.fed.aggregate(self.clients, [])
-        load_lora(self.eval_part, average)
-        self.eval_part.eval(), self.server.part.eval()
-        try:
-            yield lambda input_ids, attention_mask: self.server.part(
-                self.eval_part(input_ids, attention_mask), attention_mask
-            )
-        finally:
-            self.server.part.train()
+        afterwards (the holders' own LoRA and optimisers are not touched)."""
+        self.fed.load_global(self.fed.global_states(self.clients, self.server))
+        self.eval_client.eval(), self.eval_server.eval()
+        yield lambda input_ids, attention_mask: self.eval_server(
+            self.eval_client(input_ids, attention_mask), attention_mask
+        )
 
     def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
         """Summed token NLL and token count of the deployed global model (see ``deployed``) on ``indices``."""
@@ -128,9 +168,14 @@ class SplitFedSystem:
             return _eval_nll(forward, dataset, indices, batch_size, _device(self.model))
 
     def state_dict(self) -> dict:
-        return {"clients": [c.state_dict() for c in self.clients], "server": self.server.state_dict()}
+        state = {"clients": [c.state_dict() for c in self.clients], "server": self.server.state_dict()}
+        if self.adapter is not None:
+            state["adaptive"] = self.adapter.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        if self.adapter is not None:
+            self.adapter.load_state_dict(state["adaptive"])  # re-cuts the system first
         for client, s in zip(self.clients, state["clients"], strict=True):
             client.load_state_dict(s)
         self.server.load_state_dict(state["server"])
@@ -201,9 +246,11 @@ def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequenc
 
     peft wraps ``model``'s target layers in place: build each system from a freshly loaded model.
     """
-    check_cut(cfg.cut, decoder_parts(model).num_blocks)
+    layout = make_layout(cfg, decoder_parts(model).num_blocks)  # validates the cut(s) before any work
     model = model.to(resolve_device(cfg.device))  # before peft, which puts LoRA on the base layer's device
-    peft_model = add_lora(model, cfg.rank, cfg.lora_alpha, cfg.lora_dropout, cfg.seed, cfg.targets)
+    peft_model = add_lora(
+        model, cfg.rank, cfg.lora_alpha, cfg.lora_dropout, cfg.seed, cfg.targets, block_ranks=layout.block_ranks()
+    )
     torch.manual_seed(cfg.seed + 1)  # dropout draws from the global generator; checkpoints save its state
     cls = SplitFedSystem if cfg.scheme == "split_fed" else CentralizedSystem
     return cls(peft_model, cfg, dataset, partition)

@@ -1,0 +1,84 @@
+"""Moving one decoder block between a client and the main server when the client's cut changes (SplitFT).
+
+A cut c -> c+1 moves block c+1 from the server to the client: the client gets a replica of the server's
+copy (its LoRA values) and the server optimiser's AdamW moments for it. A cut c -> c-1 hands block c back:
+the server adopts the client's LoRA values and moments unless it still trains that block for another
+client (then it keeps its own copy; after the round's broadcast both equal the global block anyway).
+Moves happen right after an aggregation. If the move changes a copy's rank (cut-layer ranks, spec §10c),
+that copy is re-created at its new rank from the global block and its moments restart from zero.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fedsim.learn.fedsplit import load_lora, replicate
+from fedsim.learn.lora import lora_parameters, lora_state
+
+
+def _moments(optimizer: torch.optim.Optimizer, block: torch.nn.Module) -> dict[str, dict]:
+    """AdamW state of ``block``'s LoRA parameters, by parameter name relative to the block (cloned)."""
+    out = {}
+    for name, p in lora_state(block).items():
+        if p in optimizer.state:
+            out[name] = {k: v.clone() if torch.is_tensor(v) else v for k, v in optimizer.state[p].items()}
+    return out
+
+
+def _put_moments(optimizer: torch.optim.Optimizer, block: torch.nn.Module, moments: dict[str, dict]) -> None:
+    live = lora_state(block)
+    for name, state in moments.items():
+        optimizer.state[live[name]] = state
+
+
+def _rebuild(optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> torch.optim.Optimizer:
+    """The same optimiser over ``module``'s current LoRA parameters, keeping the state of those it had."""
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    new = type(optimizer)(lora_parameters(module), **group)
+    for p in lora_parameters(module):
+        if p in optimizer.state:
+            new.state[p] = optimizer.state[p]
+    return new
+
+
+def move_cut(system, k: int, new_cut: int) -> int:
+    """Change client k's cut by one block (``new_cut`` = c_k ± 1); returns the moved block (1-based)."""
+    client, server, layout = system.clients[k], system.server, system.layout
+    old, first = client.cut, server.part.first
+    if abs(new_cut - old) != 1:
+        raise ValueError(f"a cut moves one block at a time, got {old} -> {new_cut}")
+    if new_cut > old:  # block index j = old: server -> client
+        j = old
+        source = server.part.blocks[j - first]
+        block = replicate(source)
+        client.part.blocks.append(block)
+        moments = _moments(server.optimizer, source)
+        client.optimizer = _rebuild(client.optimizer, client.part)
+        _put_moments(client.optimizer, block, moments)
+    else:  # block index j = new_cut: client -> server
+        j = new_cut
+        block = client.part.blocks[j]
+        del client.part.blocks[j]
+        shared = any(c.cut <= j for i, c in enumerate(system.clients) if i != k)
+        target = server.part.blocks[j - first]
+        if not shared and lora_state(target).keys() == lora_state(block).keys():
+            if all(lora_state(target)[n].shape == t.shape for n, t in lora_state(block).items()):
+                load_lora(target, lora_state(block))
+                for p in lora_parameters(target):
+                    server.optimizer.state.pop(p, None)
+                _put_moments(server.optimizer, target, _moments(client.optimizer, block))
+        client.optimizer = _rebuild(client.optimizer, client.part)
+    layout.cuts[k] = new_cut
+    _refit(system)
+    return j + 1
+
+
+def _refit(system) -> None:
+    """Bring every copy to the rank the new layout gives it; re-created copies restart their moments."""
+    layout = system.layout
+    for k, client in enumerate(system.clients):
+        if system.fit_ranks(client.part.blocks, 0, lambda j, k=k: layout.client_rank(k, j)):
+            client.optimizer = _rebuild(client.optimizer, client.part)
+    server = system.server
+    if system.fit_ranks(server.part.blocks, server.part.first, layout.server_rank):
+        server.optimizer = _rebuild(server.optimizer, server.part)

@@ -1,0 +1,127 @@
+"""Layer-wise FedAvg over a block's holders, also when their LoRA ranks differ (SplitFT, spec §10).
+
+With per-client cuts c_k, decoder block j (1-based) is held by every client with c_k >= j and by the main
+server, which trained its single copy on the data of every client with c_k < j. The global LoRA of block j is
+
+    W_j = sum_k D_k W_{k,j} / sum_k D_k,   W_{k,j} = client k's copy if c_k >= j, else the server's copy,
+
+i.e. a FedAvg over the block's *holders*, the server weighted by the data it trained block j on. With equal
+cuts this is eq. (7) on client blocks and leaves server blocks unchanged (a single holder is copied exactly).
+
+A block's holders may hold it at different LoRA ranks (the cut-layer rank r_cut, spec §10c). Every adapted
+layer's update is ``scale_r · B A`` with peft's scale = alpha / r; the global copy has the largest rank R:
+
+* ``zero_pad`` (HetLoRA style): pad A with zero rows and B with zero columns to rank R, folding the scale into
+  B (``B · R / r``) so each padded pair has the same product; FedAvg the padded A and B. A holder of rank r
+  receives the first r components (``A[:r]``, ``B[:, :r] · r / R``).
+* ``svd``: FedAvg the products ``scale_r B A`` and factor the average with an SVD truncated to R (the global)
+  or to a holder's own rank r (what it receives): ``A = sqrt(S) V^T``, ``B = U sqrt(S) / scale``.
+
+When all holders have the same rank both methods are plain FedAvg of A and B (then padded to R if R is
+larger), so equal ranks give exactly eq. (7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from fedsim.errors import InputError
+
+METHODS = ("zero_pad", "svd")
+BlockState = dict[str, torch.Tensor]  # LoRA tensors of one block by name relative to the block
+
+
+def fedavg(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Weighted average sum_k w_k/sum(w) * state_k of same-keyed tensor dicts (eq. 7)."""
+    if len(states) == 0 or len(states) != len(weights):
+        raise ValueError("fedavg needs one weight per state and at least one state")
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"fedavg weights must be >= 0 with a positive sum, got {list(weights)}")
+    w = w / w.sum()
+    return {
+        key: sum(wk * s[key].detach().double() for wk, s in zip(w, states, strict=True)).to(
+            states[0][key].dtype
+        )
+        for key in states[0]
+    }
+
+
+def _pairs(state: Mapping[str, torch.Tensor]) -> list[tuple[str, str]]:
+    """(A key, B key) of every adapted layer in a block state."""
+    return [(key, key.replace(".lora_A.", ".lora_B.")) for key in state if ".lora_A." in key]
+
+
+def state_rank(state: Mapping[str, torch.Tensor]) -> int:
+    """The LoRA rank of a block state (rows of its A matrices)."""
+    ranks = {int(state[a].shape[0]) for a, _ in _pairs(state)}
+    if len(ranks) != 1:
+        raise ValueError(f"a block state must have one rank, found {sorted(ranks)}")
+    return ranks.pop()
+
+
+def _pad(state: Mapping[str, torch.Tensor], rank: int) -> BlockState:
+    """The same update at a larger ``rank``: zero rows in A, zero columns in B, B scaled by rank / r."""
+    r = state_rank(state)
+    if r == rank:
+        return dict(state)
+    out: BlockState = {}
+    for a_key, b_key in _pairs(state):
+        a, b = state[a_key].detach(), state[b_key].detach()
+        out[a_key] = torch.cat([a, a.new_zeros(rank - r, a.shape[1])])
+        out[b_key] = torch.cat([b * (rank / r), b.new_zeros(b.shape[0], rank - r)], dim=1)
+    return out
+
+
+def _factor(products: Mapping[tuple[str, str], torch.Tensor], rank: int, alpha: float, like) -> BlockState:
+    """A, B of rank ``rank`` with scale alpha / rank whose product is the best rank-r fit of each update."""
+    out: BlockState = {}
+    for (a_key, b_key), delta in products.items():
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        root = s[:rank].sqrt()
+        out[a_key] = (root[:, None] * vh[:rank]).to(like[a_key].dtype)
+        out[b_key] = (u[:, :rank] * root / (alpha / rank)).to(like[b_key].dtype)
+    return out
+
+
+def _products(state: Mapping[str, torch.Tensor], alpha: float) -> dict[tuple[str, str], torch.Tensor]:
+    r = state_rank(state)
+    return {(a, b): (alpha / r) * state[b].detach().double() @ state[a].detach().double() for a, b in _pairs(state)}
+
+
+def aggregate_block(
+    states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float], rank: int, alpha: float, method: str
+) -> BlockState:
+    """Global LoRA of one block at ``rank`` (>= every holder's) from its holders' states, weights D."""
+    if method not in METHODS:
+        raise InputError(f"rank_aggregation: must be one of {METHODS}, got {method!r}")
+    ranks = {state_rank(s) for s in states}
+    if max(ranks) > rank:
+        raise ValueError(f"global rank {rank} is below a holder's rank {max(ranks)}")
+    if len(ranks) == 1:  # equal ranks: plain FedAvg (eq. 7), padded to the global rank
+        return _pad(fedavg(states, weights), rank)
+    if method == "zero_pad":
+        return fedavg([_pad(s, rank) for s in states], weights)
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)
+    w = w / w.sum()
+    per_holder = [_products(s, alpha) for s in states]
+    mean = {key: sum(wk * p[key] for wk, p in zip(w, per_holder, strict=True)) for key in per_holder[0]}
+    return _factor(mean, rank, alpha, states[0])
+
+
+def project(state: Mapping[str, torch.Tensor], rank: int, alpha: float, method: str) -> BlockState:
+    """What a holder of rank ``rank`` receives from the global block ``state`` (whose rank is >= rank)."""
+    big = state_rank(state)
+    if rank == big:
+        return dict(state)
+    if rank > big:
+        return _pad(state, rank)
+    if method == "svd":
+        return _factor(_products(state, alpha), rank, alpha, state)
+    out: BlockState = {}
+    for a_key, b_key in _pairs(state):
+        out[a_key] = state[a_key][:rank].clone()
+        out[b_key] = state[b_key][:, :rank] * (rank / big)
+    return out

@@ -1,0 +1,78 @@
+"""Who holds which decoder block at which LoRA rank: per-client cuts and the cut-layer rank (spec §10).
+
+Client k holds blocks 1..c_k; the main server holds one copy of every block from ``server_first + 1`` on
+(the lowest cut any client can have) and runs blocks c_k+1..J for client k. With ``rank_cut`` set, the
+blocks at a client's cut get rank r_cut (spec §10c): the client's last block c_k (side "client"), the
+server's first block c_k+1 for that client (side "server"), or both; every other copy has ``rank``. The
+server's single copy of a block gets r_cut when the block is the first server block of *any* client.
+The global model holds block j at the largest rank any holder can have, so every holder's copy is a
+truncation of it (``fedsim.learn.hetrank``). Block indices here are 0-based.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedsim.errors import InputError
+
+
+def check_cuts(cuts: Sequence[int], num_blocks: int, field: str = "cuts") -> list[int]:
+    """Per-client cuts must be integers in 1..J-1 (the server keeps at least one block)."""
+    for c in cuts:
+        if isinstance(c, bool) or int(c) != c or not 1 <= c <= num_blocks - 1:
+            raise InputError(
+                f"{field}: every per-client cut must be an integer in 1..{num_blocks - 1} (J = {num_blocks} "
+                f"decoder blocks), got {list(cuts)}"
+            )
+    return [int(c) for c in cuts]
+
+
+@dataclass
+class Layout:
+    """Cuts and ranks of one split-federated system (mutable: adaptive cuts change ``cuts``)."""
+
+    cuts: list[int]
+    num_blocks: int
+    rank: int
+    rank_cut: int | None = None
+    side: str = "both"
+    server_first: int = 1  # 0-based index of the first block the server holds (= lowest possible cut)
+    adaptive: bool = False  # cuts may move: every block may become a cut block
+
+    def client_rank(self, k: int, j: int) -> int:
+        """Rank of client k's copy of block j (j < c_k)."""
+        at_cut = j == self.cuts[k] - 1 and self.side in ("client", "both")
+        return self.rank_cut if at_cut and self.rank_cut is not None else self.rank
+
+    def server_rank(self, j: int) -> int:
+        """Rank of the server's single copy of block j (j >= server_first)."""
+        first_of_someone = any(j == c for c in self.cuts) and self.side in ("server", "both")
+        return self.rank_cut if first_of_someone and self.rank_cut is not None else self.rank
+
+    def global_rank(self, j: int) -> int:
+        """Rank of the global model's block j: the largest rank any holder has (or can get, if adaptive)."""
+        if self.rank_cut is None:
+            return self.rank
+        if self.adaptive:
+            return max(self.rank, self.rank_cut)
+        held = [self.client_rank(k, j) for k in range(len(self.cuts)) if j < self.cuts[k]]
+        if j >= self.server_first:
+            held.append(self.server_rank(j))
+        return max(held)
+
+    def block_ranks(self) -> dict[int, int]:
+        """Global ranks that differ from ``rank`` (peft ``rank_pattern`` input)."""
+        return {j: r for j in range(self.num_blocks) if (r := self.global_rank(j)) != self.rank}
+
+    def ranks_matrix(self) -> np.ndarray:
+        """(K, J) rank of block j as client k's data sees it (client copy if j < c_k, else the server's)."""
+        return np.array(
+            [
+                [self.client_rank(k, j) if j < c else self.server_rank(j) for j in range(self.num_blocks)]
+                for k, c in enumerate(self.cuts)
+            ],
+            dtype=int,
+        )
