@@ -36,7 +36,9 @@ def _randomise_lora(module, seed=0):
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_every_client_with_its_own_cut_computes_the_unsplit_logits(family):
     # Prepare: cuts 1, 2, 3 of J = 4; non-zero LoRA in the global model before the holders copy it
-    system = build_system(tiny_lm(family), _cfg(cuts=[1, 2, 3]), SyntheticLM(12), np.array_split(np.arange(12), 3))
+    system = build_system(
+        tiny_lm(family), _cfg(cuts=[1, 2, 3]), SyntheticLM(12), np.array_split(np.arange(12), 3)
+    )
     peft_model = system.model
     _randomise_lora(peft_model)
     first = system.server.part.first

@@ -94,7 +94,9 @@ class CutAdapter:
         low = self.cfg.cut_min
         for i, top in enumerate(self.cut_max):
             if top < low:
-                raise InputError(f"adaptive_cuts: client {i}'s largest feasible cut {top} is below cut_min {low}")
+                raise InputError(
+                    f"adaptive_cuts: client {i}'s largest feasible cut {top} is below cut_min {low}"
+                )
 
     def set_compute(self, flops_per_s: Sequence[float], block_flops: Sequence[float] | None = None) -> None:
         """Client compute F_k (live runs: the drop's) and, for the time budget, per-block FP + BP FLOPs."""

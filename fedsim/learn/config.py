@@ -66,7 +66,8 @@ class TrainConfig(BaseModel):
         None, ge=1, description="LoRA rank r_cut on the blocks at each client's cut (spec §10c); None = rank."
     )
     rank_cut_side: Literal["client", "server", "both"] = Field(
-        "both", description="Where r_cut applies: the client's last block c_k, the server's first c_k+1, both."
+        "both",
+        description="Where r_cut applies: the client's last block c_k, the server's first c_k+1, both.",
     )
     rank_aggregation: Literal["zero_pad", "svd"] = Field(
         "zero_pad",
@@ -130,7 +131,9 @@ class TrainConfig(BaseModel):
             for name in ("client_flops_per_s", "memory_bytes"):
                 values = getattr(a, name)
                 if values is not None and (len(values) != self.num_clients or min(values) <= 0):
-                    raise ValueError(f"adaptive_cuts.{name}: needs {self.num_clients} values > 0, got {values}")
+                    raise ValueError(
+                        f"adaptive_cuts.{name}: needs {self.num_clients} values > 0, got {values}"
+                    )
             if a.cut_max is not None and a.cut_max < a.cut_min:
                 raise ValueError(f"adaptive_cuts.cut_max: {a.cut_max} is below cut_min {a.cut_min}")
         if self.scheme == "centralized" and (self.cuts or a or self.rank_cut):

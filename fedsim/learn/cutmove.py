@@ -32,9 +32,9 @@ def _put_moments(optimizer: torch.optim.Optimizer, block: torch.nn.Module, momen
 
 
 def _rebuild(optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> torch.optim.Optimizer:
-    """The same optimiser over ``module``'s current LoRA parameters, keeping the state of those it had."""
-    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-    new = type(optimizer)(lora_parameters(module), **group)
+    """The same AdamW over ``module``'s current LoRA parameters, keeping the state of those it had."""
+    group = optimizer.param_groups[0]
+    new = torch.optim.AdamW(lora_parameters(module), lr=group["lr"], weight_decay=group["weight_decay"])
     for p in lora_parameters(module):
         if p in optimizer.state:
             new.state[p] = optimizer.state[p]

@@ -88,11 +88,18 @@ def _factor(products: Mapping[tuple[str, str], torch.Tensor], rank: int, alpha: 
 
 def _products(state: Mapping[str, torch.Tensor], alpha: float) -> dict[tuple[str, str], torch.Tensor]:
     r = state_rank(state)
-    return {(a, b): (alpha / r) * state[b].detach().double() @ state[a].detach().double() for a, b in _pairs(state)}
+    return {
+        (a, b): (alpha / r) * state[b].detach().double() @ state[a].detach().double()
+        for a, b in _pairs(state)
+    }
 
 
 def aggregate_block(
-    states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float], rank: int, alpha: float, method: str
+    states: Sequence[Mapping[str, torch.Tensor]],
+    weights: Sequence[float],
+    rank: int,
+    alpha: float,
+    method: str,
 ) -> BlockState:
     """Global LoRA of one block at ``rank`` (>= every holder's) from its holders' states, weights D."""
     if method not in METHODS:

@@ -36,7 +36,9 @@ def lora_count_per_rank(arch, targets=("q", "v")) -> int:
 
 def block_activation_floats(arch, batch_size: int, seq_len: int) -> int:
     """Values one block saves for backward on b samples of L tokens."""
-    per_token = 11 * arch.d + 3 * arch.d_ff if arch.family == "gpt2" else 5 * arch.d + 4 * arch.d_ff + 2 * arch.kv_dim
+    per_token = (
+        11 * arch.d + 3 * arch.d_ff if arch.family == "gpt2" else 5 * arch.d + 4 * arch.d_ff + 2 * arch.kv_dim
+    )
     return batch_size * seq_len * per_token + batch_size * seq_len * seq_len
 
 

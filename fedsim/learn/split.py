@@ -168,7 +168,9 @@ class ServerPart(nn.Module):
         self.project_out = parts.project_out
         self.lm_head = parts.lm_head
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cut: int | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, cut: int | None = None
+    ) -> torch.Tensor:
         kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask)
         blocks = self.blocks
         if cut is not None and cut != self.first:

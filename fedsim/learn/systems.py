@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from fedsim.errors import InputError
+from fedsim.learn.adaptive_cut import CutAdapter
 from fedsim.learn.batches import BatchStream, collate
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.adaptive_cut import CutAdapter
 from fedsim.learn.fedsplit import ClientSide, FederatedServer, MainServer, Upload, load_lora, replicate
 from fedsim.learn.hetrank import project
 from fedsim.learn.layout import Layout, check_cuts
@@ -66,7 +66,9 @@ def make_layout(cfg: TrainConfig, num_blocks: int) -> Layout:
         top = num_blocks - 1 if adaptive.cut_max is None else adaptive.cut_max
         check_cuts([adaptive.cut_min, top], num_blocks, "adaptive_cuts.cut_min/cut_max")
         if not all(adaptive.cut_min <= c <= top for c in cuts):
-            raise InputError(f"cuts: {cuts} must lie in adaptive_cuts.cut_min..cut_max = {adaptive.cut_min}..{top}")
+            raise InputError(
+                f"cuts: {cuts} must lie in adaptive_cuts.cut_min..cut_max = {adaptive.cut_min}..{top}"
+            )
         first = adaptive.cut_min
     return Layout(cuts, num_blocks, cfg.rank, cfg.rank_cut, cfg.rank_cut_side, first, adaptive is not None)
 
@@ -92,11 +94,15 @@ class SplitFedSystem:
         for k, cut in enumerate(self.layout.cuts):
             part = replicate(ClientPart(parts, cut))
             self.fit_ranks(part.blocks, 0, lambda j, k=k: self.layout.client_rank(k, j), init=True)
-            stream = BatchStream(dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model))
+            stream = BatchStream(
+                dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model)
+            )
             self.clients.append(ClientSide(part, stream, cfg.lr, cfg.weight_decay))
         server_part = replicate(ServerPart(parts, first))
         self.fit_ranks(server_part.blocks, first, self.layout.server_rank, init=True)
-        self.server = MainServer(server_part, cfg.lr, cfg.weight_decay, per_client_loss=cfg.adaptive_cuts is not None)
+        self.server = MainServer(
+            server_part, cfg.lr, cfg.weight_decay, per_client_loss=cfg.adaptive_cuts is not None
+        )
         self.fed = FederatedServer(parts.blocks, cfg.lora_alpha, cfg.rank_aggregation)
         self.eval_client, self.eval_server = ClientPart(parts, first), ServerPart(parts, first)
         self.adapter = None if cfg.adaptive_cuts is None else CutAdapter(self, cfg.adaptive_cuts)
@@ -113,7 +119,9 @@ class SplitFedSystem:
             if module_rank(block) != rank:
                 set_module_rank(block, rank, self.lora_config)
                 method = "zero_pad" if init else self.cfg.rank_aggregation
-                load_lora(block, project(lora_state(self.global_blocks[j]), rank, self.cfg.lora_alpha, method))
+                load_lora(
+                    block, project(lora_state(self.global_blocks[j]), rank, self.cfg.lora_alpha, method)
+                )
                 resized.append(block)
         return resized
 
@@ -249,7 +257,13 @@ def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequenc
     layout = make_layout(cfg, decoder_parts(model).num_blocks)  # validates the cut(s) before any work
     model = model.to(resolve_device(cfg.device))  # before peft, which puts LoRA on the base layer's device
     peft_model = add_lora(
-        model, cfg.rank, cfg.lora_alpha, cfg.lora_dropout, cfg.seed, cfg.targets, block_ranks=layout.block_ranks()
+        model,
+        cfg.rank,
+        cfg.lora_alpha,
+        cfg.lora_dropout,
+        cfg.seed,
+        cfg.targets,
+        block_ranks=layout.block_ranks(),
     )
     torch.manual_seed(cfg.seed + 1)  # dropout draws from the global generator; checkpoints save its state
     cls = SplitFedSystem if cfg.scheme == "split_fed" else CentralizedSystem

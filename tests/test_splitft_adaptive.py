@@ -1,0 +1,168 @@
+"""SplitFT's adaptive cut rule (spec §10b): known answers, memory bound, block moves, logging, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from learn_tiny import SyntheticLM, tiny_lm
+
+from fedsim.errors import InputError
+from fedsim.learn.adaptive_cut import decide, scores, time_bound
+from fedsim.learn.config import TrainConfig
+from fedsim.learn.cutmove import move_cut
+from fedsim.learn.lora import add_lora, lora_parameters, lora_state
+from fedsim.learn.memory import client_memory_bytes
+from fedsim.learn.split import split_model
+from fedsim.learn.systems import build_system
+from fedsim.learn.train import TrainData, train
+
+
+def test_scores_are_the_weighted_relative_compute_and_quality():
+    s = scores([4.0, 2.0, 2.0], [0.5, 0.25, 0.75], gamma=0.25)
+    np.testing.assert_allclose(
+        s, [0.75 * 1.5 + 0.25 * 1.0, 0.75 * 0.75 + 0.25 * 0.5, 0.75 * 0.75 + 0.25 * 1.5]
+    )
+
+
+def test_a_fast_client_with_good_loss_gains_a_block_and_a_slow_one_loses_one():
+    rows = decide(
+        [2, 2, 2], [4.0, 1.0, 1.0], [0.6, 0.3, 0.3], gamma=0.5, epsilon=0.1, cut_min=1, cut_max=[3] * 3
+    )
+    assert [(r["client"], r["old"], r["new"]) for r in rows] == [(0, 2, 3), (1, 2, 1), (2, 2, 1)]
+
+
+def test_no_move_inside_the_band_and_bounds_are_respected():
+    # scores 1.05 / 0.95 with epsilon 0.1: nobody moves
+    assert decide([2, 2], [1.05, 0.95], [1.0, 1.0], gamma=0.0, epsilon=0.1, cut_min=1, cut_max=[3, 3]) == []
+    # the fast client is at its cut_max, the slow one at cut_min: nobody moves
+    assert decide([3, 1], [4.0, 1.0], [1.0, 1.0], gamma=0.0, epsilon=0.1, cut_min=1, cut_max=[3, 3]) == []
+    # a cut above a (new) memory bound comes down to it whatever the score
+    rows = decide([3, 2], [4.0, 1.0], [1.0, 1.0], gamma=0.0, epsilon=0.1, cut_min=2, cut_max=[1, 3])
+    assert [(r["client"], r["new"]) for r in rows] == [(0, 1)]
+
+
+def test_time_bound_is_the_largest_cut_within_the_budget():
+    assert time_bound([10.0, 10.0, 10.0], flops_per_s=10.0, budget_s=2.5) == 2
+    assert time_bound([10.0, 10.0, 10.0], flops_per_s=10.0, budget_s=0.5) == 0
+
+
+def _measured_bytes(part, ids, mask) -> int:
+    """Distinct storages of the part's parameters and of every tensor autograd saves for backward, plus
+    LoRA gradients and two AdamW moments."""
+    seen = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in part.parameters()}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        part(ids, mask)
+    return sum(seen.values()) + 3 * sum(p.numel() * p.element_size() for p in lora_parameters(part))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("batch,seq_len,cut", [(4, 32, 1), (2, 64, 3)])
+def test_memory_bound_matches_measured_memory_within_20_percent(family, batch, seq_len, cut):
+    model = add_lora(tiny_lm(family), 4, 8.0, 0.0, seed=0).train()
+    data = SyntheticLM(batch, seq_len)
+    ids = torch.stack([data[i]["input_ids"] for i in range(batch)])
+    mask = torch.stack([data[i]["attention_mask"] for i in range(batch)])
+    part, _ = split_model(model, cut)
+    measured = _measured_bytes(part, ids, mask)
+    assert client_memory_bytes(model.config, cut, batch, seq_len, 4) == pytest.approx(measured, rel=0.2)
+
+
+def _adaptive_cfg(**kw):
+    base = dict(model="tiny", num_clients=3, batch_size=2, local_iterations=1, rank=2, lora_alpha=4.0,
+                lr=1e-2, steps=4, eval_every=2, seed=0, cuts=[2, 2, 2],
+                adaptive_cuts={"cut_min": 1, "cut_max": 3, "client_flops_per_s": [4.0, 1.0, 1.0], "gamma": 0.0})  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_moved_block_keeps_its_lora_and_adamw_moments_exactly():
+    system = build_system(tiny_lm("gpt2"), _adaptive_cfg(), SyntheticLM(12), np.array_split(np.arange(12), 3))
+    for _ in range(2):
+        system.local_iteration()
+    server, first = system.server, system.server.part.first
+    # server -> client: client 0 takes block 3 (0-based 2) with the server's values and moments
+    source = server.part.blocks[2 - first]
+    want = {n: p.detach().clone() for n, p in lora_state(source).items()}
+    want_m = {
+        n: {k: v.clone() for k, v in server.optimizer.state[p].items()} for n, p in lora_state(source).items()
+    }
+    assert move_cut(system, 0, 3) == 3
+    got = system.clients[0].part.blocks[2]
+    for name, p in lora_state(got).items():
+        assert torch.equal(p, want[name]) and p is not lora_state(source)[name]
+        state = system.clients[0].optimizer.state[p]
+        assert all(torch.equal(state[k], want_m[name][k]) for k in ("exp_avg", "exp_avg_sq", "step"))
+    # client -> server: client 1 hands block 2 (0-based 1) back; no other client has the server train it
+    block = system.clients[1].part.blocks[1]
+    want = {n: p.detach().clone() for n, p in lora_state(block).items()}
+    want_m = {
+        n: {k: v.clone() for k, v in system.clients[1].optimizer.state[p].items()}
+        for n, p in lora_state(block).items()
+    }
+    assert move_cut(system, 1, 1) == 2
+    target = server.part.blocks[1 - first]
+    for name, p in lora_state(target).items():
+        assert torch.equal(p, want[name])
+        assert all(
+            torch.equal(server.optimizer.state[p][k], want_m[name][k]) for k in ("exp_avg", "exp_avg_sq")
+        )
+    assert system.layout.cuts == [3, 1, 2] and [c.cut for c in system.clients] == [3, 1, 2]
+    system.local_iteration()  # still trains after the moves
+    system.aggregate()
+
+
+@pytest.mark.parametrize("rank_cut", [None, 1])
+def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
+    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
+    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
+    cfg = _adaptive_cfg(steps=3, rank_cut=rank_cut)
+    from fedsim.learn.systems import SplitFedSystem
+
+    seen = {}
+    original = SplitFedSystem.aggregate
+
+    def spy(self, clients=None):
+        original(self, clients)
+        seen["system"] = self
+
+    SplitFedSystem.aggregate = spy
+    try:
+        train(cfg, tiny_lm("gpt2"), data, progress=False)
+    finally:
+        SplitFedSystem.aggregate = original
+    rows = seen["system"].adapter.rows
+    # gamma = 0: compute decides; client 0 (4x faster) climbs to cut_max 3, the others fall to cut_min 1
+    assert [(r["round"], r["client"], r["old"], r["new"]) for r in rows] == [
+        (1, 0, 2, 3),
+        (1, 1, 2, 1),
+        (1, 2, 2, 1),
+    ]
+    assert all({"block", "reason", "score", "loss"} <= set(r) for r in rows)
+    system = seen["system"]
+    assert system.layout.cuts == [3, 1, 1]
+    if rank_cut is not None:  # the copies at the new cuts were re-created at r_cut
+        from fedsim.learn.lora import module_rank
+
+        assert [module_rank(c.part.blocks[-1]) for c in system.clients] == [1, 1, 1]
+        assert [module_rank(c.part.blocks[0]) for c in system.clients][0] == 2
+
+
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        ({"cuts": [0, 2, 2]}, "cuts"),
+        ({"cuts": [2, 4, 2]}, "cuts"),  # J = 4: the server must keep a block
+        ({"rank_cut": 0}, "rank_cut"),
+        ({"adaptive_cuts": {"every": 0}}, "every"),
+        ({"adaptive_cuts": {"memory_bytes": [1e9, 1e3, 1e9]}}, "memory_bytes"),
+    ],
+)
+def test_bad_splitft_input_is_one_input_error(kw, field):
+    with pytest.raises(InputError, match=field):
+        cfg = TrainConfig.parse({"num_clients": 3, "cuts": [2, 2, 2], **kw})
+        build_system(tiny_lm("gpt2"), cfg, SyntheticLM(6), np.array_split(np.arange(6), 3))
