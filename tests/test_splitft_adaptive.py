@@ -91,7 +91,7 @@ def test_a_moved_block_keeps_its_lora_and_adamw_moments_exactly():
     want_m = {
         n: {k: v.clone() for k, v in server.optimizer.state[p].items()} for n, p in lora_state(source).items()
     }
-    assert move_cut(system, 0, 3) == 3
+    assert move_cut(system, 0, 3) == {"client": 0, "block": 3, "to_client": True, "rank": 2}
     got = system.clients[0].part.blocks[2]
     for name, p in lora_state(got).items():
         assert torch.equal(p, want[name]) and p is not lora_state(source)[name]
@@ -104,7 +104,7 @@ def test_a_moved_block_keeps_its_lora_and_adamw_moments_exactly():
         n: {k: v.clone() for k, v in system.clients[1].optimizer.state[p].items()}
         for n, p in lora_state(block).items()
     }
-    assert move_cut(system, 1, 1) == 2
+    assert move_cut(system, 1, 1) == {"client": 1, "block": 2, "to_client": False, "rank": 2}
     target = server.part.blocks[1 - first]
     for name, p in lora_state(target).items():
         assert torch.equal(p, want[name])
@@ -142,7 +142,7 @@ def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
         (1, 1, 2, 1),
         (1, 2, 2, 1),
     ]
-    assert all({"block", "reason", "score", "loss"} <= set(r) for r in rows)
+    assert all({"blocks", "reason", "score", "loss"} <= set(r) for r in rows)
     system = seen["system"]
     assert system.layout.cuts == [3, 1, 1]
     if rank_cut is not None:  # the copies at the new cuts were re-created at r_cut

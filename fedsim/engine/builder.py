@@ -150,6 +150,12 @@ def simulate(
         chan.redraw()
         costs.new_block()
 
+    def on_layout(cuts: np.ndarray, ranks: np.ndarray) -> None:  # live SplitFT: cuts/ranks changed
+        costs.set_sizes(event_sizes(workload, alloc.with_(cuts=cuts, ranks=ranks), batch_size))
+
+    def block_bits(block: int, rank: int) -> float:  # LoRA values + two AdamW moments of block (1-based)
+        return 3.0 * float(workload.lora_bits_per_rank[block - 1]) * rank
+
     ctx = RunContext(
         env=env,
         config=config,
@@ -167,6 +173,8 @@ def simulate(
         names=_labels(alloc, k),
         energy_tx_j=[0.0] * k,
         energy_cpu_j=[0.0] * k,
+        block_bits=block_bits,
+        on_layout=on_layout,
     )
     log: list[dict] = []
     n_rounds = int(math.ceil(rounds)) if trainer is None else int(math.floor(rounds))

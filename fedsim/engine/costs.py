@@ -105,7 +105,14 @@ class Costs:
     """
 
     def __init__(self, drop: Drop, sizes: EventSizes, chan: ChannelState, config: EngineConfig):
-        self.sizes, self.chan, self._drop = sizes, chan, drop
+        self.chan, self._drop, self._config = chan, drop, config
+        self._slowdown = np.ones(drop.num_clients)
+        self.set_sizes(sizes)
+
+    def set_sizes(self, sizes: EventSizes) -> None:
+        """(Re)derive every duration and energy from ``sizes`` (live mode: the cuts or ranks changed)."""
+        drop, chan, config = self._drop, self.chan, self._config
+        self.sizes = sizes
         self._fwd_s = sizes.client_fwd_flops / drop.client_flops_per_s
         self._bwd_s = sizes.client_bwd_flops / drop.client_flops_per_s
         per_cycle = _flops_per_cycle(drop, config)
@@ -123,7 +130,7 @@ class Costs:
             float(sizes.server_fwd_flops.sum() / f_s),
             float(sizes.server_bwd_flops.sum() / f_s),
         )
-        self.new_round(np.ones(drop.num_clients))
+        self.new_round(self._slowdown)
         self.new_block()
 
     def new_block(self) -> None:
@@ -139,6 +146,7 @@ class Costs:
 
     def new_round(self, slowdown: np.ndarray) -> None:
         """Set this round's client compute times; ``slowdown`` (K,) >= 1 multiplies them."""
+        self._slowdown = slowdown
         self.fwd_s = (self._fwd_s * slowdown).tolist()
         self.bwd_s = (self._bwd_s * slowdown).tolist()
 
@@ -152,6 +160,11 @@ class Costs:
             float(self.sizes.server_fwd_flops[idx].sum() / f_s),
             float(self.sizes.server_bwd_flops[idx].sum() / f_s),
         )
+
+    def block_move_s(self, client: int, bits: float, to_client: bool) -> float:
+        """A moved block's LoRA state to client k (downlink) or from it to the main server (main link) [s]."""
+        rate = self.chan.rate_down_bps if to_client else self.chan.rate_main_bps
+        return float(transfer_s(bits, rate[client]))
 
     def broadcast_s(self, clients: list[int]) -> float:
         """Multicast of the aggregated LoRA to ``clients``: largest LoRA at the weakest downlink rate [s]."""

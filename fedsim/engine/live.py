@@ -18,6 +18,11 @@ only, never by wall time. The calls, in the order the engine makes them within o
 5. ``end_round(round_index, sim_time_s) -> bool`` after the round (0-based index, simulated time at
    its end): evaluate when due; ``True`` means the target is reached and the run stops.
 
+SplitFT (optional, duck-typed): a trainer whose cuts can change has ``take_cut_moves() -> list of
+{client, block, to_client, rank}`` (blocks moved at the aggregation just made) and ``layout() -> (cuts,
+ranks)``; the engine then charges each moved block's LoRA state on the downlink (to the client) or the
+client's main link (to the server) and re-times the following rounds for the new cuts and ranks.
+
 Clients that fail, or are dropped by a deadline, get no further calls in that round; a client dropped
 between its forward and backward pass simply never gets the backward call. ``rounds`` passed to
 ``simulate`` is the maximum number of rounds in live mode.

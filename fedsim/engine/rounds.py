@@ -7,6 +7,7 @@ trainer whether the target is reached.
 
 from __future__ import annotations
 
+import numpy as np
 import simpy
 
 from fedsim.engine.actors import client, main_server
@@ -43,6 +44,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
             yield env.timeout(cfg.aggregation_s)
         if trainer is not None:
             trainer.aggregate(aggregated)
+            yield from _move_blocks(env, ctx, e)
         if ctx.trace is not None and (cfg.aggregation_s > 0 or aggregated):
             ctx.trace.append((e, None, "fed_server", "aggregate", agg_start, env.now, 0.0, 0.0, "fed_server"))
         if cfg.broadcast and aggregated:
@@ -76,3 +78,33 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
         if trainer is not None and trainer.end_round(e, env.now):
             return True
     return False
+
+
+def _move_blocks(env: simpy.Environment, ctx: RunContext, e: int):
+    """Live SplitFT: charge the blocks the trainer moved at this aggregation, then re-time the new cuts.
+
+    Each move sends the block's LoRA values and both AdamW moments (``ctx.block_bits``): server -> client on
+    the downlink, client -> server on the client's main-link subchannels. A client's moves run one after
+    another, different clients' in parallel; the round continues when the last one is done.
+    """
+    take = getattr(ctx.trainer, "take_cut_moves", None)
+    moves = take() if take is not None else []
+    if not moves:
+        return
+    busy: dict[int, float] = {}
+    rows = []
+    for move in moves:
+        k, to_client = int(move["client"]), bool(move["to_client"])
+        bits = ctx.block_bits(int(move["block"]), int(move["rank"]))
+        dur = ctx.costs.block_move_s(k, bits, to_client)
+        start = busy.get(k, 0.0)
+        busy[k] = start + dur
+        phase, where = ("move_block_to_client", "downlink") if to_client else ("move_block_to_server", "main")
+        rows.append(
+            (e, None, ctx.names["client"][k], phase, env.now + start, env.now + busy[k], bits, 0.0, where)
+        )
+    yield env.timeout(max(busy.values()))
+    if ctx.trace is not None:
+        ctx.trace.extend(rows)
+    cuts, ranks = ctx.trainer.layout()
+    ctx.on_layout(np.asarray(cuts, dtype=int), np.asarray(ranks, dtype=int))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
 
 from fedsim.engine.config import EngineConfig
@@ -61,6 +62,9 @@ class RunContext:
     names: dict[str, list[str]]  # actor and resource labels per client (trace rows)
     energy_tx_j: list[float] = field(default_factory=list)
     energy_cpu_j: list[float] = field(default_factory=list)
+    # live mode with cut changes (SplitFT): bits of a moved block's state, and re-timing for new cuts/ranks
+    block_bits: Callable[[int, int], float] | None = None
+    on_layout: Callable[[np.ndarray, np.ndarray], None] | None = None
 
 
 class RoundState:

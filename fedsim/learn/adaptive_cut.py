@@ -82,7 +82,6 @@ class CutAdapter:
                         f"({need[0]:.3g} B for cut 1 at b = {tcfg.batch_size}, L = {tcfg.seq_len})"
                     )
                 self.cut_max[i] = min(self.cut_max[i], fits[-1])
-        self.block_flops: np.ndarray | None = None
         self.round = 0
         self.rows: list[dict] = []
         self._pending: list[dict] = []
@@ -123,18 +122,19 @@ class CutAdapter:
         rows = decide(self.system.layout.cuts, self.compute, quality, self.cfg.gamma, self.cfg.epsilon,
                       self.cfg.cut_min, self.cut_max)  # fmt: skip
         for row in rows:
-            c = row["old"]
+            c, blocks = row["old"], []
             while c != row["new"]:
                 c += 1 if row["new"] > c else -1
-                block = move_cut(self.system, row["client"], c)
-            row.update(round=self.round, block=block, loss=float(loss[row["client"]]))
+                move = move_cut(self.system, row["client"], c)
+                self._pending.append(move)
+                blocks.append(move["block"])
+            row.update(round=self.round, blocks=blocks, loss=float(loss[row["client"]]))
         self.rows += rows
-        self._pending += rows
         self._nll[:], self._tokens[:] = 0.0, 0.0
         return rows
 
     def take_moves(self) -> list[dict]:
-        """Moves since the last call (the engine charges their block transfers)."""
+        """Single-block moves since the last call (client, block, to_client, rank): the engine charges them."""
         out, self._pending = self._pending, []
         return out
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from fedsim.learn.fedsplit import load_lora, replicate
-from fedsim.learn.lora import lora_parameters, lora_state
+from fedsim.learn.lora import lora_parameters, lora_state, module_rank
 
 
 def _moments(optimizer: torch.optim.Optimizer, block: torch.nn.Module) -> dict[str, dict]:
@@ -41,8 +41,9 @@ def _rebuild(optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> torch
     return new
 
 
-def move_cut(system, k: int, new_cut: int) -> int:
-    """Change client k's cut by one block (``new_cut`` = c_k ± 1); returns the moved block (1-based)."""
+def move_cut(system, k: int, new_cut: int) -> dict:
+    """Change client k's cut by one block (``new_cut`` = c_k ± 1). Returns the move: client, block (1-based),
+    to_client, and rank (of the receiving copy, after the move)."""
     client, server, layout = system.clients[k], system.server, system.layout
     old, first = client.cut, server.part.first
     if abs(new_cut - old) != 1:
@@ -70,7 +71,9 @@ def move_cut(system, k: int, new_cut: int) -> int:
         client.optimizer = _rebuild(client.optimizer, client.part)
     layout.cuts[k] = new_cut
     _refit(system)
-    return j + 1
+    to_client = new_cut > old
+    receiver = client.part.blocks[j] if to_client else server.part.blocks[j - first]
+    return {"client": k, "block": j + 1, "to_client": to_client, "rank": module_rank(receiver)}
 
 
 def _refit(system) -> None:

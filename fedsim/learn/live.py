@@ -41,6 +41,7 @@ class LiveTrainer:
         self.curve: list[dict] = [
             {"step": 0, "round": 0.0, "val_ppl": perplexity(system, data, self.eval_batch), "sim_time_s": 0.0}
         ]
+        self._cut_rows = [{"round": 0, "client": k, "cut": c} for k, c in enumerate(system.layout.cuts)]
         self._bar = tqdm(
             total=cfg.steps // cfg.local_iterations, disable=not progress, desc="live", unit="round"
         )
@@ -70,6 +71,24 @@ class LiveTrainer:
     def aggregate(self, clients: Sequence[int]) -> None:
         self.system.aggregate(list(clients))
 
+    def take_cut_moves(self) -> list[dict]:
+        """SplitFT: the blocks moved by the adaptive cut rule since the last call (the engine charges them)."""
+        adapter = self.system.adapter
+        return adapter.take_moves() if adapter is not None else []
+
+    def layout(self):
+        """(cuts (K,), ranks (K, J)) as the engine times them (``fedsim.learn.layout.Layout``)."""
+        return list(self.system.layout.cuts), self.system.layout.ranks_matrix()
+
+    def cut_rows(self) -> list[dict]:
+        """One row per (round, client): client k's cut after round r (what it runs next; round 0 = start)."""
+        return list(self._cut_rows)
+
+    def cut_changes(self) -> list[dict]:
+        """Every change of the adaptive rule: round, client, old, new, blocks, score, loss, reason."""
+        adapter = self.system.adapter
+        return list(adapter.rows) if adapter is not None else []
+
     def end_round(self, round_index: int, sim_time_s: float) -> bool:
         """Log the round; evaluate when due. True = target perplexity reached (the engine stops)."""
         self.steps = (round_index + 1) * self.cfg.local_iterations
@@ -82,6 +101,9 @@ class LiveTrainer:
             row["val_ppl"] = perplexity(self.system, self.data, self.eval_batch)
             self._last_eval_step = self.steps
         self.curve.append(row)
+        self._cut_rows += [
+            {"round": round_index + 1, "client": k, "cut": c} for k, c in enumerate(self.system.layout.cuts)
+        ]
         self._bar.update(1)
         reached = self.cfg.target_ppl is not None and row.get("val_ppl", float("inf")) <= self.cfg.target_ppl
         if reached:

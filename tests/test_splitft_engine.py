@@ -1,0 +1,76 @@
+"""SplitFT in the event engine: heterogeneous cuts and cut-layer ranks in paper mode, live cut changes."""
+
+from __future__ import annotations
+
+import numpy as np
+from engine_helpers import random_allocation, random_drop, random_workload
+
+from fedsim.allocation import cut_layer_ranks
+from fedsim.delay import delays
+from fedsim.engine import EngineConfig, simulate
+from fedsim.engine.channel_state import ChannelState
+from fedsim.engine.live import StubTrainer
+
+FAST = EngineConfig(trace=False)
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
+def test_paper_mode_equals_the_delay_model_with_heterogeneous_cuts_and_cut_layer_ranks():
+    rng = np.random.default_rng(99)
+    worst = 0.0
+    for _ in range(200):
+        work = random_workload(rng, num_layers=int(rng.integers(3, 7)))
+        drop = random_drop(rng)
+        j = work.num_layers
+        cuts = rng.integers(1, j, drop.num_clients)  # 1..J-1: SplitFT keeps a server block
+        base = random_allocation(rng, drop, j)
+        alloc = base.with_(cuts=cuts, ranks=cut_layer_ranks(cuts, j, rank_cut=4, rank_others=8))
+        ref = delays(drop, work, alloc, 4, 3, 2.0).total_s
+        worst = max(worst, _rel(simulate(drop, work, alloc, 4, 3, 2.0, FAST, rng).total_s, ref))
+    assert worst < 1e-9
+
+
+class _MovingTrainer(StubTrainer):
+    """Moves client 0's cut c -> c+1 at the first aggregation (block c+1 at rank 8 to the client)."""
+
+    def __init__(self, cuts, ranks_after, stop_after):
+        super().__init__(stop_after=stop_after)
+        self.cuts, self.ranks_after, self._moves = list(cuts), ranks_after, []
+
+    def aggregate(self, clients):
+        super().aggregate(clients)
+        if len([c for c in self.calls if c[0] == "aggregate"]) == 1:
+            self._moves = [{"client": 0, "block": self.cuts[0] + 1, "to_client": True, "rank": 8}]
+            self.cuts[0] += 1
+
+    def take_cut_moves(self):
+        out, self._moves = self._moves, []
+        return out
+
+    def layout(self):
+        return self.cuts, self.ranks_after
+
+
+def test_live_cut_change_is_charged_and_retimes_the_next_round():
+    rng = np.random.default_rng(5)
+    work = random_workload(rng, num_layers=4)
+    drop = random_drop(rng, k=3, fading=False)
+    before = np.array([2, 1, 3])
+    after = np.array([3, 1, 3])
+    base = random_allocation(rng, drop, 4)
+    a0 = base.with_(cuts=before, ranks=cut_layer_ranks(before, 4, 4, 8))
+    a1 = base.with_(cuts=after, ranks=cut_layer_ranks(after, 4, 4, 8))
+    trainer = _MovingTrainer(before, a1.ranks, stop_after=2)
+    # Execute: two live rounds in paper mode
+    sim = simulate(drop, work, a0, 4, 2, 5, EngineConfig(), np.random.default_rng(0), trainer=trainer)
+    # Assert: round 1 at the old cuts, the block's LoRA values + 2 AdamW moments on the downlink, round 2 new
+    rate_down = ChannelState(drop, a0, EngineConfig(), np.random.default_rng(0)).rate_down_bps[0]
+    move_s = 3 * work.lora_bits_per_rank[2] * 8 / rate_down
+    want = delays(drop, work, a0, 4, 2, 1).total_s + move_s + delays(drop, work, a1, 4, 2, 1).total_s
+    assert sim.rounds_completed == 2
+    assert _rel(sim.total_s, want) < 1e-9
+    moves = sim.trace[sim.trace["phase"] == "move_block_to_client"]
+    assert len(moves) == 1 and moves["bits"].iloc[0] == 3 * work.lora_bits_per_rank[2] * 8
