@@ -53,6 +53,25 @@ def decide(
     return rows
 
 
+def steady_cuts(
+    cuts: Sequence[int],
+    compute: Sequence[float],
+    gamma: float,
+    epsilon: float,
+    cut_min: int,
+    cut_max: Sequence[int],
+) -> list[int]:
+    """Where the rule leaves the cuts when every client's quality is equal (compute alone decides)."""
+    cuts = [int(c) for c in cuts]
+    for _ in range(max(cut_max) + 1):  # each decision moves a cut one block toward its bound
+        rows = decide(cuts, compute, [1.0] * len(cuts), gamma, epsilon, cut_min, cut_max)
+        if not rows:
+            break
+        for row in rows:
+            cuts[row["client"]] = row["new"]
+    return cuts
+
+
 def time_bound(block_flops: Sequence[float], flops_per_s: float, budget_s: float) -> int:
     """Largest cut l whose per-iteration FP + BP work sum_{j<=l} block_flops_j / F fits in ``budget_s``."""
     work = np.cumsum(np.asarray(block_flops, float)) / flops_per_s

@@ -76,3 +76,32 @@ class Layout:
             ],
             dtype=int,
         )
+
+
+def check_config(cfg, model_config) -> None:
+    """SplitFT settings of a TrainConfig against the model's J and memory (InputError naming the field):
+    per-client cuts in 1..J-1, adaptive cut_min/cut_max within 1..J-1 and around the cuts, and each client's
+    memory budget at least what one block needs (``fedsim.learn.memory``)."""
+    from fedsim.learn.memory import client_memory_bytes
+    from fedsim.model_configs import architecture
+
+    num_blocks = architecture(model_config).num_layers
+    if cfg.cuts is not None or cfg.rank_cut is not None or cfg.adaptive_cuts is not None:
+        cuts = check_cuts(cfg.client_cuts(), num_blocks, "cuts" if cfg.cuts is not None else "cut")
+    else:
+        return
+    a = cfg.adaptive_cuts
+    if a is None:
+        return
+    top = num_blocks - 1 if a.cut_max is None else a.cut_max
+    check_cuts([a.cut_min, top], num_blocks, "adaptive_cuts.cut_min/cut_max")
+    if not all(a.cut_min <= c <= top for c in cuts):
+        raise InputError(f"cuts: {cuts} must lie in adaptive_cuts.cut_min..cut_max = {a.cut_min}..{top}")
+    if a.memory_bytes is not None:
+        one = client_memory_bytes(model_config, 1, cfg.batch_size, cfg.seq_len, cfg.rank)
+        for k, budget in enumerate(a.memory_bytes):
+            if budget < one:
+                raise InputError(
+                    f"adaptive_cuts.memory_bytes: client {k}'s budget {budget:.3g} B is below one block "
+                    f"({one:.3g} B for cut 1 at b = {cfg.batch_size}, L = {cfg.seq_len})"
+                )

@@ -107,6 +107,9 @@ def _ensure_builtins() -> None:
 
         for scheme in BUILTINS:
             _REGISTRY[scheme.name] = scheme
+        from fedsim.optimize.splitft import SPLITFT  # SplitFT's own choices (spec §10), no optimiser
+
+        _REGISTRY[SPLITFT.name] = SPLITFT
 
 
 def registered_schemes() -> dict[str, Scheme]:

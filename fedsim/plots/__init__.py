@@ -87,6 +87,17 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
                 else None
             )
             made += save(convergence_figure(curve, target), figures / "convergence", formats)
+    if (live / "arms_curve.csv").exists():  # SplitFT-style arms (fedsim.sweep.live_arms)
+        from fedsim.plots.splitft import splitft_figure, splitft_table
+
+        arms = pd.read_csv(live / "arms_curve.csv")
+        target = arms["target_ppl"].dropna().iloc[0] if arms["target_ppl"].notna().any() else None
+        made += save(
+            splitft_figure(arms, pd.read_csv(live / "arms_cuts.csv"), target), figures / "splitft", formats
+        )
+        table = splitft_table(pd.read_csv(live / "arms_summary.csv"))
+        (figures / "splitft_table.md").write_text(to_markdown(table) + "\n", encoding="utf-8")
+        made.append(figures / "splitft_table.md")
     if (live / "summary.csv").exists():
         table = table4(pd.read_csv(live / "summary.csv"))
         figures.mkdir(parents=True, exist_ok=True)

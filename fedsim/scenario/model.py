@@ -149,6 +149,16 @@ class SchemesSection(_Section):
         description="power control: exact (Newton with a bisection fallback, flat channels) or cvxpy (also "
         "handles fading)",
     )
+    per_client_cuts: bool = Field(
+        False,
+        description="the optimising schemes choose one cut per client (spec §10; or training.per_client_cuts)",
+    )
+    rank_cut: int | None = Field(
+        None,
+        ge=1,
+        description="SplitFT cut-layer rank (spec §10c): this rank on each client's blocks c_k and c_k+1 of "
+        "every scheme's allocation, the scheme's rank elsewhere (the splitft scheme sets its own)",
+    )
 
     @field_validator("names")
     @classmethod
@@ -257,10 +267,27 @@ class LiveSection(_Section):
         "names accepts)",
     )
 
+    arms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named training variants (TrainConfig fields over live.training), e.g. SplitFT's same cut "
+        "vs adaptive cuts; each arm runs once per combination of `vary` (fedsim.sweep.live_arms)",
+    )
+    vary: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="TrainConfig field -> values every arm is run with (product), e.g. dirichlet_alpha",
+    )
+
     @field_validator("scheme")
     @classmethod
     def _scheme_known(cls, value: str) -> str:
         return _known_scheme(value)
+
+    @model_validator(mode="after")
+    def _arms_valid(self) -> LiveSection:
+        from fedsim.sweep.live_arms import arm_configs
+
+        arm_configs(self)  # every (arm, vary) combination is a valid config (ValueError names it)
+        return self
 
 
 class OutputsSection(_Section):

@@ -48,15 +48,17 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     return result.allocation.with_(cuts=np.full(k, cut, dtype=int), ranks=uniform_ranks(k, j, int(cfg.rank)))
 
 
-def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool) -> dict:
+def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
+    """One live co-simulation of training config ``cfg`` on the scenario's system: (SimResult, trainer, alloc).
+
+    With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
+    cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it."""
     from fedsim.engine import simulate
     from fedsim.learn.live import LiveTrainer
     from fedsim.learn.setup import load
     from fedsim.workload import workload_from_config
 
     live = scenario.live
-    cfg = live.training.model_copy(update={"rank": int(rank)})
-    started = time.perf_counter()
     model, _, data = load(cfg, progress=progress)
     workload = workload_from_config(  # [model]'s counting settings, on the trained model's own config
         model.config,
@@ -71,13 +73,14 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     base = scenario.montecarlo.base_seed
     drop = draw_radio_drop(system, scenario.radio, seeds.drop_rng(base, _LIVE_POINT, live.drop))
     alloc = _allocation(scenario, drop, workload, cfg)
-    trainer = LiveTrainer.from_config(
-        cfg,
-        model=model,
-        data=data,
-        progress=progress,
-        source=f"fedsim run {scenario.name} (live, rank {rank})",
-    )
+    trainer = LiveTrainer.from_config(cfg, model=model, data=data, progress=progress, source=source)
+    if cfg.cuts is not None or cfg.rank_cut is not None or cfg.adaptive_cuts is not None:
+        cuts, ranks = trainer.layout()
+        alloc = alloc.with_(cuts=np.asarray(cuts, dtype=int), ranks=np.asarray(ranks, dtype=int))
+    adapter = trainer.system.adapter
+    if adapter is not None and cfg.adaptive_cuts.client_flops_per_s is None:
+        per_block = cfg.batch_size * (workload.fwd_flops + workload.bwd_flops)
+        adapter.set_compute(drop.client_flops_per_s, per_block)
     max_rounds = live.max_rounds or max(1, math.ceil(cfg.steps / cfg.local_iterations))
     sim = simulate(
         drop,
@@ -91,6 +94,16 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
         ),  # the upload reading of [training], as the sweep
         seeds.engine_rng(base, _LIVE_POINT, live.drop),
         trainer=trainer,
+    )
+    return sim, trainer, alloc
+
+
+def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool) -> dict:
+    live = scenario.live
+    cfg = live.training.model_copy(update={"rank": int(rank)})
+    started = time.perf_counter()
+    sim, trainer, alloc = simulate_live(
+        scenario, cfg, progress, f"fedsim run {scenario.name} (live, rank {rank})"
     )
     folder = store.root / "live" / f"rank{rank}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,6 +140,10 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
 def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
     """Run (or resume) every rank of the live section; returns summary lines for the report."""
     live = scenario.live
+    if live.arms:  # SplitFT-style study: named training variants (fedsim.sweep.live_arms)
+        from fedsim.sweep.live_arms import run_arms
+
+        return run_arms(scenario, store, progress)
     ranks = live.ranks or (live.training.rank,)
     root = store.root / "live"
     # finished ranks are reused only if everything the live run depends on is unchanged

@@ -161,7 +161,7 @@ def problem_at(scenario: Scenario, point_index: int, drop_index: int):
         local_iterations=at.training.local_iterations,
         rounds_by_rank=rounds_by_rank_of(at)[0],
         upload_every_local_iteration=at.training.upload_every_local_iteration,
-        per_client_cuts=at.training.per_client_cuts,
+        per_client_cuts=at.training.per_client_cuts or at.schemes.per_client_cuts,
     )
 
 
@@ -173,7 +173,12 @@ def optimize_at(scenario: Scenario, point_index: int, drop_index: int, scheme: s
     chosen = get_scheme(scheme)
     rng = seeds.scheme_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index, chosen.name)
     problem = problem_at(scenario, point_index, drop_index)
-    return optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
+    result = optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
+    if at.schemes.rank_cut is not None and chosen.name != "splitft":  # SplitFT's cut-layer rank (spec §10c)
+        from fedsim.optimize.splitft import with_cut_layer_rank
+
+        result = with_cut_layer_rank(problem, result, at.schemes.rank_cut)
+    return result
 
 
 def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
