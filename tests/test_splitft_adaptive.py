@@ -166,3 +166,21 @@ def test_bad_splitft_input_is_one_input_error(kw, field):
     with pytest.raises(InputError, match=field):
         cfg = TrainConfig.parse({"num_clients": 3, "cuts": [2, 2, 2], **kw})
         build_system(tiny_lm("gpt2"), cfg, SyntheticLM(6), np.array_split(np.arange(6), 3))
+
+
+def test_resume_with_moved_cuts_gives_the_uninterrupted_curve(tmp_path):
+    # cuts move after round 1; a run stopped after round 2 and resumed must continue the same curve
+    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
+    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
+    kw = dict(steps=4, eval_every=1, rank_cut=1)
+    full = train(_adaptive_cfg(**kw), tiny_lm("llama"), data, progress=False)
+    ckpt = tmp_path / "run.pt"
+    train(_adaptive_cfg(**{**kw, "steps": 2}, checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("llama"),
+          data, progress=False)  # fmt: skip
+    resumed = train(_adaptive_cfg(**kw, checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("llama"), data,
+                    progress=False)  # fmt: skip
+    assert len(resumed.curve) == len(full.curve) == 5
+    for a, b in zip(resumed.curve, full.curve, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a, b)
