@@ -21,6 +21,7 @@ The names in ``__all__`` are the stable API; the modules behind them may move.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
@@ -87,9 +88,10 @@ def run(
     Returns:
         ``RunOutput(rows, folder)``; rows is empty when the scenario has no sweep.
     """
+    from fedsim.atomic import atomic_write_text
     from fedsim.sweep.executors import EXECUTORS
     from fedsim.sweep.runner import default_out_dir, run_sweep
-    from fedsim.sweep.store import ResultsStore, atomic_write_text
+    from fedsim.sweep.store import ResultsStore
     from fedsim.sweep.summary import sweep_report
     from fedsim.sweep.tasks import preflight
 
@@ -101,34 +103,37 @@ def run(
         raise InputError("ray_address needs executor 'ray'")
     preflight(scenario)  # everything that can fail on input fails before anything is written
     store = ResultsStore(Path(out) if out else default_out_dir(scenario))
-    store.prepare(
-        scenario, fresh=fresh, meta={"executor": executor, **(meta or {"command": "fedsim.api.run"})}
-    )
-    if scenario.training.records:
-        store.write_record_curves(scenario.training.records)
-    started = time.perf_counter()
-    report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
-    if scenario.live is not None and scenario.live.enabled:
-        from fedsim.sweep.live import run_live
+    # one writer per folder; interim tables of a running study only read its finished records
+    interim = scenario.study is not None and scenario.study.existing_only
+    with nullcontext() if interim else store.lock(str((meta or {}).get("command", "fedsim.api.run"))):
+        store.prepare(
+            scenario, fresh=fresh, meta={"executor": executor, **(meta or {"command": "fedsim.api.run"})}
+        )
+        if scenario.training.records:
+            store.write_record_curves(scenario.training.records)
+        started = time.perf_counter()
+        report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
+        if scenario.live is not None and scenario.live.enabled:
+            from fedsim.sweep.live import run_live
 
-        report += run_live(scenario, store, progress=progress)
-    rows = pd.DataFrame()
-    if scenario.study is not None:  # a sweep of training runs (rank x scheme x seed)
-        from fedsim.sweep.study import write_study_tables
+            report += run_live(scenario, store, progress=progress)
+        rows = pd.DataFrame()
+        if scenario.study is not None:  # a sweep of training runs (rank x scheme x seed)
+            from fedsim.sweep.study import write_study_tables
 
-        rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
-        report += write_study_tables(rows, scenario.study.targets, store.root / "tables")
-    elif scenario.montecarlo.drops > 0 and scenario.schemes.names:
-        rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
-        if not rows.empty:
-            report += sweep_report(rows, scenario.montecarlo.timing)
-    if figures:
-        from fedsim.plots import make_figures
+            rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
+            report += write_study_tables(rows, scenario.study.targets, store.root / "tables")
+        elif scenario.montecarlo.drops > 0 and scenario.schemes.names:
+            rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
+            if not rows.empty:
+                report += sweep_report(rows, scenario.montecarlo.timing)
+        if figures:
+            from fedsim.plots import make_figures
 
-        drawn = make_figures(store.root)
-        report += ["## Figures", ""] + [f"- {p.relative_to(store.root)}" for p in drawn] + [""]
-    report.append(f"Done in {time.perf_counter() - started:.1f} s; results in {store.root}/")
-    atomic_write_text(store.root / "summary.md", "\n".join(report) + "\n")
+            drawn = make_figures(store.root)
+            report += ["## Figures", ""] + [f"- {p.relative_to(store.root)}" for p in drawn] + [""]
+        report.append(f"Done in {time.perf_counter() - started:.1f} s; results in {store.root}/")
+        atomic_write_text(store.root / "summary.md", "\n".join(report) + "\n")
     return RunOutput(rows, store.root)
 
 

@@ -1,36 +1,135 @@
 """Atomic file writes: a file is either its old version or its complete new one, never half written.
 
-Every writer in fedsim goes through here (result parts and tables, convergence records, checkpoints):
-write to a temporary file in the target's own folder (same file system), then ``os.replace`` it onto the
-target, which POSIX and Windows make atomic. A writer that fails leaves no temporary file behind.
+Every writer in fedsim goes through here (result parts and tables, convergence records, checkpoints, the
+model cache's marker): write to a temporary file in the target's own folder (same file system), fsync it,
+``os.replace`` it onto the target (atomic on POSIX and Windows) and fsync the folder, so the rename survives
+a power cut. On any failure, KeyboardInterrupt included, the temporary file is removed and the old target
+is untouched; SIGINT/SIGTERM under ``fedsim.interrupt.interruptible`` wait until the rename is done. An
+``OSError`` that means "cannot write here" (disk full, no permission, read-only file system, quota) becomes
+a one-line ``WriteError`` naming the path. A SIGKILL can leave a temporary file (``.NAME.PID.tmp``);
+``remove_stale_temps`` deletes those of dead processes when a run starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from fedsim.errors import InputError
+from fedsim.interrupt import signals_held
+
+# errno -> what the user is told; these are conditions of the place written to, not bugs
+_WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+TMP_SUFFIX = ".tmp"
+
+
+class WriteError(InputError):
+    """A file could not be written (disk full, no permission, read-only filesystem); one line, exit 2."""
+
+
+def write_error(exc: OSError, path: str | Path | None = None) -> WriteError | None:
+    """The one-line WriteError for ``exc`` if it is a cannot-write condition, else None."""
+    reason = _WRITE_ERRORS.get(exc.errno or -1)
+    if reason is None:
+        return None
+    where = path if path is not None else (exc.filename or "output")
+    return WriteError(f"{where}: cannot write: {reason}; free space or choose another folder, then rerun")
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file that stands for ``path`` while it is written (hidden, this process's id)."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temporary files left in ``folder`` by killed processes (not by live ones); returns them."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(f".*{TMP_SUFFIX}"):
+        pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 3 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: folders cannot be opened; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary path beside ``path``; when the block ends without error, move it onto
+    """Yield a temporary path beside ``path``; when the block ends without error, fsync it and move it onto
     ``path``. Creates the parent folder. For writers that want a file name (``to_parquet``, ``torch.save``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_name(path)
+    with signals_held():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            _discard(tmp)
+            if isinstance(exc, OSError) and (err := write_error(exc, path)) is not None:
+                raise err from None
+            raise
+    _fsync_dir(path.parent)
+
+
+def _discard(tmp: Path) -> None:
     try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
         tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(
+    path: str | Path, data: Any, *, indent: int | None = None, allow_nan: bool = True
+) -> Path:
+    """Write ``data`` as JSON (plus a final newline) to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n")

@@ -39,13 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"fedsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("fedsim: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         # output piped into e.g. `head`: stop quietly, and keep Python from complaining at exit
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a write that no atomic writer wrapped: still one line naming the path
+        from fedsim.atomic import write_error
+
+        err = write_error(exc)
+        if err is None:
+            raise
+        print(f"fedsim {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

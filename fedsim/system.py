@@ -22,14 +22,14 @@ if TYPE_CHECKING:
 class SystemParams(BaseModel):
     """Radio and compute parameters of the system (spec §7; PROPOSED values where the paper lost them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     num_clients: int = Field(5, ge=1, le=10_000, description="K, number of clients")
     radius_m: float = Field(200.0, gt=0, description="radius of the disc the clients are dropped in [m]")
     main_server_offset_m: float = Field(
         100.0, ge=0, description="distance of the main server from the centre [m]"
     )
-    min_distance_m: float = Field(10.0, ge=0, description="clamp on client-server distance [m]")
+    min_distance_m: float = Field(10.0, gt=0, description="clamp on client-server distance [m]")
     shadowing_sigma_db: float = Field(8.0, ge=0, description="log-normal shadowing std [dB]")
     bandwidth_main_hz: float = Field(10e6, gt=0, description="total uplink bandwidth to the main server [Hz]")
     bandwidth_fed_hz: float = Field(
@@ -59,7 +59,40 @@ class SystemParams(BaseModel):
     def _check_ranges(self) -> SystemParams:
         if self.client_cycles_max < self.client_cycles_min:
             raise ValueError("client_cycles_max must be >= client_cycles_min")
+        for link, m in (("main", self.num_subchannels_main), ("fed", self.num_subchannels_fed)):
+            if m < self.num_clients:
+                raise ValueError(
+                    f"{self.num_clients} clients but {m} subchannels: every client needs at least one "
+                    f"(num_subchannels_{link} must be >= num_clients)"
+                )
+        # what a drop derives from these must be a usable finite number (validation = run)
+        derived = {
+            "bandwidth_main_hz / num_subchannels_main": self.bandwidth_main_hz / self.num_subchannels_main,
+            "bandwidth_fed_hz / num_subchannels_fed": self.bandwidth_fed_hz / self.num_subchannels_fed,
+            "noise_psd_dbm_hz in W/Hz": _quiet(channel.dbm_hz_to_w_hz, self.noise_psd_dbm_hz),
+            "client_cycles_max * client_flops_per_cycle": self.client_cycles_max * self.client_flops_per_cycle,
+            "server_cycles * server_flops_per_cycle": self.server_cycles * self.server_flops_per_cycle,
+        }
+        for what, value in derived.items():
+            if not (0 < value < float("inf")):
+                raise ValueError(f"{what} is {value}, not a finite number > 0")
+        # the strongest link a drop can draw (closest distance, antenna gains, a 10-sigma shadowing draw)
+        # must have a finite linear gain
+        antennas = (self.gain_client_dbi, self.gain_main_dbi, self.gain_fed_dbi)
+        loss_db = float(channel.pathloss_db(self.min_distance_m))
+        best_db = max(antennas[1:]) + antennas[0] - loss_db + 10 * self.shadowing_sigma_db
+        if max(abs(g) for g in antennas) > 300 or not best_db < 3000:
+            raise ValueError(
+                "antenna gains (|G| <= 300 dBi each), min_distance_m and shadowing_sigma_db give a link gain "
+                f"of up to {best_db:.4g} dB, beyond floating point; use physical values"
+            )
         return self
+
+
+def _quiet(fn, *args) -> float:
+    """``fn(*args)`` as a float, with numpy's overflow/underflow warnings off (the caller checks the value)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(fn(*args))
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,63 @@ def test_resume_with_other_config_is_input_error(tmp_path):
     )
     with pytest.raises(InputError, match="rank"):
         train(_cfg(rank=3, checkpoint_path=str(ckpt)), tiny_lm("gpt2"), _data(), progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, capsys, damage):
+    from fedsim.learn.checkpoint import MAGIC
+
+    full = train(_cfg(), tiny_lm("gpt2", dropout=0.1), _data(), progress=False)
+    ckpt = tmp_path / "run.pt"
+    train(_cfg(steps=2, checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("gpt2", dropout=0.1), _data(),
+          progress=False)  # fmt: skip
+    raw = ckpt.read_bytes()
+    assert raw.startswith(MAGIC)
+    if damage == "truncate":
+        ckpt.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        ckpt.write_bytes(raw[:-100] + bytes([raw[-100] ^ 1]) + raw[-99:])
+    else:
+        ckpt.write_bytes(b"\x00" * 64)
+    resumed = train(_cfg(checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("gpt2", dropout=0.1), _data(),
+                    progress=False)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "set aside as" in err and "training starts over" in err and err.count("\n") == 1
+    assert (tmp_path / "run.pt.corrupt-1").stat().st_size == (len(raw) if damage == "flip" else
+                                                               len(raw) // 2 if damage == "truncate" else 64)  # fmt: skip
+    assert [r.get("val_ppl") for r in resumed.curve] == pytest.approx([r.get("val_ppl") for r in full.curve])
+
+
+def test_checkpoint_of_an_older_fedsim_without_checksum_still_loads(tmp_path):
+    import torch
+
+    from fedsim.learn.checkpoint import MAGIC, load_checkpoint
+
+    ckpt = tmp_path / "run.pt"
+    train(_cfg(steps=1, checkpoint_every=1, checkpoint_path=str(ckpt)), tiny_lm("gpt2"), _data(), progress=False)
+    body = ckpt.read_bytes().partition(b"\n")[2]
+    assert ckpt.read_bytes().startswith(MAGIC)
+    ckpt.write_bytes(body)  # the plain torch.save file older versions wrote
+    payload = load_checkpoint(ckpt, _cfg(steps=1, checkpoint_every=1, checkpoint_path=str(ckpt)).model_dump())
+    assert payload["step"] == 1 and isinstance(payload["torch_rng"], torch.Tensor)
+
+
+def test_convergence_record_checksum(tmp_path):
+    import json
+
+    from fedsim.learn.records import ConvergenceRecord
+
+    rec = ConvergenceRecord("m", "split_fed", 4, 3, 4, 2, 64, 10.0, 2.0, [{"step": 0, "round": 0.0, "val_ppl": 9.0}])
+    rec.save(tmp_path / "r.json")
+    assert ConvergenceRecord.load(tmp_path / "r.json") == rec
+    data = json.loads((tmp_path / "r.json").read_text())
+    data["curve"][0]["val_ppl"] = 8.0
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="r.json: checksum does not match"):
+        ConvergenceRecord.load(tmp_path / "r.json")
+    del data["sha256"]  # an intended edit: drop the checksum line
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    assert ConvergenceRecord.load(tmp_path / "r.json").curve[0]["val_ppl"] == 8.0
+    (tmp_path / "r.json").write_text(json.dumps(data)[:40])
+    with pytest.raises(InputError, match="not a valid record"):
+        ConvergenceRecord.load(tmp_path / "r.json")

@@ -268,11 +268,17 @@ def test_load_model_builds_tiny_ids_in_code():
 
 
 def test_models_list_sees_a_cached_pypi_model(tmp_path, capsys):
+    from fedsim.learn.cache_entry import write_marker
+
     folder = tmp_path / "smollm2-135m"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"x" * 2_000_000)
     assert models.cached_models(tmp_path)[0]["cached"] is False  # no marker: an interrupted fetch
-    (folder / MARKER).write_text("{}")
+    (folder / MARKER).write_text("{}")  # a marker of an older fedsim: no file hashes; weights not loadable
+    assert models.cached_models(tmp_path)[0]["state"] == "unverified"
+    with pytest.raises(InputError, match="unverified"):
+        resolve_model("smollm2", cache_dir=tmp_path, local_files_only=True)
+    write_marker(folder, {"name": "smollm2-135m"})  # as the builder writes it: every file's size and sha256
     row = models.cached_models(tmp_path)[0]
     assert row["cached"] is True and row["size_mb"] == pytest.approx(2.0, abs=0.01)
     assert resolve_model("smollm2", cache_dir=tmp_path, local_files_only=True) == folder

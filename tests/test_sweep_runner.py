@@ -116,13 +116,15 @@ def test_resume_skips_finished_units_and_fresh_starts_over(serial_rows, tmp_path
     parts = tmp_path / "parts"
     (parts / "p0_d1.json").unlink()
     (parts / "p1_d2.json").unlink()
-    marked = json.loads((parts / "p0_d0.json").read_text())
-    marked[0]["status"] = "kept"
-    (parts / "p0_d0.json").write_text(json.dumps(marked))
+    before = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
+    marked = json.loads((parts / "p0_d2.json").read_text())
+    marked["rows"][0]["status"] = "edited"  # an edit the checksum catches
+    (parts / "p0_d2.json").write_text(json.dumps(marked))
     rows = _run(s, tmp_path)
-    assert rows.loc[0, "status"] == "kept"  # a finished unit is not recomputed
-    rows.loc[0, "status"] = serial_rows.loc[0, "status"]
     pd.testing.assert_frame_equal(rows, serial_rows)
+    after = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
+    assert {n for n in before if before[n] != after[n]} == {"p0_d2.json"}  # finished units are not redone
+    assert sorted(p.name for p in (tmp_path / "set-aside").iterdir()) == ["p0_d2.json.1"]
     fresh = _run(s, tmp_path, fresh=True)
     pd.testing.assert_frame_equal(fresh, serial_rows)
 

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lister = actions.add_parser("list", help="known models, whether cached, size on disk")
     lister.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    lister.add_argument(
+        "--verify", action="store_true", help="also check every cached file's sha256 (slower than sizes)"
+    )
     resolver = actions.add_parser("resolve", help="fetch and cache a model; print its folder")
     resolver.add_argument(
         "model", metavar="ID", help="known name or alias (see `fedsim models list`) or a folder"
@@ -35,20 +38,23 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+# cache state -> the "cached" column (a partial or corrupt entry is rebuilt by `fedsim models resolve`)
+_CACHED = {"ok": "yes", "missing": "no", "partial": "partial", "corrupt": "corrupt", "unverified": "unverified"}
+
+
 def run(args: argparse.Namespace) -> int:
     from fedsim.learn.models import cached_models, resolve_model
 
     if args.action == "list":
-        rows = cached_models(args.cache_dir)
+        rows = cached_models(args.cache_dir, verify=args.verify)
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        print(f"{'model':<14} {'source':<10} {'cached':<7} {'size MB':>8}  description")
+        print(f"{'model':<14} {'source':<10} {'cached':<10} {'size MB':>8}  description")
         for r in rows:
             size = f"{r['size_mb']:.0f}" if r["size_mb"] is not None else "-"
-            print(
-                f"{r['name']:<14} {r['source']:<10} {'yes' if r['cached'] else 'no':<7} {size:>8}  {r['description']}"
-            )
+            cached = _CACHED.get(r.get("state"), "yes" if r["cached"] else "no")
+            print(f"{r['name']:<14} {r['source']:<10} {cached:<10} {size:>8}  {r['description']}")
         return 0
     start = time.perf_counter()
     path = resolve_model(args.model, args.cache_dir, progress=not args.quiet, local_files_only=args.offline)

@@ -4,8 +4,12 @@ sweep, the rows in results/<name>/, figures and a summary table -- all done by `
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
 
 from fedsim.commands._model_options import add_overrides_option
+from fedsim.interrupt import Interrupted, interruptible
 from fedsim.scenario import load_scenario
 from fedsim.sweep.executors import EXECUTORS
 
@@ -43,6 +47,24 @@ def run(args: argparse.Namespace) -> int:
     from fedsim import api
 
     scenario = load_scenario(args.scenario, args.overrides)  # validates everything before anything is written
+    with interruptible():  # SIGINT / SIGTERM: workers stop, finished parts stay, exit 130 / 143
+        try:
+            return _run(args, scenario, api)
+        except Interrupted as stop:
+            from fedsim.sweep.runner import default_out_dir
+
+            out = Path(args.out) if args.out else default_out_dir(scenario)
+            saved = len(list((out / "parts").glob("p*_d*.json")))
+            print(
+                f"fedsim run: interrupted by {stop.name}; {saved} finished unit(s) kept in {out / 'parts'}; "
+                f"rerun `fedsim run {shlex.quote(str(args.scenario))} --out {shlex.quote(str(out))}` "
+                "(same options) to resume",
+                file=sys.stderr,
+            )
+            return stop.exit_code
+
+
+def _run(args: argparse.Namespace, scenario, api) -> int:
     _, folder = api.run(
         scenario,
         executor=args.executor,

@@ -71,6 +71,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="results/train", help="folder for curve CSVs, tables and checkpoints")
     p.add_argument("--records-dir", default="results/records", help="folder for the convergence records")
     p.add_argument(
+        "--cache-dir", default=None, help="model cache folder (default ~/.cache/fedsim/models), as in fedsim models"
+    )
+    p.add_argument(
         "--table", action="store_true",
         help="write Table IV (final val PPL, test PPL, BLEU, ROUGE-L per scheme and rank)",
     )  # fmt: skip
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         for scheme in schemes:
             cfg = _config(args, scheme, rank, out)
             model, tokenizer = load_model(
-                cfg.model, progress=progress, seed=cfg.seed
+                cfg.model, args.cache_dir, progress=progress, seed=cfg.seed
             )  # fresh: peft wraps in place
             data = data or prepare_data(cfg, tokenizer)
             record = train(cfg, model, data, progress=progress, source=source)

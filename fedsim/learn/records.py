@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -11,6 +12,7 @@ from pathlib import Path
 from fedsim.atomic import atomic_write_text
 from fedsim.errors import InputError
 
+CHECKSUM = "sha256"  # key of the content checksum in a saved record (not a field of the record)
 SCHEMES = ("split_fed", "centralized", "spec_proposed")
 
 
@@ -41,8 +43,10 @@ class ConvergenceRecord:
     config: dict | None = None  # the full TrainConfig of the run (absent in older records)
 
     def save(self, path: str | Path) -> None:
-        """Write JSON atomically (a temp file in the same folder, then rename)."""
-        atomic_write_text(path, json.dumps(asdict(self), indent=1, allow_nan=False) + "\n")
+        """Write JSON atomically (temp file, fsync, rename) with the sha256 of its content."""
+        data = json.loads(json.dumps(asdict(self), allow_nan=False))  # what load() will see
+        data[CHECKSUM] = record_checksum(data)  # load() verifies it: a damaged record is refused
+        atomic_write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ConvergenceRecord:
@@ -51,15 +55,27 @@ class ConvergenceRecord:
             raise InputError(f"convergence record {path}: file not found")
         try:
             data = json.loads(path.read_text())
+            saved = data.pop(CHECKSUM, None)  # absent in records of older fedsim versions
+            if saved is not None and saved != record_checksum(data):
+                raise InputError(
+                    f"convergence record {path}: checksum does not match (damaged, or edited after it was "
+                    f"written; to keep an intended edit, delete its {CHECKSUM!r} line)"
+                )
             if not isinstance(data.get("final") or {}, dict):
                 raise TypeError("'final' must be an object")
             return cls(**data)
-        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
             raise InputError(f"convergence record {path}: not a valid record ({exc})") from None
 
     def file_name(self) -> str:
         """Conventional file name under results/records/: ``<model>_<scheme>_r<rank>.json``."""
         return f"{self.model}_{self.scheme}_r{self.rank}.json"
+
+
+def record_checksum(data: dict) -> str:
+    """sha256 of a record's fields in canonical JSON (sorted keys; floats in their round-trip form)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def rounds_to_target(curve: list[dict], target_ppl: float | None) -> float | None:

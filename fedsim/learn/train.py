@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from fedsim.learn.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from fedsim.learn.checkpoint import restore_rng, resume_point, save_checkpoint
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target
 from fedsim.learn.systems import build_system
@@ -94,8 +94,8 @@ def train(
     eval_batch = cfg.batch_size * cfg.num_clients
     step, curve = 0, []
     ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
-    if ckpt is not None and ckpt.is_file():  # resume: same state, same RNG, the curve continues
-        payload = load_checkpoint(ckpt, cfg.model_dump())
+    payload = resume_point(ckpt, cfg.model_dump())
+    if payload is not None:  # resume: same state, same RNG, the curve continues
         system.load_state_dict(payload["system"])
         step, curve = int(payload["step"]), list(payload["curve"])
         restore_rng(payload)

@@ -17,7 +17,7 @@ DEFAULT_BS_HEIGHT_M = {"uma": 25.0, "umi": 10.0, "rma": 35.0}
 class RadioSection(BaseModel):
     """Radio model of the scenario: "paper" (FedsLLM's Shannon FDMA) or "nr" (3GPP 38.901 + 5G NR PUSCH)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str = Field(
         "paper",

@@ -37,7 +37,7 @@ _RANDOM_ENGINE_SWITCHES = ("fading_every_round", "fading_every_iteration", "fail
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
 from fedsim.errors import InputError
+from fedsim.interrupt import worker_signals
 from fedsim.scenario.model import Scenario
 from fedsim.sweep.tasks import prime_workloads, run_unit, seed_workloads
 
@@ -39,6 +40,7 @@ def _die_with_parent() -> None:
 
 def _init_worker(scenario_json: str, workloads: dict) -> None:
     _die_with_parent()
+    worker_signals()  # Ctrl-C reaches the whole process group: only the parent acts on it
     global _WORKER_SCENARIO  # one scenario per worker process, set once by the pool's initializer
     _WORKER_SCENARIO = Scenario.model_validate_json(scenario_json)
     seed_workloads(workloads)
@@ -69,17 +71,32 @@ def run_process(scenario: Scenario, units: Iterable[Unit], workers: int | None =
     ) as pool:
         queue = iter(units)
         pending = set()
-        for unit in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
-            pending.add(pool.submit(_worker_unit, *unit))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                yield future.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(_worker_unit, *nxt))
+        try:
+            for unit in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
+                pending.add(pool.submit(_worker_unit, *unit))
+                if len(pending) >= 4 * workers:
+                    break
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(_worker_unit, *nxt))
+        except BaseException:  # interrupted (or a unit failed): stop at once, not after the queued units
+            _stop_workers(pool)
+            raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued units and terminate the running ones (their results would be thrown away)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public API before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in workers:
+        proc.join(timeout=10)
 
 
 def _ray_unit(scenario_json: str, workloads: dict, point: int, drop: int) -> Done:

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from fedsim.allocation import uniform_ranks
+from fedsim.atomic import atomic_path, atomic_write_text
 from fedsim.radio import draw_radio_drop
 from fedsim.scenario.model import Scenario
 from fedsim.sweep import seeds
-from fedsim.sweep.store import ResultsStore, atomic_write_text
+from fedsim.sweep.store import ResultsStore
 from fedsim.sweep.summary import to_markdown
 from fedsim.sweep.tasks import engine_config
 
@@ -107,9 +108,9 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     )
     folder = store.root / "live" / f"rank{rank}"
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(sim.round_rows).to_csv(folder / "rounds.csv", index=False)
+    _write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     if len(sim.trace_rows):
-        sim.trace.to_csv(folder / "trace.csv", index=False)
+        _write_csv(folder / "trace.csv", sim.trace)
     final = trainer.final_metrics()  # test PPL, BLEU, ROUGE-L of the deployed split model
     record = trainer.record()
     record.save(folder / record.file_name())
@@ -137,6 +138,28 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     return summary
 
 
+def _rank_done(folder, store: ResultsStore) -> bool:
+    """True if the rank finished and its outputs read back whole; a damaged one is set aside (renamed) so
+    that the rank is trained again."""
+    if not (folder / "summary.json").exists():
+        return False  # not finished (an interrupted rank is simply run again)
+    try:
+        ok = isinstance(json.loads((folder / "summary.json").read_text()), dict)
+        ok = ok and isinstance(json.loads((folder / "curve.json").read_text()), list)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        store.set_aside(
+            folder, "outputs of a finished rank do not read back (truncated or garbled); rank rerun"
+        )
+    return ok
+
+
+def _write_csv(path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
 def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
     """Run (or resume) every rank of the live section; returns summary lines for the report."""
     live = scenario.live
@@ -159,13 +182,13 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
     for rank in ranks:
-        if not (root / f"rank{rank}" / "summary.json").exists():
+        if not _rank_done(root / f"rank{rank}", store):
             _run_rank(scenario, store, int(rank), progress)
     summaries = [json.loads((root / f"rank{r}" / "summary.json").read_text()) for r in ranks]
     curves = [row for r in ranks for row in json.loads((root / f"rank{r}" / "curve.json").read_text())]
     table = pd.DataFrame(summaries)
-    table.to_csv(root / "summary.csv", index=False)
-    pd.DataFrame(curves).to_csv(root / "curve.csv", index=False)
+    _write_csv(root / "summary.csv", table)
+    _write_csv(root / "curve.csv", pd.DataFrame(curves))
     return [
         "## Live co-simulation (real split-LoRA training timed by the engine)",
         "",

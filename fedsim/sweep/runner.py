@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +40,7 @@ def run_sweep(
         from fedsim.sweep.study import finished_units
 
         plan = finished_units(_with_out(scenario, store), plan)
-    done = store.done()
+    done = store.verified()  # parts that do not verify are set aside and their units rerun
     todo = [unit for unit in plan if unit not in done]
     tasks_per_unit = 1 if scenario.study is not None else len(scenario.schemes.names)
     bar = tqdm(
@@ -52,9 +53,11 @@ def run_sweep(
     )
     try:
         if todo:
-            for point, drop, rows in run_units(_with_out(scenario, store), todo, executor, workers, ray_address):
-                store.write_part(point, drop, rows)
-                bar.update(tasks_per_unit)
+            # closing(): on an interruption the executor stops its workers at once
+            with closing(run_units(_with_out(scenario, store), todo, executor, workers, ray_address)) as finished:
+                for point, drop, rows in finished:
+                    store.write_part(point, drop, rows)
+                    bar.update(tasks_per_unit)
     finally:
         bar.close()
     return store.consolidate(set(plan))

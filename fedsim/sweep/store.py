@@ -1,31 +1,43 @@
 """The results folder of one scenario: ``results/<name>/``.
 
 Layout: ``scenario.json`` (the resolved scenario), ``meta.json`` (package version, git revision, seeds),
-``parts/p<point>_d<drop>.json`` (the rows of one finished unit, written to a temporary file and renamed,
-so a killed run leaves only whole parts), and at the end ``rows.parquet`` + ``rows.csv`` (all parts, in
-task order) and ``figures/``. Rerunning skips units whose part exists; ``fresh`` deletes them first.
+``parts/p<point>_d<drop>.json`` (the rows of one finished unit with their checksum and the scenario's key,
+see ``parts``; written to a temporary file, fsynced and renamed, so a killed run leaves only whole parts),
+and at the end ``rows.parquet`` + ``rows.csv`` (the verified parts, in task order) and ``figures/``.
+Rerunning skips units whose part verifies; a part that does not (truncated, garbled, from another
+scenario) is moved to ``set-aside/`` and its unit recomputed. ``fresh`` deletes earlier rows first.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fedsim import __version__
-from fedsim.atomic import atomic_path, atomic_write_text  # noqa: F401 (atomic_write_text: re-exported)
+from fedsim.atomic import atomic_path, atomic_write_text, remove_stale_temps
 from fedsim.errors import InputError
 from fedsim.scenario.model import SCHEME_NAMES, Scenario
+from fedsim.sweep.parts import BadPart, check_part, encode_part, scenario_key
 
 _PART = re.compile(r"^p(\d+)_d(\d+)\.json$")
 # Changing these does not change any row already written, so a run may resume across them.
 _RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live", "study.existing_only")
+SET_ASIDE = "set-aside"
+__all__ = ["ResultsStore", "atomic_write_text", "git_revision"]
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def git_revision(cwd: Path | None = None) -> str | None:
@@ -61,26 +73,37 @@ def _comparable(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResultsStore:
-    """Rows, metadata and figures of one scenario's runs, in ``root``."""
+    """Rows, metadata and figures of one scenario's runs, in ``root``.
 
-    def __init__(self, root: str | Path):
+    ``say`` prints the one-line notices (a part set aside); default: stderr.
+    """
+
+    def __init__(self, root: str | Path, say: Callable[[str], None] = _stderr_line):
         self.root = Path(root)
         self.parts = self.root / "parts"
         self.figures = self.root / "figures"
+        self.say = say
+        self._key: str | None = None
+
+    def lock(self, command: str = "fedsim run"):
+        """Context manager: hold the folder's one-writer lock (``FolderBusy`` if another run has it)."""
+        from fedsim.sweep.lock import folder_lock
+
+        return folder_lock(self.root, command, self.say)
 
     def prepare(self, scenario: Scenario, fresh: bool = False, meta: dict[str, Any] | None = None) -> None:
         """Create the folder; with ``fresh`` delete earlier rows; refuse to mix rows of another scenario."""
         resolved = scenario.model_dump(mode="json")
         old = self.root / "scenario.json"
         if fresh and self.root.exists():
-            for name in ("parts", "figures", "live"):
+            for name in ("parts", "figures", "live", SET_ASIDE):
                 shutil.rmtree(self.root / name, ignore_errors=True)
             for name in ("rows.parquet", "rows.csv", "summary.md"):
                 (self.root / name).unlink(missing_ok=True)
         elif old.exists() and self.done():
-            previous = json.loads(old.read_text(encoding="utf-8"))
-            old_data, new_data = _comparable(previous), _comparable(resolved)
-            if old_data != new_data:
+            previous = self._previous_scenario(old)
+            old_data, new_data = _comparable(previous or {}), _comparable(resolved)
+            if previous is not None and old_data != new_data:
                 changed = sorted(
                     k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k)
                 )
@@ -88,7 +111,10 @@ class ResultsStore:
                     f"{self.root}: holds rows of a different scenario (changed: {', '.join(changed)}); "
                     "rerun with --fresh or choose --out"
                 )
+        self._key = scenario_key(_comparable(resolved))
         self.parts.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.parts, self.root / "records"):
+            remove_stale_temps(folder)  # left by a killed run (SIGKILL cannot clean up)
         atomic_write_text(old, json.dumps(resolved, indent=2, allow_nan=True) + "\n")
         info = {
             "fedsim_version": __version__,
@@ -101,23 +127,74 @@ class ResultsStore:
         }
         atomic_write_text(self.root / "meta.json", json.dumps(info, indent=2) + "\n")
 
+    def _previous_scenario(self, path: Path) -> dict[str, Any] | None:
+        """The scenario.json of an earlier run; None (and the file set aside) if it is damaged: the parts'
+        own scenario keys then decide which rows are kept."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return data
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass
+        self.set_aside(path, "not valid JSON (truncated or garbled); each part's own key is checked instead")
+        return None
+
+    def key(self) -> str:
+        """The scenario key every part of this folder carries (of the prepared scenario, else scenario.json)."""
+        if self._key is None:
+            self._key = scenario_key(_comparable(self.scenario_data()))
+        return self._key
+
     def done(self) -> set[tuple[int, int]]:
-        """(point, drop) units whose rows are saved."""
+        """(point, drop) units that have a part file (not yet verified: see ``verified``)."""
         if not self.parts.exists():
             return set()
         found = (_PART.match(p.name) for p in self.parts.iterdir())
         return {(int(m.group(1)), int(m.group(2))) for m in found if m}
 
+    def part_path(self, point: int, drop: int) -> Path:
+        return self.parts / f"p{point}_d{drop}.json"
+
+    def verified(self) -> set[tuple[int, int]]:
+        """Units whose part is whole, intact and of this scenario; every other part is set aside (moved to
+        ``set-aside/``, one line each) so that its unit is recomputed."""
+        good = set()
+        for point, drop in sorted(self.done()):
+            path = self.part_path(point, drop)
+            try:
+                check_part(path, point, drop, self.key())
+            except BadPart as why:
+                self.set_aside(path, f"{why}; its unit is recomputed")
+                continue
+            good.add((point, drop))
+        return good
+
+    def set_aside(self, path: Path, why: str) -> Path:
+        """Move a file or folder that cannot be trusted to ``set-aside/`` (never delete it) and say so."""
+        folder = self.root / SET_ASIDE
+        folder.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while (target := folder / f"{path.name}.{n}").exists():
+            n += 1
+        os.replace(path, target)
+        self.say(f"fedsim: {path}: {why} (set aside as {target})")
+        return target
+
     def write_part(self, point: int, drop: int, rows: list[dict]) -> None:
-        """Save one unit's rows atomically."""
-        atomic_write_text(self.parts / f"p{point}_d{drop}.json", json.dumps(rows, allow_nan=True))
+        """Save one unit's rows (with their checksum and the scenario key) atomically."""
+        atomic_write_text(self.part_path(point, drop), encode_part(point, drop, self.key(), rows))
 
     def read_parts(self, units: set[tuple[int, int]] | None = None) -> pd.DataFrame:
-        """All saved rows (of ``units`` if given), sorted by point, drop and scheme order."""
+        """All saved rows (of ``units`` if given), sorted by point, drop and scheme order; every part is
+        verified as it is read (InputError naming the file if one went bad since the run checked it)."""
         rows: list[dict] = []
         for point, drop in sorted(self.done()):
             if units is None or (point, drop) in units:
-                rows.extend(json.loads((self.parts / f"p{point}_d{drop}.json").read_text(encoding="utf-8")))
+                path = self.part_path(point, drop)
+                try:
+                    rows.extend(check_part(path, point, drop, self.key()))
+                except BadPart as why:
+                    raise InputError(f"{path}: {why}; rerun to recompute it") from None
         frame = pd.DataFrame(rows)
         if frame.empty:
             return frame
@@ -129,7 +206,7 @@ class ResultsStore:
         return frame.reset_index(drop=True)
 
     def consolidate(self, units: set[tuple[int, int]] | None = None) -> pd.DataFrame:
-        """Write ``rows.parquet`` and ``rows.csv`` from the parts; returns the table."""
+        """Write ``rows.parquet`` and ``rows.csv`` (atomically) from the verified parts; returns the table."""
         frame = self.read_parts(units)
         for name, write in (("rows.parquet", frame.to_parquet), ("rows.csv", frame.to_csv)):
             with atomic_path(self.root / name) as tmp:

