@@ -12,7 +12,7 @@ from fedsim.errors import InputError
 class AdaptiveCuts(BaseModel):
     """SplitFT's adaptive per-client cut rule (spec §10b; ``fedsim.learn.adaptive_cut``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     every: int = Field(1, ge=1, description="tau: apply the rule after every this many global rounds.")
     gamma: float = Field(0.5, ge=0, le=1, description="Weight of model quality vs compute in the score.")
