@@ -114,14 +114,14 @@ def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
     pd.testing.assert_frame_equal(resumed, rows.drop(columns=["wall_s"]))
 
 
-def _record(rank, seed, ppls, target=None, every=2, local_iterations=2):
+def _record(rank, seed, ppls, target=None, every=2, local_iterations=2, config_override=None):
     curve = [
         {"step": i * every, "round": i * every / local_iterations, "val_ppl": p} for i, p in enumerate(ppls)
     ]
     return ConvergenceRecord(model="m", scheme="split_fed", rank=rank, num_clients=3, batch_size=4,
                              local_iterations=local_iterations, seq_len=64, target_ppl=target,
                              rounds_to_target=rounds_to_target(curve, target), curve=curve,
-                             config={"seed": seed})  # fmt: skip
+                             config=config_override or {"seed": seed})  # fmt: skip
 
 
 def test_rounds_by_rank_recomputes_the_target_and_aggregates_seeds():
@@ -207,3 +207,19 @@ def test_eval_halves_pool_to_the_full_perplexity():
         <= max(both["val_ppl_a"], both["val_ppl_b"])
     )
     assert evaluate_validation(system, data, 4) == {"val_ppl": pytest.approx(both["val_ppl"], rel=1e-6)}
+
+
+def test_a_record_older_than_a_new_trainconfig_field_still_counts_as_the_same_run(tmp_path):
+    from fedsim.errors import InputError
+    from fedsim.learn.config import TrainConfig
+    from fedsim.sweep.study import _check_same_run
+
+    cfg = TrainConfig(model="tiny-gpt2", lr=0.003)
+    old = cfg.model_dump()
+    newest = sorted(old)[-1]
+    old.pop(newest)  # written before that field existed: it counts as its default
+    record = _record(1, 0, [9, 5], config_override=old)
+    _check_same_run(record, cfg, tmp_path / "r.json")
+    record.config = dict(old, lr=0.001)
+    with pytest.raises(InputError, match="another configuration \\(lr\\)"):
+        _check_same_run(record, cfg, tmp_path / "r.json")

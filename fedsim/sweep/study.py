@@ -89,8 +89,14 @@ def _train(cfg: TrainConfig, threads: int) -> ConvergenceRecord:
 def _check_same_run(record: ConvergenceRecord, cfg: TrainConfig, path: Path) -> None:
     saved = {k: v for k, v in (record.config or {}).items() if k not in _NOT_THE_RUN}
     wanted = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_THE_RUN}
-    if saved != wanted:
-        diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    # a field added to TrainConfig after the record was written counts as its default
+    defaults = {k: f.default for k, f in TrainConfig.model_fields.items()}
+    diff = sorted(
+        k
+        for k in saved.keys() | wanted.keys()
+        if saved.get(k, defaults.get(k)) != wanted.get(k, defaults.get(k))
+    )
+    if diff:
         raise InputError(
             f"{path}: a record of another configuration ({', '.join(diff)}); move it away or run with --fresh"
         )
