@@ -81,6 +81,14 @@ def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
     assert (full / "tables" / "table4.md").exists() and (full / "figures" / "fig3_val_ppl.png").exists()
     assert "Table IV" in output
     expected = _records(full)
+    # the tidy curves table holds every evaluation of every record, in the records' order
+    curves = pd.read_csv(full / "tables" / "curves.csv")
+    evals = {(r["rank"], r["seed"]): [p["val_ppl"] for p in json.loads((full / r["record"]).read_text())["curve"]
+                                      if "val_ppl" in p] for _, r in rows.iterrows()}  # fmt: skip
+    assert len(curves) == sum(len(v) for v in evals.values())
+    for (rank, seed), ppls in evals.items():
+        got = curves[(curves["rank"] == rank) & (curves["seed"] == seed)].sort_values("step")["val_ppl"]
+        np.testing.assert_allclose(got.to_numpy(), ppls, rtol=1e-12)
     assert len(expected) == 4
 
     # kill the same study (SIGKILL) once a mid-run checkpoint exists, then resume: identical curves

@@ -4,7 +4,6 @@ rounds to reach a target PPL vs the target, per rank, mean with the seeds' min-m
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,22 +12,9 @@ import pandas as pd
 
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
+from fedsim.sweep.study import study_curves
 
 _SCHEME_TITLES = {"split_fed": "Split-federated (FedsLLM)", "centralized": "Centralized LoRA"}
-
-
-def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """Every evaluation of every run: training_scheme, rank, seed, step, round, val_ppl (from the records
-    the rows point to)."""
-    out = []
-    for _, row in rows.iterrows():
-        data = json.loads((root / row["record"]).read_text(encoding="utf-8"))
-        for point in data["curve"]:
-            if "val_ppl" in point:
-                out.append({"training_scheme": row["training_scheme"], "rank": int(row["rank"]),
-                            "seed": int(row["seed"]), "step": int(point["step"]), "round": point["round"],
-                            "val_ppl": point["val_ppl"]})  # fmt: skip
-    return pd.DataFrame(out)
 
 
 def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
@@ -111,7 +97,9 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
     rows = pd.read_parquet(root / "rows.parquet")
     if rows.empty:
         return []
-    made = save(fig3_curves(study_curves(root, rows), rows), root / "figures" / "fig3_val_ppl", formats)
+    curves_path = root / "tables" / "curves.csv"  # written with the tables; older folders: from the records
+    curves = pd.read_csv(curves_path) if curves_path.is_file() else study_curves(root, rows)
+    made = save(fig3_curves(curves, rows), root / "figures" / "fig3_val_ppl", formats)
     table_path = root / "tables" / "rounds_to_target.csv"
     if table_path.exists():
         table = pd.read_csv(table_path)

@@ -9,6 +9,7 @@ resumes at the run (finished records are kept) and, with ``training.checkpoint_e
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 from pathlib import Path
@@ -42,14 +43,15 @@ def run_config(scenario, point_index: int) -> TrainConfig:
     return cfg
 
 
-def record_path(scenario, point_index: int) -> Path:
-    """Where the record of one point of a study lives (``scenario.study.out_dir`` must be set)."""
-    return Path(scenario.study.out_dir) / "records" / f"{record_stem(run_config(scenario, point_index))}.json"
+def record_path(out_dir, cfg: TrainConfig) -> Path:
+    """Where the record of the run ``cfg`` of a study whose results folder is ``out_dir`` lives."""
+    return Path(out_dir) / "records" / f"{record_stem(cfg)}.json"
 
 
 def finished_units(scenario, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The units of ``plan`` whose record exists (``study.existing_only``)."""
-    return [(p, d) for p, d in plan if record_path(scenario, p).is_file()]
+    out_dir = scenario.study.out_dir
+    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p)).is_file()]
 
 
 def run_study_unit(scenario, point_index: int) -> list[dict]:
@@ -58,7 +60,7 @@ def run_study_unit(scenario, point_index: int) -> list[dict]:
     if study.out_dir is None:
         raise InputError("study: no results folder (run a study with fedsim run)")
     cfg = run_config(scenario, point_index)
-    path = record_path(scenario, point_index)
+    path = record_path(study.out_dir, cfg)
     if path.is_file():
         record = ConvergenceRecord.load(path)
         _check_same_run(record, cfg, path)
@@ -154,6 +156,21 @@ def last_fraction_change_pct(curve: list[dict], fraction: float) -> float:
     if not before:
         return math.nan
     return 100.0 * (before[-1]["val_ppl"] - evals[-1]["val_ppl"]) / before[-1]["val_ppl"]
+
+
+def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Every evaluation of every run, one row each: training_scheme, rank, seed, step, round, val_ppl and
+    the PPL of the validation subset's two halves (from the records the rows point to)."""
+    out = []
+    for _, row in rows.iterrows():
+        data = json.loads((root / row["record"]).read_text(encoding="utf-8"))
+        for point in data["curve"]:
+            if "val_ppl" in point:
+                out.append({"training_scheme": row["training_scheme"], "rank": int(row["rank"]),
+                            "seed": int(row["seed"]), "step": int(point["step"]), "round": point["round"],
+                            "val_ppl": point["val_ppl"], "val_ppl_a": point.get("val_ppl_a", math.nan),
+                            "val_ppl_b": point.get("val_ppl_b", math.nan)})  # fmt: skip
+    return pd.DataFrame(out)
 
 
 def t_interval(values) -> tuple[float, float, float]:
@@ -279,6 +296,7 @@ def write_study_tables(rows: pd.DataFrame, targets, folder: Path) -> list[str]:
     atomic_write_text(folder / "rounds_to_target.md", rounds_md + "\n")
     atomic_write_text(folder / "table4.csv", table.to_csv(index=False))
     atomic_write_text(folder / "table4.md", table_md + "\n")
+    atomic_write_text(folder / "curves.csv", study_curves(folder.parent, rows).to_csv(index=False))
     noise = rows["eval_noise_pct"].to_numpy(dtype=float)
     best = rows.groupby(["training_scheme", "rank"])["final_val_ppl"].mean().idxmin()
     flat = rows[(rows.training_scheme == best[0]) & (rows["rank"] == best[1])]["last20_change_pct"]
