@@ -77,7 +77,8 @@ def test_study_runs_rows_tables_figures_and_resumes_after_a_kill(tmp_path):
     assert proc.returncode == 0, output
     rows = pd.read_parquet(full / "rows.parquet")
     assert len(rows) == 4 and set(rows["rank"]) == {1, 4} and set(rows["seed"]) == {0, 1}
-    assert {"rounds_to_ppl_60000", "rounds_to_ppl_50000", "eval_noise_pct", "test_ppl"} <= set(rows.columns)
+    assert {"rounds_to_ppl_60000", "rounds_to_ppl_50000", "rounds_interp_to_ppl_50000", "eval_noise_pct",
+            "test_ppl"} <= set(rows.columns)  # fmt: skip
     assert (full / "tables" / "table4.md").exists() and (full / "figures" / "fig3_val_ppl.png").exists()
     assert "Table IV" in output
     expected = _records(full)
@@ -130,6 +131,19 @@ def _record(rank, seed, ppls, target=None, every=2, local_iterations=2, config_o
                              local_iterations=local_iterations, seq_len=64, target_ppl=target,
                              rounds_to_target=rounds_to_target(curve, target), curve=curve,
                              config=config_override or {"seed": seed})  # fmt: skip
+
+
+def test_interpolated_rounds_to_target_by_hand():
+    from fedsim.learn.records import rounds_to_target_interpolated
+
+    curve = [{"step": 0, "round": 0.0, "val_ppl": 9.0}, {"step": 8, "round": 4.0, "val_ppl": 6.0},
+             {"step": 16, "round": 8.0, "val_ppl": 4.0}]  # fmt: skip
+    # ln 6 - ln 5 = 0.1823216, ln 6 - ln 4 = 0.4054651: 4 + 4 * 0.4496604 rounds
+    assert rounds_to_target_interpolated(curve, 5.0) == pytest.approx(5.7986416, abs=1e-6)
+    assert rounds_to_target_interpolated(curve, 6.0) == pytest.approx(4.0)  # on an evaluation: exact
+    assert rounds_to_target_interpolated(curve, 10.0) == 0.0
+    assert rounds_to_target_interpolated(curve, 3.9) is None
+    assert rounds_to_target(curve, 5.0) == 8.0  # the grid answer bounds it from above
 
 
 def test_rounds_by_rank_recomputes_the_target_and_aggregates_seeds():

@@ -88,6 +88,22 @@ def rounds_to_target(curve: list[dict], target_ppl: float | None) -> float | Non
     return None
 
 
+def rounds_to_target_interpolated(curve: list[dict], target_ppl: float) -> float | None:
+    """The round at which the curve crosses the target, interpolated linearly in log PPL between the last
+    evaluation above the target and the first at or below it (None if never reached). Finer than
+    :func:`rounds_to_target`, whose answer is always a round on the evaluation grid (its upper bound)."""
+    evals = [row for row in curve if "val_ppl" in row]
+    for i, row in enumerate(evals):
+        if row["val_ppl"] <= target_ppl:
+            if i == 0:
+                return float(row["round"])
+            before = evals[i - 1]
+            log_hi, log_lo = math.log(before["val_ppl"]), math.log(row["val_ppl"])
+            share = (log_hi - math.log(target_ppl)) / (log_hi - log_lo)
+            return float(before["round"] + share * (row["round"] - before["round"]))
+    return None
+
+
 def rounds_by_rank(
     records: list[ConvergenceRecord], target_ppl: float | None = None, aggregate: str = "mean"
 ) -> dict[int, float]:
