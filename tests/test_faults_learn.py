@@ -198,3 +198,25 @@ def test_a_damaged_live_rank_is_set_aside_and_trained_again(tmp_path, capsys, mo
     }
     assert (tmp_path / "set-aside" / "rank2.1" / "curve.json").exists()
     FaultTable.add("truncated live-run output", tracebacks=tracebacks(err))
+
+
+def test_a_checkpoint_older_than_a_new_trainconfig_field_still_resumes(tmp_path):
+    """Checkpoints and study records share one "same run?" rule (``config_diff``): a field missing from an
+    old config (added to TrainConfig later, nested ones included) counts as its default."""
+    from fedsim.learn.checkpoint import load_checkpoint, save_checkpoint
+    from fedsim.learn.config import AdaptiveCuts, TrainConfig, config_diff
+
+    cfg = TrainConfig(model="tiny-gpt2", num_clients=2, cut=1, adaptive_cuts=AdaptiveCuts(every=2))
+    old = cfg.model_dump()
+    del old["rank_aggregation"], old["eval_halves"], old["adaptive_cuts"]["iteration_time_s"]
+    ckpt = tmp_path / "run.pt"
+    save_checkpoint(ckpt, old, 3, [{"step": 0}], {})
+    assert load_checkpoint(ckpt, cfg.model_dump())["step"] == 3
+    # a real difference is still a different run, named; an ignored field is not
+    with pytest.raises(InputError, match=r"different configuration \(lr\)"):
+        load_checkpoint(ckpt, cfg.model_copy(update={"lr": 1e-3}).model_dump())
+    assert load_checkpoint(ckpt, cfg.model_copy(update={"steps": 99}).model_dump())["step"] == 3
+    # a missing field whose wanted value is not the default differs
+    assert config_diff(old, cfg.model_copy(update={"eval_halves": True}).model_dump()) == ["eval_halves"]
+    changed = dict(old, adaptive_cuts=dict(old["adaptive_cuts"], gamma=0.9))
+    assert config_diff(changed, cfg.model_dump()) == ["adaptive_cuts"]

@@ -18,6 +18,7 @@ import torch
 
 from fedsim.atomic import atomic_write_bytes, remove_stale_temps
 from fedsim.errors import InputError
+from fedsim.learn.config import config_diff
 
 MAGIC = b"fedsim-checkpoint/2 "
 
@@ -81,10 +82,8 @@ def load_checkpoint(path: str | Path, config: dict) -> dict:
     if not path.is_file():
         raise InputError(f"checkpoint {path}: file not found")
     payload = read_payload(path)
-    saved = {k: v for k, v in payload["config"].items() if k not in _RESUMABLE}
-    wanted = {k: v for k, v in config.items() if k not in _RESUMABLE}
-    if saved != wanted:
-        diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    diff = config_diff(payload["config"], config, _RESUMABLE)
+    if diff:
         raise InputError(f"checkpoint {path}: made with a different configuration ({', '.join(diff)})")
     return payload
 

@@ -153,3 +153,24 @@ class TrainConfig(BaseModel):
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "training"
             raise InputError(f"training.{where}: {err['msg']}") from None
+
+
+def config_diff(saved: dict, wanted: dict, ignore: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """The ``TrainConfig`` fields (sorted) in which ``saved`` (a config stored with a record or checkpoint,
+    perhaps by an older fedsim) and ``wanted`` make different runs, ``ignore``'s fields left out.
+
+    The one rule of "same run?": a field missing from either side (added to TrainConfig after it was stored)
+    counts as its default, nested sections (``adaptive_cuts``) included."""
+    old, new = _filled(saved), _filled(wanted)
+    return sorted(k for k in (set(old) | set(new)) - set(ignore) if old.get(k) != new.get(k))
+
+
+def _filled(config: dict) -> dict:
+    """``config`` with every missing TrainConfig field (and nested field) at its default."""
+    known = {k: v for k, v in config.items() if k in TrainConfig.model_fields}
+    try:
+        full = TrainConfig.model_validate(known).model_dump()
+    except ValidationError:  # stored under older validation rules: fill the top level only
+        full = {k: f.get_default(call_default_factory=True) for k, f in TrainConfig.model_fields.items()}
+        full.update(known)
+    return {**config, **full}

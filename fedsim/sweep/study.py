@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from fedsim.errors import InputError
-from fedsim.learn.config import TrainConfig
+from fedsim.learn.config import TrainConfig, config_diff
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target, rounds_to_target_interpolated
 
 # TrainConfig fields that may differ between a saved record and the run asked for (they do not change it)
@@ -89,15 +89,7 @@ def _train(cfg: TrainConfig, threads: int) -> ConvergenceRecord:
 
 
 def _check_same_run(record: ConvergenceRecord, cfg: TrainConfig, path: Path) -> None:
-    saved = {k: v for k, v in (record.config or {}).items() if k not in _NOT_THE_RUN}
-    wanted = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_THE_RUN}
-    # a field added to TrainConfig after the record was written counts as its default
-    defaults = {k: f.default for k, f in TrainConfig.model_fields.items()}
-    diff = sorted(
-        k
-        for k in saved.keys() | wanted.keys()
-        if saved.get(k, defaults.get(k)) != wanted.get(k, defaults.get(k))
-    )
+    diff = config_diff(record.config or {}, cfg.model_dump(), _NOT_THE_RUN)
     if diff:
         raise InputError(
             f"{path}: a record of another configuration ({', '.join(diff)}); move it away or run with --fresh"
