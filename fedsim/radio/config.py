@@ -100,7 +100,8 @@ class RadioSection(BaseModel):
     power_control: Literal["optimised", "open_loop"] = Field(
         "optimised",
         description="nr: transmit power from fedsim's optimiser, or 38.213 open-loop power control "
-        "P = min(p_max, P0 + alpha PL + 10 log10(2^mu M_RB)) as a baseline (ignores the p_th budgets)",
+        "P = min(p_max, P0 + alpha PL + 10 log10(2^mu M_RB)) as a baseline; where the powers exceed a link's p_th, "
+        "P0 is lowered (for every client of the link) until they fit",
     )
     p0_dbm: float = Field(-90.0, ge=-202, le=24, description="nr, open loop: P0 nominal PUSCH power [dBm]")
     alpha: float = Field(1.0, ge=0, le=1, description="nr, open loop: path-loss compensation factor alpha")

@@ -62,41 +62,69 @@ def nr_link_rate(
 
 class OpenLoopPower:
     """38.213 open-loop PUSCH power control: P = min(p_max, P0 + alpha PL + 10 log10(2^mu M_RB)) [dBm], with
-    PL the client's coupling loss (Sionna's ``open_loop_uplink_power_control``). Ignores the p_th budgets."""
+    PL the client's coupling loss (Sionna's ``open_loop_uplink_power_control``).
+
+    The link's total budget p_th holds too: where the clients' open-loop powers add up to more than p_th, the
+    gNB lowers the cell's nominal P0 (common to every client; 38.213's p0-NominalPUSCH) to the highest value
+    whose powers fit, ``budget_scale``; clients already at p_max keep it until the lower P0 reaches them."""
 
     def __init__(self, radio: RadioSection, prbs_per_sub: int):
         self.p0_dbm, self.alpha, self.prbs_per_sub = radio.p0_dbm, radio.alpha, prbs_per_sub
         self.scs_factor = radio.subcarrier_spacing_hz // 15000  # 2^mu
 
-    def power_w(self, gain: np.ndarray, n_sub: np.ndarray, p_max_w: np.ndarray) -> np.ndarray:
-        """(K,) transmit power [W] of clients with gains ``gain`` on ``n_sub`` subchannels (0 for none)."""
+    def power_w(self, gain: np.ndarray, n_sub: np.ndarray, p_max_w: np.ndarray, p_th_w: float = np.inf):
+        """(K,) transmit power [W] of clients with gains ``gain`` on ``n_sub`` subchannels (0 for none), their
+        sum within the link's budget ``p_th_w`` [W]."""
         with sionna_call():
             import torch
             from sionna.sys import open_loop_uplink_power_control
 
             n_sub = np.asarray(n_sub, float)
             subcarriers = torch.tensor(np.maximum(n_sub, 1) * self.prbs_per_sub * 12 * self.scs_factor)
-            p = open_loop_uplink_power_control(
+            uncapped = open_loop_uplink_power_control(  # p_max applied below, after the budget's P0 shift
                 torch.tensor(1.0 / np.asarray(gain, float)),
                 subcarriers,
                 alpha=self.alpha,
                 p0_dbm=self.p0_dbm,
-                ut_max_power_dbm=torch.tensor(10.0 * np.log10(np.asarray(p_max_w, float) * 1e3)),
+                ut_max_power_dbm=torch.tensor(np.inf),
             )
-            p = p.double().numpy()
-        return np.where(n_sub > 0, np.minimum(p, p_max_w), 0.0)
+            uncapped = np.where(n_sub > 0, uncapped.double().numpy(), 0.0)
+        p_max_w = np.broadcast_to(np.asarray(p_max_w, float), uncapped.shape)
+        return np.minimum(p_max_w, budget_scale(uncapped, p_max_w, p_th_w) * uncapped)
+
+
+def budget_scale(uncapped_w: np.ndarray, p_max_w: np.ndarray, p_th_w: float) -> float:
+    """The largest s in (0, 1] with sum_k min(p_max_k, s u_k) <= p_th: the linear P0 shift that fits the
+    open-loop powers u [W] (p_max not yet applied) into the budget ``p_th_w`` [W] (exact, piecewise linear)."""
+    u, cap = np.asarray(uncapped_w, float), np.asarray(p_max_w, float)
+    if np.minimum(cap, u).sum() <= p_th_w:
+        return 1.0
+    on = u > 0
+    u, cap = u[on], cap[on]
+    knee = cap / u  # client k reaches p_max at s = knee_k
+    order = np.argsort(knee)
+    knee, u, cap = knee[order], u[order], cap[order]
+    capped = np.concatenate([[0.0], np.cumsum(cap)])  # power of the j clients capped below knee_j
+    free = np.concatenate([np.cumsum(u[::-1])[::-1], [0.0]])  # open-loop power of the others
+    bounds = np.concatenate([[0.0], knee, [np.inf]])
+    for j in range(u.size + 1):  # on [bounds_j, bounds_j+1] the total is capped_j + s free_j
+        if free[j] > 0:
+            s = (p_th_w - capped[j]) / free[j]
+            if bounds[j] <= s <= bounds[j + 1]:
+                return float(min(s, 1.0))
+    return 0.0  # only when p_th is below what p_max-capped clients need at s -> 0 (p_th <= 0)
 
 
 def open_loop_psd(link: Link, owner: np.ndarray, p_max_w: np.ndarray, offset_s, load_bits):
-    """PSDs (S,) of the 38.213 open-loop powers on one link for assignment ``owner``, and the link's worst
-    finish time [s] with them."""
+    """PSDs (S,) of the 38.213 open-loop powers on one link for assignment ``owner`` (within the link's p_th),
+    and the link's worst finish time [s] with them."""
     from fedsim.optimize.power_rate import finish_time_rate_s
     from fedsim.radio.base import client_power_and_counts
 
     owner = np.asarray(owner, dtype=int)
     k = np.asarray(p_max_w).shape[0]
     counts = np.bincount(owner[owner >= 0], minlength=k)
-    power = link.rate.open_loop.power_w(link.gain, counts, np.asarray(p_max_w, float))
+    power = link.rate.open_loop.power_w(link.gain, counts, np.asarray(p_max_w, float), link.p_th_w)
     psd = np.zeros(owner.shape[0])
     used = owner >= 0
     psd[used] = power[owner[used]] / (counts[owner[used]] * link.subchannel_hz)
