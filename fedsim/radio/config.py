@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # 3GPP TR 38.901 Table 7.2-1 (and 7.2-3 for RMa): BS antenna height per scenario [m]
 DEFAULT_BS_HEIGHT_M = {"uma": 25.0, "umi": 10.0, "rma": 35.0}
@@ -40,7 +40,33 @@ class RadioSection(BaseModel):
         le=150,
         description="nr: server (gNB) antenna height [m]; default 25 (UMa), 10 (UMi), 35 (RMa)",
     )
-    ut_height_m: float = Field(1.5, ge=1.0, le=22.5, description="nr: client (UE) antenna height [m]")
+    ut_height_m: float = Field(
+        1.5,
+        ge=1.0,
+        le=22.5,
+        description="nr: client (UE) antenna height [m] (hexgrid: the lowest, see ut_height_max_m)",
+    )
+    placement: Literal["disc", "hexgrid"] = Field(
+        "disc",
+        description="nr: client placement: disc = uniform in the [system] disc of radius_m around the federated "
+        "server (fedsim's, as the paper radio); hexgrid = one cell of Sionna's 38.901 hexagonal grid "
+        "(gen_hexgrid_topology): the federated server is the cell's 3-sector site, clients fill the sectors in "
+        "turn, uniform per sector between the scenario's minimum BS-UT distance (35 m UMa/RMa, 10 m UMi) and "
+        "the cell edge (apothem isd_m/2); system.radius_m is then unused",
+    )
+    isd_m: float | None = Field(
+        None,
+        gt=0,
+        le=20000,
+        description="nr, hexgrid: inter-site distance [m]; default 38.901's 500 (UMa), 200 (UMi), 5000 (RMa)",
+    )
+    ut_height_max_m: float | None = Field(
+        None,
+        ge=1.0,
+        le=22.5,
+        description="nr, hexgrid: client heights uniform in [ut_height_m, ut_height_max_m] [m] (Sionna's drop); "
+        "default ut_height_m (every client at that height)",
+    )
     indoor_probability: float = Field(
         0.0,
         ge=0,
@@ -117,6 +143,19 @@ class RadioSection(BaseModel):
 
             require_sionna()
         return value
+
+    @model_validator(mode="after")
+    def _placement_fields(self) -> RadioSection:
+        if self.placement != "hexgrid":
+            for name in ("isd_m", "ut_height_max_m"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"radio.{name} applies to radio.placement = 'hexgrid' only")
+        elif self.ut_height_max_m is not None and self.ut_height_max_m < self.ut_height_m:
+            raise ValueError(
+                f"radio.ut_height_max_m ({self.ut_height_max_m:g}) must be >= radio.ut_height_m "
+                f"({self.ut_height_m:g})"
+            )
+        return self
 
     def bs_height(self) -> float:
         """The server antenna height [m]: the field, or the 38.901 default of the scenario."""

@@ -1,13 +1,15 @@
 """The "nr" radio model: 3GPP TR 38.901 propagation and a 5G NR PUSCH link abstraction (Sionna).
 
-Placement stays fedsim's (clients uniform in the ``[system]`` disc, the federated server at the origin, the
-main server at ``main_server_offset_m``); both servers are gNBs at ``bs_height_m``. Per drop the 38.901
+Placement is fedsim's (clients uniform in the ``[system]`` disc around the federated server at the origin)
+or one cell of Sionna's 38.901 hexagonal topology around it (``nr_placement``); the main server is at
+``main_server_offset_m``; both servers are gNBs at ``bs_height_m``. Per drop the 38.901
 large-scale channel of every link comes from ``nr_propagation``; each uplink's ``Link.rate`` is an
 ``NRLinkRate`` (``nr_link``) built from the ``[radio]`` numerology, MCS table and BLER target. The noise PSD
 is ``[system] noise_psd_dbm_hz`` plus the receiver noise figure.
 
-Draw order from the drop's generator: positions, indoor states, client compute, then one seed for Sionna's
-generators (LoS states, shadow fading), so one fedsim seed gives one drop.
+Draw order from the drop's generator: positions (disc), or one seed for Sionna's hexgrid drop, then indoor
+states, client compute, and one seed for Sionna's generators (LoS states, shadow fading), so one fedsim seed
+gives one drop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import channel
 from fedsim.errors import InputError
 from fedsim.radio.config import RadioSection
 from fedsim.radio.nr_link import SYMBOLS_PER_SLOT, NRLinkRate, goodput_table, usable_prb_counts
+from fedsim.radio.nr_placement import hex_cell, hexgrid_positions
 from fedsim.radio.nr_propagation import large_scale, push_out
 from fedsim.radio.sionna_env import require_sionna, sionna_call
 from fedsim.system import Drop, Link, SystemParams
@@ -147,7 +150,13 @@ class NRRadio:
         k = system.num_clients
         main_xy = (float(system.main_server_offset_m), 0.0)
         servers = [main_xy, (0.0, 0.0)]
-        positions = channel.client_positions_in_disc(k, system.radius_m, rng)
+        if radio.placement == "hexgrid":
+            low = radio.ut_height_m
+            cell = hex_cell(radio.scenario, radio.isd_m, low, radio.ut_height_max_m or low)
+            seed = int(rng.integers(2**63 - 1))
+            positions, heights = hexgrid_positions(k, radio.scenario, cell, radio.bs_height(), seed)
+        else:
+            positions, heights = channel.client_positions_in_disc(k, system.radius_m, rng), radio.ut_height_m
         positions = push_out(positions, servers, radio.min_distance_m)
         indoor = rng.random(k) < radio.indoor_probability
         cycles = rng.uniform(system.client_cycles_min, system.client_cycles_max, k)
@@ -157,7 +166,7 @@ class NRRadio:
             positions,
             servers,
             radio.bs_height(),
-            radio.ut_height_m,
+            heights,
             indoor,
             radio.o2i_model,
             radio.los,

@@ -64,7 +64,7 @@ def large_scale(
     positions_m: np.ndarray,
     servers_xy_m: list[tuple[float, float]],
     bs_height_m: float,
-    ut_height_m: float,
+    ut_height_m,
     indoor: np.ndarray,
     o2i_model: str = "low",
     los: str = "random",
@@ -75,7 +75,7 @@ def large_scale(
 
     Args:
         scenario: "uma", "umi" or "rma"; carrier_frequency_hz: f_c [Hz].
-        bs_height_m, ut_height_m: antenna heights [m]; indoor: (K,) bool, client inside a building.
+        bs_height_m, ut_height_m: antenna heights [m] (clients: one, or (K,)); indoor: (K,) bool, indoors.
         o2i_model: "low" or "high" building-loss model; los: "random", "los" or "nlos" (outdoor links).
         shadow_fading: draw shadow fading (else 0 dB); seed: seeds Sionna's generators for this drop.
     """
@@ -106,7 +106,8 @@ def large_scale(
         if scenario != "rma":
             kwargs["o2i_model"] = o2i_model
         sc = cls(**kwargs)
-        ut = np.concatenate([positions_m, np.full((k, 1), ut_height_m)], axis=1)[None]
+        heights = np.broadcast_to(np.asarray(ut_height_m, float), (k,))[:, None]
+        ut = np.concatenate([positions_m, heights], axis=1)[None]
         bs = np.array([[x, y, bs_height_m] for x, y in servers_xy_m], dtype=float)[None]
         los_arg = {"random": "random", "los": True, "nlos": False}[los]
         topology = dict(
