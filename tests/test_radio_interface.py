@@ -27,7 +27,7 @@ from fedsim.radio import (
     registered_radios,
     unregister_radio,
 )
-from fedsim.radio.nr_link import harq_duration_s
+from fedsim.radio.nr_harq import harq_duration_s
 from fedsim.system import SystemParams, draw_drop
 
 

@@ -50,19 +50,20 @@ class ChannelState:
         self._base_main = mean_gain(drop.main.gain)
         self._base_fed = mean_gain(drop.fed.gain)
         self._set_gains(drop.main.gain, drop.fed.gain, self._base_main)
-        # a rate model with sampled HARQ (fedsim.radio "nr"): per-client (TBS, TBLER) and an own stream
+        # a rate model with sampled HARQ (fedsim.radio "nr"): its per-link sampler and an own stream
         self.harq_main = self._harq(drop.main, alloc.owner_main, alloc.psd_main_w_hz)
         self.harq_fed = self._harq(drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz)
         self.harq_rng = rng.spawn(1)[0] if self.harq_main or self.harq_fed else None
 
     def _harq(self, link: Link, owner: np.ndarray, psd: np.ndarray):
-        """(TBS (K,), TBLER (K,)) of each client's transport blocks when the link samples HARQ, else None."""
+        """The link's sampler of HARQ retransmissions (``duration_s(k, bits, rng)``; it may keep per-client
+        state such as an outer-loop offset across transfers) when the link samples HARQ, else None."""
         if getattr(link.rate, "harq", None) != "sampled":
             return None
         from fedsim.radio.base import client_power_and_counts
 
         power, counts = client_power_and_counts(owner, psd, link.subchannel_hz, self._drop.num_clients)
-        return link.rate.blocks(power, counts, np.asarray(link.gain, float))
+        return link.rate.harq_transfers(power, counts, np.asarray(link.gain, float))
 
     def _rates(self, link: Link, owner: np.ndarray, psd: np.ndarray, gain: np.ndarray) -> np.ndarray:
         if link.rate is not None:  # the drop's rate model (fedsim.radio); its links are flat

@@ -30,25 +30,21 @@ def transfer_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
 
 
 class HarqDurations:
-    """Upload durations with HARQ retransmissions: reading entry k IS one transfer of client k, its TB errors
-    drawn in aggregate from ``rng`` (``fedsim.radio.nr_link.harq_duration_s``); the mean is bits / rate.
+    """Upload durations with HARQ retransmissions: reading entry k IS one transfer of client k, drawn from the
+    link's sampler (``fedsim.radio.nr_harq``: TB errors in aggregate, inner- or outer-loop link adaptation)
+    with ``rng``; with the inner loop the mean is bits / rate.
 
     It stands in for the list of durations that the actors index once per transfer."""
 
-    def __init__(self, bits, rate_bps, tb_bits, tbler, rng: np.random.Generator):
-        self._args = [
-            (float(b), float(r), float(t), float(p))
-            for b, r, t, p in zip(bits, rate_bps, tb_bits, tbler, strict=True)
-        ]
-        self._rng = rng
+    def __init__(self, bits, transfers, rng: np.random.Generator):
+        self._bits = [float(b) for b in bits]
+        self._transfers, self._rng = transfers, rng
 
     def __len__(self) -> int:
-        return len(self._args)
+        return len(self._bits)
 
     def __getitem__(self, k: int) -> float:
-        from fedsim.radio.nr_link import harq_duration_s
-
-        return harq_duration_s(*self._args[k], self._rng)
+        return self._transfers.duration_s(k, self._bits[k], self._rng)
 
 
 def _flops_per_cycle(drop: Drop, config: EngineConfig) -> np.ndarray | float:
@@ -140,9 +136,9 @@ class Costs:
         self.lora_up_s = transfer_s(sizes.lora_bits, chan.rate_fed_bps).tolist()
         self.grad_down_s = transfer_s(sizes.act_bits, chan.rate_down_bps).tolist()
         if chan.harq_main is not None:
-            self.act_up_s = HarqDurations(sizes.act_bits, chan.rate_main_bps, *chan.harq_main, chan.harq_rng)
+            self.act_up_s = HarqDurations(sizes.act_bits, chan.harq_main, chan.harq_rng)
         if chan.harq_fed is not None:
-            self.lora_up_s = HarqDurations(sizes.lora_bits, chan.rate_fed_bps, *chan.harq_fed, chan.harq_rng)
+            self.lora_up_s = HarqDurations(sizes.lora_bits, chan.harq_fed, chan.harq_rng)
 
     def new_round(self, slowdown: np.ndarray) -> None:
         """Set this round's client compute times; ``slowdown`` (K,) >= 1 multiplies them."""

@@ -123,6 +123,26 @@ class RadioSection(BaseModel):
         description="nr, engine: sampled = each transfer's TB errors (HARQ retransmissions) drawn from the TB "
         "error rate on their own stream; expected = the expected goodput (deterministic, equals eq. 17)",
     )
+    link_adaptation: Literal["inner", "outer"] = Field(
+        "inner",
+        description="nr, engine with harq = sampled: inner = each client's MCS fixed by its (estimated) SNR; "
+        "outer = OLLA: a per-client SNR offset rises by olla_delta_up_db per NACK and falls by delta_up "
+        "bler_target/(1 - bler_target) per ACK across the client's transfers, so the long-run TB error rate "
+        "meets bler_target even with a biased estimate",
+    )
+    sinr_bias_db: float = Field(
+        0.0,
+        ge=-20,
+        le=20,
+        description="nr, engine with harq = sampled: error of the SNR the gNB's link adaptation sees [dB] "
+        "(positive: over-estimate, too high an MCS and more TB errors); the optimiser plans with the true SNR",
+    )
+    olla_delta_up_db: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="nr, link_adaptation = outer: OLLA's offset step per NACK [dB] (Sionna's 1)",
+    )
     power_control: Literal["optimised", "open_loop"] = Field(
         "optimised",
         description="nr: transmit power from fedsim's optimiser, or 38.213 open-loop power control "
@@ -143,6 +163,15 @@ class RadioSection(BaseModel):
 
             require_sionna()
         return value
+
+    @model_validator(mode="after")
+    def _adaptation_fields(self) -> RadioSection:
+        if self.harq == "expected" and (self.link_adaptation == "outer" or self.sinr_bias_db != 0):
+            raise ValueError(
+                "radio.link_adaptation = 'outer' and radio.sinr_bias_db act on the engine's sampled TB errors: "
+                "use radio.harq = 'sampled' (the expected goodput is the ideal inner loop of the analytical model)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _placement_fields(self) -> RadioSection:

@@ -21,7 +21,14 @@ import numpy as np
 import channel
 from fedsim.errors import InputError
 from fedsim.radio.config import RadioSection
-from fedsim.radio.nr_link import SYMBOLS_PER_SLOT, NRLinkRate, goodput_table, usable_prb_counts
+from fedsim.radio.nr_link import (
+    SYMBOLS_PER_SLOT,
+    LinkAdaptation,
+    NRLinkRate,
+    goodput_table,
+    mcs_tables,
+    usable_prb_counts,
+)
 from fedsim.radio.nr_placement import hex_cell, hexgrid_positions
 from fedsim.radio.nr_propagation import large_scale, push_out
 from fedsim.radio.sionna_env import require_sionna, sionna_call
@@ -60,6 +67,14 @@ def nr_link_rate(
     )
     if radio.power_control == "open_loop":
         rate.open_loop = OpenLoopPower(radio, prbs)
+    if radio.link_adaptation == "outer" or radio.sinr_bias_db != 0:
+        rate.adaptation = LinkAdaptation(
+            outer=radio.link_adaptation == "outer",
+            sinr_bias_db=float(radio.sinr_bias_db),
+            delta_up_db=float(radio.olla_delta_up_db),
+            bler_target=float(radio.bler_target),
+            tables=mcs_tables(counts, re_per_prb, radio.mcs_table),
+        )
     return rate
 
 

@@ -52,11 +52,36 @@ def usable_prb_counts(num_subchannels: int, prbs_per_subchannel: int) -> tuple[i
     return tuple(sorted(set(range(1, p + 1)) | {p * k for k in range(1, int(num_subchannels) + 1)}))
 
 
-@functools.lru_cache(maxsize=64)
-def goodput_table(
-    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, bler_target: float
-) -> GoodputTable:
-    """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached)."""
+@dataclass(frozen=True)
+class McsTables:
+    """Every MCS of the table on every PRB count, before link adaptation.
+
+    Attributes:
+        snr_db: (L,) the SNR grid [dB]; mcs: (C,) MCS indices; tb_bits: (R, C) TBS [bit];
+        tbler: (R, C, L) TB error rate 1 - (1 - BLER)^C_cb (not finite where Sionna has no data for the MCS).
+    """
+
+    snr_db: np.ndarray
+    mcs: np.ndarray
+    tb_bits: np.ndarray
+    tbler: np.ndarray
+
+
+@dataclass(frozen=True)
+class LinkAdaptation:
+    """How the engine's sampled HARQ picks MCS (``nr_harq``): ``outer`` loop or not, the error of the SNR
+    estimate [dB], OLLA's NACK step [dB], the BLER target, and every MCS's TBS and TBLER (``McsTables``)."""
+
+    outer: bool
+    sinr_bias_db: float
+    delta_up_db: float
+    bler_target: float
+    tables: McsTables
+
+
+@functools.lru_cache(maxsize=8)
+def mcs_tables(prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int) -> McsTables:
+    """TBS and TB error rate of every MCS for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached)."""
     phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP)
     with sionna_call():
         import torch
@@ -86,6 +111,17 @@ def goodput_table(
         tbs, num_cb = tbs.double().numpy(), num_cb.double().numpy()
     with np.errstate(invalid="ignore"):
         tbler = 1.0 - (1.0 - bler) ** num_cb[..., None]
+    return McsTables(snr_db=snr_db, mcs=mcs, tb_bits=tbs, tbler=tbler)
+
+
+@functools.lru_cache(maxsize=64)
+def goodput_table(
+    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, bler_target: float
+) -> GoodputTable:
+    """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached)."""
+    every = mcs_tables(prb_counts, re_per_prb, mcs_table)
+    snr_db, mcs, tbs, tbler = every.snr_db, every.mcs, every.tb_bits, every.tbler
+    shape = tbler.shape
     ok = np.isfinite(tbler) & (tbler <= bler_target)  # rows of MCS without BLER data are +inf
     goodput = np.where(ok, (1.0 - np.where(ok, tbler, 0.0)) * tbs[..., None], 0.0)
     best = np.argmax(goodput, axis=1)  # (S, L): the fastest MCS meeting the target
@@ -139,6 +175,7 @@ class NRLinkRate:
         self.prb_hz, self.slot_s = float(prb_hz), float(slot_s)
         self.noise_psd_w_hz, self.harq = float(noise_psd_w_hz), harq
         self.open_loop = None  # an OpenLoopPower replaces the optimiser's power step (fedsim.radio.nr)
+        self.adaptation = None  # a LinkAdaptation: biased SNR estimate and/or OLLA in the engine's HARQ
         self._m = np.asarray(prb_counts, dtype=float)  # PRBs per table row
         rows = self._m.size
         rate = table.bits_per_slot / self.slot_s  # [bit/s]; rate and inverse read these same numbers
@@ -189,6 +226,48 @@ class NRLinkRate:
         p = np.where(ok & (gain > 0) & self._usable(n_sub), p, np.inf)
         return np.where(need > 0, np.min(p, axis=-1), 0.0)
 
+    def harq_transfers(self, power_w, n_sub, gain):
+        """The sampler of HARQ retransmissions of (K,) clients at their operating points (``nr_harq``): inner
+        loop (the MCS of the true SNR, or of the biased estimate) or outer loop (``adaptation``)."""
+        from fedsim.radio.nr_harq import InnerLoopHarq, OuterLoopHarq
+
+        la = self.adaptation
+        if la is None or (not la.outer and la.sinr_bias_db == 0):
+            return InnerLoopHarq(self.rate_bps(power_w, n_sub, gain), *self.blocks(power_w, n_sub, gain))
+        _, row, col = self._best(power_w, n_sub, gain)
+        g = col - 1  # true-SNR grid index, -1 below the grid
+        every, table = la.tables, self.table
+        usable = np.isfinite(every.tbler).any(axis=(0, 2))
+        lowest = int(np.flatnonzero(usable)[0])  # where no MCS meets the target the loop still sends this
+        mcs_by_estimate = np.where(table.mcs[row] < 0, lowest, table.mcs[row])  # (K, L)
+        tb_bits = every.tb_bits[row].copy()  # (K, C)
+        tbler = np.where(g[:, None] >= 0, every.tbler[row, :, np.maximum(g, 0)], 1.0)
+        # at the true SNR the inner loop's own MCS keeps the goodput table's TBS and TBLER exactly
+        clients = np.arange(row.size)
+        own = table.mcs[row, np.maximum(g, 0)]
+        has = (g >= 0) & (own >= 0)
+        tb_bits[clients[has], own[has]] = table.tb_bits[row[has], g[has]]
+        tbler[clients[has], own[has]] = table.tbler[row[has], g[has]]
+        tbler = np.clip(np.nan_to_num(tbler, nan=1.0, posinf=1.0), 0.0, 1.0)
+        if la.outer:
+            return OuterLoopHarq(
+                mcs_by_estimate,
+                tb_bits,
+                tbler,
+                g,
+                la.sinr_bias_db,
+                SNR_DB_STEP,
+                la.delta_up_db,
+                la.bler_target,
+                self.slot_s,
+            )
+        # inner loop on a biased estimate: the MCS of the estimated SNR, its errors at the true SNR
+        shift = math.floor(la.sinr_bias_db / SNR_DB_STEP + 1e-9)
+        est = np.clip(g + shift, 0, table.snr_db.size - 1)
+        mcs = mcs_by_estimate[clients, est]
+        tb, p = tb_bits[clients, mcs], np.where(g >= 0, tbler[clients, mcs], 1.0)
+        return InnerLoopHarq(np.where(p < 1, tb * (1 - p) / self.slot_s, 0.0), tb, p)
+
     def blocks(self, power_w, n_sub, gain) -> tuple[np.ndarray, np.ndarray]:
         """(TBS [bit], TBLER) of the TB a client sends per slot at its operating point (0, 1 in outage)."""
         _, row, col = self._best(power_w, n_sub, gain)
@@ -196,21 +275,3 @@ class NRLinkRate:
         idx = np.maximum(col - 1, 0)
         tb = np.where(inside, self.table.tb_bits[row, idx], 0.0)
         return tb, np.where(inside, self.table.tbler[row, idx], 1.0)
-
-
-def harq_duration_s(
-    bits: float, rate_bps: float, tb_bits: float, tbler: float, rng: np.random.Generator
-) -> float:
-    """One transfer of ``bits`` with its HARQ retransmissions sampled in aggregate [s].
-
-    The transfer needs N = ceil(bits / TBS) TBs; each transmission fails independently with TBLER, so the
-    failed transmissions F ~ NegBinomial(N, 1 - TBLER) and the transfer holds (N + F) / N times its error-free
-    duration bits / (rate / (1 - TBLER)). The mean is bits / rate, the expected-goodput duration.
-    """
-    if bits <= 0:
-        return 0.0
-    if not (rate_bps > 0 and tb_bits > 0):
-        return math.inf
-    n = math.ceil(bits / tb_bits)
-    failures = int(rng.negative_binomial(n, 1.0 - tbler)) if tbler > 0 else 0
-    return bits * (1.0 - tbler) / rate_bps * (n + failures) / n
