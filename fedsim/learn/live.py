@@ -13,14 +13,28 @@ Scenario runner usage::
                       rng, trainer=trainer)
     trainer.final_metrics()
     trainer.record().save("results/records/...json")
+
+Checkpoints (``cfg.checkpoint_every`` steps, ``cfg.checkpoint_path``): at the end of a round the trainer
+saves the whole training state (``fedsim.learn.checkpoint``: every LoRA, optimiser and data order, the torch
+RNG, the curve) plus what the engine needs to time the same rounds again: per round the blocks the adaptive
+cut rule moved, the layout after them and whether the run stopped, and the simulated time at the end of
+the round. A SimPy run cannot be saved (its processes are generators), so a resumed run *replays* the
+engine from the start with the same seeded RNG: the trainer answers the replayed rounds from that log
+without computing anything, checks that the replayed clock reaches the saved simulated time exactly, then
+loads the training state and continues live. Curve, engine rows and simulated times equal an
+uninterrupted run's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from fedsim.errors import InputError
+from fedsim.learn.checkpoint import restore_rng, resume_point, save_checkpoint
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.records import ConvergenceRecord
 from fedsim.learn.systems import SplitFedSystem, build_system
@@ -38,13 +52,28 @@ class LiveTrainer:
         self._round_losses: list[float] = []
         self._last_eval_step = 0
         self.final: dict | None = None  # set by final_metrics()
-        self.curve: list[dict] = [
-            {"step": 0, "round": 0.0, "val_ppl": perplexity(system, data, self.eval_batch), "sim_time_s": 0.0}
-        ]
+        self._ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_every and cfg.checkpoint_path else None
+        self._resume = resume_point(self._ckpt, cfg.model_dump())
+        self._rounds = 0  # rounds ended so far (replayed ones included)
+        self._log: list[dict] = []  # per round: blocks moved, layout after them, stop (what the engine saw)
+        self._replay_layout: tuple[list, list] | None = None
+        self.curve: list[dict] = []
+        if self._resume is not None:
+            if "live" not in self._resume:
+                raise InputError(f"checkpoint {self._ckpt}: not a live-run checkpoint; delete it or rename it")
+            self._log = [dict(r) for r in self._resume["live"]["log"]]
+        else:
+            ppl = perplexity(system, data, self.eval_batch)
+            self.curve = [{"step": 0, "round": 0.0, "val_ppl": ppl, "sim_time_s": 0.0}]
         self._cut_rows = [{"round": 0, "client": k, "cut": c} for k, c in enumerate(system.layout.cuts)]
         self._bar = tqdm(
             total=cfg.steps // cfg.local_iterations, disable=not progress, desc="live", unit="round"
         )
+
+    @property
+    def replaying(self) -> bool:
+        """True while a resumed run replays the rounds its checkpoint already holds (no computation)."""
+        return self._resume is not None
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, model=None, data: TrainData | None = None, progress: bool = True,
@@ -60,24 +89,42 @@ class LiveTrainer:
 
     # --- the engine's Trainer protocol ---
     def client_forward(self, client: int) -> None:
-        self.system.client_forward(client)
+        if not self.replaying:
+            self.system.client_forward(client)
 
     def server_step(self, clients: Sequence[int]) -> None:
-        self._round_losses.append(self.system.server_step(list(clients)))
+        if not self.replaying:
+            self._round_losses.append(self.system.server_step(list(clients)))
 
     def client_backward(self, client: int) -> None:
-        self.system.client_backward(client)
+        if not self.replaying:
+            self.system.client_backward(client)
 
     def aggregate(self, clients: Sequence[int]) -> None:
-        self.system.aggregate(list(clients))
+        if not self.replaying:
+            self.system.aggregate(list(clients))
 
     def take_cut_moves(self) -> list[dict]:
         """SplitFT: the blocks moved by the adaptive cut rule since the last call (the engine charges them)."""
+        if self.replaying:
+            logged = self._log[self._rounds]
+            if logged["moves"]:
+                self._replay_layout = logged["layout"]
+            return [dict(m) for m in logged["moves"]]
         adapter = self.system.adapter
-        return adapter.take_moves() if adapter is not None else []
+        moves = adapter.take_moves() if adapter is not None else []
+        layout = None
+        if moves:
+            cuts, ranks = self.layout()
+            layout = [cuts, ranks]
+        self._log.append(_plain({"moves": moves, "layout": layout, "stop": False}))
+        return moves
 
     def layout(self):
         """(cuts (K,), ranks (K, J)) as the engine times them (``fedsim.learn.layout.Layout``)."""
+        if self.replaying and self._replay_layout is not None:
+            cuts, ranks = self._replay_layout
+            return list(cuts), np.asarray(ranks, dtype=int)
         return list(self.system.layout.cuts), self.system.layout.ranks_matrix()
 
     def cut_rows(self) -> list[dict]:
@@ -90,7 +137,45 @@ class LiveTrainer:
         return list(adapter.rows) if adapter is not None else []
 
     def end_round(self, round_index: int, sim_time_s: float) -> bool:
-        """Log the round; evaluate when due. True = target perplexity reached (the engine stops)."""
+        """Log the round; evaluate when due; checkpoint when due. True = target perplexity reached (the engine
+        stops)."""
+        if len(self._log) == self._rounds and not self.replaying:  # an engine that never asks for moves
+            self._log.append({"moves": [], "layout": None, "stop": False})
+        if self.replaying:
+            return self._replayed(round_index, sim_time_s)
+        self._rounds += 1
+        before = self.steps
+        reached = self._end_round(round_index, sim_time_s)
+        self._log[-1]["stop"] = bool(reached)
+        every = self.cfg.checkpoint_every
+        if self._ckpt is not None and (self.steps // every > before // every or reached):
+            live = _plain({"rounds": self._rounds, "sim_time_s": float(sim_time_s), "log": self._log,
+                           "cut_rows": self._cut_rows, "last_eval_step": self._last_eval_step})  # fmt: skip
+            save_checkpoint(self._ckpt, self.cfg.model_dump(), self.steps, self.curve,
+                            self.system.state_dict(), extra={"live": live})  # fmt: skip
+        return reached
+
+    def _replayed(self, round_index: int, sim_time_s: float) -> bool:
+        """A round the checkpoint holds: answer from its log; after the last one, load the training state."""
+        state = self._resume["live"]
+        self._rounds += 1
+        self._bar.update(1)
+        if self._rounds < state["rounds"]:
+            return bool(self._log[self._rounds - 1]["stop"])
+        if round_index + 1 != state["rounds"] or float(sim_time_s) != state["sim_time_s"]:
+            raise InputError(
+                f"checkpoint {self._ckpt}: the replayed engine ended round {round_index + 1} at "
+                f"t = {sim_time_s!r} s, the checkpoint at round {state['rounds']}, t = {state['sim_time_s']!r} s "
+                "(engine inputs changed); delete it to train from the start"
+            )
+        self.system.load_state_dict(self._resume["system"])
+        restore_rng(self._resume)
+        self.steps, self.curve = int(self._resume["step"]), list(self._resume["curve"])
+        self._cut_rows, self._last_eval_step = list(state["cut_rows"]), int(state["last_eval_step"])
+        stop, self._resume, self._replay_layout = bool(self._log[-1]["stop"]), None, None
+        return stop
+
+    def _end_round(self, round_index: int, sim_time_s: float) -> bool:
         self.steps = (round_index + 1) * self.cfg.local_iterations
         row = {"step": self.steps, "round": float(round_index + 1), "sim_time_s": float(sim_time_s)}
         if self._round_losses:
@@ -115,9 +200,23 @@ class LiveTrainer:
         perplexity and, if ``cfg.generate_mrs`` > 0, BLEU / ROUGE-L of generation on the test MRs. Stored for
         ``record()``."""
         self._bar.close()
+        if self.replaying:
+            raise InputError(
+                f"checkpoint {self._ckpt}: the engine stopped after round {self._rounds}, before the "
+                f"checkpoint's round {self._resume['live']['rounds']} (engine inputs changed); delete it"
+            )
         self.final = final_metrics(self.system, self.cfg, self.data)
         return self.final
 
     def record(self) -> ConvergenceRecord:
         """The convergence record so far (curve rows also carry ``sim_time_s``; ``final`` once computed)."""
         return make_record(self.cfg, self.curve, self.source, self.final)
+
+
+def _plain(value):
+    """``value`` with numpy scalars and arrays turned into Python ones (a checkpoint loads only those)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

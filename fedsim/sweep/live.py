@@ -99,15 +99,23 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
     return sim, trainer, alloc
 
 
+def with_checkpoint(cfg, folder):
+    """``cfg`` with its checkpoint file in the run's folder when it asks for checkpoints (``checkpoint_every``
+    steps): a killed live run resumes there (``fedsim.learn.live``)."""
+    if not cfg.checkpoint_every:
+        return cfg
+    return cfg.model_copy(update={"checkpoint_path": str(folder / "checkpoint.pt")})
+
+
 def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool) -> dict:
     live = scenario.live
-    cfg = live.training.model_copy(update={"rank": int(rank)})
+    folder = store.root / "live" / f"rank{rank}"
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = with_checkpoint(live.training.model_copy(update={"rank": int(rank)}), folder)
     started = time.perf_counter()
     sim, trainer, alloc = simulate_live(
         scenario, cfg, progress, f"fedsim run {scenario.name} (live, rank {rank})"
     )
-    folder = store.root / "live" / f"rank{rank}"
-    folder.mkdir(parents=True, exist_ok=True)
     _write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     if len(sim.trace_rows):
         _write_csv(folder / "trace.csv", sim.trace)

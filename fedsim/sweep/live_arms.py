@@ -63,12 +63,13 @@ def _bits(sim, phases) -> float:
 
 
 def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig, progress: bool) -> None:
-    from fedsim.sweep.live import simulate_live
+    from fedsim.sweep.live import simulate_live, with_checkpoint
 
-    started = time.perf_counter()
-    sim, trainer, _ = simulate_live(scenario, cfg, progress, f"fedsim run {scenario.name} (live arm {name})")
     folder = store.root / "live" / name
     folder.mkdir(parents=True, exist_ok=True)
+    cfg = with_checkpoint(cfg, folder)
+    started = time.perf_counter()
+    sim, trainer, _ = simulate_live(scenario, cfg, progress, f"fedsim run {scenario.name} (live arm {name})")
     pd.DataFrame(sim.round_rows).to_csv(folder / "rounds.csv", index=False)
     final = trainer.final_metrics()
     record = trainer.record()
