@@ -11,6 +11,7 @@ import time
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 from fault_helpers import FaultTable, spawn_fedsim, temp_files, tracebacks, wait_for
 
@@ -220,3 +221,49 @@ def test_a_checkpoint_older_than_a_new_trainconfig_field_still_resumes(tmp_path)
     assert config_diff(old, cfg.model_copy(update={"eval_halves": True}).model_dump()) == ["eval_halves"]
     changed = dict(old, adaptive_cuts=dict(old["adaptive_cuts"], gamma=0.9))
     assert config_diff(changed, cfg.model_dump()) == ["adaptive_cuts"]
+
+
+def test_damaged_or_foreign_study_records_are_set_aside_and_trained_again(tmp_path, capsys):
+    """Three records of the tiny study of tests/test_study.py go bad: one truncated, one with a flipped byte
+    (sha256 fails), one a valid record of another configuration. The rerun sets each aside with one line and
+    trains that run again, to the same record."""
+    from test_study import STUDY
+
+    from fedsim.learn.records import ConvergenceRecord
+
+    scenario = tmp_path / "study.toml"
+    scenario.write_text(STUDY.format(steps=4).replace('"study.training.seed" = [0, 1]', '"study.training.seed" = [0]')
+                        .replace('"study.training.rank" = [1, 4]', '"study.training.rank" = [1, 2, 4]'))  # fmt: skip
+    out = tmp_path / "out"
+    args = ["run", str(scenario), "--out", str(out), "--executor", "serial", "--no-progress", "--no-figures"]
+    assert main(args) == 0
+    records = sorted((out / "records").glob("*.json"))
+    assert len(records) == 3
+    before = {p.name: p.read_text() for p in records}
+    rows_before = pd.read_parquet(out / "rows.parquet")
+    truncated, flipped, foreign = records
+    truncated.write_text(before[truncated.name][: len(before[truncated.name]) // 2])
+    text = before[flipped.name]
+    i = text.index('"val_ppl": ') + len('"val_ppl": ')
+    flipped.write_text(text[:i] + ("8" if text[i] != "8" else "7") + text[i + 1 :])
+    other = ConvergenceRecord.load(foreign)
+    other.config = dict(other.config, lr=0.001)
+    other.save(foreign)
+    capsys.readouterr()
+    # Execute
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    # Assert: one line per bad record, each set aside (kept) and its run trained again to the same record
+    lines = [line for line in err.splitlines() if "set aside as" in line]
+    assert len(lines) == 3 and all(line.endswith(")") and "trained again" in line for line in lines), err
+    said = {p.name: next(line for line in lines if f"/{p.name}: " in line) for p in records}
+    assert "not a valid record" in said[truncated.name] and "checksum does not match" in said[flipped.name]
+    assert "a record of another configuration (lr)" in said[foreign.name]
+    assert sorted(p.name for p in (out / "set-aside").iterdir()) == sorted(f"{p.name}.1" for p in records)
+    for p in records:
+        assert ConvergenceRecord.load(p).curve == json.loads(before[p.name])["curve"]
+    after = pd.read_parquet(out / "rows.parquet")
+    pd.testing.assert_frame_equal(after.drop(columns="wall_s"), rows_before.drop(columns="wall_s"))
+    for _ in lines:
+        FaultTable.add("damaged or foreign study record (set aside, retrained)", tracebacks=tracebacks(err))
+    assert tracebacks(err) == 0

@@ -41,6 +41,10 @@ def run_sweep(
 
         plan = finished_units(_with_out(scenario, store), plan)
     done = store.verified()  # parts that do not verify are set aside and their units rerun
+    if scenario.study is not None and not scenario.study.existing_only:
+        from fedsim.sweep.study import kept_units
+
+        done = kept_units(_with_out(scenario, store), done)  # so are runs whose record went bad
     todo = [unit for unit in plan if unit not in done]
     tasks_per_unit = 1 if scenario.study is not None else len(scenario.schemes.names)
     bar = tqdm(
@@ -54,7 +58,9 @@ def run_sweep(
     try:
         if todo:
             # closing(): on an interruption the executor stops its workers at once
-            with closing(run_units(_with_out(scenario, store), todo, executor, workers, ray_address)) as finished:
+            with closing(
+                run_units(_with_out(scenario, store), todo, executor, workers, ray_address)
+            ) as finished:
                 for point, drop, rows in finished:
                     store.write_part(point, drop, rows)
                     bar.update(tasks_per_unit)
@@ -73,4 +79,6 @@ def _with_out(scenario: Scenario, store: ResultsStore) -> Scenario:
     the stored scenario, so moving a results folder keeps it resumable)."""
     if scenario.study is None:
         return scenario
-    return scenario.model_copy(update={"study": scenario.study.model_copy(update={"out_dir": str(store.root)})})
+    return scenario.model_copy(
+        update={"study": scenario.study.model_copy(update={"out_dir": str(store.root)})}
+    )

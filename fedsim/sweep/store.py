@@ -40,6 +40,19 @@ def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def set_aside(root: Path, path: Path, why: str, say: Callable[[str], None] = _stderr_line) -> Path:
+    """Move a file or folder that cannot be trusted into ``root/set-aside/`` as ``<name>.<n>`` (never delete
+    it) and say so in one line."""
+    folder = Path(root) / SET_ASIDE
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (target := folder / f"{path.name}.{n}").exists():
+        n += 1
+    os.replace(path, target)
+    say(f"fedsim: {path}: {why} (set aside as {target})")
+    return target
+
+
 def git_revision(cwd: Path | None = None) -> str | None:
     """The checkout's commit (with '+dirty' if modified), or None outside git."""
     where = cwd or Path(__file__).resolve().parent
@@ -171,14 +184,7 @@ class ResultsStore:
 
     def set_aside(self, path: Path, why: str) -> Path:
         """Move a file or folder that cannot be trusted to ``set-aside/`` (never delete it) and say so."""
-        folder = self.root / SET_ASIDE
-        folder.mkdir(parents=True, exist_ok=True)
-        n = 1
-        while (target := folder / f"{path.name}.{n}").exists():
-            n += 1
-        os.replace(path, target)
-        self.say(f"fedsim: {path}: {why} (set aside as {target})")
-        return target
+        return set_aside(self.root, path, why, self.say)
 
     def write_part(self, point: int, drop: int, rows: list[dict]) -> None:
         """Save one unit's rows (with their checksum and the scenario key) atomically."""

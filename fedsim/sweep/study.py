@@ -21,6 +21,7 @@ from scipy import stats
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig, config_diff
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target, rounds_to_target_interpolated
+from fedsim.sweep.store import set_aside
 
 # TrainConfig fields that may differ between a saved record and the run asked for (they do not change it)
 _NOT_THE_RUN = {"checkpoint_every", "checkpoint_path", "target_ppl", "device"}
@@ -61,10 +62,8 @@ def run_study_unit(scenario, point_index: int) -> list[dict]:
         raise InputError("study: no results folder (run a study with fedsim run)")
     cfg = run_config(scenario, point_index)
     path = record_path(study.out_dir, cfg)
-    if path.is_file():
-        record = ConvergenceRecord.load(path)
-        _check_same_run(record, cfg, path)
-    else:
+    record = _kept_record(path, cfg, study.out_dir, fix=not study.existing_only)
+    if record is None:
         record = _train(cfg, study.threads)
         record.save(path)
     return [study_row(record, point_index, study.targets, path.relative_to(study.out_dir))]
@@ -88,12 +87,37 @@ def _train(cfg: TrainConfig, threads: int) -> ConvergenceRecord:
     return record
 
 
+def _kept_record(path: Path, cfg: TrainConfig, root, fix: bool = True) -> ConvergenceRecord | None:
+    """The finished record at ``path`` if it verifies and is this run's; a damaged or foreign one is set aside
+    (``set-aside/``, one line on stderr) and None returned, so that the run is trained again (``fix``; else
+    its InputError is raised: interim tables hold no lock and change nothing)."""
+    if not path.is_file():
+        return None
+    try:
+        record = ConvergenceRecord.load(path)
+        _check_same_run(record, cfg, path)
+        return record
+    except InputError as bad:
+        if not fix:
+            raise
+        set_aside(Path(root), path, f"{str(bad).split(f'{path}: ', 1)[-1]}; trained again")
+        return None
+
+
+def kept_units(scenario, units: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The finished ``units`` whose record still verifies; the others' records are set aside (rerun them)."""
+    root, kept = scenario.study.out_dir, set()
+    for point, drop in units:
+        cfg = run_config(scenario, point)
+        if _kept_record(record_path(root, cfg), cfg, root) is not None:
+            kept.add((point, drop))
+    return kept
+
+
 def _check_same_run(record: ConvergenceRecord, cfg: TrainConfig, path: Path) -> None:
     diff = config_diff(record.config or {}, cfg.model_dump(), _NOT_THE_RUN)
     if diff:
-        raise InputError(
-            f"{path}: a record of another configuration ({', '.join(diff)}); move it away or run with --fresh"
-        )
+        raise InputError(f"{path}: a record of another configuration ({', '.join(diff)})")
 
 
 def study_row(record: ConvergenceRecord, point: int, targets, record_path) -> dict:
