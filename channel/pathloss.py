@@ -20,7 +20,7 @@ def shadowing_db(rng: np.random.Generator, shape: int | tuple[int, ...], sigma_d
     """Log-normal shadowing: i.i.d. zero-mean Gaussian samples [dB] with std ``sigma_db`` >= 0."""
     if sigma_db < 0:
         raise ValueError(f"sigma_db must be >= 0, got {sigma_db}")
-    return rng.normal(0.0, sigma_db, size=shape)
+    return rng.normal(0.0, abs(sigma_db), size=shape)  # abs: numpy refuses -0.0 (which TOML and >= 0 allow)
 
 
 def large_scale_gain(distance_m: ArrayLike, shadow_db: ArrayLike = 0.0) -> np.ndarray:
