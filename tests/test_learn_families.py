@@ -61,7 +61,7 @@ def test_opt_parts_come_from_the_adapter():
 def test_builtin_adapters_agree_with_inspection(family, monkeypatch):
     model = tiny_lm(family)
     by_adapter = decoder_parts(model)
-    monkeypatch.setattr(families, "_FAMILIES", {})  # no adapter: the inspection fallback
+    monkeypatch.setattr(families.FAMILY_REGISTRY, "_entries", {})  # no adapter: the inspection fallback
     by_inspection = decoder_parts(model)
     for field in (
         "embed_tokens",
@@ -77,7 +77,7 @@ def test_builtin_adapters_agree_with_inspection(family, monkeypatch):
 
 def test_a_user_family_plugs_in_by_registration(monkeypatch):
     # a "family" that is GPT-2 under another model type, registered from outside the package
-    monkeypatch.setattr(families, "_FAMILIES", dict(families._FAMILIES))
+    monkeypatch.setattr(families.FAMILY_REGISTRY, "_entries", families.registered_families())
     model = tiny_lm("gpt2")
     model.config.model_type = "my_gpt"
     mine = dataclasses.replace(families.GPT2, name="mine", model_types=("my_gpt",), lora_targets=("c_attn",))

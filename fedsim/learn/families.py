@@ -3,8 +3,9 @@
 A ``ModelFamily`` names, by attribute path, a family's decoder, token and position embeddings, embedding
 dropout, rotary embedding, decoder blocks, final norm, input/output projections and LM head, and its LoRA
 target modules. ``decoder_parts`` (``split.py``) uses the family registered for a model's
-``config.model_type``; GPT-2, Llama and OPT are registered here, and ``register_family`` adds another
-without touching the split::
+``config.model_type``; GPT-2, Llama and OPT are built in, and ``register_family`` (or a package entry
+point in the group ``fedsim.families`` named after the model type) adds another without touching the
+split::
 
     register_family(ModelFamily(name="neo", model_types=("gpt_neo",), decoder="transformer",
                                 embed_tokens="wte", embed_positions="wpe", embed_dropout="drop",
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from fedsim.errors import InputError
+from fedsim.registry import Registry
+
+ENTRY_POINT_GROUP = "fedsim.families"
 
 
 @dataclass(frozen=True)
@@ -110,66 +114,69 @@ def lora_targets(family: ModelFamily, model_type: str) -> list[str] | None:
     return list(found) if found else None
 
 
-_FAMILIES: dict[str, ModelFamily] = {}
+def _checked(family: object, where: str) -> ModelFamily:
+    if not isinstance(family, ModelFamily):
+        raise InputError(f"{where}: not a family adapter (needs a fedsim.learn.families.ModelFamily)")
+    return family
+
+
+FAMILY_REGISTRY = Registry(
+    "family adapter",
+    check=_checked,
+    home=__name__,
+    builtins=lambda: (GPT2, LLAMA, OPT),
+    entry_point_group=ENTRY_POINT_GROUP,
+    keys=lambda family: family.model_types,
+    key_label="model type",
+)
 
 
 def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamily:
     """Make ``family`` the adapter for its model types (an error if one is taken, unless ``replace``)."""
-    taken = [t for t in family.model_types if t in _FAMILIES and _FAMILIES[t] != family]
-    if taken and not replace:
-        raise InputError(f"model types {taken} already have a family adapter ({_FAMILIES[taken[0]].name})")
-    for model_type in family.model_types:
-        _FAMILIES[model_type] = family
-    return family
+    return FAMILY_REGISTRY.register(family, replace=replace)
 
 
 def family_for(model_type: str | None) -> ModelFamily | None:
-    """The registered family of a ``config.model_type`` (None when there is none)."""
-    return _FAMILIES.get(model_type) if model_type else None
+    """The family of a ``config.model_type``: registered, or from an entry point (None when there is none)."""
+    return FAMILY_REGISTRY.find(model_type) if model_type else None
 
 
 def registered_families() -> dict[str, ModelFamily]:
     """{model_type: family} of every registered adapter."""
-    return dict(_FAMILIES)
+    return FAMILY_REGISTRY.registered()
 
 
-GPT2 = register_family(
-    ModelFamily(
-        name="gpt2",
-        model_types=("gpt2",),
-        decoder="transformer",
-        embed_tokens="wte",
-        embed_positions="wpe",
-        embed_dropout="drop",
-        blocks="h",
-        final_norm="ln_f",
-    )
+GPT2 = ModelFamily(
+    name="gpt2",
+    model_types=("gpt2",),
+    decoder="transformer",
+    embed_tokens="wte",
+    embed_positions="wpe",
+    embed_dropout="drop",
+    blocks="h",
+    final_norm="ln_f",
 )
-LLAMA = register_family(
-    ModelFamily(
-        name="llama",
-        model_types=("llama",),
-        decoder="model",
-        embed_tokens="embed_tokens",
-        rotary="rotary_emb",
-        blocks="layers",
-        final_norm="norm",
-    )
+LLAMA = ModelFamily(
+    name="llama",
+    model_types=("llama",),
+    decoder="model",
+    embed_tokens="embed_tokens",
+    rotary="rotary_emb",
+    blocks="layers",
+    final_norm="norm",
 )
 # OPT (SplitFT's models): a learned position table offset by 2, functional embedding dropout, and in
 # OPT-350m a post-norm (no final norm) with word embeddings narrower than the residual stream.
-OPT = register_family(
-    ModelFamily(
-        name="opt",
-        model_types=("opt",),
-        decoder="model.decoder",
-        embed_tokens="embed_tokens",
-        embed_positions="embed_positions",
-        position_offset=2,
-        embed_dropout_config="dropout",
-        blocks="layers",
-        final_norm="final_layer_norm",
-        project_in="project_in",
-        project_out="project_out",
-    )
+OPT = ModelFamily(
+    name="opt",
+    model_types=("opt",),
+    decoder="model.decoder",
+    embed_tokens="embed_tokens",
+    embed_positions="embed_positions",
+    position_offset=2,
+    embed_dropout_config="dropout",
+    blocks="layers",
+    final_norm="final_layer_norm",
+    project_in="project_in",
+    project_out="project_out",
 )

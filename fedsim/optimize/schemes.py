@@ -23,9 +23,6 @@ of eqs. (8)-(17), so a user scheme only has to decide.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import re
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -33,10 +30,10 @@ import numpy as np
 from fedsim.allocation import Allocation
 from fedsim.errors import InputError
 from fedsim.optimize.problem import Problem, Result
+from fedsim.registry import Registry, protocol_check
 
 ENTRY_POINT_GROUP = "fedsim.schemes"
 BUILTIN_SCHEMES = ("proposed", "a", "b", "c", "d")
-_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,40}$")
 
 
 @runtime_checkable
@@ -51,32 +48,21 @@ class Scheme(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Scheme] = {}
-_RESOLVED: dict[str, Scheme] = {}  # import paths and entry points already loaded
+def _builtins() -> tuple[Scheme, ...]:
+    from fedsim.optimize.baselines import BUILTINS
+    from fedsim.optimize.splitft import SPLITFT  # SplitFT's own choices (spec §10), no optimiser
+
+    return (*BUILTINS, SPLITFT)
 
 
-def _checked(scheme: object, where: str) -> Scheme:
-    """``scheme`` (instantiated if a class) once it has a valid name, a description and ``allocate``."""
-    if isinstance(scheme, type):
-        try:
-            scheme = scheme()
-        except TypeError as exc:
-            raise InputError(
-                f"{where}: cannot instantiate the scheme class without arguments: {exc}"
-            ) from None
-    missing = [a for a in ("name", "description", "allocate") if not hasattr(scheme, a)]
-    if missing or not callable(scheme.allocate):
-        raise InputError(
-            f"{where}: not a scheme (needs name, description and allocate(problem, rng); missing "
-            f"{', '.join(missing) or 'a callable allocate'})"
-        )
-    if not isinstance(scheme.name, str) or not _NAME.match(scheme.name):
-        raise InputError(f"{where}: scheme name must match [A-Za-z0-9_.+-]{{1,40}}, got {scheme.name!r}")
-    if not isinstance(scheme.description, str) or not scheme.description.strip():
-        raise InputError(
-            f"{where}: scheme {scheme.name!r} needs a description (what it optimises/randomises)"
-        )
-    return scheme
+SCHEME_REGISTRY = Registry(
+    "scheme",
+    check=protocol_check("scheme", "allocate", "allocate(problem, rng)"),
+    home=__name__,
+    builtins=_builtins,
+    protected=BUILTIN_SCHEMES,
+    entry_point_group=ENTRY_POINT_GROUP,
+)
 
 
 def register_scheme(scheme, *, replace: bool = False):
@@ -85,62 +71,17 @@ def register_scheme(scheme, *, replace: bool = False):
     Usable as a class decorator; returns its argument. Re-registering a name raises unless ``replace``;
     the built-in names can never be replaced (their results are the reference).
     """
-    obj = _checked(scheme, f"register_scheme({scheme!r})")
-    if obj.name in _REGISTRY and (not replace or obj.name in BUILTIN_SCHEMES):
-        raise InputError(f"scheme {obj.name!r} is already registered")
-    _REGISTRY[obj.name] = obj
-    return scheme
+    return SCHEME_REGISTRY.register(scheme, replace=replace)
 
 
 def unregister_scheme(name: str) -> None:
     """Remove a registered (non-built-in) scheme."""
-    if name in BUILTIN_SCHEMES:
-        raise InputError(f"the built-in scheme {name!r} cannot be removed")
-    _REGISTRY.pop(name, None)
-    for ref in [ref for ref, s in _RESOLVED.items() if s.name == name]:
-        del _RESOLVED[ref]
-
-
-def _ensure_builtins() -> None:
-    if "proposed" not in _REGISTRY:
-        from fedsim.optimize.baselines import BUILTINS
-
-        for scheme in BUILTINS:
-            _REGISTRY[scheme.name] = scheme
-        from fedsim.optimize.splitft import SPLITFT  # SplitFT's own choices (spec §10), no optimiser
-
-        _REGISTRY[SPLITFT.name] = SPLITFT
+    SCHEME_REGISTRY.unregister(name)
 
 
 def registered_schemes() -> dict[str, Scheme]:
     """Every registered scheme by name, built-ins first."""
-    _ensure_builtins()
-    return dict(_REGISTRY)
-
-
-def _from_import_path(ref: str) -> Scheme:
-    module_name, _, attr = ref.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"scheme {ref!r}: cannot import module {module_name!r}: {exc}") from None
-    target = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise InputError(f"scheme {ref!r}: module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    return _checked(target, f"scheme {ref!r}")
-
-
-def _from_entry_point(ref: str) -> Scheme | None:
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == ref:
-            try:
-                target = ep.load()
-            except Exception as exc:  # a broken plug-in must name itself, whatever it raised
-                raise InputError(f"scheme {ref!r}: entry point {ep.value!r} failed to load: {exc}") from None
-            return _checked(target, f"scheme {ref!r} (entry point {ep.value!r})")
-    return None
+    return SCHEME_REGISTRY.registered()
 
 
 def get_scheme(ref) -> Scheme:
@@ -148,22 +89,7 @@ def get_scheme(ref) -> Scheme:
 
     Raises InputError naming the reference and what is allowed.
     """
-    if not isinstance(ref, str):
-        return _checked(ref, f"scheme {ref!r}")
-    _ensure_builtins()
-    if ref in _REGISTRY:
-        return _REGISTRY[ref]
-    if ref not in _RESOLVED:
-        found = _from_import_path(ref) if ":" in ref else _from_entry_point(ref)
-        if found is None:
-            raise InputError(
-                f"unknown scheme {ref!r}: give a registered name ({', '.join(_REGISTRY)}), an import path "
-                f"'package.module:Class', or an entry point in the group {ENTRY_POINT_GROUP!r}"
-            )
-        if found.name in _REGISTRY and _REGISTRY[found.name] is not found:
-            raise InputError(f"scheme {ref!r} is called {found.name!r}, the name of a registered scheme")
-        _RESOLVED[ref] = found
-    return _RESOLVED[ref]
+    return SCHEME_REGISTRY.get(ref)
 
 
 def scheme_name(ref) -> str:
@@ -174,10 +100,7 @@ def scheme_name(ref) -> str:
 def describe(name: str) -> str:
     """The description of a scheme by row name or reference ('' when it cannot be found, e.g. a user
     scheme's rows read on a machine without its code)."""
-    known = registered_schemes()
-    if name in known:
-        return known[name].description
-    for scheme in _RESOLVED.values():
+    for scheme in SCHEME_REGISTRY.loaded():
         if scheme.name == name:
             return scheme.description
     try:

@@ -2,7 +2,9 @@
 
 Every executor runs ``run_unit(scenario, point, drop)`` for the units it is given and yields
 ``(point, drop, rows)`` as units finish, in any order. The scenario travels once per worker (as JSON),
-so results are identical whatever the executor and worker count: each unit seeds itself.
+so results are identical whatever the executor and worker count: each unit seeds itself. Schemes, radio
+models and model families registered at run time travel with it (``fedsim.registry.export_all``), so a
+spawned or Ray worker knows them as a forked one does.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
+from pydantic import ValidationError
+
 from fedsim.errors import InputError
 from fedsim.interrupt import worker_signals
+from fedsim.registry import export_all, install_all
+from fedsim.scenario.load import _one_line
 from fedsim.scenario.model import Scenario
 from fedsim.sweep.tasks import prime_workloads, run_unit, seed_workloads
 
@@ -23,6 +29,7 @@ Unit = tuple[int, int]
 Done = tuple[int, int, list[dict]]
 
 _WORKER_SCENARIO: Scenario | None = None
+_WORKER_ERROR: InputError | None = None  # why this worker could not start; its units raise it
 
 
 def _die_with_parent() -> None:
@@ -38,15 +45,29 @@ def _die_with_parent() -> None:
             pass
 
 
-def _init_worker(scenario_json: str, workloads: dict) -> None:
+def _worker_scenario(scenario_json: str, workloads: dict, exports: list) -> Scenario:
+    """The parent's scenario in a worker, after the parent's run-time registrations are installed."""
+    install_all(exports)
+    seed_workloads(workloads)
+    try:
+        return Scenario.model_validate_json(scenario_json)
+    except ValidationError as exc:  # e.g. a scheme registered in the parent's __main__
+        raise InputError(_one_line(exc, "scenario (in a worker process)")) from None
+
+
+def _init_worker(scenario_json: str, workloads: dict, exports: list) -> None:
     _die_with_parent()
     worker_signals()  # Ctrl-C reaches the whole process group: only the parent acts on it
-    global _WORKER_SCENARIO  # one scenario per worker process, set once by the pool's initializer
-    _WORKER_SCENARIO = Scenario.model_validate_json(scenario_json)
-    seed_workloads(workloads)
+    global _WORKER_SCENARIO, _WORKER_ERROR  # one scenario per worker process, set once by the initializer
+    try:
+        _WORKER_SCENARIO = _worker_scenario(scenario_json, workloads, exports)
+    except InputError as exc:  # raised by the units, so the parent reports it (a failed initializer
+        _WORKER_ERROR = exc  # only breaks the pool)
 
 
 def _worker_unit(point: int, drop: int) -> Done:
+    if _WORKER_ERROR is not None:
+        raise _WORKER_ERROR
     return point, drop, run_unit(_WORKER_SCENARIO, point, drop)
 
 
@@ -56,18 +77,23 @@ def run_serial(scenario: Scenario, units: Iterable[Unit]) -> Iterator[Done]:
         yield point, drop, run_unit(scenario, point, drop)
 
 
-def run_process(scenario: Scenario, units: Iterable[Unit], workers: int | None = None) -> Iterator[Done]:
-    """Run units on local worker processes (default: every core this process may use)."""
+def run_process(
+    scenario: Scenario, units: Iterable[Unit], workers: int | None = None, *, start_method: str | None = None
+) -> Iterator[Done]:
+    """Run units on local worker processes (default: every core this process may use).
+
+    ``start_method``: "fork" or "spawn" (default: fork, or spawn once training code ran here).
+    """
     units = list(units)
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(units) or 1))
     # fork is fast, but not safe once torch has run tensor code (its thread pools): a live run in this
     # process loads the training modules, and then workers are spawned instead
-    method = "spawn" if "fedsim.learn.systems" in sys.modules else "fork"
+    method = start_method or ("spawn" if "fedsim.learn.systems" in sys.modules else "fork")
     with ProcessPoolExecutor(
         workers,
         mp_context=get_context(method),
         initializer=_init_worker,
-        initargs=(scenario.model_dump_json(), prime_workloads(scenario)),
+        initargs=(scenario.model_dump_json(), prime_workloads(scenario), export_all()),
     ) as pool:
         queue = iter(units)
         pending = set()
@@ -99,9 +125,8 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         proc.join(timeout=10)
 
 
-def _ray_unit(scenario_json: str, workloads: dict, point: int, drop: int) -> Done:
-    seed_workloads(workloads)
-    return point, drop, run_unit(Scenario.model_validate_json(scenario_json), point, drop)
+def _ray_unit(scenario_json: str, workloads: dict, exports: list, point: int, drop: int) -> Done:
+    return point, drop, run_unit(_worker_scenario(scenario_json, workloads, exports), point, drop)
 
 
 def run_ray(
@@ -125,7 +150,8 @@ def run_ray(
             ) from None
     remote = ray.remote(_ray_unit)
     ref, loads = ray.put(scenario.model_dump_json()), ray.put(prime_workloads(scenario))
-    pending = [remote.remote(ref, loads, point, drop) for point, drop in units]
+    exports = ray.put(export_all())
+    pending = [remote.remote(ref, loads, exports, point, drop) for point, drop in units]
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)
         yield ray.get(finished[0])
