@@ -2,7 +2,7 @@
 
 ``load_model_config("gpt2")`` returns a ``transformers.PretrainedConfig`` built from
 ``fedsim/configs/gpt2.json``. A path to a ``config.json`` or to a model folder works too.
-``architecture(config)`` reads the dimensions the cost models need (GPT-2 and Llama families).
+``architecture(config)`` reads the dimensions the cost models need (GPT-2, Llama and OPT families).
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ if TYPE_CHECKING:  # transformers is heavy; import it only when a config is actu
     from transformers import PretrainedConfig
 
 # shipped name -> file under fedsim/configs/
-SHIPPED = {"gpt2": "gpt2.json", "gpt2-medium": "gpt2-medium.json", "smollm2-135m": "smollm2-135m.json"}
+SHIPPED = {
+    "gpt2": "gpt2.json",
+    "gpt2-medium": "gpt2-medium.json",
+    "smollm2-135m": "smollm2-135m.json",
+    "opt-125m": "opt-125m.json",  # facebook/opt-125m's published config.json
+}
 
 # Other spellings of a shipped name: the model registry's aliases (``fedsim.learn.models.KNOWN_MODELS``,
 # the one table of model ids), plus ids that name different weights of the same architecture.
@@ -66,8 +71,8 @@ def _read_json(path: Path) -> dict:
 def load_model_config(name_or_path: str) -> PretrainedConfig:
     """A ``PretrainedConfig`` for a shipped model name, a hub-id alias, a config.json or a model folder.
 
-    Never downloads. Shipped names: gpt2, gpt2-medium, smollm2-135m (aliases such as
-    ``openai-community/gpt2`` and ``HuggingFaceTB/SmolLM2-135M-Instruct`` are accepted).
+    Never downloads. Shipped names: gpt2, gpt2-medium, smollm2-135m, opt-125m (aliases such as
+    ``openai-community/gpt2``, ``HuggingFaceTB/SmolLM2-135M-Instruct`` and ``facebook/opt-125m`` are accepted).
 
     Raises:
         InputError: unknown name (the message lists the shipped names), unreadable file, unknown model_type.
@@ -87,12 +92,12 @@ def load_model_config(name_or_path: str) -> PretrainedConfig:
     )
 
 
-FAMILIES = {"gpt2": ("gpt2",), "llama": ("llama",)}  # family -> Hugging Face model_type values
+FAMILIES = {"gpt2": ("gpt2",), "llama": ("llama",), "opt": ("opt",)}  # family -> HF model_type values
 
 # LoRA target names -> canonical matrix name; Hugging Face module names are accepted too.
 TARGET_ALIASES = {
     **{f"{m}_proj": m for m in ("q", "k", "v", "o", "gate", "up", "down")},
-    **{"out_proj": "o", "c_fc": "up", "fc": "up"},
+    **{"out_proj": "o", "c_fc": "up", "fc": "up", "fc1": "up", "fc2": "down"},
 }
 
 
@@ -101,11 +106,13 @@ class Architecture:
     """The dimensions of a decoder-only transformer that its costs depend on.
 
     Attributes:
-        family: "gpt2" or "llama".
+        family: "gpt2", "llama" or "opt".
         d: residual width; attn_dim: heads x head_dim (query/output width); kv_dim: kv_heads x head_dim.
         d_ff: MLP hidden width; vocab: vocabulary size; max_positions: context limit.
         matrices: per-block weight matrices {name: (d_in, d_out)}; "gate" exists only with a gated MLP.
-        norms_per_block: norm layers per block (2 for both families).
+        norms_per_block: norm layers per block (2 in every family).
+        final_norm: whether a norm follows the last block (not in post-norm OPT, e.g. OPT-350m).
+        position_rows: rows of the learned position table (0 with rotary embeddings; OPT: context + 2).
     """
 
     family: str
@@ -120,14 +127,20 @@ class Architecture:
     max_positions: int
     matrices: dict
     norms_per_block: int = 2
+    final_norm: bool = True
+    position_rows: int = 0
 
 
 def architecture(config) -> Architecture:
-    """Read an ``Architecture`` from a Hugging Face config (GPT-2 and Llama families).
+    """Read an ``Architecture`` from a Hugging Face config (GPT-2, Llama and OPT families).
 
     The common dimensions are read by transformers' standard names (``hidden_size``, ``num_hidden_layers``,
     ``num_attention_heads``, ``max_position_embeddings``), which GPT-2's config maps onto its own
     (``n_embd``, ``n_layer``, ...) through its ``attribute_map``; only the MLP width differs by family.
+    OPT is GPT-2's shape with separate Q/K/V/out projections, ReLU MLP ``fc1``/``fc2`` of width ``ffn_dim``
+    and a position table offset by 2; OPTs whose word embeddings are narrower than the residual stream
+    (OPT-350m: ``project_in``/``project_out``) are refused, since the workload has no place for the
+    client's ``project_in``.
     """
     model_type = getattr(config, "model_type", None)
     family = next((f for f, types in FAMILIES.items() if model_type in types), None)
@@ -135,10 +148,20 @@ def architecture(config) -> Architecture:
         supported = ", ".join(f"{f} (model_type {'/'.join(t)})" for f, t in FAMILIES.items())
         raise InputError(f"model_type {model_type!r} is not supported; supported families: {supported}")
     d, heads = config.hidden_size, config.num_attention_heads
-    if family == "gpt2":
-        d_ff = config.n_inner or 4 * d
+    final_norm, position_rows = True, 0
+    if family in ("gpt2", "opt"):
         # GPT-2 fuses Q, K, V in one c_attn (d -> 3d); we cost the three logical d x d parts
         a = kv = d
+        if family == "gpt2":
+            d_ff, position_rows = config.n_inner or 4 * d, config.max_position_embeddings
+        else:
+            d_ff, position_rows = config.ffn_dim, config.max_position_embeddings + 2
+            final_norm = bool(config.do_layer_norm_before)
+            if config.word_embed_proj_dim != d:
+                raise InputError(
+                    f"OPT with word_embed_proj_dim {config.word_embed_proj_dim} != hidden_size {d} "
+                    "(project_in/project_out, e.g. OPT-350m) is not in the workload model"
+                )
         mats = {"q": (d, d), "k": (d, d), "v": (d, d), "o": (d, d), "up": (d, d_ff), "down": (d_ff, d)}
     else:
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -165,6 +188,8 @@ def architecture(config) -> Architecture:
         vocab=config.vocab_size,
         max_positions=config.max_position_embeddings,
         matrices=mats,
+        final_norm=final_norm,
+        position_rows=position_rows,
     )
 
 

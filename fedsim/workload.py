@@ -1,7 +1,7 @@
 """Per-layer workload of a split LLM: FLOPs per sample and bits on the wire (spec §3.1, §8).
 
 ``Workload`` is the data type every cost model reads. ``workload_from_config`` derives it from a
-Hugging Face config (GPT-2 and Llama families), without weights; ``parameter_counts`` gives the
+Hugging Face config (GPT-2, Llama and OPT families), without weights; ``parameter_counts`` gives the
 paper's Table III parameter figures.
 """
 
@@ -66,7 +66,7 @@ BITS = (8, 16, 32)
 # FLOPs per element of a norm layer. LayerNorm: mean, subtract, square, variance, scale+shift ~ 5
 # (spec §8.3). RMSNorm has no mean and no shift: square, mean of squares, multiply by rsqrt, multiply
 # by weight ~ 4 (our choice; either way norms are < 0.1 % of a block).
-NORM_FLOPS_PER_ELEMENT = {"gpt2": 5.0, "llama": 4.0}
+NORM_FLOPS_PER_ELEMENT = {"gpt2": 5.0, "llama": 4.0, "opt": 5.0}
 
 # -- per-sample costs ---------------------------------------------------------------------------
 
@@ -89,8 +89,10 @@ def block_fwd_flops(arch: Architecture, seq_len: int) -> dict[str, float]:
 
 
 def head_fwd_flops(arch: Architecture, seq_len: int) -> float:
-    """Final norm + LM head forward FLOPs for one sample, 5Ld (or 4Ld for RMSNorm) + 2 L d V."""
-    return NORM_FLOPS_PER_ELEMENT[arch.family] * seq_len * arch.d + 2.0 * seq_len * arch.d * arch.vocab
+    """Final norm + LM head forward FLOPs for one sample, 5Ld (or 4Ld for RMSNorm; none in a post-norm
+    OPT) + 2 L d V."""
+    norm = NORM_FLOPS_PER_ELEMENT[arch.family] * seq_len * arch.d if arch.final_norm else 0.0
+    return norm + 2.0 * seq_len * arch.d * arch.vocab
 
 
 def lora_params_per_rank(arch: Architecture, targets) -> int:
@@ -128,7 +130,7 @@ def workload_from_config(
     """Per-layer workload of a decoder-only LLM from its Hugging Face config (no weights).
 
     Args:
-        config: a ``transformers.PretrainedConfig`` of the GPT-2 or Llama family.
+        config: a ``transformers.PretrainedConfig`` of the GPT-2, Llama or OPT family.
         seq_len: tokens per sample L.
         bits: bits per activation / LoRA value on the wire, one of 8, 16, 32.
         mode: "analytic" (2 FLOP/MAC, spec §8.3) or "table3" (the paper's Table III divided by its
@@ -176,23 +178,25 @@ def workload_from_config(
 def parameter_counts(config) -> dict[str, int]:
     """Parameter counts by component, as in the paper's Table III (per block where it applies).
 
-    Keys: token_embedding (V d), position_encoding (n_ctx d; 0 with rotary embeddings), layernorm (one
-    norm: 2d for LayerNorm, d for RMSNorm), mha (attention weights and biases), ffn (MLP weights and
-    biases), lora_per_rank_per_matrix (A + B of one d x d matrix: 2d), plus num_layers and total
-    (all frozen parameters, LM head tied to the embedding as in both shipped families when tied).
+    Keys: token_embedding (V d), position_encoding (table rows x d: n_ctx, OPT n_ctx + 2, 0 with rotary
+    embeddings), layernorm (one norm: 2d for LayerNorm, d for RMSNorm), mha (attention weights and
+    biases), ffn (MLP weights and biases), lora_per_rank_per_matrix (A + B of one d x d matrix: 2d), plus
+    num_layers and total (all frozen parameters, LM head tied to the embedding when the config ties it).
     """
     arch = architecture(config)
     d = arch.d
     attn = sum(i * o for n, (i, o) in arch.matrices.items() if n in ("q", "k", "v", "o"))
     mlp = sum(i * o for n, (i, o) in arch.matrices.items() if n in ("gate", "up", "down"))
-    if arch.family == "gpt2":
-        mha, ffn, norm, pos = attn + 3 * d + d, mlp + arch.d_ff + d, 2 * d, arch.max_positions * d
+    if arch.family in ("gpt2", "opt"):  # biases on every projection, LayerNorm (OPT: enable_bias)
+        bias = arch.family == "gpt2" or bool(getattr(config, "enable_bias", True))
+        mha, ffn, norm = attn + (4 * d if bias else 0), mlp + (arch.d_ff + d if bias else 0), 2 * d
+        pos = arch.position_rows * d
     else:  # Llama: no biases (attention_bias / mlp_bias off in the shipped config), RMSNorm, rotary
         bias = bool(getattr(config, "attention_bias", False))
         mha, ffn, norm, pos = attn + (arch.attn_dim + 2 * arch.kv_dim + d if bias else 0), mlp, d, 0
     embed = arch.vocab * d
     tied = bool(getattr(config, "tie_word_embeddings", True))
-    total = embed + pos + arch.num_layers * (mha + ffn + arch.norms_per_block * norm) + norm
+    total = embed + pos + arch.num_layers * (mha + ffn + arch.norms_per_block * norm) + arch.final_norm * norm
     return {
         "token_embedding": embed,
         "position_encoding": pos,

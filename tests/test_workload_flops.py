@@ -1,6 +1,6 @@
 """The analytic workload model against an independent count: torch's FlopCounterMode.
 
-Tiny random GPT-2 and Llama models (built from small configs, no download) run one forward pass
+Tiny random GPT-2, Llama and OPT models (built from small configs, no download) run one forward pass
 under ``torch.utils.flop_counter.FlopCounterMode``, which counts matmul FLOPs (2 per MAC) of every
 aten call. The analytic model's matmul part (blocks without norms, LM head without the final
 norm) must agree within 5 %; LoRA's extra FLOPs are measured as peft-wrapped minus base.
@@ -35,6 +35,20 @@ def _tiny(family: str):
             n_layer=2, n_embd=64, n_head=4, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0
         )
         cls = transformers.GPT2LMHeadModel
+    elif family == "opt":
+        cfg = transformers.OPTConfig(
+            num_hidden_layers=2,
+            hidden_size=64,
+            ffn_dim=160,
+            num_attention_heads=4,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+            word_embed_proj_dim=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=1,
+        )
+        cls = transformers.OPTForCausalLM
     else:
         cfg = transformers.LlamaConfig(
             num_hidden_layers=2,
@@ -66,7 +80,10 @@ def _module_flops(counter: FlopCounterMode, suffix: str) -> int:
     return int(hits[0])
 
 
-@pytest.mark.parametrize(("family", "block_prefix"), [("gpt2", "transformer.h."), ("llama", "model.layers.")])
+@pytest.mark.parametrize(
+    ("family", "block_prefix"),
+    [("gpt2", "transformer.h."), ("llama", "model.layers."), ("opt", "model.decoder.layers.")],
+)
 def test_matmul_flops_match_flop_counter(family, block_prefix):
     # Prepare
     model, cfg = _tiny(family)

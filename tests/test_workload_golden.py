@@ -95,7 +95,7 @@ def test_lora_targets_and_bits_scale():
 
 def test_load_model_config_paths(tmp_path):
     for name in SHIPPED:
-        assert load_model_config(name).model_type in ("gpt2", "llama")
+        assert load_model_config(name).model_type in ("gpt2", "llama", "opt")
     src = load_model_config("gpt2")
     src.save_pretrained(tmp_path)  # writes config.json
     from_dir = load_model_config(str(tmp_path))

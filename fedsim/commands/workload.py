@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--model",
         default="gpt2",
-        help="shipped name (gpt2, gpt2-medium, smollm2-135m), hub-id alias, config.json or folder",
+        help="shipped name (gpt2, gpt2-medium, smollm2-135m, opt-125m), hub-id alias, config.json or folder",
     )
     parser.add_argument("--seq-len", type=int, default=512, help="tokens per sample L (default 512)")
     parser.add_argument("--bits", type=int, default=32, help=f"bits per value on the wire, one of {BITS}")

@@ -77,6 +77,13 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             hub_id="openai-community/gpt2-medium",
         ),
         ModelSpec(
+            name="opt-125m",
+            source="hf-hub",
+            description="OPT-125m (12 blocks, d=768; SplitFT's model family); from the HF cache or hub",
+            aliases=("facebook/opt-125m",),
+            hub_id="facebook/opt-125m",
+        ),
+        ModelSpec(
             name="tiny-gpt2", source="tiny", description="random tiny GPT-2 (4 blocks, d=64), for tests"
         ),
         ModelSpec(

@@ -44,7 +44,7 @@ class ModelSection(_Section):
     """Which LLM is split, and how its workload is counted (spec §8)."""
 
     id: str = Field(
-        "gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m) or config path"
+        "gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m, opt-125m) or config path"
     )
     seq_len: int = Field(512, ge=1, le=1_048_576, description="tokens per sample L")
     bits: int = Field(32, description=f"bits per activation / LoRA parameter on the wire, one of {BITS}")
