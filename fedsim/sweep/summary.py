@@ -143,9 +143,9 @@ def _cell(value) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub markdown table (no extra dependency)."""
+    """A GitHub markdown table (``DataFrame.to_markdown``): each row's values as ``_cell`` writes them,
+    numeric columns right-aligned."""
     header = [str(c) for c in table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_cell(v) for v in row.tolist()) + " |")
-    return "\n".join(lines)
+    cells = pd.DataFrame([[_cell(v) for v in row.tolist()] for _, row in table.iterrows()], columns=header)
+    align = ["right" if pd.api.types.is_numeric_dtype(dtype) else "left" for dtype in table.dtypes]
+    return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
