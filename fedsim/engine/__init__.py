@@ -8,13 +8,21 @@ runs one drop under one allocation and returns a ``SimResult``. ``EngineConfig``
 from fedsim.engine.builder import SimResult, simulate
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.live import StubTrainer, Trainer
-from fedsim.engine.trace import TRACE_COLUMNS, iteration_terms, lora_upload_s, phase_summary, trace_frame
+from fedsim.engine.trace import (
+    TRACE_COLUMNS,
+    TraceRow,
+    iteration_terms,
+    lora_upload_s,
+    phase_summary,
+    trace_frame,
+)
 
 __all__ = [
     "TRACE_COLUMNS",
     "EngineConfig",
     "SimResult",
     "StubTrainer",
+    "TraceRow",
     "Trainer",
     "iteration_terms",
     "lora_upload_s",

@@ -11,17 +11,30 @@ from __future__ import annotations
 import simpy
 
 from fedsim.engine.state import RoundState, RunContext
+from fedsim.engine.trace import TraceRow
 
 
-def _row(ctx: RunContext, rs: RoundState, it, actor, phase, start, bits, flops, resource) -> None:
-    ctx.trace.append((rs.index, it, actor, phase, start, ctx.env.now, bits, flops, resource))
+def _row(ctx: RunContext, rs: RoundState, it, *, actor, phase, start, bits, flops, resource) -> None:
+    ctx.trace.append(TraceRow(rs.index, it, actor, phase, start, ctx.env.now, bits, flops, resource))
 
 
 def _hold(
-    ctx: RunContext, rs: RoundState, it, resource, duration_s, actor, phase, bits, flops, where, on_start=None
+    ctx: RunContext,
+    rs: RoundState,
+    it,
+    resource,
+    duration_s,
+    *,
+    actor: str,
+    phase: str,
+    where: str,
+    bits: float = 0.0,
+    flops: float = 0.0,
+    on_start=None,
 ):
     """Hold ``resource`` for ``duration_s()`` seconds, read when the hold starts (after ``on_start()``),
-    and log one trace row. Returns the duration charged."""
+    and log one trace row (``actor`` did ``phase`` on ``where``, moving ``bits`` or computing ``flops``).
+    Returns the duration charged."""
     with resource.request() as req:
         yield req
         if on_start is not None:
@@ -29,7 +42,7 @@ def _hold(
         start, dur = ctx.env.now, duration_s()
         yield ctx.env.timeout(dur)
     if ctx.trace is not None:
-        _row(ctx, rs, it, actor, phase, start, bits, flops, where)
+        _row(ctx, rs, it, actor=actor, phase=phase, start=start, bits=bits, flops=flops, resource=where)
     return dur
 
 
@@ -42,79 +55,68 @@ def _upload_lora(ctx: RunContext, rs: RoundState, k: int, it):
         it,
         ctx.fed_subchannels[k],
         lambda: costs.lora_up_s[k],
-        ctx.names["client"][k],
-        "upload_lora",
-        costs.sizes.lora_bits[k],
-        0.0,
-        ctx.names["fed"][k],
+        actor=ctx.names["client"][k],
+        phase="upload_lora",
+        bits=costs.sizes.lora_bits[k],
+        where=ctx.names["fed"][k],
     )
     ctx.energy_tx_j[k] += costs.power_fed_w[k] * dur if dur > 0 else 0.0
 
 
 def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
-    """Client k in one round: I x (FP, activation upload, [download], BP), then the LoRA upload."""
-    costs, cfg, trainer, trace = ctx.costs, ctx.config, ctx.trainer, ctx.trace
-    gpu = ctx.client_gpu[k]
+    """Client k in one round: I local iterations, then (reading D1) the LoRA upload."""
+    cfg = ctx.config
     # With tracing off a client's back-to-back events on its own GPU and subchannels (which no other
     # process requests) are fused into one timeout; unsafe only if a fading redraw could fall between.
-    fuse = trace is None and (cfg.iteration_barrier or not cfg.fading_every_iteration)
-    barrier, d2, iters = cfg.iteration_barrier, cfg.lora_upload_every_iteration, ctx.local_iterations
-    next_phase = "iter_upload" if d2 else "bwd"
-    tx, cpu = ctx.energy_tx_j, ctx.energy_cpu_j
+    fuse = ctx.trace is None and (cfg.iteration_barrier or not cfg.fading_every_iteration)
     it = None
     try:
-        for it in range(iters):
-            if it and barrier:
-                yield rs.event(next_phase, it - 1)
-            if fuse:  # FP then upload on resources only this client uses: one timeout, same times
-                if trainer is not None:
-                    trainer.client_forward(k)
-                dur = costs.act_up_s[k]
-                yield env.timeout(costs.fwd_s[k] + dur)
-                cpu[k] += costs.fwd_j[k]
-                tx[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
-            else:
-                yield from _forward_and_upload(ctx, rs, k, it)
-            rs.check_in("arrive", k, it)
-            if cfg.pipelined_server:
-                yield env.process(main_server_job(env, ctx, rs, k, it))
-            else:
-                yield rs.grads[it]  # the main server has sent this iteration's gradients
-            if cfg.download:
-                yield from _download(ctx, rs, k, it)
-            if fuse:
-                if trainer is not None:
-                    trainer.client_backward(k)
-                yield env.timeout(costs.bwd_s[k])
-            else:
-                yield from _hold(
-                    ctx,
-                    rs,
-                    it,
-                    gpu,
-                    lambda: costs.bwd_s[k],
-                    ctx.names["client"][k],
-                    "backward",
-                    0.0,
-                    costs.sizes.client_bwd_flops[k],
-                    ctx.names["gpu"][k],
-                    None if trainer is None else lambda: trainer.client_backward(k),
-                )
-            cpu[k] += costs.bwd_j[k]
-            rs.check_in("bwd", k, it)
-            if d2:
-                if barrier:
-                    yield rs.event("bwd", it)
-                yield from _upload_lora(ctx, rs, k, it)
-                rs.check_in("iter_upload", k, it)
-        if not d2:
-            if barrier:
-                yield rs.event("bwd", iters - 1)
+        for it in range(ctx.local_iterations):
+            yield from _local_iteration(env, ctx, rs, k, it, fuse)
+        if not cfg.lora_upload_every_iteration:
+            if cfg.iteration_barrier:
+                yield rs.event("bwd", ctx.local_iterations - 1)
             yield from _upload_lora(ctx, rs, k, None)
         rs.uploaded_lora(k)
     except simpy.Interrupt:
-        if trace is not None:
-            _row(ctx, rs, it, ctx.names["client"][k], "dropped", env.now, 0.0, 0.0, "")
+        if ctx.trace is not None:
+            name = ctx.names["client"][k]
+            _row(ctx, rs, it, actor=name, phase="dropped", start=env.now, bits=0.0, flops=0.0, resource="")
+
+
+def _local_iteration(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int, it: int, fuse: bool):
+    """Client k's local iteration ``it``: FP and activation upload, the main server's turn, [gradient
+    download], BP, and (reading D2) the LoRA upload."""
+    cfg = ctx.config
+    if it and cfg.iteration_barrier:  # start together, after the previous iteration's last step
+        yield rs.event("iter_upload" if cfg.lora_upload_every_iteration else "bwd", it - 1)
+    yield from (_fused_forward_and_upload if fuse else _forward_and_upload)(ctx, rs, k, it)
+    rs.check_in("arrive", k, it)
+    if cfg.pipelined_server:
+        yield env.process(main_server_job(env, ctx, rs, k, it))
+    else:
+        yield rs.grads[it]  # the main server has sent this iteration's gradients
+    if cfg.download:
+        yield from _download(ctx, rs, k, it)
+    yield from (_fused_backward if fuse else _backward)(ctx, rs, k, it)
+    ctx.energy_cpu_j[k] += ctx.costs.bwd_j[k]
+    rs.check_in("bwd", k, it)
+    if cfg.lora_upload_every_iteration:
+        if cfg.iteration_barrier:
+            yield rs.event("bwd", it)
+        yield from _upload_lora(ctx, rs, k, it)
+        rs.check_in("iter_upload", k, it)
+
+
+def _fused_forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
+    """FP then activation upload on resources only client k uses: one timeout, the same times, no rows."""
+    costs = ctx.costs
+    if ctx.trainer is not None:
+        ctx.trainer.client_forward(k)
+    dur = costs.act_up_s[k]
+    yield ctx.env.timeout(costs.fwd_s[k] + dur)
+    ctx.energy_cpu_j[k] += costs.fwd_j[k]
+    ctx.energy_tx_j[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
 
 
 def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
@@ -126,12 +128,11 @@ def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
         it,
         ctx.client_gpu[k],
         lambda: costs.fwd_s[k],
-        name,
-        "forward",
-        0.0,
-        costs.sizes.client_fwd_flops[k],
-        ctx.names["gpu"][k],
-        None if trainer is None else lambda: trainer.client_forward(k),
+        actor=name,
+        phase="forward",
+        flops=costs.sizes.client_fwd_flops[k],
+        where=ctx.names["gpu"][k],
+        on_start=None if trainer is None else lambda: trainer.client_forward(k),
     )
     ctx.energy_cpu_j[k] += costs.fwd_j[k]
     dur = yield from _hold(
@@ -140,13 +141,36 @@ def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
         it,
         ctx.main_subchannels[k],
         lambda: costs.act_up_s[k],
-        name,
-        "upload_activation",
-        costs.sizes.act_bits[k],
-        0.0,
-        ctx.names["main"][k],
+        actor=name,
+        phase="upload_activation",
+        bits=costs.sizes.act_bits[k],
+        where=ctx.names["main"][k],
     )
     ctx.energy_tx_j[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
+
+
+def _fused_backward(ctx: RunContext, rs: RoundState, k: int, it: int):
+    """Client k's BP as a plain timeout (its GPU is its own), no row."""
+    if ctx.trainer is not None:
+        ctx.trainer.client_backward(k)
+    yield ctx.env.timeout(ctx.costs.bwd_s[k])
+
+
+def _backward(ctx: RunContext, rs: RoundState, k: int, it: int):
+    """Client k's backward pass on its GPU."""
+    costs, trainer = ctx.costs, ctx.trainer
+    yield from _hold(
+        ctx,
+        rs,
+        it,
+        ctx.client_gpu[k],
+        lambda: costs.bwd_s[k],
+        actor=ctx.names["client"][k],
+        phase="backward",
+        flops=costs.sizes.client_bwd_flops[k],
+        where=ctx.names["gpu"][k],
+        on_start=None if trainer is None else lambda: trainer.client_backward(k),
+    )
 
 
 def _download(ctx: RunContext, rs: RoundState, k: int, it: int):
@@ -158,11 +182,10 @@ def _download(ctx: RunContext, rs: RoundState, k: int, it: int):
         it,
         ctx.downlink,
         lambda: costs.grad_down_s[k],
-        "main_server",
-        "download_gradient",
-        costs.sizes.act_bits[k],
-        0.0,
-        f"downlink->{ctx.names['client'][k]}",
+        actor="main_server",
+        phase="download_gradient",
+        bits=costs.sizes.act_bits[k],
+        where=f"downlink->{ctx.names['client'][k]}",
     )
 
 
@@ -215,5 +238,7 @@ def _server_pass(ctx: RunContext, rs: RoundState, it: int, clients: list[int], d
             ("server_backward", mid, env.now, sizes.server_bwd_flops),
         ):
             ctx.trace.append(
-                (rs.index, it, "main_server", phase, t0, t1, 0.0, float(flops[clients].sum()), "server_gpu")
+                TraceRow(
+                    rs.index, it, "main_server", phase, t0, t1, 0.0, float(flops[clients].sum()), "server_gpu"
+                )
             )

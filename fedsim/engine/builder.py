@@ -17,7 +17,7 @@ from fedsim.engine.costs import Costs, event_sizes
 from fedsim.engine.live import Trainer
 from fedsim.engine.rounds import fed_server
 from fedsim.engine.state import RunContext
-from fedsim.engine.trace import trace_frame
+from fedsim.engine.trace import TraceRow, trace_frame
 from fedsim.errors import InputError
 from fedsim.system import Drop
 from fedsim.workload import Workload
@@ -34,7 +34,7 @@ class SimResult:
         round_rows: one dict per round: round, start_s, end_s, duration_s, clients_started,
             clients_failed, stragglers, clients_dropped, clients_aggregated, energy_tx_j,
             energy_compute_j, energy_j.
-        trace_rows: the trace as tuples in ``TRACE_COLUMNS`` order; empty when tracing is off.
+        trace_rows: the trace, one ``TraceRow`` per charged event; empty when tracing is off.
         trace: the same as a DataFrame, one row per event (see ``fedsim.engine.trace``).
         energy_tx_j, energy_compute_j: (rounds, K) per-client energy per round [J].
     """
@@ -43,7 +43,7 @@ class SimResult:
     rounds_completed: int
     converged: bool
     round_rows: list[dict]
-    trace_rows: list[tuple]
+    trace_rows: list[TraceRow]
     energy_tx_j: np.ndarray
     energy_compute_j: np.ndarray
     client_status: list[dict] = field(default_factory=list)

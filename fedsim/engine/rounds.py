@@ -12,6 +12,7 @@ import simpy
 
 from fedsim.engine.actors import client, main_server
 from fedsim.engine.state import RoundState, RunContext
+from fedsim.engine.trace import TraceRow
 
 
 def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: list[dict]):
@@ -46,13 +47,15 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
             trainer.aggregate(aggregated)
             yield from _move_blocks(env, ctx, e)
         if ctx.trace is not None and (cfg.aggregation_s > 0 or aggregated):
-            ctx.trace.append((e, None, "fed_server", "aggregate", agg_start, env.now, 0.0, 0.0, "fed_server"))
+            ctx.trace.append(
+                TraceRow(e, None, "fed_server", "aggregate", agg_start, env.now, 0.0, 0.0, "fed_server")
+            )
         if cfg.broadcast and aggregated:
             b_start = env.now
             yield env.timeout(ctx.costs.broadcast_s(aggregated))
             if ctx.trace is not None:
                 ctx.trace.append(
-                    (
+                    TraceRow(
                         e,
                         None,
                         "fed_server",

@@ -17,6 +17,7 @@ import simpy
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.costs import Costs
 from fedsim.engine.live import Trainer
+from fedsim.engine.trace import TraceRow
 
 PHASES = ("arrive", "bwd", "iter_upload")  # per-iteration countdowns; "upload" is once per round
 
@@ -58,7 +59,7 @@ class RunContext:
     downlink: simpy.Resource
     trainer: Trainer | None
     new_block: Callable[[], None] | None  # redraw fading at each iteration start, or None
-    trace: list[tuple] | None
+    trace: list[TraceRow] | None
     names: dict[str, list[str]]  # actor and resource labels per client (trace rows)
     energy_tx_j: list[float] = field(default_factory=list)
     energy_cpu_j: list[float] = field(default_factory=list)

@@ -8,13 +8,30 @@ backward, upload_lora, aggregate, broadcast, dropped.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pandas as pd
 
-TRACE_COLUMNS = ("round", "iteration", "actor", "phase", "start_s", "end_s", "bits", "flops", "resource")
+
+class TraceRow(NamedTuple):
+    """One charged event: who (actor) did what (phase) when, on which resource, moving bits or FLOPs."""
+
+    round: int
+    iteration: int | None  # None for round-level events
+    actor: str
+    phase: str
+    start_s: float
+    end_s: float
+    bits: float
+    flops: float
+    resource: str
 
 
-def trace_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Trace rows (tuples in ``TRACE_COLUMNS`` order) -> DataFrame sorted by start time."""
+TRACE_COLUMNS = TraceRow._fields
+
+
+def trace_frame(rows: list[TraceRow]) -> pd.DataFrame:
+    """Trace rows -> DataFrame (columns ``TRACE_COLUMNS``) sorted by start time."""
     df = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
     df["iteration"] = df["iteration"].astype("Int64")
     df["round"] = df["round"].astype(int)
