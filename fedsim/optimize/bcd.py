@@ -8,6 +8,8 @@ powers, so an iteration is not guaranteed to improve T); every reported delay co
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fedsim.allocation import Allocation, uniform_ranks
@@ -69,24 +71,36 @@ def _channels_and_power(problem, link, offset_s, load_bits, psd, power_solver, r
     return owner, psd, status
 
 
-def run_bcd(
-    problem: Problem,
-    spec: SchemeSpec,
-    scheme: str,
-    rng: np.random.Generator | None,
-    power_solver: str = "exact",
-    max_iterations: int = MAX_ITERATIONS,
-    epsilon: float = EPSILON,
-    refine: bool = True,
-) -> Result:
-    """Run the BCD loop with the blocks ``spec`` leaves free; see module docstring.
+@dataclass
+class _Blocks:
+    """The BCD iterate: both links' subchannel owners and PSDs, the clients' cuts and the common rank."""
 
-    ``refine`` adds the exact count refinement after Algorithm 2 on flat channels (``joint.py``);
-    ``refine=False`` is the paper's Algorithm 3 as written."""
-    drop, model = problem.drop, CostModel.of(problem)
-    k, j, ranks = drop.num_clients, problem.workload.num_layers, problem.ranks
+    owner_main: np.ndarray
+    owner_fed: np.ndarray
+    psd_main: np.ndarray
+    psd_fed: np.ndarray
+    cuts: np.ndarray
+    rank: int
+
+    def allocation(self, num_clients: int, num_layers: int) -> Allocation:
+        """A copy of the iterate as an Allocation (one rank on every block)."""
+        return Allocation(
+            self.owner_main.copy(),
+            self.owner_fed.copy(),
+            self.psd_main.copy(),
+            self.psd_fed.copy(),
+            np.array(self.cuts, dtype=int),
+            uniform_ranks(num_clients, num_layers, self.rank),
+        )
+
+
+def _initial_blocks(problem: Problem, spec: SchemeSpec, rng: np.random.Generator | None) -> _Blocks:
+    """The blocks the scheme draws at random, drawn first and in a fixed order (so a seed fixes a baseline
+    whatever else changes), and the fixed start of the others: round-robin subchannels, cut 1, r0 and
+    uniform PSDs."""
+    drop, ranks = problem.drop, problem.ranks
+    k, j = drop.num_clients, problem.workload.num_layers
     m, n = drop.main.num_subchannels, drop.fed.num_subchannels
-    # random draws first, in a fixed order, so a seed fixes the baseline whatever else changes
     if spec.channels == "random":
         owner_main, owner_fed = random_average_assign(m, k, rng), random_average_assign(n, k, rng)
     else:
@@ -100,6 +114,12 @@ def run_bcd(
     rank = int(rng.choice(ranks)) if spec.rank == "random" else initial_rank(ranks)
     psd_main = uniform_psd(drop.main, owner_main, drop.p_max_w)
     psd_fed = uniform_psd(drop.fed, owner_fed, drop.p_max_w)
+    return _Blocks(owner_main, owner_fed, psd_main, psd_fed, cuts, rank)
+
+
+def _solver_labels(problem: Problem, spec: SchemeSpec, power_solver: str, refine: bool) -> dict[str, str]:
+    """Which power solver and subchannel assignment the scheme uses, as reported with its result."""
+    drop = problem.drop
     solver_status: dict[str, str] = {
         "power_solver": "uniform"
         if spec.power == "uniform"
@@ -115,75 +135,75 @@ def run_bcd(
         )
     if spec.channels == "greedy":
         solver_status["assignment"] = "greedy (Alg. 2)" + (" + exact count refinement" if refine else "")
-    history: list[float] = []
-    memo: dict[tuple, tuple] = {}
-    best: tuple[float, Allocation] | None = None
-    iterations, status = 0, "max_iterations"
-    for iteration in range(1, max_iterations + 1):
-        iterations = iteration
-        offset_main = model.client_fwd_s(cuts, rank)
-        load_main, load_fed = model.main_load_bits(cuts), model.fed_load_bits(cuts, rank)
-        if spec.channels == "greedy" and spec.power == "optimal":
-            # steps 1-2 depend only on each link's (offsets, loads): reuse them when a cut/rank step changed
-            # nothing that link sees (typically the last iteration before the fixed point)
-            key = ("main", offset_main.tobytes(), load_main.tobytes())
-            if key not in memo:
-                memo[key] = _channels_and_power(
-                    problem, drop.main, offset_main, load_main, psd_main, power_solver, refine
-                )
-            owner_main, psd_main, solver_status["power_main"] = memo[key]
-            key = ("fed", load_fed.tobytes())
-            if key not in memo:
-                memo[key] = _channels_and_power(
-                    problem, drop.fed, np.zeros(k), load_fed, psd_fed, power_solver, refine
-                )
-            owner_fed, psd_fed, solver_status["power_fed"] = memo[key]
-        elif spec.power == "optimal":
-            psd_main, _, solver_status["power_main"] = _power_step(
-                problem, drop.main, owner_main, offset_main, load_main, psd_main, power_solver
+    return solver_status
+
+
+def _links_step(
+    problem: Problem,
+    spec: SchemeSpec,
+    model: CostModel,
+    blocks: _Blocks,
+    *,
+    memo: dict,
+    solver_status: dict[str, str],
+    power_solver: str,
+    refine: bool,
+) -> None:
+    """Steps 1-2 of Algorithm 3 for the current cuts and rank: subchannels, then powers, on both links
+    (the blocks the scheme leaves free); updates ``blocks`` and the power statuses."""
+    drop, k, b = problem.drop, problem.drop.num_clients, blocks
+    offset_main = model.client_fwd_s(b.cuts, b.rank)
+    load_main, load_fed = model.main_load_bits(b.cuts), model.fed_load_bits(b.cuts, b.rank)
+    if spec.channels == "greedy" and spec.power == "optimal":
+        # steps 1-2 depend only on each link's (offsets, loads): reuse them when a cut/rank step changed
+        # nothing that link sees (typically the last iteration before the fixed point)
+        key = ("main", offset_main.tobytes(), load_main.tobytes())
+        if key not in memo:
+            memo[key] = _channels_and_power(
+                problem, drop.main, offset_main, load_main, b.psd_main, power_solver, refine
             )
-            psd_fed, _, solver_status["power_fed"] = _power_step(
-                problem, drop.fed, owner_fed, np.zeros(k), load_fed, psd_fed, power_solver
+        b.owner_main, b.psd_main, solver_status["power_main"] = memo[key]
+        key = ("fed", load_fed.tobytes())
+        if key not in memo:
+            memo[key] = _channels_and_power(
+                problem, drop.fed, np.zeros(k), load_fed, b.psd_fed, power_solver, refine
             )
-        else:
-            if spec.channels == "greedy":
-                owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
-                owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_fed)
-            psd_main = uniform_psd(drop.main, owner_main, drop.p_max_w)
-            psd_fed = uniform_psd(drop.fed, owner_fed, drop.p_max_w)
-        rate_main = link_rates_bps(drop.main, owner_main, psd_main, k)
-        rate_fed = link_rates_bps(drop.fed, owner_fed, psd_fed, k)
-        if spec.cut == "optimal":
-            if problem.per_client_cuts:
-                # descent on a max-type objective can stall where moving one client alone does not pay
-                # (it becomes the straggler); starting from the better of the current and the best common
-                # cut guarantees per-client cuts never do worse than a common cut
-                common, t_common = best_common_cut(model, rank, rate_main, rate_fed)
-                if t_common < float(model.total_s(cuts, rank, rate_main, rate_fed)):
-                    cuts = np.full(k, common)
-                cuts, _ = best_client_cuts(model, cuts, rank, rate_main, rate_fed)
-            else:
-                cuts = np.full(k, best_common_cut(model, rank, rate_main, rate_fed)[0])
-        if spec.rank == "optimal":
-            rank = best_rank(model, cuts, rate_main, rate_fed)[0]
-        total = float(model.total_s(cuts, rank, rate_main, rate_fed))
-        history.append(total)
-        if best is None or total < best[0]:
-            alloc = Allocation(
-                owner_main.copy(),
-                owner_fed.copy(),
-                psd_main.copy(),
-                psd_fed.copy(),
-                np.array(cuts, dtype=int),
-                uniform_ranks(k, j, rank),
-            )
-            best = (total, alloc)
-        if len(history) > 1 and abs(history[-2] - total) <= epsilon * total:
-            status = "converged"
-            break
-    alloc = best[1]
+        b.owner_fed, b.psd_fed, solver_status["power_fed"] = memo[key]
+    elif spec.power == "optimal":
+        b.psd_main, _, solver_status["power_main"] = _power_step(
+            problem, drop.main, b.owner_main, offset_main, load_main, b.psd_main, power_solver
+        )
+        b.psd_fed, _, solver_status["power_fed"] = _power_step(
+            problem, drop.fed, b.owner_fed, np.zeros(k), load_fed, b.psd_fed, power_solver
+        )
+    else:
+        if spec.channels == "greedy":
+            b.owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
+            b.owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_fed)
+        b.psd_main = uniform_psd(drop.main, b.owner_main, drop.p_max_w)
+        b.psd_fed = uniform_psd(drop.fed, b.owner_fed, drop.p_max_w)
+
+
+def _split_step(problem: Problem, model: CostModel, blocks: _Blocks, rate_main, rate_fed) -> np.ndarray:
+    """Step 3 of Algorithm 3: the best common cut, or per-client cuts, for the current rates and rank."""
+    k, cuts, rank = problem.drop.num_clients, blocks.cuts, blocks.rank
+    if not problem.per_client_cuts:
+        return np.full(k, best_common_cut(model, rank, rate_main, rate_fed)[0])
+    # descent on a max-type objective can stall where moving one client alone does not pay (it becomes
+    # the straggler); starting from the better of the current and the best common cut guarantees
+    # per-client cuts never do worse than a common cut
+    common, t_common = best_common_cut(model, rank, rate_main, rate_fed)
+    if t_common < float(model.total_s(cuts, rank, rate_main, rate_fed)):
+        cuts = np.full(k, common)
+    return best_client_cuts(model, cuts, rank, rate_main, rate_fed)[0]
+
+
+def _result(
+    problem: Problem, scheme: str, alloc: Allocation, status: str, solver_status, iterations, history
+):
+    """The Result of the best allocation, its delays from ``fedsim.delay.delays`` (eqs. 8-17)."""
     result_delays = delays(
-        drop,
+        problem.drop,
         problem.workload,
         alloc,
         problem.batch_size,
@@ -195,3 +215,53 @@ def run_bcd(
         failed = any("kept previous" in v for v in solver_status.values())
         status = "solver_failed" if failed else "infeasible"
     return Result(scheme, alloc, result_delays, status, solver_status, iterations, history, problem)
+
+
+def run_bcd(
+    problem: Problem,
+    spec: SchemeSpec,
+    scheme: str,
+    rng: np.random.Generator | None,
+    power_solver: str = "exact",
+    max_iterations: int = MAX_ITERATIONS,
+    epsilon: float = EPSILON,
+    refine: bool = True,
+) -> Result:
+    """Run the BCD loop with the blocks ``spec`` leaves free; see module docstring.
+
+    ``refine`` adds the exact count refinement after Algorithm 2 on flat channels (``joint.py``);
+    ``refine=False`` is the paper's Algorithm 3 as written."""
+    drop, model = problem.drop, CostModel.of(problem)
+    k, j = drop.num_clients, problem.workload.num_layers
+    blocks = _initial_blocks(problem, spec, rng)
+    solver_status = _solver_labels(problem, spec, power_solver, refine)
+    history: list[float] = []
+    memo: dict[tuple, tuple] = {}
+    best: tuple[float, Allocation] | None = None
+    iterations, status = 0, "max_iterations"
+    for iteration in range(1, max_iterations + 1):
+        iterations = iteration
+        _links_step(
+            problem,
+            spec,
+            model,
+            blocks,
+            memo=memo,
+            solver_status=solver_status,
+            power_solver=power_solver,
+            refine=refine,
+        )
+        rate_main = link_rates_bps(drop.main, blocks.owner_main, blocks.psd_main, k)
+        rate_fed = link_rates_bps(drop.fed, blocks.owner_fed, blocks.psd_fed, k)
+        if spec.cut == "optimal":
+            blocks.cuts = _split_step(problem, model, blocks, rate_main, rate_fed)
+        if spec.rank == "optimal":
+            blocks.rank = best_rank(model, blocks.cuts, rate_main, rate_fed)[0]
+        total = float(model.total_s(blocks.cuts, blocks.rank, rate_main, rate_fed))
+        history.append(total)
+        if best is None or total < best[0]:
+            best = (total, blocks.allocation(k, j))
+        if len(history) > 1 and abs(history[-2] - total) <= epsilon * total:
+            status = "converged"
+            break
+    return _result(problem, scheme, best[1], status, solver_status, iterations, history)
