@@ -75,3 +75,25 @@ def test_scenario_file_supplies_the_settings(capsys):
     assert main(argv) == 0
     eng = json.loads(capsys.readouterr().out)["engine"]
     assert eng["total_s"] > eng["analytic_total_s"]  # the download is charged, the model neglects it
+
+
+def test_a_sweep_drop_is_traced_when_a_trace_csv_is_asked_for(tmp_path, capsys):
+    # Prepare: fedsim run's scenarios leave the trace off (fast sweeps); --trace-csv asks for one
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.toml"
+    csv = tmp_path / "trace.csv"
+    argv = ["simulate", str(path), "--point", "0", "--drop", "1", "--rounds", "1", "--json"]
+    # Execute
+    assert main([*argv, "--trace-csv", str(csv)]) == 0
+    traced = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    # Assert: rows for every charged event, the same clock to rounding, and the JSON says which ran
+    trace = pd.read_csv(csv)
+    assert {"forward", "upload_activation", "server_forward", "backward", "upload_lora"} <= set(trace["phase"])
+    assert traced["engine_config"]["trace"] and not plain["engine_config"]["trace"]
+    assert traced["engine"]["total_s"] == pytest.approx(plain["engine"]["total_s"], rel=1e-9)
+    assert trace["end_s"].max() == pytest.approx(traced["engine"]["total_s"], rel=1e-9)

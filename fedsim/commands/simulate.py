@@ -74,10 +74,11 @@ def _simulate(args):
             drop=drop,
             scheme=args.scheme,
             rounds=args.rounds,
+            trace=bool(args.trace_csv),
             refine=not args.no_refine,
         )
         at = api.at_point(scenario, point)
-        engine = engine_config(at).model_copy(update={"trace": True})
+        engine = engine_config(at).model_copy(update={"trace": bool(args.trace_csv)})
         head = {
             "point": point,
             "drop": drop,
