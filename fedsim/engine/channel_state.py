@@ -19,12 +19,17 @@ def mean_gain(gain: np.ndarray) -> np.ndarray:
     return gain if gain.ndim == 1 else gain.mean(axis=1)
 
 
-def downlink_rates_bps(gain: np.ndarray, config: EngineConfig, noise_psd_w_hz: float) -> np.ndarray:
+def downlink_rates_bps(
+    gain: np.ndarray, config: EngineConfig, noise_psd_w_hz: float, downlink=None
+) -> np.ndarray:
     """Rate of one downlink slot to each client, (K,) [bit/s].
 
-    A slot has bandwidth B/S and power P/S, so its PSD is P/B whatever the number of slots S.
+    A slot has bandwidth B/S and power P/S, so its PSD is P/B whatever the number of slots S. The rate is
+    Shannon's, or that of the radio's own ``downlink`` model (fedsim.radio "nr": PDSCH) when it has one.
     """
     bandwidth_hz = config.downlink_bandwidth_hz / config.downlink_slots
+    if downlink is not None:
+        return downlink.rates_bps(gain, config.downlink_power_w / config.downlink_slots, bandwidth_hz)
     psd_w_hz = config.downlink_power_w / config.downlink_bandwidth_hz
     return channel.shannon_rate_bps(bandwidth_hz, psd_w_hz, gain, noise_psd_w_hz)
 
@@ -78,7 +83,8 @@ class ChannelState:
         d, a = self._drop, self._alloc
         self.rate_main_bps = self._rates(d.main, a.owner_main, a.psd_main_w_hz, gain_main)
         self.rate_fed_bps = self._rates(d.fed, a.owner_fed, a.psd_fed_w_hz, gain_fed)
-        self.rate_down_bps = downlink_rates_bps(gain_down, self._config, d.main.noise_psd_w_hz)
+        downlink = getattr(d.main.rate, "downlink", None)
+        self.rate_down_bps = downlink_rates_bps(gain_down, self._config, d.main.noise_psd_w_hz, downlink)
 
     def redraw(self) -> None:
         """Draw a new fading block (only call when a fading switch is on)."""

@@ -143,6 +143,18 @@ class RadioSection(BaseModel):
         le=10,
         description="nr, link_adaptation = outer: OLLA's offset step per NACK [dB] (Sionna's 1)",
     )
+    downlink: Literal["pdsch", "shannon"] = Field(
+        "pdsch",
+        description="nr, engine downlink (engine.download / broadcast): pdsch = 5G NR PDSCH link abstraction "
+        "(Sionna's PDSCH BLER tables of mcs_table, link adaptation to bler_target, expected goodput); shannon = "
+        "the engine's Shannon downlink",
+    )
+    pdcch_symbols: int = Field(
+        2, ge=0, le=3, description="nr, PDSCH downlink: OFDM symbols per slot of the PDCCH control region"
+    )
+    ue_noise_figure_db: float = Field(
+        0.0, ge=0, le=20, description="nr, PDSCH downlink: client (UE) receiver noise figure [dB]"
+    )
     power_control: Literal["optimised", "open_loop"] = Field(
         "optimised",
         description="nr: transmit power from fedsim's optimiser, or 38.213 open-loop power control "

@@ -21,6 +21,7 @@ import numpy as np
 import channel
 from fedsim.errors import InputError
 from fedsim.radio.config import RadioSection
+from fedsim.radio.nr_downlink import NRDownlink
 from fedsim.radio.nr_link import (
     SYMBOLS_PER_SLOT,
     LinkAdaptation,
@@ -200,6 +201,13 @@ class NRRadio:
             )
             return Link(s, sub_hz, noise, p_th_w, gain, rate=rate)
 
+        main = link(
+            system.num_subchannels_main, system.bandwidth_main_hz, system.p_th_main_w, gain_main, "main"
+        )
+        if radio.downlink == "pdsch":  # the engine's downlink from the main server: PDSCH (nr_downlink)
+            ue_noise = float(channel.dbm_hz_to_w_hz(system.noise_psd_dbm_hz + radio.ue_noise_figure_db))
+            main.rate.downlink = NRDownlink(radio, ue_noise)
+
         return Drop(
             positions_m=positions,
             main_xy_m=main_xy,
@@ -207,9 +215,7 @@ class NRRadio:
             distance_fed_m=ls.distance_2d_m[1],
             shadow_main_db=ls.shadow_db[0],
             shadow_fed_db=ls.shadow_db[1],
-            main=link(
-                system.num_subchannels_main, system.bandwidth_main_hz, system.p_th_main_w, gain_main, "main"
-            ),
+            main=main,
             fed=link(system.num_subchannels_fed, system.bandwidth_fed_hz, system.p_th_fed_w, gain_fed, "fed"),
             p_max_w=np.full(k, system.p_max_w),
             client_flops_per_s=cycles * system.client_flops_per_cycle,

@@ -25,9 +25,10 @@ from fedsim.radio.sionna_env import phy_abstraction, sionna_call
 
 SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP = -10.0, 40.0, 0.05
 SYMBOLS_PER_SLOT = 14
-# MCS table -> (Sionna BLER-table category, table index): PUSCH table 1 has its own curves; for table 2
-# (256QAM) Sionna's PUSCH file repeats table 1's curves, so the PDSCH table-2 curves (same Qm, R) stand in
-_BLER_SOURCE = {1: (0, 1), 2: (1, 2)}
+# (MCS table, downlink) -> (Sionna BLER-table category, table index): PUSCH table 1 has its own curves; for
+# table 2 (256QAM) Sionna's PUSCH file repeats table 1's curves, so the PDSCH table-2 curves (same Qm, R) stand
+# in; the downlink (PDSCH) uses its own tables 1 and 2
+_BLER_SOURCE = {(1, False): (0, 1), (2, False): (1, 2), (1, True): (1, 1), (2, True): (1, 2)}
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,23 @@ class LinkAdaptation:
 
 
 @functools.lru_cache(maxsize=8)
-def mcs_tables(prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int) -> McsTables:
-    """TBS and TB error rate of every MCS for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached)."""
-    phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP)
+def mcs_tables(
+    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, downlink: bool = False
+) -> McsTables:
+    """TBS and TB error rate of every MCS for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached);
+    PUSCH, or PDSCH for the ``downlink``."""
+    phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP, downlink)
     with sionna_call():
         import torch
         from sionna.phy.nr.utils import TransportBlockNR, decode_mcs_index
 
-        category, table = _BLER_SOURCE[mcs_table]
+        category, table = _BLER_SOURCE[(mcs_table, downlink)]
         snr_db = np.round(np.arange(SNR_DB_MIN, SNR_DB_MAX + 0.5 * SNR_DB_STEP, SNR_DB_STEP), 10)
         m = np.asarray(prb_counts, dtype=int)
         mcs = np.arange(phy._bler_table_interp.shape[2])
         mm, cc = np.meshgrid(m, mcs, indexing="ij")
         qm, rate = decode_mcs_index(
-            torch.tensor(cc.ravel()), table_index=mcs_table, is_pusch=True, check_index_validity=False
+            torch.tensor(cc.ravel()), table_index=mcs_table, is_pusch=not downlink, check_index_validity=False
         )
         qm, rate = qm.reshape(mm.shape), rate.reshape(mm.shape)
         coded_bits = qm * torch.tensor(mm * re_per_prb)
@@ -116,10 +120,11 @@ def mcs_tables(prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int) -> 
 
 @functools.lru_cache(maxsize=64)
 def goodput_table(
-    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, bler_target: float
+    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, bler_target: float, downlink: bool = False
 ) -> GoodputTable:
-    """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached)."""
-    every = mcs_tables(prb_counts, re_per_prb, mcs_table)
+    """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached);
+    PUSCH, or PDSCH for the ``downlink``."""
+    every = mcs_tables(prb_counts, re_per_prb, mcs_table, downlink)
     snr_db, mcs, tbs, tbler = every.snr_db, every.mcs, every.tb_bits, every.tbler
     shape = tbler.shape
     ok = np.isfinite(tbler) & (tbler <= bler_target)  # rows of MCS without BLER data are +inf
@@ -176,6 +181,7 @@ class NRLinkRate:
         self.noise_psd_w_hz, self.harq = float(noise_psd_w_hz), harq
         self.open_loop = None  # an OpenLoopPower replaces the optimiser's power step (fedsim.radio.nr)
         self.adaptation = None  # a LinkAdaptation: biased SNR estimate and/or OLLA in the engine's HARQ
+        self.downlink = None  # on the main link: the engine's PDSCH downlink (fedsim.radio.nr_downlink)
         self._m = np.asarray(prb_counts, dtype=float)  # PRBs per table row
         rows = self._m.size
         rate = table.bits_per_slot / self.slot_s  # [bit/s]; rate and inverse read these same numbers

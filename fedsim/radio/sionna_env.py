@@ -49,10 +49,11 @@ def sionna_call(seed: int | None = None):
             torch.set_num_threads(threads)
 
 
-@functools.lru_cache(maxsize=1)
-def phy_abstraction(snr_db_min: float, snr_db_max: float, snr_db_step: float):
-    """Sionna's ``PHYAbstraction`` with the BLER tables fedsim uses (PUSCH table 1; PDSCH table 2 as the
-    256QAM proxy), built once per process on the SNR grid [dB] given."""
+@functools.lru_cache(maxsize=2)
+def phy_abstraction(snr_db_min: float, snr_db_max: float, snr_db_step: float, downlink: bool = False):
+    """Sionna's ``PHYAbstraction`` with the BLER tables fedsim uses, built once per process on the SNR grid
+    [dB] given: uplink PUSCH table 1 (and PDSCH table 2 as the 256QAM proxy), or downlink PDSCH tables 1
+    and 2 (a separate instance, so the uplink's tables are the same whatever the downlink does)."""
     with sionna_call():
         import os
 
@@ -60,10 +61,12 @@ def phy_abstraction(snr_db_min: float, snr_db_max: float, snr_db_step: float):
         from sionna.sys import PHYAbstraction
 
         folder = os.path.join(os.path.dirname(module.__file__), "bler_tables")
+        names = (
+            ("PDSCH_table1.json", "PDSCH_table2.json")
+            if downlink
+            else ("PUSCH_table1.json", "PDSCH_table2.json")
+        )
         return PHYAbstraction(
-            load_bler_tables_from=[
-                os.path.join(folder, "PUSCH_table1.json"),
-                os.path.join(folder, "PDSCH_table2.json"),
-            ],
+            load_bler_tables_from=[os.path.join(folder, name) for name in names],
             snr_db_interp_min_max_delta=(snr_db_min, snr_db_max + 0.5 * snr_db_step, snr_db_step),
         )
