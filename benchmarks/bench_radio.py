@@ -65,6 +65,8 @@ def run(drops: int) -> dict:
         "nr (UMa, expected goodput)": RadioSection(model="nr", harq="expected"),
         "nr (UMa, sampled HARQ)": RadioSection(model="nr", harq="sampled"),
         "nr (UMi, sampled HARQ)": RadioSection(model="nr", scenario="umi"),
+        "nr (UMa, hexgrid placement)": RadioSection(model="nr", harq="expected", placement="hexgrid"),
+        "nr (UMa, OLLA, +2 dB bias)": RadioSection(model="nr", link_adaptation="outer", sinr_bias_db=2.0),
     }
     t0 = time.perf_counter()
     one_drop(radios["nr (UMa, sampled HARQ)"], 10_000)  # Sionna import + tables: once per process
