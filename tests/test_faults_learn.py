@@ -192,7 +192,10 @@ def test_a_damaged_live_rank_is_set_aside_and_trained_again(tmp_path, capsys, mo
     monkeypatch.setattr(live_mod, "_run_rank", lambda *a: trained.append(a[2]) or original(*a))
     live_mod.run_live(scenario, store, progress=False)
     err = capsys.readouterr().err
-    assert trained == [2] and "rank2: outputs of a finished rank do not read back" in err
+    assert (
+        trained == [2]
+        and "rank2: curve.json does not match its sha256 (truncated or damaged); rank rerun" in err
+    )
     after = json.loads((tmp_path / "live" / "rank2" / "summary.json").read_text())
     assert {k: v for k, v in after.items() if k != "wall_s"} == {
         k: v for k, v in before.items() if k != "wall_s"
@@ -266,4 +269,47 @@ def test_damaged_or_foreign_study_records_are_set_aside_and_trained_again(tmp_pa
     pd.testing.assert_frame_equal(after.drop(columns="wall_s"), rows_before.drop(columns="wall_s"))
     for _ in lines:
         FaultTable.add("damaged or foreign study record (set aside, retrained)", tracebacks=tracebacks(err))
+    assert tracebacks(err) == 0
+
+
+def test_damaged_outputs_of_live_arms_are_set_aside_and_run_again(tmp_path, capsys, monkeypatch):
+    """SplitFT's live arms: every finished run's CSV and JSON outputs are listed with their sha256 in its
+    ``done.json``; a rerun sets aside a run whose file was truncated, changed or removed, and runs it again."""
+    from test_splitft_study import ARMS, _toml
+
+    from fedsim.sweep import live_arms
+
+    scenario = _toml(tmp_path / "arms.toml", ARMS)
+    out, live = tmp_path / "out", tmp_path / "out" / "live"
+    args = ["run", str(scenario), "--out", str(out), "--no-progress", "--no-figures"]
+    assert main(args) == 0
+    tables = ("arms_summary.csv", "arms_curve.csv", "arms_cuts.csv")
+    before = {name: pd.read_csv(live / name) for name in tables}
+    runs = sorted(before["arms_summary.csv"]["run"])
+    assert len(runs) == 4 and all(json.loads((live / r / "done.json").read_text())["sha256"] for r in runs)
+    truncated, changed, removed = live / runs[0] / "cuts.csv", live / runs[1] / "rounds.csv", live / runs[2]
+    truncated.write_bytes(truncated.read_bytes()[:-7])
+    raw = changed.read_bytes()
+    changed.write_bytes(raw[:-3] + bytes([raw[-3] ^ 1]) + raw[-2:])
+    (removed / "cut_changes.csv").unlink()
+    capsys.readouterr()
+    rerun, original = [], live_arms._run
+    monkeypatch.setattr(live_arms, "_run", lambda *a: rerun.append(a[2]) or original(*a))
+    # Execute
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    # Assert: the three damaged runs (and only they) set aside with one line each and run again; same tables
+    lines = [line for line in err.splitlines() if "set aside as" in line]
+    assert sorted(rerun) == runs[:3] and len(lines) == 3, err
+    assert any(f"{runs[0]}: cuts.csv does not match its sha256" in line for line in lines)
+    assert any(f"{runs[1]}: rounds.csv does not match its sha256" in line for line in lines)
+    assert any(f"{runs[2]}: cut_changes.csv is missing; run rerun" in line for line in lines)
+    assert sorted(p.name for p in (out / "set-aside").iterdir()) == sorted(f"{r}.1" for r in runs[:3])
+    for name in tables:
+        after = pd.read_csv(live / name)
+        if name == "arms_summary.csv":
+            after, before[name] = after.drop(columns="wall_s"), before[name].drop(columns="wall_s")
+        pd.testing.assert_frame_equal(after, before[name])
+    for _ in lines:
+        FaultTable.add("damaged live-arm output (CSV/JSON; set aside, rerun)", tracebacks=tracebacks(err))
     assert tracebacks(err) == 0

@@ -4,10 +4,12 @@ convergence record (val PPL vs steps and simulated time); and ``curve.csv`` + ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ from fedsim.sweep.store import ResultsStore
 from fedsim.sweep.summary import to_markdown
 from fedsim.sweep.tasks import engine_config
 
+DONE = "done.json"
 _LIVE_POINT = 2**31 - 1  # seed slot of the live run, apart from every sweep point
 
 
@@ -116,9 +119,9 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     sim, trainer, alloc = simulate_live(
         scenario, cfg, progress, f"fedsim run {scenario.name} (live, rank {rank})"
     )
-    _write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
+    write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     if len(sim.trace_rows):
-        _write_csv(folder / "trace.csv", sim.trace)
+        write_csv(folder / "trace.csv", sim.trace)
     final = trainer.final_metrics()  # test PPL, BLEU, ROUGE-L of the deployed split model
     record = trainer.record()
     record.save(folder / record.file_name())
@@ -142,28 +145,60 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
         {"rank": int(rank), "model": cfg.model, "target_ppl": cfg.target_ppl, **row} for row in record.curve
     ]
     atomic_write_text(folder / "curve.json", json.dumps(curve))
-    atomic_write_text(folder / "summary.json", json.dumps(summary))  # last: marks the rank done
+    atomic_write_text(folder / "summary.json", json.dumps(summary))  # marks the rank done
+    write_done(folder)  # last: the sha256 of every output, checked on a rerun
     return summary
 
 
-def _rank_done(folder, store: ResultsStore) -> bool:
-    """True if the rank finished and its outputs read back whole; a damaged one is set aside (renamed) so
-    that the rank is trained again."""
+def write_done(folder: Path) -> None:
+    """Mark a finished live run (written last): ``done.json`` holds the sha256 of every output file in
+    ``folder`` (its checkpoint carries its own)."""
+    files = {
+        p.name: _sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in (DONE, "checkpoint.pt") and not p.name.startswith(".")
+    }
+    atomic_write_text(folder / DONE, json.dumps({"sha256": files}, indent=1))
+
+
+def run_done(folder: Path, store: ResultsStore, what: str = "rank") -> bool:
+    """True if the live run in ``folder`` finished and its outputs verify; a damaged one is set aside
+    (renamed into ``set-aside/``, one line on stderr) so that the run is trained again."""
     if not (folder / "summary.json").exists():
-        return False  # not finished (an interrupted rank is simply run again)
-    try:
+        return False  # not finished (an interrupted run resumes from its checkpoint, if any)
+    why = _damage(folder)
+    if why is not None:
+        store.set_aside(folder, f"{why}; {what} rerun")
+    return why is None
+
+
+def _damage(folder: Path) -> str | None:
+    """What is wrong with a finished run's outputs, or None."""
+    if (folder / DONE).exists():
+        try:
+            listed = json.loads((folder / DONE).read_text())["sha256"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            return f"{DONE} does not read back (truncated or garbled)"
+        for name, digest in listed.items():
+            if not (folder / name).is_file():
+                return f"{name} is missing"
+            if _sha256(folder / name) != digest:
+                return f"{name} does not match its sha256 (truncated or damaged)"
+        return None
+    try:  # killed before done.json, or written by an older fedsim: the JSON outputs must read back
         ok = isinstance(json.loads((folder / "summary.json").read_text()), dict)
         ok = ok and isinstance(json.loads((folder / "curve.json").read_text()), list)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         ok = False
-    if not ok:
-        store.set_aside(
-            folder, "outputs of a finished rank do not read back (truncated or garbled); rank rerun"
-        )
-    return ok
+    return None if ok else "outputs of a finished run do not read back (truncated or garbled)"
 
 
-def _write_csv(path, frame: pd.DataFrame) -> None:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_csv(path, frame: pd.DataFrame) -> None:
+    """``frame`` as CSV at ``path``, written atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -190,13 +225,13 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
     for rank in ranks:
-        if not _rank_done(root / f"rank{rank}", store):
+        if not run_done(root / f"rank{rank}", store):
             _run_rank(scenario, store, int(rank), progress)
     summaries = [json.loads((root / f"rank{r}" / "summary.json").read_text()) for r in ranks]
     curves = [row for r in ranks for row in json.loads((root / f"rank{r}" / "curve.json").read_text())]
     table = pd.DataFrame(summaries)
-    _write_csv(root / "summary.csv", table)
-    _write_csv(root / "curve.csv", pd.DataFrame(curves))
+    write_csv(root / "summary.csv", table)
+    write_csv(root / "curve.csv", pd.DataFrame(curves))
     return [
         "## Live co-simulation (real split-LoRA training timed by the engine)",
         "",

@@ -63,20 +63,20 @@ def _bits(sim, phases) -> float:
 
 
 def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig, progress: bool) -> None:
-    from fedsim.sweep.live import simulate_live, with_checkpoint
+    from fedsim.sweep.live import simulate_live, with_checkpoint, write_csv, write_done
 
     folder = store.root / "live" / name
     folder.mkdir(parents=True, exist_ok=True)
     cfg = with_checkpoint(cfg, folder)
     started = time.perf_counter()
     sim, trainer, _ = simulate_live(scenario, cfg, progress, f"fedsim run {scenario.name} (live arm {name})")
-    pd.DataFrame(sim.round_rows).to_csv(folder / "rounds.csv", index=False)
+    write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     final = trainer.final_metrics()
     record = trainer.record()
     record.save(folder / record.file_name())
     cuts = pd.DataFrame(trainer.cut_rows()).assign(run=name, **tags)
-    cuts.to_csv(folder / "cuts.csv", index=False)
-    pd.DataFrame(trainer.cut_changes()).to_csv(folder / "cut_changes.csv", index=False)
+    write_csv(folder / "cuts.csv", cuts)
+    write_csv(folder / "cut_changes.csv", pd.DataFrame(trainer.cut_changes()))
     ppl = [r for r in record.curve if "val_ppl" in r]
     target = cfg.target_ppl
     hit = next((r["sim_time_s"] for r in ppl if target is not None and r["val_ppl"] <= target), None)
@@ -105,11 +105,15 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     }
     curve = [{"run": name, **tags, "target_ppl": target, **row} for row in record.curve]
     atomic_write_text(folder / "curve.json", json.dumps(curve))
-    atomic_write_text(folder / "summary.json", json.dumps(summary))  # last: marks the run done
+    atomic_write_text(folder / "summary.json", json.dumps(summary))  # marks the run done
+    write_done(folder)  # last: the sha256 of every output, checked on a rerun
 
 
 def run_arms(scenario, store: ResultsStore, progress: bool = True) -> list[str]:
-    """Run (or resume) every arm x vary combination; returns the report lines (summary table)."""
+    """Run (or resume) every arm x vary combination; returns the report lines (summary table). A finished run
+    whose outputs do not verify (``done.json``'s sha256) is set aside and run again."""
+    from fedsim.sweep.live import run_done, write_csv
+
     runs = arm_configs(scenario.live)
     root = store.root / "live"
     data = scenario.model_dump(mode="json")
@@ -120,13 +124,13 @@ def run_arms(scenario, store: ResultsStore, progress: bool = True) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
     for name, tags, cfg in runs:
-        if not (root / name / "summary.json").exists():
+        if not run_done(root / name, store, "run"):
             _run(scenario, store, name, tags, cfg, progress)
     names = [name for name, _, _ in runs]
     table = pd.DataFrame([json.loads((root / n / "summary.json").read_text()) for n in names])
-    table.to_csv(root / "arms_summary.csv", index=False)
+    write_csv(root / "arms_summary.csv", table)
     curves = [row for n in names for row in json.loads((root / n / "curve.json").read_text())]
-    pd.DataFrame(curves).to_csv(root / "arms_curve.csv", index=False)
-    pd.concat([pd.read_csv(root / n / "cuts.csv") for n in names]).to_csv(root / "arms_cuts.csv", index=False)
+    write_csv(root / "arms_curve.csv", pd.DataFrame(curves))
+    write_csv(root / "arms_cuts.csv", pd.concat([pd.read_csv(root / n / "cuts.csv") for n in names]))
     shown = [c for c in table.columns if c not in ("model", "first_val_ppl", "target_ppl", "cuts_start")]
     return ["## Live arms (real split-LoRA training timed by the engine)", "", to_markdown(table[shown]), ""]
