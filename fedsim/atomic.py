@@ -1,7 +1,7 @@
 """Atomic file writes: a file is either its old version or its complete new one, never half written.
 
-Every writer in fedsim goes through here (result parts and tables, convergence records, checkpoints, the
-model cache's marker): write to a temporary file in the target's own folder (same file system), fsync it,
+Every writer in fedsim goes through here (result parts and tables, figures, convergence records,
+checkpoints, the model cache's marker): write to a temporary file in the target's own folder (same file system), fsync it,
 ``os.replace`` it onto the target (atomic on POSIX and Windows) and fsync the folder, so the rename survives
 a power cut. On any failure, KeyboardInterrupt included, the temporary file is removed and the old target
 is untouched; SIGINT/SIGTERM under ``fedsim.interrupt.interruptible`` wait until the rename is done. An
@@ -133,3 +133,12 @@ def atomic_write_json(
 ) -> Path:
     """Write ``data`` as JSON (plus a final newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n")
+
+
+def atomic_savefig(fig, path: str | Path, **kwargs: Any) -> Path:
+    """Save a matplotlib figure to ``path`` atomically (file type from the suffix): a failing or killed
+    ``savefig`` leaves the previous figure, never a partial one."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **kwargs)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fedsim.errors import InputError
 
@@ -37,14 +38,22 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Draw while holding the folder's one-writer lock (a running ``fedsim run`` or ``plot`` refuses us)."""
+    from fedsim.atomic import remove_stale_temps
     from fedsim.plots import make_figures
+    from fedsim.sweep.lock import folder_lock
 
     overrides = {}
     if args.stat:
         overrides["stat"] = args.stat
     if args.y_scale:
         overrides["y_log"] = args.y_scale == "log"
-    made = make_figures(args.results_dir, args.formats, overrides)
+    root = Path(args.results_dir)
+    if not (root / "scenario.json").is_file():  # checked before the lock, which would create the folder
+        raise InputError(f"{root}: not a results folder (no scenario.json); run `fedsim run` first")
+    with folder_lock(root, "fedsim plot"):
+        remove_stale_temps(root / "figures")  # figure writes cut short by a kill
+        made = make_figures(root, args.formats, overrides)
     if not made:
         raise InputError(f"{args.results_dir}: no rows to draw (run the scenario first)")
     for path in made:

@@ -16,6 +16,8 @@ matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from fedsim.atomic import atomic_savefig  # noqa: E402
+
 SCHEME_STYLES = {
     "proposed": dict(color="#d62728", marker="o", linestyle="-"),
     "a": dict(color="#1f77b4", marker="s", linestyle="--"),
@@ -118,9 +120,7 @@ def save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
-        fig.savefig(path)
-        paths.append(path)
+        paths.append(atomic_savefig(fig, stem.with_suffix(f".{fmt}")))  # never a half-written figure
     plt.close(fig)
     return paths
 
