@@ -313,3 +313,36 @@ def test_damaged_outputs_of_live_arms_are_set_aside_and_run_again(tmp_path, caps
     for _ in lines:
         FaultTable.add("damaged live-arm output (CSV/JSON; set aside, rerun)", tracebacks=tracebacks(err))
     assert tracebacks(err) == 0
+
+
+def test_sigterm_stops_training_keeping_its_checkpoint_and_says_how_to_resume(tmp_path, capsys):
+    import signal
+
+    from fedsim.learn.checkpoint import read_payload
+
+    def args(folder):
+        return [*TRAIN, "--out", str(folder), "--records-dir", str(folder / "rec")]
+
+    ckpt = tmp_path / "b" / "tiny-gpt2_split_fed_r2.pt"
+    proc = spawn_fedsim(args(tmp_path / "b"))
+    assert wait_for(lambda: ckpt.exists() or proc.poll() is not None, 300)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    # exit 143, one line: the checkpoint kept and the command that resumes; nothing half-written
+    assert proc.returncode == 143, err
+    said = [line for line in err.splitlines() if line.startswith("fedsim train: interrupted")]
+    assert len(said) == 1 and tracebacks(err) == 0, err
+    assert f"interrupted by SIGTERM; last checkpoint {ckpt} kept; rerun `fedsim train " in said[0]
+    assert said[0].endswith("(same options) to resume")
+    assert 1 <= read_payload(ckpt)["step"] < 12 and temp_files(tmp_path / "b") == []
+    assert not (tmp_path / "b" / "rec").exists()  # no record of an unfinished run
+    # the rerun resumes to the curve of an uninterrupted run
+    assert main(args(tmp_path / "b")) == 0
+    assert main(args(tmp_path / "a")) == 0
+    capsys.readouterr()
+    rec = "rec/tiny-gpt2_split_fed_r2.json"
+    curve_b = json.loads((tmp_path / "b" / rec).read_text())["curve"]
+    assert curve_b == json.loads((tmp_path / "a" / rec).read_text())["curve"]
+    steps = [row["step"] for row in curve_b]
+    FaultTable.add("SIGTERM during fedsim train", lost=len(set(range(13)) - set(steps)),
+                   duplicated=len(steps) - len(set(steps)), tracebacks=tracebacks(err))  # fmt: skip

@@ -13,6 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from fedsim.atomic import atomic_path, atomic_write_text
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.records import ConvergenceRecord
@@ -71,7 +72,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="results/train", help="folder for curve CSVs, tables and checkpoints")
     p.add_argument("--records-dir", default="results/records", help="folder for the convergence records")
     p.add_argument(
-        "--cache-dir", default=None, help="model cache folder (default ~/.cache/fedsim/models), as in fedsim models"
+        "--cache-dir",
+        default=None,
+        help="model cache folder (default ~/.cache/fedsim/models), as in fedsim models",
     )
     p.add_argument(
         "--table", action="store_true",
@@ -96,6 +99,32 @@ def _config(args: argparse.Namespace, scheme: str, rank: int, out: Path) -> Trai
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train every (rank, scheme); SIGINT / SIGTERM stop it (exit 130 / 143) keeping the last checkpoint."""
+    from fedsim.interrupt import Interrupted, interruptible
+
+    state: dict = {"cfg": None}
+    with interruptible():
+        try:
+            return _run(args, state)
+        except Interrupted as stop:
+            print(_resume_hint(stop, state["cfg"]), file=sys.stderr)
+            return stop.exit_code
+
+
+def _resume_hint(stop, cfg: TrainConfig | None) -> str:
+    """The line an interrupted ``fedsim train`` prints: what is kept and how to go on."""
+    argv = sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]
+    again = "fedsim train " + shlex.join(argv)
+    head = f"fedsim train: interrupted by {stop.name}"
+    if cfg is None or not cfg.checkpoint_path:
+        return f"{head}; no checkpoint (add --checkpoint-every N to resume a run later)"
+    ckpt = Path(cfg.checkpoint_path)
+    if not ckpt.is_file():
+        return f"{head} before the first checkpoint of {cfg.scheme} r={cfg.rank}; rerun `{again}` to start it again"
+    return f"{head}; last checkpoint {ckpt} kept; rerun `{again}` (same options) to resume"
+
+
+def _run(args: argparse.Namespace, state: dict) -> int:
     from fedsim.learn.models import load_model
     from fedsim.learn.setup import prepare_data
     from fedsim.learn.train import train
@@ -116,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     data, finals = None, {}
     for rank in args.ranks:
         for scheme in schemes:
-            cfg = _config(args, scheme, rank, out)
+            cfg = state["cfg"] = _config(args, scheme, rank, out)
             model, tokenizer = load_model(
                 cfg.model, args.cache_dir, progress=progress, seed=cfg.seed
             )  # fresh: peft wraps in place
@@ -146,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 def _write_curve(path: Path, curve: list[dict]) -> None:
     keys = ["step", "round", "train_loss", "val_ppl", "sim_time_s"]
     keys = [k for k in keys if any(k in row for row in curve)]
-    with path.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(curve)
@@ -172,7 +201,7 @@ def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict)
         if any(finals.get((s, r), {}).get(key) is not None for r in ranks)
     ]  # fmt: skip
     rows = [[rank] + [finals.get((s, rank), {}).get(key) for s, key in columns] for rank in ranks]
-    with stem.with_suffix(".csv").open("w", newline="") as fh:
+    with atomic_path(stem.with_suffix(".csv")) as tmp, tmp.open("w", newline="") as fh:
         csv.writer(fh).writerows([["rank"] + [f"{s}_{key}" for s, key in columns]] + rows)
     lines = ["| rank | " + " | ".join(f"{s} {_LABELS[key]}" for s, key in columns) + " |"]
     lines += ["|---" * (len(columns) + 1) + "|"]
@@ -180,5 +209,5 @@ def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict)
         "| " + " | ".join([str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]]) + " |"
         for r in rows
     ]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
