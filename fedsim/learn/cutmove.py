@@ -5,7 +5,9 @@ copy (its LoRA values) and the server optimiser's AdamW moments for it. A cut c 
 the server adopts the client's LoRA values and moments unless it still trains that block for another
 client (then it keeps its own copy; after the round's broadcast both equal the global block anyway).
 Moves happen right after an aggregation. If the move changes a copy's rank (cut-layer ranks, spec §10c),
-that copy is re-created at its new rank from the global block and its moments restart from zero.
+that copy is re-created at its new rank from the global block; with ``rank_aggregation = "zero_pad"`` its
+moments follow by the same pad/truncate mapping as its factors (``hetrank.project_moments``: exact when the
+rank grows), with ``"svd"`` (a new factor basis) they restart from zero.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from fedsim.learn.fedsplit import load_lora, replicate
+from fedsim.learn.hetrank import project_moments
 from fedsim.learn.lora import lora_parameters, lora_state, module_rank
 
 
@@ -77,11 +80,25 @@ def move_cut(system, k: int, new_cut: int) -> dict:
 
 
 def _refit(system) -> None:
-    """Bring every copy to the rank the new layout gives it; re-created copies restart their moments."""
+    """Bring every copy to the rank the new layout gives it; a re-created copy carries its moments across
+    (zero_pad) or restarts them (svd)."""
     layout = system.layout
     for k, client in enumerate(system.clients):
-        if system.fit_ranks(client.part.blocks, 0, lambda j, k=k: layout.client_rank(k, j)):
-            client.optimizer = _rebuild(client.optimizer, client.part)
+        client.optimizer = _fit(
+            system, client.optimizer, client.part, 0, lambda j, k=k: layout.client_rank(k, j)
+        )
     server = system.server
-    if system.fit_ranks(server.part.blocks, server.part.first, layout.server_rank):
-        server.optimizer = _rebuild(server.optimizer, server.part)
+    server.optimizer = _fit(system, server.optimizer, server.part, server.part.first, layout.server_rank)
+
+
+def _fit(system, optimizer: torch.optim.Optimizer, part, offset: int, rank_of) -> torch.optim.Optimizer:
+    before = {id(b): (module_rank(b), _moments(optimizer, b)) for b in part.blocks}
+    resized = system.fit_ranks(part.blocks, offset, rank_of)
+    if not resized:
+        return optimizer
+    optimizer = _rebuild(optimizer, part)
+    if system.cfg.rank_aggregation == "zero_pad":
+        for block in resized:
+            rank, moments = before[id(block)]
+            _put_moments(optimizer, block, project_moments(moments, rank, module_rank(block)))
+    return optimizer

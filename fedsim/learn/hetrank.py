@@ -19,6 +19,10 @@ layer's update is ``scale_r · B A`` with peft's scale = alpha / r; the global c
 
 When all holders have the same rank both methods are plain FedAvg of A and B (then padded to R if R is
 larger), so equal ranks give exactly eq. (7).
+
+A copy re-created at another rank (a block moving between holders with different ranks) keeps its AdamW
+moments under ``zero_pad`` by the same mapping as its factors (``project_moments``); under ``svd`` the new
+factors are a new basis that the old moments have no counterpart in, so they restart from zero.
 """
 
 from __future__ import annotations
@@ -131,4 +135,36 @@ def project(state: Mapping[str, torch.Tensor], rank: int, alpha: float, method: 
     for a_key, b_key in _pairs(state):
         out[a_key] = state[a_key][:rank].clone()
         out[b_key] = state[b_key][:, :rank] * (rank / big)
+    return out
+
+
+def project_moments(moments: Mapping[str, Mapping], old_rank: int, new_rank: int) -> dict[str, dict]:
+    """AdamW state of a block copy mapped from rank ``old_rank`` to ``new_rank`` like its factors (zero_pad).
+
+    Growing r -> R pads A with zero rows and B with zero columns and scales B by R / r; the padded copy is
+    the same function, and its gradients are exactly those of the old copy with dL/dB scaled by r / R and
+    zero on the new components. So ``exp_avg`` is padded with zeros (B's scaled by r / R) and ``exp_avg_sq``
+    likewise (B's scaled by (r / R)^2): the moments the padded copy has after the same gradient history.
+    Shrinking R -> r keeps the first r components the same way (scale R / r); that is exact only when the
+    dropped components are zero. Scalars (``step``) are kept. ``moments``: by parameter name, as AdamW's state.
+    """
+    ratio = old_rank / new_rank
+    out: dict[str, dict] = {}
+    for name, state in moments.items():
+        is_b = ".lora_B." in name
+        if not is_b and ".lora_A." not in name:
+            raise ValueError(f"not a LoRA factor: {name!r}")
+        new: dict = {}
+        for key, value in state.items():
+            if not torch.is_tensor(value) or value.dim() != 2:
+                new[key] = value.clone() if torch.is_tensor(value) else value
+                continue
+            if is_b:
+                kept = value[:, :new_rank] * (ratio ** (2 if key.endswith("_sq") else 1))
+                pad = value.new_zeros(value.shape[0], max(new_rank - old_rank, 0))
+                new[key] = torch.cat([kept, pad], dim=1)
+            else:
+                pad = value.new_zeros(max(new_rank - old_rank, 0), value.shape[1])
+                new[key] = torch.cat([value[:new_rank].clone(), pad])
+        out[name] = new
     return out
