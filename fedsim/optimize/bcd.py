@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsim.allocation import Allocation, uniform_ranks
+from fedsim.allocation import Allocation
 from fedsim.delay import delays, link_rates_bps
 from fedsim.errors import InputError
 from fedsim.optimize.baselines import SchemeSpec
@@ -82,15 +82,15 @@ class _Blocks:
     cuts: np.ndarray
     rank: int
 
-    def allocation(self, num_clients: int, num_layers: int) -> Allocation:
-        """A copy of the iterate as an Allocation (one rank on every block)."""
+    def allocation(self, problem: Problem) -> Allocation:
+        """A copy of the iterate as an Allocation (one rank on every block, or SplitFT's cut-layer ranks)."""
         return Allocation(
             self.owner_main.copy(),
             self.owner_fed.copy(),
             self.psd_main.copy(),
             self.psd_fed.copy(),
             np.array(self.cuts, dtype=int),
-            uniform_ranks(num_clients, num_layers, self.rank),
+            problem.rank_layout(self.cuts, self.rank),
         )
 
 
@@ -199,16 +199,23 @@ def _split_step(problem: Problem, model: CostModel, blocks: _Blocks, rate_main, 
 
 
 def _result(
-    problem: Problem, scheme: str, alloc: Allocation, status: str, solver_status, iterations, history
+    problem: Problem,
+    scheme: str,
+    alloc: Allocation,
+    rank: int,
+    status: str,
+    solver_status,
+    iterations,
+    history,
 ):
-    """The Result of the best allocation, its delays from ``fedsim.delay.delays`` (eqs. 8-17)."""
+    """The Result of the best allocation (rank r), its delays from ``fedsim.delay.delays`` (eqs. 8-17)."""
     result_delays = delays(
         problem.drop,
         problem.workload,
         alloc,
         problem.batch_size,
         problem.local_iterations,
-        problem.rounds_by_rank[int(alloc.ranks[0, 0])],
+        problem.rounds_by_rank[rank],
         problem.upload_every_local_iteration,
     )
     if not result_delays.feasible:
@@ -232,12 +239,12 @@ def run_bcd(
     ``refine`` adds the exact count refinement after Algorithm 2 on flat channels (``joint.py``);
     ``refine=False`` is the paper's Algorithm 3 as written."""
     drop, model = problem.drop, CostModel.of(problem)
-    k, j = drop.num_clients, problem.workload.num_layers
+    k = drop.num_clients
     blocks = _initial_blocks(problem, spec, rng)
     solver_status = _solver_labels(problem, spec, power_solver, refine)
     history: list[float] = []
     memo: dict[tuple, tuple] = {}
-    best: tuple[float, Allocation] | None = None
+    best: tuple[float, Allocation, int] | None = None
     iterations, status = 0, "max_iterations"
     for iteration in range(1, max_iterations + 1):
         iterations = iteration
@@ -260,8 +267,8 @@ def run_bcd(
         total = float(model.total_s(blocks.cuts, blocks.rank, rate_main, rate_fed))
         history.append(total)
         if best is None or total < best[0]:
-            best = (total, blocks.allocation(k, j))
+            best = (total, blocks.allocation(problem), int(blocks.rank))
         if len(history) > 1 and abs(history[-2] - total) <= epsilon * total:
             status = "converged"
             break
-    return _result(problem, scheme, best[1], status, solver_status, iterations, history)
+    return _result(problem, scheme, best[1], best[2], status, solver_status, iterations, history)

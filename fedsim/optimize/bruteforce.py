@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from fedsim.allocation import Allocation, uniform_ranks
+from fedsim.allocation import Allocation
 from fedsim.delay import delays, total_delay_s
 from fedsim.errors import InputError
 from fedsim.optimize.objective import CostModel
@@ -119,7 +119,7 @@ def brute_force(problem: Problem) -> Result:
         _psd_from_power(main, counts_main, p_main),
         _psd_from_power(fed, counts_fed, p_fed),
         cuts,
-        uniform_ranks(k, j, r),
+        problem.rank_layout(cuts, r),
     )
     d = delays(
         drop,

@@ -2,7 +2,13 @@
 
 The reference is ``fedsim.delay.delays``; these functions compute the same eqs. (8)-(17) from cumulative
 per-block sums so that every candidate cut (per client) and rank is a few array operations. Ranks are
-one common rank r on every block (the paper's decision C7). Tests check agreement with ``delays``.
+one common rank r on every block (the paper's decision C7), or, with the problem's ``rank_cut`` (SplitFT's
+cut-layer rank, spec §10c), ``rank_cut`` on each client's blocks c_k and c_k + 1 and r on the others:
+
+    client k:  sum_{j<=c_k} r_j x_j = r X(c_k) + (r_cut - r) x_{c_k}      (LoRA FLOPs and bits Lambda_k)
+    server:    sum_{j>c_k}  r_j x_j = r (X(J) - X(c_k)) + (r_cut - r) x_{c_k+1}   (x_{J+1} = 0)
+
+with X the prefix sums of the per-rank terms x. Tests check agreement with ``delays``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from fedsim.optimize.problem import Problem
 def _cum(a: np.ndarray) -> np.ndarray:
     """(J+1,) prefix sums: entry c is the sum over blocks 1..c."""
     return np.concatenate([[0.0], np.cumsum(np.asarray(a, dtype=float))])
+
+
+def _blocks(a: np.ndarray) -> np.ndarray:
+    """(J+2,) per-block values: entry j is block j (1..J); entries 0 and J+1 are 0."""
+    return np.concatenate([[0.0], np.asarray(a, dtype=float), [0.0]])
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,10 @@ class CostModel:
     local_iterations: int
     rounds_by_rank: dict[int, float]
     upload_every_local_iteration: bool
+    rank_cut: int | None = None  # SplitFT's cut-layer rank on blocks c_k and c_k + 1 (None: one rank)
+    lora_fwd: np.ndarray | None = None  # (J+2,) per block (``_blocks``), for the cut-layer rank
+    lora_bwd: np.ndarray | None = None
+    lora_bits: np.ndarray | None = None
 
     @classmethod
     def of(cls, problem: Problem) -> CostModel:
@@ -57,29 +72,53 @@ class CostModel:
             int(problem.local_iterations),
             dict(problem.rounds_by_rank),
             bool(problem.upload_every_local_iteration),
+            None if problem.rank_cut is None else int(problem.rank_cut),
+            _blocks(w.lora_fwd_flops_per_rank),
+            _blocks(w.lora_bwd_flops_per_rank),
+            _blocks(w.lora_bits_per_rank),
         )
 
     @property
     def num_layers(self) -> int:
         return int(self.cum_fwd.shape[0] - 1)
 
+    def _client_lora(self, cum: np.ndarray, block: np.ndarray, cuts: np.ndarray, rank: int) -> np.ndarray:
+        """sum_{j<=c_k} r_j x_j: rank r on blocks 1..c_k, ``rank_cut`` on block c_k when set."""
+        out = rank * cum[cuts]
+        if self.rank_cut is not None:
+            out = out + (self.rank_cut - rank) * block[cuts]
+        return out
+
+    def _server_lora(self, cum: np.ndarray, block: np.ndarray, cuts: np.ndarray, rank: int) -> np.ndarray:
+        """sum_{j>c_k} r_j x_j: rank r on blocks c_k+1..J, ``rank_cut`` on block c_k + 1 when set."""
+        out = rank * (cum[self.num_layers] - cum[cuts])
+        if self.rank_cut is not None:
+            out = out + (self.rank_cut - rank) * block[np.asarray(cuts) + 1]
+        return out
+
     def client_fwd_s(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """t_k^F, eq. (8), broadcast over cuts (..., K) [s]."""
-        return (
-            self.batch_size * (self.cum_fwd[cuts] + rank * self.cum_lora_fwd[cuts]) / self.client_flops_per_s
-        )
+        lora = self._client_lora(self.cum_lora_fwd, self.lora_fwd, cuts, rank)
+        return self.batch_size * (self.cum_fwd[cuts] + lora) / self.client_flops_per_s
 
     def client_bwd_s(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """t_k^B, eq. (13), (..., K) [s]."""
-        return (
-            self.batch_size * (self.cum_bwd[cuts] + rank * self.cum_lora_bwd[cuts]) / self.client_flops_per_s
-        )
+        lora = self._client_lora(self.cum_lora_bwd, self.lora_bwd, cuts, rank)
+        return self.batch_size * (self.cum_bwd[cuts] + lora) / self.client_flops_per_s
 
     def server_s(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """t_s^F + t_s^B, eqs. (11)-(12), summed over the clients' data, (...) [s]."""
         j = self.num_layers
-        fwd = self.cum_fwd[j] - self.cum_fwd[cuts] + rank * (self.cum_lora_fwd[j] - self.cum_lora_fwd[cuts])
-        bwd = self.cum_bwd[j] - self.cum_bwd[cuts] + rank * (self.cum_lora_bwd[j] - self.cum_lora_bwd[cuts])
+        fwd = (
+            self.cum_fwd[j]
+            - self.cum_fwd[cuts]
+            + self._server_lora(self.cum_lora_fwd, self.lora_fwd, cuts, rank)
+        )
+        bwd = (
+            self.cum_bwd[j]
+            - self.cum_bwd[cuts]
+            + self._server_lora(self.cum_lora_bwd, self.lora_bwd, cuts, rank)
+        )
         per_client = fwd + bwd + self.head_fwd + self.head_bwd
         return self.batch_size * per_client.sum(axis=-1) / self.server_flops_per_s
 
@@ -89,7 +128,7 @@ class CostModel:
 
     def fed_load_bits(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """Lambda_k, the LoRA bits per global round on the federated link, (..., K)."""
-        return rank * self.cum_lora_bits[cuts]
+        return self._client_lora(self.cum_lora_bits, self.lora_bits, cuts, rank)
 
     def total_s(
         self, cuts: np.ndarray, rank: int, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray

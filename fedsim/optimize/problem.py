@@ -32,6 +32,8 @@ class Problem:
         rounds_by_rank: E(r), global rounds to the target per candidate rank; its keys are the rank set R.
         upload_every_local_iteration: reading D2 of eq. (17) instead of D1.
         per_client_cuts: optimise one cut c_k per client (spec §10) instead of one common cut.
+        rank_cut: SplitFT's cut-layer rank (spec §10c): this rank on each client's blocks c_k and c_k + 1,
+            the chosen rank r on the others; the optimiser's delay terms and E(r) (read at r) account for it.
     """
 
     drop: Drop
@@ -41,6 +43,16 @@ class Problem:
     rounds_by_rank: dict[int, float]
     upload_every_local_iteration: bool = False
     per_client_cuts: bool = False
+    rank_cut: int | None = None
+
+    def rank_layout(self, cuts: np.ndarray, rank: int) -> np.ndarray:
+        """(K, J) ranks of an allocation with ``cuts`` and rank r: uniform, or the cut-layer ranks."""
+        from fedsim.allocation import cut_layer_ranks, uniform_ranks
+
+        j = self.workload.num_layers
+        if self.rank_cut is None:
+            return uniform_ranks(len(cuts), j, int(rank))
+        return cut_layer_ranks(np.asarray(cuts, dtype=int), j, int(self.rank_cut), int(rank))
 
     @property
     def ranks(self) -> tuple[int, ...]:
@@ -109,6 +121,8 @@ def validate_problem(problem: Problem) -> None:
             raise InputError(f"rounds_by_rank: E({r}) must be a finite number of rounds > 0, got {e}")
     if problem.workload.num_layers < 1:
         raise InputError("workload must have at least one block")
+    if problem.rank_cut is not None and (int(problem.rank_cut) != problem.rank_cut or problem.rank_cut < 1):
+        raise InputError(f"rank_cut must be an integer >= 1, got {problem.rank_cut}")
 
 
 def _json_float(x: float) -> float | None:
@@ -169,6 +183,7 @@ def problem_to_dict(problem: Problem) -> dict:
         "rounds_by_rank": {str(r): float(e) for r, e in sorted(problem.rounds_by_rank.items())},
         "upload_every_local_iteration": bool(problem.upload_every_local_iteration),
         "per_client_cuts": bool(problem.per_client_cuts),
+        **({} if problem.rank_cut is None else {"rank_cut": int(problem.rank_cut)}),
     }
 
 
@@ -198,8 +213,11 @@ class Result:
 
     @property
     def rank(self) -> int:
-        """The common LoRA rank chosen."""
-        return int(self.allocation.ranks.flat[0])
+        """The common LoRA rank chosen (with a cut-layer rank: the rank of the blocks away from the cuts)."""
+        ranks = np.asarray(self.allocation.ranks)
+        rank_cut = None if self.problem is None else self.problem.rank_cut
+        others = ranks[ranks != rank_cut] if rank_cut is not None else ranks
+        return int(others.flat[0]) if others.size else int(rank_cut)
 
     def to_dict(self) -> dict:
         """JSON-able record of inputs, decisions, delays and statuses (inf is written as null)."""

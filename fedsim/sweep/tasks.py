@@ -162,6 +162,7 @@ def problem_at(scenario: Scenario, point_index: int, drop_index: int):
         rounds_by_rank=rounds_by_rank_of(at)[0],
         upload_every_local_iteration=at.training.upload_every_local_iteration,
         per_client_cuts=at.training.per_client_cuts or at.schemes.per_client_cuts,
+        rank_cut=at.schemes.rank_cut,
     )
 
 
@@ -174,7 +175,10 @@ def optimize_at(scenario: Scenario, point_index: int, drop_index: int, scheme: s
     rng = seeds.scheme_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index, chosen.name)
     problem = problem_at(scenario, point_index, drop_index)
     result = optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
-    if at.schemes.rank_cut is not None and chosen.name != "splitft":  # SplitFT's cut-layer rank (spec §10c)
+    ranks = np.asarray(result.allocation.ranks)
+    if problem.rank_cut is not None and chosen.name != "splitft" and (ranks != problem.rank_cut).all():
+        # a scheme that does not model SplitFT's cut-layer rank (spec §10c; BCD and brute force do): the
+        # rank is applied to its chosen cuts afterwards
         from fedsim.optimize.splitft import with_cut_layer_rank
 
         result = with_cut_layer_rank(problem, result, at.schemes.rank_cut)
@@ -203,7 +207,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
         **{key: _scalar(value) for key, value in point_values(scenario, point_index).items()},
         "seed": json.dumps(seeds.task_entropy(base, seed_at, drop_index)),
         "status": result.status,
-        "rank": int(result.allocation.ranks.flat[0]),
+        "rank": int(result.rank),
         "cut_mean": float(np.mean(result.allocation.cuts)),
         "cuts": json.dumps([int(c) for c in result.allocation.cuts]),
         "rounds": float(d.rounds),
