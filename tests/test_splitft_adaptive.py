@@ -47,6 +47,36 @@ def test_time_bound_is_the_largest_cut_within_the_budget():
     assert time_bound([10.0, 10.0, 10.0], flops_per_s=10.0, budget_s=0.5) == 0
 
 
+def _timed_system(budget_s: float):
+    cfg = _adaptive_cfg(
+        adaptive_cuts={"cut_min": 1, "cut_max": 3, "gamma": 0.0, "iteration_time_s": budget_s}
+    )
+    return build_system(tiny_lm("gpt2"), cfg, SyntheticLM(12), np.array_split(np.arange(12), 3))
+
+
+def test_time_budget_bounds_each_clients_cut_known_answer():
+    # spec §10b: c_max,k is the largest l with 3 b l rho / F_k <= budget. b = 2, rho = 5 FLOPs per block
+    # (FP + BP = 3 rho): 30 FLOPs per block; F = 30, 12, 15 FLOP/s; budget 2.5 s ->
+    # client 0: l * 1 s <= 2.5 -> 2; client 1: l * 2.5 s -> 1; client 2: l * 2 s -> 1 (all below cut_max 3)
+    system = _timed_system(2.5)
+    adapter = system.adapter
+    assert adapter.cut_max == [3, 3, 3]  # no compute known yet: only the configured cut_max
+    adapter.set_compute([30.0, 12.0, 15.0], [3 * 2 * 5.0] * 4)
+    assert adapter.cut_max == [2, 1, 1]
+    system.local_iteration()
+    system.aggregate()  # tau = 1: decide now
+    # client 0 scores 30/19 > 1 + eps but sits at its time bound: stays; clients 1 and 2 are above theirs
+    rows = [(r["client"], r["old"], r["new"], r["reason"]) for r in adapter.rows]
+    assert rows == [(1, 2, 1, "above its memory/time bound"), (2, 2, 1, "above its memory/time bound")]
+    assert system.layout.cuts == [2, 1, 1]
+
+
+def test_time_budget_below_one_block_is_an_input_error():
+    adapter = _timed_system(1.5).adapter  # client 0 fits one block (1 s), client 1 needs 2.5 s for one
+    with pytest.raises(InputError, match="client 1's largest feasible cut 0 is below cut_min 1"):
+        adapter.set_compute([30.0, 12.0, 15.0], [30.0] * 4)
+
+
 def _measured_bytes(part, ids, mask) -> int:
     """Distinct storages of the part's parameters and of every tensor autograd saves for backward, plus
     LoRA gradients and two AdamW moments."""

