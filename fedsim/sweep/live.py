@@ -1,6 +1,11 @@
 """The live co-simulation of a scenario: real split-LoRA training (``LiveTrainer``) driven by the event
 engine, once per LoRA rank. Writes ``live/`` in the results folder: per rank the engine's round rows, the
-convergence record (val PPL vs steps and simulated time); and ``curve.csv`` + ``summary.csv`` for figures."""
+convergence record (val PPL vs steps and simulated time); and ``curve.csv`` + ``summary.csv`` for figures.
+
+Faults: with ``training.checkpoint_every`` a run checkpoints into its folder and a rerun resumes it
+(``fedsim.learn.live``: the engine is replayed, the training state loaded); a finished run's ``done.json``
+(written last) lists the sha256 of its outputs, and a run whose outputs do not verify is set aside and
+run again."""
 
 from __future__ import annotations
 
