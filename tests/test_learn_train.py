@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -157,7 +158,10 @@ def test_cli_train_writes_record_curve_and_table(tmp_path):
     assert record.num_clients == 2 and [r["step"] for r in record.curve] == [0, 1]
     assert record.source.startswith("fedsim train")
     assert (out / "tiny-gpt2_split_fed_r1_curve.csv").read_text().startswith("step,round,train_loss,val_ppl")
-    assert "| 1 |" in (out / "tiny-gpt2_table_iv.md").read_text()
+    table = (out / "tiny-gpt2_table_iv.md").read_text().splitlines()
+    assert re.match(r"\|\s*rank\s*\|", table[0])
+    assert all(re.search(rf"\|\s*{s} val PPL\s*\|", table[0]) for s in ("split_fed", "centralized"))
+    assert re.fullmatch(r"\|\s*1\s*\|\s*\d+\.\d{3}\s*\|.*", table[2])  # rank 1's row, PPL to 3 places
 
 
 @pytest.mark.parametrize(

@@ -203,11 +203,14 @@ def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict)
     rows = [[rank] + [finals.get((s, rank), {}).get(key) for s, key in columns] for rank in ranks]
     with atomic_path(stem.with_suffix(".csv")) as tmp, tmp.open("w", newline="") as fh:
         csv.writer(fh).writerows([["rank"] + [f"{s}_{key}" for s, key in columns]] + rows)
-    lines = ["| rank | " + " | ".join(f"{s} {_LABELS[key]}" for s, key in columns) + " |"]
-    lines += ["|---" * (len(columns) + 1) + "|"]
-    lines += [
-        "| " + " | ".join([str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]]) + " |"
-        for r in rows
-    ]
-    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    import pandas as pd
+
+    from fedsim.sweep.summary import to_markdown
+
+    cells = pd.DataFrame(
+        [[str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]] for r in rows],
+        columns=["rank"] + [f"{s} {_LABELS[key]}" for s, key in columns],
+    )
+    text = to_markdown(cells, align=["right"] * cells.shape[1])
+    atomic_write_text(stem.with_suffix(".md"), text + "\n")
+    print(text)

@@ -142,10 +142,11 @@ def _cell(value) -> str:
     return str(value)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub markdown table (``DataFrame.to_markdown``): each row's values as ``_cell`` writes them,
-    numeric columns right-aligned."""
+def to_markdown(table: pd.DataFrame, align: list[str] | None = None) -> str:
+    """A GitHub markdown table (``DataFrame.to_markdown``): each row's values as ``_cell`` writes them
+    (text as is), numeric columns right-aligned unless ``align`` gives each column's alignment."""
     header = [str(c) for c in table.columns]
     cells = pd.DataFrame([[_cell(v) for v in row.tolist()] for _, row in table.iterrows()], columns=header)
-    align = ["right" if pd.api.types.is_numeric_dtype(dtype) else "left" for dtype in table.dtypes]
+    if align is None:
+        align = ["right" if pd.api.types.is_numeric_dtype(dtype) else "left" for dtype in table.dtypes]
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
