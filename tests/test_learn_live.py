@@ -7,7 +7,7 @@ import pytest
 import torch
 from learn_tiny import SyntheticLM, tiny_lm
 
-from fedsim.engine.live import Trainer
+from fedsim.engine.trainer import Trainer
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.live import LiveTrainer
 from fedsim.learn.lora import lora_state

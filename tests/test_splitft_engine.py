@@ -9,7 +9,7 @@ from fedsim.allocation import cut_layer_ranks
 from fedsim.delay import delays
 from fedsim.engine import EngineConfig, simulate
 from fedsim.engine.channel_state import ChannelState
-from fedsim.engine.live import StubTrainer
+from fedsim.engine.trainer import StubTrainer
 
 FAST = EngineConfig(trace=False)
 

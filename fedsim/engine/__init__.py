@@ -2,12 +2,11 @@
 
 ``simulate(drop, workload, alloc, batch_size, local_iterations, rounds, config, rng, trainer=None)``
 runs one drop under one allocation and returns a ``SimResult``. ``EngineConfig`` holds the switches
-(defaults: the paper's delay model); ``fedsim.engine.live`` documents the live-training contract.
+(defaults: the paper's delay model); ``fedsim.engine.trainer`` documents the live-training contract.
 """
 
 from fedsim.engine.builder import SimResult, simulate
 from fedsim.engine.config import EngineConfig
-from fedsim.engine.live import StubTrainer, Trainer
 from fedsim.engine.trace import (
     TRACE_COLUMNS,
     TraceRow,
@@ -16,6 +15,7 @@ from fedsim.engine.trace import (
     phase_summary,
     trace_frame,
 )
+from fedsim.engine.trainer import StubTrainer, Trainer
 
 __all__ = [
     "TRACE_COLUMNS",

@@ -203,7 +203,7 @@ def main_server(env: simpy.Environment, ctx: RunContext, rs: RoundState):
             if not arrived.triggered:
                 yield arrived | env.timeout(deadline)
             for k in sorted(rs.active - set(rs.arrived[it])):
-                rs.drop(k)  # late: the server proceeds without it
+                rs.exclude(k)  # late: the server proceeds without it
         clients = [k for k in rs.arrived[it] if k in rs.active]
         if not clients:
             return

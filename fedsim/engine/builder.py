@@ -14,10 +14,10 @@ from fedsim.allocation import Allocation
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.costs import Costs, event_sizes
-from fedsim.engine.live import Trainer
 from fedsim.engine.rounds import fed_server
 from fedsim.engine.state import RunContext
 from fedsim.engine.trace import TraceRow, trace_frame
+from fedsim.engine.trainer import Trainer
 from fedsim.errors import InputError
 from fedsim.system import Drop
 from fedsim.workload import Workload
@@ -139,7 +139,7 @@ def simulate(
             simulated round); live: the maximum number of rounds.
         config: engine switches (defaults: paper mode).
         rng: draws fading blocks, failures and stragglers (untouched in paper mode).
-        trainer: live mode; called when compute events start (``fedsim.engine.live``).
+        trainer: live mode; called when compute events start (``fedsim.engine.trainer``).
     """
     _check(drop, alloc, batch_size, local_iterations, rounds)
     env, k = simpy.Environment(), drop.num_clients

@@ -38,7 +38,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
         else:
             yield rs.upload.event | env.timeout(cfg.round_deadline_s)
             for k in sorted(rs.active - set(rs.uploaded)):
-                rs.drop(k)
+                rs.exclude(k)
         aggregated = list(rs.uploaded)
         agg_start = env.now
         if cfg.aggregation_s > 0:
@@ -73,7 +73,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
                 start_s=start,
                 end_s=env.now,
                 aggregated=aggregated,
-                dropped=list(rs.dropped),
+                dropped=list(rs.excluded),
                 energy_tx_j=list(ctx.energy_tx_j),
                 energy_cpu_j=list(ctx.energy_cpu_j),
             )

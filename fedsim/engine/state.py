@@ -16,14 +16,14 @@ import simpy
 
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.costs import Costs
-from fedsim.engine.live import Trainer
 from fedsim.engine.trace import TraceRow
+from fedsim.engine.trainer import Trainer
 
 PHASES = ("arrive", "bwd", "iter_upload")  # per-iteration countdowns; "upload" is once per round
 
 
 class Countdown:
-    """An event that fires when ``count`` participants have checked in (or been dropped)."""
+    """An event that fires when ``count`` participants have checked in (or been excluded)."""
 
     __slots__ = ("count", "event", "_on_zero")
 
@@ -77,8 +77,9 @@ class RoundState:
         grads: per iteration, fires when the main server has sent the activation gradients.
         arrived: per iteration, clients whose activations reached the main server, in arrival order.
         uploaded: clients whose LoRA reached the federated server, in arrival order.
-        dropped: clients dropped by the deadline.
-        processes: client processes, so a dropped client can be interrupted.
+        excluded: clients a deadline excluded from the rest of the round (rows and trace call them
+            "dropped"; a *drop* elsewhere is a Monte Carlo placement).
+        processes: client processes, so an excluded client can be interrupted.
     """
 
     def __init__(self, ctx: RunContext, index: int, clients: list[int]):
@@ -87,7 +88,7 @@ class RoundState:
         self.arrived: list[list[int]] = [[] for _ in range(iters)]
         self.grads = [env.event() for _ in range(iters)]  # main server sent the gradients (paper mode)
         self.uploaded: list[int] = []
-        self.dropped: list[int] = []
+        self.excluded: list[int] = []
         self.processes: dict[int, simpy.Process] = {}
         d2 = ctx.config.lora_upload_every_iteration
         redraw = ctx.new_block
@@ -115,15 +116,15 @@ class RoundState:
         self.uploaded.append(client)
         self.upload.dec()
 
-    def drop(self, client: int) -> None:
-        """Remove ``client`` from the round: interrupt it and stop waiting for it anywhere."""
+    def exclude(self, client: int) -> None:
+        """Exclude ``client`` from the rest of the round: interrupt it and stop waiting for it anywhere."""
         if client not in self.active:
             return
         self.active.discard(client)
-        self.dropped.append(client)
+        self.excluded.append(client)
         proc = self.processes.get(client)
         if proc is not None and proc.is_alive:
-            proc.interrupt("dropped")
+            proc.interrupt("excluded")
         for phase, per_iter in self.countdowns.items():
             for it in range(self._progress[phase][client], len(per_iter)):
                 if phase != "iter_upload" or per_iter[it].count > 0:

@@ -1,4 +1,4 @@
-"""``LiveTrainer``: the learning side of the event engine's live mode (``fedsim.engine.live.Trainer``).
+"""``LiveTrainer``: the learning side of the event engine's live mode (``fedsim.engine.trainer.Trainer``).
 
 The engine calls one method per compute event, at that event's simulated start time; each call runs the
 matching real computation on the split-federated system. ``end_round`` evaluates validation perplexity
@@ -42,7 +42,7 @@ from fedsim.learn.train import TrainData, final_metrics, make_record, perplexity
 
 
 class LiveTrainer:
-    """Real split-LoRA training driven event by event (contract: ``fedsim/engine/live.py``)."""
+    """Real split-LoRA training driven event by event (contract: ``fedsim/engine/trainer.py``)."""
 
     def __init__(self, system: SplitFedSystem, cfg: TrainConfig, data: TrainData, progress: bool = False,
                  source: str = ""):  # fmt: skip
