@@ -114,7 +114,7 @@ def run(
         started = time.perf_counter()
         report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
         if scenario.live is not None and scenario.live.enabled:
-            from fedsim.sweep.live import run_live
+            from fedsim.sweep.live_runs import run_live
 
             report += run_live(scenario, store, progress=progress)
         rows = pd.DataFrame()

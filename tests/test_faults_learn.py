@@ -179,7 +179,7 @@ def test_a_damaged_live_rank_is_set_aside_and_trained_again(tmp_path, capsys, mo
     from test_sweep_live import TINY
 
     from fedsim.scenario import scenario_from_dict
-    from fedsim.sweep import live as live_mod
+    from fedsim.sweep import live_runs as live_mod
     from fedsim.sweep.store import ResultsStore
 
     scenario = scenario_from_dict({**TINY, "live": {**TINY["live"], "ranks": [2]}})

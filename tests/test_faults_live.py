@@ -54,7 +54,7 @@ def _child_killed_at(argv: list[str], log: str, nth: int) -> None:
     an fsync of a file being written (after the temporary file is whole, before its rename); ``nth`` = 0:
     never (the number of trainer calls goes to the log)."""
     import fedsim.atomic
-    from fedsim.learn.live import LiveTrainer
+    from fedsim.learn.live_trainer import LiveTrainer
 
     count = {"n": 0, "calls": 0}
 

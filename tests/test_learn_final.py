@@ -18,7 +18,7 @@ from fedsim.learn.config import TrainConfig
 from fedsim.learn.data import E2EExamples, load_e2e
 from fedsim.learn.evaluate import evaluate_generation, greedy_generate, perplexity
 from fedsim.learn.fedsplit import fedavg
-from fedsim.learn.live import LiveTrainer
+from fedsim.learn.live_trainer import LiveTrainer
 from fedsim.learn.lora import add_lora, lora_state
 from fedsim.learn.models import tiny_model
 from fedsim.learn.records import ConvergenceRecord

@@ -9,7 +9,7 @@ from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.engine.trainer import Trainer
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.live import LiveTrainer
+from fedsim.learn.live_trainer import LiveTrainer
 from fedsim.learn.lora import lora_state
 from fedsim.learn.systems import build_system
 from fedsim.learn.train import TrainData, train

@@ -11,7 +11,7 @@ import pytest
 
 from fedsim.delay import delays
 from fedsim.scenario import load_scenario, scenario_from_dict
-from fedsim.sweep import live as live_mod
+from fedsim.sweep import live_runs as live_mod
 from fedsim.sweep.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]

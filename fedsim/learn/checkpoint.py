@@ -4,7 +4,7 @@ and the torch RNG. Written atomically, so a run killed mid-write keeps its previ
 The file is a one-line header ``fedsim-checkpoint/2 <sha256>`` followed by the ``torch.save`` bytes it
 hashes, so a truncated or damaged checkpoint is recognised (``CorruptCheckpoint``) instead of crashing the
 loader; ``train`` then sets it aside and starts over. Files without the header (older fedsim) are still read.
-A live co-simulation's checkpoint (``fedsim.learn.live``) adds the engine's per-round log under ``live``.
+A live co-simulation's checkpoint (``fedsim.learn.live_trainer``) adds the engine's per-round log under ``live``.
 Whether a checkpoint belongs to a run is decided by ``fedsim.learn.config.config_diff``, the rule study
 records use too.
 """

@@ -1,5 +1,5 @@
 """Live studies with named arms (SplitFT, spec §10): every arm x ``vary`` combination is one live
-co-simulation (real split-LoRA training timed by the event engine, ``fedsim.sweep.live.simulate_live``).
+co-simulation (real split-LoRA training timed by the event engine, ``fedsim.sweep.live_runs.simulate_live``).
 
 Writes under ``live/``: one folder per run (record, engine rounds, cut per client per round, every cut
 change) and, across runs, ``arms_summary.csv`` (final val / test PPL, BLEU, ROUGE-L, simulated time to the
@@ -59,7 +59,7 @@ def _bits(sim, phases) -> float:
 
 
 def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig, progress: bool) -> None:
-    from fedsim.sweep.live import simulate_live, with_checkpoint, write_csv, write_done
+    from fedsim.sweep.live_runs import simulate_live, with_checkpoint, write_csv, write_done
 
     folder = store.root / "live" / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
 def run_arms(scenario, store: ResultsStore, progress: bool = True) -> list[str]:
     """Run (or resume) every arm x vary combination; returns the report lines (summary table). A finished run
     whose outputs do not verify (``done.json``'s sha256) is set aside and run again."""
-    from fedsim.sweep.live import run_done, write_csv
+    from fedsim.sweep.live_runs import run_done, write_csv
 
     runs = arm_configs(scenario.live)
     root = store.root / "live"

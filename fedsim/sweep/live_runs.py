@@ -3,7 +3,7 @@ engine, once per LoRA rank. Writes ``live/`` in the results folder: per rank the
 convergence record (val PPL vs steps and simulated time); and ``curve.csv`` + ``summary.csv`` for figures.
 
 Faults: with ``training.checkpoint_every`` a run checkpoints into its folder and a rerun resumes it
-(``fedsim.learn.live``: the engine is replayed, the training state loaded); a finished run's ``done.json``
+(``fedsim.learn.live_trainer``: the engine is replayed, the training state loaded); a finished run's ``done.json``
 (written last) lists the sha256 of its outputs, and a run whose outputs do not verify is set aside and
 run again."""
 
@@ -63,7 +63,7 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
     With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
     cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it."""
     from fedsim.engine import simulate
-    from fedsim.learn.live import LiveTrainer
+    from fedsim.learn.live_trainer import LiveTrainer
     from fedsim.learn.setup import load
     from fedsim.workload import workload_from_config
 
@@ -109,7 +109,7 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
 
 def with_checkpoint(cfg, folder):
     """``cfg`` with its checkpoint file in the run's folder when it asks for checkpoints (``checkpoint_every``
-    steps): a killed live run resumes there (``fedsim.learn.live``)."""
+    steps): a killed live run resumes there (``fedsim.learn.live_trainer``)."""
     if not cfg.checkpoint_every:
         return cfg
     return cfg.model_copy(update={"checkpoint_path": str(folder / "checkpoint.pt")})
