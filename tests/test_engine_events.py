@@ -97,7 +97,7 @@ def test_live_run_that_never_converges_stops_at_the_maximum():
     assert res.rounds_completed == 3 and not res.converged
 
 
-def test_a_dropped_client_gets_no_backward_call():
+def test_an_excluded_client_gets_no_backward_call():
     work, drop, alloc = _small(4, k=3)
     d = delays(drop, work, alloc, B, 1, 1)
     arrival = d.t_client_fwd_s + d.t_upload_act_s
@@ -113,9 +113,9 @@ def test_a_dropped_client_gets_no_backward_call():
     assert [c for c in trainer.calls if c[0] == "aggregate"][0][1] == tuple(
         sorted(on_time, key=lambda k: d.t_upload_lora_s[k])
     )
-    dropped = res.trace[res.trace["phase"] == "dropped"]
-    assert list(dropped["actor"]) == [f"client{late}"]
-    assert dropped["start_s"].iloc[0] == pytest.approx(deadline)
+    excluded = res.trace[res.trace["phase"] == "excluded"]
+    assert list(excluded["actor"]) == [f"client{late}"]
+    assert excluded["start_s"].iloc[0] == pytest.approx(deadline)
 
 
 @pytest.mark.parametrize("capacity", [1, 2])

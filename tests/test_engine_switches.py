@@ -258,7 +258,7 @@ def test_round_deadline_drops_exactly_the_clients_slower_than_it():
     on_time = set(np.flatnonzero(finish <= deadline).tolist())
     for e, row in enumerate(res.round_rows):
         assert res.client_status[e]["aggregated"] == on_time
-        assert res.client_status[e]["dropped"] == set(range(6)) - on_time
+        assert res.client_status[e]["excluded"] == set(range(6)) - on_time
         assert row["duration_s"] == pytest.approx(deadline, rel=1e-12)
 
 
@@ -276,7 +276,7 @@ def test_activation_deadline_lets_the_server_proceed_without_late_clients():
         drop, work, alloc, B, 3, 1, EngineConfig(activation_deadline_s=deadline), np.random.default_rng(0)
     )
     assert res.client_status[0]["aggregated"] == set(on_time.tolist())
-    assert res.client_status[0]["dropped"] == set(range(6)) - set(on_time.tolist())
+    assert res.client_status[0]["excluded"] == set(range(6)) - set(on_time.tolist())
     assert res.total_s == pytest.approx(want, rel=1e-9)
 
 

@@ -41,13 +41,13 @@ def add_parser(subparsers) -> None:
 
 def _round_table(rows: list[dict]) -> list[str]:
     lines = [
-        f"{'round':>5} {'start s':>10} {'duration s':>11} {'clients':>7} {'failed':>6} {'dropped':>7} "
+        f"{'round':>5} {'start s':>10} {'duration s':>11} {'clients':>7} {'failed':>6} {'excluded':>8} "
         f"{'aggregated':>10} {'energy J':>9}"
     ]
     for r in rows:
         lines.append(
             f"{r['round']:>5} {r['start_s']:>10.2f} {r['duration_s']:>11.3f} {r['clients_started']:>7} "
-            f"{r['clients_failed']:>6} {r['clients_dropped']:>7} {r['clients_aggregated']:>10} "
+            f"{r['clients_failed']:>6} {r['clients_excluded']:>8} {r['clients_aggregated']:>10} "
             f"{r['energy_j']:>9.3g}"
         )
     return lines

@@ -81,7 +81,7 @@ def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
     except simpy.Interrupt:
         if ctx.trace is not None:
             name = ctx.names["client"][k]
-            _row(ctx, rs, it, actor=name, phase="dropped", start=env.now, bits=0.0, flops=0.0, resource="")
+            _row(ctx, rs, it, actor=name, phase="excluded", start=env.now, bits=0.0, flops=0.0, resource="")
 
 
 def _local_iteration(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int, it: int, fuse: bool):

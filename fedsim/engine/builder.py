@@ -32,7 +32,7 @@ class SimResult:
         rounds_completed: global rounds simulated.
         converged: live mode: the trainer reported the target; replay: all ``rounds`` were timed.
         round_rows: one dict per round: round, start_s, end_s, duration_s, clients_started,
-            clients_failed, stragglers, clients_dropped, clients_aggregated, energy_tx_j,
+            clients_failed, stragglers, clients_excluded, clients_aggregated, energy_tx_j,
             energy_compute_j, energy_j.
         trace_rows: the trace, one ``TraceRow`` per charged event; empty when tracing is off.
         trace: the same as a DataFrame, one row per event (see ``fedsim.engine.trace``).
@@ -54,7 +54,7 @@ class SimResult:
         return trace_frame(self.trace_rows)
 
     def client_rows(self) -> list[dict]:
-        """One dict per (round, client): energies and whether it failed, straggled, was dropped, aggregated."""
+        """One dict per (round, client): energies and whether it failed, straggled, was excluded by a deadline, aggregated."""
         rows = []
         for e, status in enumerate(self.client_status):
             for k in range(self.energy_tx_j.shape[1]):
@@ -196,14 +196,14 @@ def _result(log: list[dict], rounds: float, trainer, reached: bool, ctx: RunCont
                 "clients_started": len(r["started"]),
                 "clients_failed": len(r["failed"]),
                 "stragglers": len(r["stragglers"]),
-                "clients_dropped": len(r["dropped"]),
+                "clients_excluded": len(r["excluded"]),
                 "clients_aggregated": len(r["aggregated"]),
                 "energy_tx_j": tx,
                 "energy_compute_j": cpu,
                 "energy_j": tx + cpu,
             }
         )
-        status.append({name: set(r[name]) for name in ("failed", "stragglers", "dropped", "aggregated")})
+        status.append({name: set(r[name]) for name in ("failed", "stragglers", "excluded", "aggregated")})
     total = rows[-1]["end_s"] if rows else 0.0
     frac = rounds - math.floor(rounds)
     if trainer is None and frac > 0:

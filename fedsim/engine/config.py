@@ -75,13 +75,13 @@ class EngineConfig(BaseModel):
         None,
         gt=0,
         description="time after a round's start by which a client must have uploaded its LoRA; a late client "
-        "is dropped at the deadline (the main server proceeds without it) and misses aggregation",
+        "is excluded at the deadline (the main server proceeds without it) and misses aggregation",
     )
     activation_deadline_s: float | None = Field(
         None,
         gt=0,
         description="barrier server only: time after a local iteration's start that the main server waits for "
-        "activations; a client whose activations are later is dropped for the rest of the round (the server "
+        "activations; a client whose activations are later is excluded for the rest of the round (the server "
         "proceeds without it) and misses aggregation",
     )
     # --- energy ---

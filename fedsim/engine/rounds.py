@@ -73,7 +73,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
                 start_s=start,
                 end_s=env.now,
                 aggregated=aggregated,
-                dropped=list(rs.excluded),
+                excluded=list(rs.excluded),
                 energy_tx_j=list(ctx.energy_tx_j),
                 energy_cpu_j=list(ctx.energy_cpu_j),
             )

@@ -77,8 +77,8 @@ class RoundState:
         grads: per iteration, fires when the main server has sent the activation gradients.
         arrived: per iteration, clients whose activations reached the main server, in arrival order.
         uploaded: clients whose LoRA reached the federated server, in arrival order.
-        excluded: clients a deadline excluded from the rest of the round (rows and trace call them
-            "dropped"; a *drop* elsewhere is a Monte Carlo placement).
+        excluded: clients a deadline excluded from the rest of the round (rows: ``clients_excluded``;
+            trace phase ``excluded``). A *drop* is always a Monte Carlo placement.
         processes: client processes, so an excluded client can be interrupted.
     """
 

@@ -3,7 +3,7 @@
 One row per charged event: ``round, iteration, actor, phase, start_s, end_s, bits, flops, resource``.
 ``iteration`` is empty (<NA>) for round-level events (the LoRA upload in reading D1, aggregation,
 broadcast). Phases: forward, upload_activation, server_forward, server_backward, download_gradient,
-backward, upload_lora, aggregate, broadcast, dropped.
+backward, upload_lora, aggregate, broadcast, excluded (a deadline removed the client from the round).
 """
 
 from __future__ import annotations

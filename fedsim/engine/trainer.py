@@ -23,7 +23,7 @@ SplitFT (optional, duck-typed): a trainer whose cuts can change has ``take_cut_m
 ranks)``; the engine then charges each moved block's LoRA state on the downlink (to the client) or the
 client's main link (to the server) and re-times the following rounds for the new cuts and ranks.
 
-Clients that fail, or are dropped by a deadline, get no further calls in that round; a client dropped
+Clients that fail, or are excluded by a deadline, get no further calls in that round; a client excluded
 between its forward and backward pass simply never gets the backward call. ``rounds`` passed to
 ``simulate`` is the maximum number of rounds in live mode.
 """

@@ -12,10 +12,14 @@ python -m fedsim.radio.study compare [--results results]
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from fedsim.errors import InputError
+from fedsim.sweep.summary import to_markdown
 
 GAP_TABLE_SNR_DB = np.arange(-5.0, 30.01, 2.5)
 PROXY = "proposed_shannon_proxy"
@@ -35,21 +39,22 @@ def se_rows(num_prbs: int = 52) -> pd.DataFrame:
 
 def gap_table(rows: pd.DataFrame) -> str:
     """Markdown: Shannon and NR SE [bit/RE], the chosen MCS and the gap to Shannon [dB] at GAP_TABLE_SNR_DB."""
-    lines = [
-        "| SNR [dB] | Shannon [bit/RE] | NR table 1 [bit/RE] | MCS | gap [dB] | NR table 2 [bit/RE] | MCS | gap [dB] |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    header = ["SNR [dB]", "Shannon [bit/RE]"]
+    header += [
+        f"{name} {col}" for name in ("NR table 1", "NR table 2") for col in ("[bit/RE]", "MCS", "gap [dB]")
     ]
+    table = []
     for snr in GAP_TABLE_SNR_DB:
         cells = [f"{snr:g}"]
-        for table in (1, 2):
-            r = rows[(rows["mcs_table"] == table) & np.isclose(rows["snr_db"], snr)].iloc[0]
-            if table == 1:
+        for mcs_table in (1, 2):
+            r = rows[(rows["mcs_table"] == mcs_table) & np.isclose(rows["snr_db"], snr)].iloc[0]
+            if mcs_table == 1:
                 cells.append(f"{r['shannon_bits_per_re']:.2f}")
             gap = "outage" if not np.isfinite(r["gap_db"]) else f"{r['gap_db']:.1f}"
             mcs = "-" if r["mcs"] < 0 else str(int(r["mcs"]))
             cells += [f"{r['se_bits_per_re']:.2f}", mcs, gap]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table.append(cells)
+    return to_markdown(pd.DataFrame(table, columns=header), align=["right"] * len(header))
 
 
 def run_se(out: Path) -> None:
@@ -120,11 +125,10 @@ def compare(results: Path) -> str:
         )
         drops = len({d for _, d in common})
         out.append(f"### {fig}-style sweep ({axis}), {drops} drops, mean over every point and drop\n")
-        out.append(
-            "| radio | units (all finite) | proposed | a | b | c | d | Shannon proxy | proposed no slower "
-            f"| proposed vs a [95 % CI] | at {low} | at {high} | proxy vs proposed [95 % CI] |"
-        )
-        out.append("|---" * 13 + "|")
+        header = ["radio", "units (all finite)", "proposed", "a", "b", "c", "d", "Shannon proxy"]
+        header += ["proposed no slower", "proposed vs a [95 % CI]", f"at {low}", f"at {high}"]
+        header += ["proxy vs proposed [95 % CI]"]
+        table = []
         for radio, rows in runs.items():
             rows = rows[[u in common for u in zip(rows["point"], rows["drop"], strict=True)]]
             wide = _paired(rows)
@@ -139,13 +143,17 @@ def compare(results: Path) -> str:
             vs_a = _ci(100 * (1 - wide["proposed"] / wide["a"]))
             points = sorted({p for p, _ in common})
             proxy = _ci(100 * (wide[PROXY] / wide["proposed"] - 1), "+") if PROXY in wide else "-"
-            out.append(
-                f"| {LABELS[radio]} | {len(wide)}/{len(common)} | "
-                + " | ".join(cells)
-                + f" | {100 * no_slower.mean():.0f} % "
-                f"| {vs_a} | {_at_point(wide, points[0])} | {_at_point(wide, points[-1])} | {proxy} |"
+            table.append(
+                [LABELS[radio], f"{len(wide)}/{len(common)}", *cells, f"{100 * no_slower.mean():.0f} %"]
+                + [vs_a, _at_point(wide, points[0]), _at_point(wide, points[-1]), proxy]
             )
+        out.append(to_markdown(pd.DataFrame(table, columns=header), align=["left"] * len(header)))
         out.append("")
+    if not out:
+        names = ", ".join(f"radio_{fig}_{r}" for fig, *_ in SWEEPS for r in LABELS)
+        raise InputError(
+            f"{results}: no rows.csv of the radio study's runs ({names}); run them first (fedsim run)"
+        )
     out.append(
         "proposed vs a: mean over units of 100 (1 - T_proposed / T_a), 95 % t-CI over the drops' means (a drop's "
         "units share its placement); at one point: `fedsim.plots.stats.paired_stats` over the drops. proxy vs "
@@ -166,7 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.what == "se":
         run_se(args.out)
     else:
-        text = compare(args.results)
+        try:
+            text = compare(args.results)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         out = args.results / "radio_study"
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.md").write_text(text + "\n")
