@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,10 +30,6 @@ class Allocation:
     @property
     def num_clients(self) -> int:
         return int(self.cuts.shape[0])
-
-    def with_(self, **changes) -> Allocation:
-        """A copy with some fields replaced (``dataclasses.replace``)."""
-        return replace(self, **changes)
 
 
 def client_power_w(

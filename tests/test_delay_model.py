@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -179,7 +180,7 @@ def test_client_without_subchannel_gives_inf_not_nan():
     ],
 )
 def test_bad_allocation_is_rejected(change, word):
-    alloc = _alloc().with_(**{key: np.array(v) for key, v in change.items()})
+    alloc = replace(_alloc(), **{key: np.array(v) for key, v in change.items()})
     with pytest.raises(ValueError, match=word):
         delays(_drop(), _workload(), alloc, 4, 3, 10.0)
 

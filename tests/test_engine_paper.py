@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -131,7 +132,7 @@ def test_client_without_subchannel_gives_infinite_total_like_the_model():
     alloc = random_allocation(rng, drop, 3, cut=1, rank=1)
     owner = alloc.owner_main.copy()
     owner[owner == 2] = -1
-    alloc = alloc.with_(owner_main=owner)
+    alloc = replace(alloc, owner_main=owner)
     assert math.isinf(delays(drop, work, alloc, 4, 2, 1).total_s)
     assert math.isinf(simulate(drop, work, alloc, 4, 2, 1, FAST, rng).total_s)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from engine_helpers import random_allocation, random_drop, random_workload
 
@@ -27,7 +29,7 @@ def test_paper_mode_equals_the_delay_model_with_heterogeneous_cuts_and_cut_layer
         j = work.num_layers
         cuts = rng.integers(1, j, drop.num_clients)  # 1..J-1: SplitFT keeps a server block
         base = random_allocation(rng, drop, j)
-        alloc = base.with_(cuts=cuts, ranks=cut_layer_ranks(cuts, j, rank_cut=4, rank_others=8))
+        alloc = replace(base, cuts=cuts, ranks=cut_layer_ranks(cuts, j, rank_cut=4, rank_others=8))
         ref = delays(drop, work, alloc, 4, 3, 2.0).total_s
         worst = max(worst, _rel(simulate(drop, work, alloc, 4, 3, 2.0, FAST, rng).total_s, ref))
     assert worst < 1e-9
@@ -61,8 +63,8 @@ def test_live_cut_change_is_charged_and_retimes_the_next_round():
     before = np.array([2, 1, 3])
     after = np.array([3, 1, 3])
     base = random_allocation(rng, drop, 4)
-    a0 = base.with_(cuts=before, ranks=cut_layer_ranks(before, 4, 4, 8))
-    a1 = base.with_(cuts=after, ranks=cut_layer_ranks(after, 4, 4, 8))
+    a0 = replace(base, cuts=before, ranks=cut_layer_ranks(before, 4, 4, 8))
+    a1 = replace(base, cuts=after, ranks=cut_layer_ranks(after, 4, 4, 8))
     trainer = _MovingTrainer(before, a1.ranks, stop_after=2)
     # Execute: two live rounds in paper mode
     sim = simulate(drop, work, a0, 4, 2, 5, EngineConfig(), np.random.default_rng(0), trainer=trainer)

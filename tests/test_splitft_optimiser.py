@@ -4,6 +4,7 @@ blocks c_k and c_k + 1 and r elsewhere, so the chosen cut/rank and the predicted
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -97,11 +98,11 @@ def test_bcd_chooses_cuts_and_rank_with_the_cut_layer_rank_and_the_engine_agrees
         assert result.delays.total_s == delays(drop, work, alloc, 4, 2, e_r[r]).total_s
         assert min(result.history) == pytest.approx(result.delays.total_s, rel=1e-9)
         # the same decisions timed with one rank everywhere would be slower (r_cut = 1 < r saves time)
-        uniform = alloc.with_(ranks=np.full_like(alloc.ranks, r))
+        uniform = replace(alloc, ranks=np.full_like(alloc.ranks, r))
         assert result.delays.total_s < delays(drop, work, uniform, 4, 2, e_r[r]).total_s
         # and the optimiser that knows r_cut does no worse than applying r_cut after a plain optimisation
         after = optimize(plain, "proposed", rng=np.random.default_rng(0)).allocation
-        after = after.with_(ranks=cut_layer_ranks(after.cuts, 5, 1, int(after.ranks.max())))
+        after = replace(after, ranks=cut_layer_ranks(after.cuts, 5, 1, int(after.ranks.max())))
         assert result.delays.total_s <= delays(
             drop, work, after, 4, 2, e_r[int(after.ranks.max())]
         ).total_s * (1 + 1e-9)

@@ -52,3 +52,27 @@ def test_sweep_compares_splitft_with_proposed_under_per_client_cuts_and_a_cut_la
         assert row["status"] in ("optimal", "converged") and row["total_s"] > 0
         assert abs(row["total_s"] - row["analytic_total_s"]) <= 1e-9 * row["analytic_total_s"]
     assert rows["splitft"]["scheme"] == "splitft"
+
+
+def test_splitft_scheme_takes_the_scenarios_rank_cut_and_halves_its_rank_without_one():
+    from fedsim.scenario import scenario_from_dict
+    from fedsim.sweep.tasks import optimize_at
+
+    def scenario(schemes):
+        return scenario_from_dict(
+            {
+                "name": "splitft_rank_cut",
+                "model": {"id": "gpt2", "seq_len": 64},
+                "training": {"ranks": [4, 8]},
+                "schemes": {"names": ["splitft"], **schemes},
+                "montecarlo": {"drops": 1},
+            }
+        )
+
+    for schemes, r_cut in (({"rank_cut": 2}, 2), ({"rank_cut": 8}, 8), ({}, 4)):
+        result = optimize_at(scenario(schemes), 0, 0, "splitft")
+        alloc = result.allocation
+        np.testing.assert_array_equal(alloc.ranks, cut_layer_ranks(alloc.cuts, 12, r_cut, 8))
+        pb = result.problem
+        want = delays(pb.drop, pb.workload, alloc, pb.batch_size, pb.local_iterations, pb.rounds_by_rank[8])
+        assert result.delays.total_s == want.total_s

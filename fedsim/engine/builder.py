@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -151,7 +151,7 @@ def simulate(
         costs.new_block()
 
     def on_layout(cuts: np.ndarray, ranks: np.ndarray) -> None:  # live SplitFT: cuts/ranks changed
-        costs.set_sizes(event_sizes(workload, alloc.with_(cuts=cuts, ranks=ranks), batch_size))
+        costs.set_sizes(event_sizes(workload, replace(alloc, cuts=cuts, ranks=ranks), batch_size))
 
     def block_bits(block: int, rank: int) -> float:  # LoRA values + two AdamW moments of block (1-based)
         return 3.0 * float(workload.lora_bits_per_rank[block - 1]) * rank

@@ -4,8 +4,9 @@ SplitFT does not allocate radio resources: its clients get a random average shar
 uniform power (as baselines a and b). Its cuts come from the adaptive rule (``fedsim.learn.adaptive_cut``)
 run to its steady state from cut 2 on compute alone (a delay-only study has no model quality, so every
 client's quality is equal): a client whose score exceeds 1 + epsilon climbs to J - 1, one below 1 - epsilon
-falls to cut 1. Ranks: ``rank_cut`` = r_others / 2 on both sides of each client's cut and r_others = the
-largest candidate rank elsewhere (SplitFT's 8 vs 16); E(r) is read at r_others.
+falls to cut 1. Ranks: r_others = the largest candidate rank on every block but the two at each client's cut,
+which get the problem's ``rank_cut`` (``[schemes] rank_cut``) or, when it is not set, r_others / 2
+(SplitFT's 8 vs 16); E(r) is read at r_others.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class SplitFTScheme:
     name: str = "splitft"
     description: str = (
         "SplitFT (no optimiser): random average subchannels with uniform power; per-client cuts from its "
-        "adaptive rule on client compute; rank r/2 at the cut, the largest candidate rank r elsewhere"
+        "adaptive rule on client compute; the largest candidate rank r, with [schemes] rank_cut (default r/2) on "
+        "both sides of each client's cut"
     )
     gamma: float = 0.5
     epsilon: float = 0.1
@@ -45,13 +47,14 @@ class SplitFTScheme:
             steady_cuts(start, drop.client_flops_per_s, self.gamma, self.epsilon, 1, [max(j - 1, 1)] * k)
         )
         r_others = max(problem.ranks)
+        r_cut = max(1, r_others // 2) if problem.rank_cut is None else int(problem.rank_cut)
         alloc = Allocation(
             owner_main,
             owner_fed,
             uniform_psd(drop.main, owner_main, drop.p_max_w),
             uniform_psd(drop.fed, owner_fed, drop.p_max_w),
             cuts.astype(int),
-            cut_layer_ranks(cuts, j, max(1, r_others // 2), r_others),
+            cut_layer_ranks(cuts, j, r_cut, r_others),
         )
         d = delays(drop, work, alloc, problem.batch_size, problem.local_iterations,
                    problem.rounds_by_rank[r_others], problem.upload_every_local_iteration)  # fmt: skip
@@ -69,7 +72,7 @@ def with_cut_layer_rank(problem: Problem, result: Result, rank_cut: int) -> Resu
     alloc = result.allocation
     rank = int(np.asarray(alloc.ranks).max())
     ranks = cut_layer_ranks(alloc.cuts, problem.workload.num_layers, int(rank_cut), rank)
-    new = alloc.with_(ranks=ranks)
+    new = replace(alloc, ranks=ranks)
     d = delays(problem.drop, problem.workload, new, problem.batch_size, problem.local_iterations,
                problem.rounds_by_rank[rank], problem.upload_every_local_iteration)  # fmt: skip
     status = result.status if d.feasible else "infeasible"

@@ -157,7 +157,8 @@ class SchemesSection(_Section):
         None,
         ge=1,
         description="SplitFT cut-layer rank (spec §10c): this rank on each client's blocks c_k and c_k+1 of "
-        "every scheme's allocation, the scheme's rank elsewhere (the splitft scheme sets its own)",
+        "every scheme's allocation, the scheme's rank elsewhere (unset: one rank; the splitft scheme then uses "
+        "half its rank at the cut)",
     )
 
     @field_validator("names")

@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,9 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     )
     k, j = drop.num_clients, workload.num_layers
     cut = min(int(cfg.cut), j)
-    return result.allocation.with_(cuts=np.full(k, cut, dtype=int), ranks=uniform_ranks(k, j, int(cfg.rank)))
+    return replace(
+        result.allocation, cuts=np.full(k, cut, dtype=int), ranks=uniform_ranks(k, j, int(cfg.rank))
+    )
 
 
 def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
@@ -85,7 +88,7 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
     trainer = LiveTrainer.from_config(cfg, model=model, data=data, progress=progress, source=source)
     if cfg.cuts is not None or cfg.rank_cut is not None or cfg.adaptive_cuts is not None:
         cuts, ranks = trainer.layout()
-        alloc = alloc.with_(cuts=np.asarray(cuts, dtype=int), ranks=np.asarray(ranks, dtype=int))
+        alloc = replace(alloc, cuts=np.asarray(cuts, dtype=int), ranks=np.asarray(ranks, dtype=int))
     adapter = trainer.system.adapter
     if adapter is not None and cfg.adaptive_cuts.client_flops_per_s is None:
         per_block = cfg.batch_size * (workload.fwd_flops + workload.bwd_flops)
