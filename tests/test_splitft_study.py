@@ -133,3 +133,38 @@ def test_a_model_with_no_local_copy_is_left_to_the_build_time_check():
     from fedsim.learn.layout import local_model_config
 
     assert local_model_config("no-such-org/no-such-model-fedsim") is None
+
+
+def test_cuts_are_checked_against_a_hub_id_in_the_local_hugging_face_cache(tmp_path):
+    """A hub id with a copy in the local HF cache (``HF_HUB_CACHE``; offline) is checked against its own J
+    when the scenario loads. In a child process: huggingface_hub reads its cache folder once, at import."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--acme--tiny-llama"
+    _config_folder(repo / "snapshots" / "0123abcd", "llama", 4)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    training = {**TRAINING, "model": "acme/tiny-llama"}
+    ok = _toml(tmp_path / "ok.toml", {"ok": {"cuts": [1, 3, 2]}}, training)
+    bad = _toml(tmp_path / "bad.toml", {"bad": {"cuts": [1, 4, 2]}}, training)
+    code = textwrap.dedent(
+        f"""
+        from fedsim.learn.layout import local_model_config
+        from fedsim.scenario import load_scenario
+        from fedsim.errors import InputError
+        assert local_model_config("acme/tiny-llama").num_hidden_layers == 4
+        assert len(load_scenario({str(ok)!r}).live.arms) == 1
+        try:
+            load_scenario({str(bad)!r})
+        except InputError as exc:
+            print(exc)
+        """
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "cuts" in done.stdout and "1..3" in done.stdout and "J = 4" in done.stdout
