@@ -119,7 +119,7 @@ def run(
             report += run_live(scenario, store, progress=progress)
         rows = pd.DataFrame()
         if scenario.study is not None:  # a sweep of training runs (rank x scheme x seed)
-            from fedsim.sweep.study import write_study_tables
+            from fedsim.sweep.study_tables import write_study_tables
 
             rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
             report += write_study_tables(rows, scenario.study.targets, store.root / "tables")

@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from fedsim.learn.records import ConvergenceRecord, rounds_by_rank, rounds_to_target
-from fedsim.sweep.study import last_fraction_change_pct, t_interval, table_iv
+from fedsim.sweep.study_tables import last_fraction_change_pct, t_interval, table_iv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
-from fedsim.sweep.study import study_curves
+from fedsim.sweep.study_tables import study_curves
 
 _SCHEME_TITLES = {"split_fed": "Split-federated (FedsLLM)", "centralized": "Centralized LoRA"}
 
