@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedsim.engine.config import EngineConfig
-from fedsim.learn.config import TrainConfig
 from fedsim.radio.config import RadioSection
+from fedsim.scenario.section import Section, known_scheme
+from fedsim.scenario.training_sections import LiveSection, StudySection
 from fedsim.system import SystemParams
 from fedsim.workload import BITS
 
 SCHEME_NAMES = ("proposed", "a", "b", "c", "d")  # the built-in schemes, in display order
-
-
-def _known_scheme(ref: str) -> str:
-    """``ref`` unchanged once it names a scheme (registered, import path or entry point)."""
-    from fedsim.optimize.schemes import get_scheme
-
-    get_scheme(ref)  # InputError (a ValueError) names the reference and what is allowed
-    return ref
 
 
 # E(r) of spec §7 (PROPOSED: global rounds at I = 10 to reach the target PPL). A measured convergence
@@ -36,15 +29,13 @@ SPEC_PROPOSED_ROUNDS: dict[int, float] = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0
 _RANDOM_ENGINE_SWITCHES = ("fading_every_round", "fading_every_iteration", "failure_prob", "straggler_prob")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ModelSection(_Section):
+class ModelSection(Section):
     """Which LLM is split, and how its workload is counted (spec §8)."""
 
     id: str = Field(
-        "gpt2", min_length=1, description="model name (gpt2, gpt2-medium, smollm2-135m, opt-125m) or config path"
+        "gpt2",
+        min_length=1,
+        description="model name (gpt2, gpt2-medium, smollm2-135m, opt-125m) or config path",
     )
     seq_len: int = Field(512, ge=1, le=1_048_576, description="tokens per sample L")
     bits: int = Field(32, description=f"bits per activation / LoRA parameter on the wire, one of {BITS}")
@@ -62,7 +53,7 @@ class ModelSection(_Section):
         return value
 
 
-class TrainingSection(_Section):
+class TrainingSection(Section):
     """Training hyper-parameters the delay depends on, and where E(r) (rounds to target) comes from."""
 
     batch_size: int = Field(16, ge=1, le=1_000_000, description="b, samples per client per local iteration")
@@ -135,7 +126,7 @@ class TrainingSection(_Section):
         return {r: table[r] for r in (self.ranks or sorted(table)) if r in table}
 
 
-class SchemesSection(_Section):
+class SchemesSection(Section):
     """Which resource-allocation schemes to compare (spec §6)."""
 
     names: tuple[str, ...] = Field(
@@ -166,42 +157,13 @@ class SchemesSection(_Section):
     def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         from fedsim.optimize.schemes import scheme_name
 
-        names = [scheme_name(_known_scheme(ref)) for ref in value]
+        names = [scheme_name(known_scheme(ref)) for ref in value]
         if len(set(names)) != len(names):
             raise ValueError(f"scheme names must be distinct, got {names}")
         return value
 
 
-class StudySection(_Section):
-    """A convergence study: one real training run (``fedsim train``) per sweep point, e.g. axes
-    ``study.training.rank``, ``study.training.scheme``, ``study.training.seed``. Each run writes its
-    convergence record to ``<results>/records/`` (checkpoints in ``<results>/checkpoints/``), so a killed
-    study resumes at the run, and with ``training.checkpoint_every`` at the step, where it stopped."""
-
-    training: TrainConfig = Field(default_factory=TrainConfig, description="the runs' common TrainConfig")
-    targets: tuple[float, ...] = Field(
-        (), description="target validation PPLs: E(r), the rounds to reach each, is a column of every row"
-    )
-    threads: int = Field(1, ge=1, le=1024, description="torch CPU threads per run (per worker process)")
-    existing_only: bool = Field(
-        False,
-        description="train nothing: rows, tables and figures of the runs whose records already exist (the "
-        "interim results of a study still running or stopped)",
-    )
-    out_dir: str | None = Field(
-        None, description="set by fedsim run: the results folder whose records/ and checkpoints/ runs use"
-    )
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        for t in value:
-            if not (1 < t < float("inf")):
-                raise ValueError(f"target perplexities must be finite and > 1, got {t}")
-        return tuple(sorted(set(value), reverse=True))
-
-
-class SweepSection(_Section):
+class SweepSection(Section):
     """Swept axes: any dotted scenario field -> list of values (all points validated on load)."""
 
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field -> values")
@@ -225,7 +187,7 @@ class SweepSection(_Section):
         return self
 
 
-class MonteCarloSection(_Section):
+class MonteCarloSection(Section):
     """Independent random drops per sweep point (positions, shadowing, client compute, random choices)."""
 
     drops: int = Field(100, ge=0, le=1_000_000, description="drops per sweep point (0: no Monte Carlo sweep)")
@@ -243,55 +205,7 @@ class MonteCarloSection(_Section):
     )
 
 
-class LiveSection(_Section):
-    """A live co-simulation: real split-LoRA training driven by the event engine, before the sweep.
-
-    The live run uses ``[system]`` with K = ``live.training.num_clients``; the workload is derived from the
-    trained model's own config; subchannels and power come from ``scheme``, the cut and rank from training.
-    """
-
-    enabled: bool = Field(True, description="run the live co-simulation")
-    training: TrainConfig = Field(default_factory=TrainConfig, description="the learning code's TrainConfig")
-    ranks: tuple[int, ...] | None = Field(
-        None, description="run once per LoRA rank (Table IV / convergence per rank); default: training.rank"
-    )
-    max_rounds: int | None = Field(
-        None,
-        ge=1,
-        le=1_000_000,
-        description="most global rounds (default steps / I); stops early at the target",
-    )
-    drop: int = Field(0, ge=0, description="Monte Carlo drop index whose placement the live run uses")
-    scheme: str = Field(
-        "proposed",
-        description="allocation scheme whose subchannels and power time the live run (any name [schemes] "
-        "names accepts)",
-    )
-
-    arms: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="named training variants (TrainConfig fields over live.training), e.g. SplitFT's same cut "
-        "vs adaptive cuts; each arm runs once per combination of `vary` (fedsim.sweep.live_arms)",
-    )
-    vary: dict[str, list[Any]] = Field(
-        default_factory=dict,
-        description="TrainConfig field -> values every arm is run with (product), e.g. dirichlet_alpha",
-    )
-
-    @field_validator("scheme")
-    @classmethod
-    def _scheme_known(cls, value: str) -> str:
-        return _known_scheme(value)
-
-    @model_validator(mode="after")
-    def _arms_valid(self) -> LiveSection:
-        from fedsim.sweep.live_arms import arm_configs
-
-        arm_configs(self)  # every (arm, vary) combination is a valid config (ValueError names it)
-        return self
-
-
-class OutputsSection(_Section):
+class OutputsSection(Section):
     """Figures and tables drawn from the saved rows."""
 
     figures: tuple[
@@ -325,7 +239,7 @@ class OutputsSection(_Section):
     note: str = Field("", description="sentence added to every figure's caption line (e.g. assumed values)")
 
 
-class Scenario(_Section):
+class Scenario(Section):
     """One study: system, model, training, schemes, engine switches, sweep, Monte Carlo, outputs."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="results go to results/<name>/")
