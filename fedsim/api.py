@@ -46,6 +46,7 @@ __all__ = [
     "build_workload",
     "draw",
     "evaluate",
+    "evaluate_study",
     "get_scheme",
     "load_scenario",
     "optimize_drop",
@@ -260,3 +261,21 @@ def train(config, *, progress: bool = False, source: str = "fedsim.api.train"):
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.parse(dict(config))
     model, _, data = load(cfg, progress=progress)
     return train_loop(cfg, model, data, progress=progress, source=source)
+
+
+def evaluate_study(folder, *, samples: int | None = None, threads: int | None = None, progress: bool = False):
+    """A convergence study's finished runs (final checkpoints in ``folder/checkpoints/``) on the whole
+    validation split (or the first ``samples`` examples), per example, with the split-fed - centralized gap
+    paired on the same examples (``fedsim.learn.precise_eval``). Returns the report lines; tables land in
+    ``folder/tables/precise_eval.{csv,md}`` and ``precise_gap.csv``."""
+    import torch
+
+    from fedsim.learn.precise_eval import evaluate_study as evaluate_runs
+
+    if samples is not None and samples < 2:
+        raise InputError(f"samples: at least 2 validation examples (two halves), got {samples}")
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"threads: a positive number of torch threads, got {threads}")
+        torch.set_num_threads(threads)
+    return evaluate_runs(Path(folder), samples, progress)

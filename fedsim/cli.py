@@ -10,7 +10,7 @@ import sys
 from fedsim import __version__
 from fedsim.errors import InputError
 
-COMMANDS = ["run", "validate", "optimize", "simulate", "train", "plot", "workload", "models"]
+COMMANDS = ["run", "validate", "optimize", "simulate", "train", "evaluate", "plot", "workload", "models"]
 
 
 def build_parser() -> argparse.ArgumentParser:

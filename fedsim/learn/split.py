@@ -213,3 +213,13 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     shift_labels = labels[:, 1:].reshape(-1)
     total = nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
     return total, int((shift_labels != -100).sum())
+
+
+def token_nll_per_example(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_nll`` per example: (B,) summed next-token NLL [nats] and (B,) labelled-token counts, so that
+    evaluations of different models on the same examples can be compared pair by pair."""
+    shift_labels = labels[:, 1:]
+    nll = nn.functional.cross_entropy(
+        logits[:, :-1, :].float().transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
+    )  # (B, L-1), 0 where ignored
+    return nll.sum(dim=1), (shift_labels != -100).sum(dim=1)

@@ -1,0 +1,175 @@
+"""A precise, paired evaluation of a study's trained models on the whole validation split.
+
+A study's curves are evaluated on a small fixed subset (cheap, but its two halves differ by a few per cent).
+``evaluate_study`` takes each finished run's final checkpoint (``<results>/checkpoints/``), rebuilds the
+model it deployed (split-fed: the layer-wise global model) and scores every validation example (or the
+first N), keeping each example's summed token NLL and token count in ``<results>/precise/``. Runs are then
+compared on the SAME examples: the split-fed - centralized gap per (rank, seed) comes with a 95 % CI from a
+bootstrap over the validation MRs (an MR's references are correlated, so they are resampled together).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from fedsim.errors import InputError
+
+BOOTSTRAP_RESAMPLES = 4000
+
+
+def example_nll(forward, dataset, indices, batch_size: int, device=None, progress: bool = False):
+    """(nll, tokens): per example of ``indices``, summed token NLL [nats] and labelled-token count of
+    ``forward(input_ids, attention_mask) -> logits``."""
+    from fedsim.learn.batches import collate
+    from fedsim.learn.split import token_nll_per_example
+
+    nll, tokens = [], []
+    starts = range(0, len(indices), batch_size)
+    with torch.no_grad():
+        for start in tqdm(starts, disable=not progress, unit="batch", leave=False):
+            batch = collate(dataset, indices[start : start + batch_size], device)
+            total, count = token_nll_per_example(forward(batch["input_ids"], batch["attention_mask"]),
+                                                 batch["labels"])  # fmt: skip
+            nll.append(total.double().cpu().numpy())
+            tokens.append(count.cpu().numpy())
+    return np.concatenate(nll), np.concatenate(tokens)
+
+
+def evaluate_checkpoint(path: Path, samples: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """One row per validation example (the first ``samples``, default all) for the model the checkpoint at
+    ``path`` deploys: run, scheme, rank, seed, step, example, mr (index of its distinct MR), nll, tokens."""
+    from fedsim.learn.checkpoint import read_payload
+    from fedsim.learn.config import TrainConfig
+    from fedsim.learn.setup import load
+    from fedsim.learn.systems import build_system
+
+    payload = read_payload(path)
+    cfg = TrainConfig.parse(payload["config"])
+    model, _, data = load(cfg, progress=False)
+    system = build_system(model, cfg, data.train, data.partition)
+    system.load_state_dict(payload["system"])
+    n = len(data.validation) if samples is None else min(int(samples), len(data.validation))
+    indices = np.arange(n)
+    device = next(system.model.parameters()).device
+    with system.deployed() as forward:
+        nll, tokens = example_nll(forward, data.validation, indices, cfg.batch_size * cfg.num_clients, device,
+                                  progress)  # fmt: skip
+    mr_ids = {mr: i for i, mr in enumerate(dict.fromkeys(mr for mr, _ in data.validation.pairs))}
+    return pd.DataFrame(
+        {
+            "run": path.stem,
+            "scheme": cfg.scheme,
+            "rank": int(cfg.rank),
+            "seed": int(cfg.seed),
+            "step": int(payload["step"]),
+            "steps": int(cfg.steps),
+            "example": indices,
+            "mr": [mr_ids[data.validation.pairs[i][0]] for i in indices],
+            "nll": nll,
+            "tokens": tokens,
+        }
+    )
+
+
+def run_summary(examples: pd.DataFrame) -> pd.DataFrame:
+    """Per run: val PPL over all its examples, the PPL of the even and odd examples, and their difference
+    relative to the PPL (the evaluation noise, as the study's ``eval_noise_pct``)."""
+    rows = []
+    for run, part in examples.groupby("run", sort=True):
+        nll, tok = part["nll"].to_numpy(), part["tokens"].to_numpy()
+        even, odd = part["example"].to_numpy() % 2 == 0, part["example"].to_numpy() % 2 == 1
+        ppl, ppl_a, ppl_b = (math.exp(nll[m].sum() / tok[m].sum()) for m in (slice(None), even, odd))
+        first = part.iloc[0]
+        rows.append({"run": run, "scheme": first["scheme"], "rank": int(first["rank"]), "seed": int(first["seed"]),
+                     "step": int(first["step"]), "examples": len(part), "tokens": int(tok.sum()), "val_ppl": ppl,
+                     "val_ppl_a": ppl_a, "val_ppl_b": ppl_b,
+                     "eval_noise_pct": 100 * abs(ppl_a - ppl_b) / ppl})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def paired_gap(a: pd.DataFrame, b: pd.DataFrame, rng: np.random.Generator,
+               resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float]:  # fmt: skip
+    """PPL(a) - PPL(b) on the same examples and its 95 % percentile-bootstrap CI over the MRs (each resample
+    draws the distinct MRs with replacement and keeps all their references)."""
+    a, b = a.sort_values("example"), b.sort_values("example")
+    if not np.array_equal(a["example"].to_numpy(), b["example"].to_numpy()):
+        raise InputError("paired gap: the two runs were evaluated on different examples")
+    mr = a["mr"].to_numpy()
+    _, mr = np.unique(mr, return_inverse=True)
+    m = int(mr.max()) + 1
+    per_mr = [np.bincount(mr, weights=frame[col].to_numpy(), minlength=m)
+              for frame in (a, b) for col in ("nll", "tokens")]  # fmt: skip
+    nll_a, tok_a, nll_b, tok_b = per_mr
+    gap = math.exp(nll_a.sum() / tok_a.sum()) - math.exp(nll_b.sum() / tok_b.sum())
+    weights = rng.multinomial(m, np.full(m, 1.0 / m), size=resamples).astype(float)  # (resamples, MRs)
+    boot = np.exp(weights @ nll_a / (weights @ tok_a)) - np.exp(weights @ nll_b / (weights @ tok_b))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"gap_ppl": gap, "gap_lo": float(lo), "gap_hi": float(hi), "mrs": m}
+
+
+def gap_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """split_fed - centralized per (rank, seed) with both runs, paired on the same examples."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (rank, run_seed), part in examples.groupby(["rank", "seed"], sort=True):
+        schemes = dict(tuple(part.groupby("scheme")))
+        if not {"split_fed", "centralized"} <= schemes.keys():
+            continue
+        sf, ce = schemes["split_fed"], schemes["centralized"]
+        stats = paired_gap(sf, ce, rng)
+        ppl_ce = math.exp(ce["nll"].sum() / ce["tokens"].sum())
+        rows.append({"rank": int(rank), "seed": int(run_seed), "examples": len(sf), **stats,
+                     "gap_pct": 100 * stats["gap_ppl"] / ppl_ce})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def evaluate_study(root: Path, samples: int | None = None, progress: bool = True) -> list[str]:
+    """Evaluate every finished run's final checkpoint under ``root`` (kept per run in ``precise/``, reused
+    on a rerun), write ``tables/precise_eval.{csv,md}`` and ``tables/precise_gap.csv``; the report lines."""
+    from fedsim.atomic import atomic_write_text
+    from fedsim.sweep.live_runs import write_csv
+    from fedsim.sweep.summary import to_markdown
+
+    root = Path(root)
+    checkpoints = sorted((root / "checkpoints").glob("*.pt"))
+    if not checkpoints:
+        raise InputError(
+            f"{root}: no checkpoints/*.pt (a study run with training.checkpoint_every keeps them)"
+        )
+    label = "all" if samples is None else str(int(samples))
+    parts, skipped = [], []
+    for path in tqdm(checkpoints, disable=not progress, desc="precise evaluation", unit="run"):
+        kept = root / "precise" / f"{path.stem}_n{label}.csv"
+        if kept.is_file():
+            frame = pd.read_csv(kept)
+        else:
+            frame = evaluate_checkpoint(path, samples, progress)
+            if int(frame["step"].iloc[0]) == int(frame["steps"].iloc[0]):
+                write_csv(kept, frame)
+        if int(frame["step"].iloc[0]) != int(frame["steps"].iloc[0]):
+            skipped.append(f"{path.stem} (step {frame['step'].iloc[0]} of {frame['steps'].iloc[0]})")
+            continue
+        parts.append(frame)
+    if not parts:
+        raise InputError(
+            f"{root}: no run has finished (checkpoints not at their last step: {', '.join(skipped)})"
+        )
+    examples = pd.concat(parts, ignore_index=True)
+    summary, gaps = run_summary(examples), gap_table(examples)
+    write_csv(root / "tables" / "precise_eval.csv", summary)
+    write_csv(root / "tables" / "precise_gap.csv", gaps)
+    lines = [f"## Precise evaluation ({summary['examples'].iloc[0]} validation examples per run, paired)", "",
+             to_markdown(summary.drop(columns=["run"])), ""]  # fmt: skip
+    if len(gaps):
+        lines += ["split_fed - centralized, same examples, 95 % bootstrap CI over the MRs:", "",
+                  to_markdown(gaps), ""]  # fmt: skip
+    if skipped:
+        lines.append(f"not finished, left out: {', '.join(skipped)}")
+    atomic_write_text(root / "tables" / "precise_eval.md", "\n".join(lines) + "\n")
+    return lines
