@@ -13,38 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from study_helpers import tiny_study
 
 from fedsim.learn.precise_eval import paired_gap
 from fedsim.learn.split import token_nll, token_nll_per_example
 
 ROOT = Path(__file__).resolve().parents[1]
-
-STUDY = """
-name = "tiny_precise"
-[study]
-targets = [60000.0]
-[study.training]
-model = "tiny-gpt2"
-num_clients = 2
-batch_size = 2
-seq_len = 64
-local_iterations = 2
-steps = 4
-eval_every = 2
-eval_samples = 8
-eval_halves = true
-test_samples = 4
-generate_mrs = 0
-train_samples = 40
-cut = 1
-lr = 0.003
-checkpoint_every = 2
-[sweep.axes]
-"study.training.scheme" = ["split_fed", "centralized"]
-"study.training.rank" = [1, 4]
-[outputs]
-formats = ["png"]
-"""
 
 
 def test_per_example_nll_sums_to_the_training_nll():
@@ -94,7 +68,7 @@ def _fedsim(*args: str) -> subprocess.CompletedProcess:
 
 def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_schemes(tmp_path):
     scenario = tmp_path / "study.toml"
-    scenario.write_text(STUDY)
+    scenario.write_text(tiny_study(4, schemes=("split_fed", "centralized"), seeds=(0,)))
     out = tmp_path / "out"
     done = _fedsim("run", str(scenario), "--executor", "serial", "--out", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr

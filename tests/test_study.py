@@ -16,44 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from study_helpers import tiny_study
 
 from fedsim.learn.records import ConvergenceRecord, rounds_by_rank, rounds_to_target
 from fedsim.sweep.study_tables import last_fraction_change_pct, t_interval, table_iv
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STUDY = """
-name = "tiny_study"
-[study]
-targets = [60000.0, 50000.0]
-[study.training]
-model = "tiny-gpt2"
-num_clients = 2
-batch_size = 2
-seq_len = 64
-local_iterations = 2
-steps = {steps}
-eval_every = 2
-eval_samples = 8
-eval_halves = true
-test_samples = 4
-generate_mrs = 0
-train_samples = 40
-cut = 1
-lr = 0.003
-checkpoint_every = 2
-[sweep.axes]
-"study.training.seed" = [0, 1]
-"study.training.scheme" = ["split_fed"]
-"study.training.rank" = [1, 4]
-[outputs]
-formats = ["png"]
-"""
-
 
 def _write(tmp_path: Path, steps: int) -> Path:
     path = tmp_path / "study.toml"
-    path.write_text(STUDY.format(steps=steps))
+    path.write_text(tiny_study(steps))
     return path
 
 
