@@ -227,16 +227,15 @@ def test_a_checkpoint_older_than_a_new_trainconfig_field_still_resumes(tmp_path)
 
 
 def test_damaged_or_foreign_study_records_are_set_aside_and_trained_again(tmp_path, capsys):
-    """Three records of the tiny study of tests/test_study.py go bad: one truncated, one with a flipped byte
+    """Three records of the tiny study (tests/study_helpers.py) go bad: one truncated, one with a flipped byte
     (sha256 fails), one a valid record of another configuration. The rerun sets each aside with one line and
     trains that run again, to the same record."""
-    from test_study import STUDY
+    from study_helpers import tiny_study
 
     from fedsim.learn.records import ConvergenceRecord
 
     scenario = tmp_path / "study.toml"
-    scenario.write_text(STUDY.format(steps=4).replace('"study.training.seed" = [0, 1]', '"study.training.seed" = [0]')
-                        .replace('"study.training.rank" = [1, 4]', '"study.training.rank" = [1, 2, 4]'))  # fmt: skip
+    scenario.write_text(tiny_study(4, seeds=(0,), ranks=(1, 2, 4)))
     out = tmp_path / "out"
     args = ["run", str(scenario), "--out", str(out), "--executor", "serial", "--no-progress", "--no-figures"]
     assert main(args) == 0
