@@ -66,7 +66,7 @@ def _fedsim(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)  # fmt: skip
 
 
-def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_schemes(tmp_path):
+def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_schemes(tmp_path, monkeypatch):
     scenario = tmp_path / "study.toml"
     scenario.write_text(tiny_study(4, schemes=("split_fed", "centralized"), seeds=(0,)))
     out = tmp_path / "out"
@@ -91,8 +91,24 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
             ppl["split_fed", gap.rank] - ppl["centralized", gap.rank], rel=1e-9
         )
         assert gap.gap_lo <= gap.gap_ppl <= gap.gap_hi
-    assert len(list((out / "precise").glob("*_n8.csv"))) == 4  # kept: a rerun reads them
     assert "Precise evaluation" in (out / "tables" / "precise_eval.md").read_text()
+    # kept per run: a rerun scores only the run whose kept scores belong to another checkpoint
+    from fedsim.learn import precise_eval
+
+    kept = sorted((out / "precise").glob("*_n8.csv"))
+    assert len(kept) == 4
+    stale = pd.read_csv(kept[0], dtype={"checkpoint": str})
+    kept[0].write_text(stale.assign(checkpoint="0" * 64).to_csv(index=False))
+    calls = []
+
+    def score(path, samples, progress):
+        calls.append(path.stem)
+        return stale
+
+    monkeypatch.setattr(precise_eval, "evaluate_checkpoint", score)
+    precise_eval.evaluate_study(out, samples=8, progress=False)
+    assert calls == [kept[0].name.removesuffix("_n8.csv")]
+    assert pd.read_csv(out / "tables" / "precise_eval.csv").equals(summary)
 
 
 @pytest.mark.parametrize(
@@ -104,3 +120,18 @@ def test_bad_evaluate_input_is_one_line_exit_2_nothing_written(tmp_path, args, m
     err = done.stderr.strip()
     assert done.returncode == 2 and len(err.splitlines()) == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_digest_is_the_header_sha256_or_the_files(tmp_path):
+    import hashlib
+
+    from fedsim.learn.checkpoint import save_checkpoint
+    from fedsim.learn.precise_eval import checkpoint_digest
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"a": 1}, 2, [], {"w": torch.zeros(3)})
+    body = path.read_bytes().partition(b"\n")[2]
+    assert checkpoint_digest(path) == hashlib.sha256(body).hexdigest()
+    old = tmp_path / "old.pt"
+    torch.save({"config": {}}, old)  # an older checkpoint without the header
+    assert checkpoint_digest(old) == hashlib.sha256(old.read_bytes()).hexdigest()

@@ -41,14 +41,33 @@ def example_nll(forward, dataset, indices, batch_size: int, device=None, progres
     return np.concatenate(nll), np.concatenate(tokens)
 
 
+def checkpoint_digest(path: Path) -> str:
+    """The sha256 a checkpoint carries in its header (of the whole file for an older one without it)."""
+    import hashlib
+
+    from fedsim.learn.checkpoint import MAGIC
+
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + 65)
+        if head.startswith(MAGIC):
+            return head[len(MAGIC) : len(MAGIC) + 64].decode("ascii")
+        fh.seek(0)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
 def evaluate_checkpoint(path: Path, samples: int | None = None, progress: bool = True) -> pd.DataFrame:
     """One row per validation example (the first ``samples``, default all) for the model the checkpoint at
-    ``path`` deploys: run, scheme, rank, seed, step, example, mr (index of its distinct MR), nll, tokens."""
+    ``path`` deploys: run, scheme, rank, seed, step, steps, checkpoint (its sha256), example, mr (index of its
+    distinct MR), nll, tokens."""
     from fedsim.learn.checkpoint import read_payload
     from fedsim.learn.config import TrainConfig
     from fedsim.learn.setup import load
     from fedsim.learn.systems import build_system
 
+    digest = checkpoint_digest(path)
     payload = read_payload(path)
     cfg = TrainConfig.parse(payload["config"])
     model, _, data = load(cfg, progress=False)
@@ -69,6 +88,7 @@ def evaluate_checkpoint(path: Path, samples: int | None = None, progress: bool =
             "seed": int(cfg.seed),
             "step": int(payload["step"]),
             "steps": int(cfg.steps),
+            "checkpoint": digest,
             "example": indices,
             "mr": [mr_ids[data.validation.pairs[i][0]] for i in indices],
             "nll": nll,
@@ -129,11 +149,24 @@ def gap_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _kept(path: Path, digest: str) -> pd.DataFrame | None:
+    """A run's kept per-example scores if they read back and belong to the checkpoint with ``digest``."""
+    try:
+        frame = pd.read_csv(path, dtype={"checkpoint": str})
+    except (OSError, ValueError, pd.errors.ParserError):  # missing, truncated or garbled: score it again
+        return None
+    columns = {"step", "steps", "checkpoint", "example", "mr", "nll", "tokens"}
+    if not columns <= set(frame.columns) or not len(frame) or set(frame["checkpoint"]) != {digest}:
+        return None  # an older checkpoint's scores (the study was rerun or extended)
+    return frame
+
+
 def evaluate_study(root: Path, samples: int | None = None, progress: bool = True) -> list[str]:
     """Evaluate every finished run's final checkpoint under ``root`` (kept per run in ``precise/``, reused
     on a rerun), write ``tables/precise_eval.{csv,md}`` and ``tables/precise_gap.csv``; the report lines."""
     from fedsim.atomic import atomic_write_text
     from fedsim.sweep.live_runs import write_csv
+    from fedsim.sweep.lock import folder_lock
     from fedsim.sweep.summary import to_markdown
 
     root = Path(root)
@@ -144,18 +177,18 @@ def evaluate_study(root: Path, samples: int | None = None, progress: bool = True
         )
     label = "all" if samples is None else str(int(samples))
     parts, skipped = [], []
-    for path in tqdm(checkpoints, disable=not progress, desc="precise evaluation", unit="run"):
-        kept = root / "precise" / f"{path.stem}_n{label}.csv"
-        if kept.is_file():
-            frame = pd.read_csv(kept)
-        else:
-            frame = evaluate_checkpoint(path, samples, progress)
-            if int(frame["step"].iloc[0]) == int(frame["steps"].iloc[0]):
-                write_csv(kept, frame)
-        if int(frame["step"].iloc[0]) != int(frame["steps"].iloc[0]):
-            skipped.append(f"{path.stem} (step {frame['step'].iloc[0]} of {frame['steps'].iloc[0]})")
-            continue
-        parts.append(frame)
+    with folder_lock(root, "fedsim evaluate"):  # not while a study writes its checkpoints
+        for path in tqdm(checkpoints, disable=not progress, desc="precise evaluation", unit="run"):
+            kept = root / "precise" / f"{path.stem}_n{label}.csv"
+            frame = _kept(kept, checkpoint_digest(path))
+            if frame is None:
+                frame = evaluate_checkpoint(path, samples, progress)
+                if int(frame["step"].iloc[0]) == int(frame["steps"].iloc[0]):
+                    write_csv(kept, frame)
+            if int(frame["step"].iloc[0]) != int(frame["steps"].iloc[0]):
+                skipped.append(f"{path.stem} (step {frame['step'].iloc[0]} of {frame['steps'].iloc[0]})")
+                continue
+            parts.append(frame)
     if not parts:
         raise InputError(
             f"{root}: no run has finished (checkpoints not at their last step: {', '.join(skipped)})"
