@@ -91,6 +91,14 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
             ppl["split_fed", gap.rank] - ppl["centralized", gap.rank], rel=1e-9
         )
         assert gap.gap_lo <= gap.gap_ppl <= gap.gap_hi
+    ranks = pd.read_csv(out / "tables" / "precise_rank.csv")
+    assert sorted(zip(ranks["scheme"], ranks["rank"], ranks["vs_rank"], strict=True)) == [
+        ("centralized", 4, 1),
+        ("split_fed", 4, 1),
+    ]
+    for row in ranks.itertuples():
+        ppl = summary.set_index(["scheme", "rank"])["val_ppl"]
+        assert row.gap_ppl == pytest.approx(ppl[row.scheme, 4] - ppl[row.scheme, 1], rel=1e-9)
     assert "Precise evaluation" in (out / "tables" / "precise_eval.md").read_text()
     # kept per run: a rerun scores only the run whose kept scores belong to another checkpoint
     from fedsim.learn import precise_eval

@@ -4,8 +4,8 @@ A study's curves are evaluated on a small fixed subset (cheap, but its two halve
 ``evaluate_study`` takes each finished run's final checkpoint (``<results>/checkpoints/``), rebuilds the
 model it deployed (split-fed: the layer-wise global model) and scores every validation example (or the
 first N), keeping each example's summed token NLL and token count in ``<results>/precise/``. Runs are then
-compared on the SAME examples: the split-fed - centralized gap per (rank, seed) comes with a 95 % CI from a
-bootstrap over the validation MRs (an MR's references are correlated, so they are resampled together).
+compared on the SAME examples: the split-fed - centralized gap per (rank, seed) and each rank against the
+lowest (per scheme and seed) come with a 95 % CI from a bootstrap over the validation MRs (an MR's references are correlated, so they are resampled together).
 """
 
 from __future__ import annotations
@@ -161,9 +161,26 @@ def _kept(path: Path, digest: str) -> pd.DataFrame | None:
     return frame
 
 
+def rank_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per (scheme, seed): every rank against the lowest rank of that scheme and seed, paired on the same
+    examples (what the LoRA rank does to the final model)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (scheme, run_seed), part in examples.groupby(["scheme", "seed"], sort=True):
+        runs = dict(tuple(part.groupby("rank")))
+        low = min(runs)
+        base_ppl = math.exp(runs[low]["nll"].sum() / runs[low]["tokens"].sum())
+        for rank in sorted(runs)[1:]:
+            stats = paired_gap(runs[rank], runs[low], rng)
+            rows.append({"scheme": scheme, "seed": int(run_seed), "rank": int(rank), "vs_rank": int(low),
+                         **stats, "gap_pct": 100 * stats["gap_ppl"] / base_ppl})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def evaluate_study(root: Path, samples: int | None = None, progress: bool = True) -> list[str]:
     """Evaluate every finished run's final checkpoint under ``root`` (kept per run in ``precise/``, reused
-    on a rerun), write ``tables/precise_eval.{csv,md}`` and ``tables/precise_gap.csv``; the report lines."""
+    on a rerun), write ``tables/precise_eval.{csv,md}``, ``tables/precise_gap.csv`` (split-fed - centralized) and
+    ``tables/precise_rank.csv`` (each rank - the lowest); the report lines."""
     from fedsim.atomic import atomic_write_text
     from fedsim.sweep.live_runs import write_csv
     from fedsim.sweep.lock import folder_lock
@@ -194,14 +211,18 @@ def evaluate_study(root: Path, samples: int | None = None, progress: bool = True
             f"{root}: no run has finished (checkpoints not at their last step: {', '.join(skipped)})"
         )
     examples = pd.concat(parts, ignore_index=True)
-    summary, gaps = run_summary(examples), gap_table(examples)
+    summary, gaps, ranks = run_summary(examples), gap_table(examples), rank_table(examples)
     write_csv(root / "tables" / "precise_eval.csv", summary)
     write_csv(root / "tables" / "precise_gap.csv", gaps)
+    write_csv(root / "tables" / "precise_rank.csv", ranks)
     lines = [f"## Precise evaluation ({summary['examples'].iloc[0]} validation examples per run, paired)", "",
              to_markdown(summary.drop(columns=["run"])), ""]  # fmt: skip
     if len(gaps):
         lines += ["split_fed - centralized, same examples, 95 % bootstrap CI over the MRs:", "",
                   to_markdown(gaps), ""]  # fmt: skip
+    if len(ranks):
+        lines += ["each rank - the lowest rank (same scheme and seed), same examples, 95 % bootstrap CI over the MRs:",
+                  "", to_markdown(ranks), ""]  # fmt: skip
     if skipped:
         lines.append(f"not finished, left out: {', '.join(skipped)}")
     atomic_write_text(root / "tables" / "precise_eval.md", "\n".join(lines) + "\n")
