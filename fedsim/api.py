@@ -266,8 +266,9 @@ def train(config, *, progress: bool = False, source: str = "fedsim.api.train"):
 def evaluate_study(folder, *, samples: int | None = None, threads: int | None = None, progress: bool = False):
     """A convergence study's finished runs (final checkpoints in ``folder/checkpoints/``) on the whole
     validation split (or the first ``samples`` examples), per example, with the split-fed - centralized gap
-    paired on the same examples (``fedsim.learn.precise_eval``). Returns the report lines; tables land in
-    ``folder/tables/precise_eval.{csv,md}`` and ``precise_gap.csv``."""
+    and each rank against the lowest paired on the same examples (``fedsim.learn.precise_eval``). Returns the
+    report lines; tables land in ``folder/tables/precise_eval.{csv,md}``, ``precise_gap.csv`` and
+    ``precise_rank.csv``."""
     import torch
 
     from fedsim.learn.precise_eval import evaluate_study as evaluate_runs

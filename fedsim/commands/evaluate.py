@@ -11,8 +11,9 @@ def add_parser(subparsers) -> None:
         help="score a study's final checkpoints on the whole validation split (paired split-fed vs centralized)",
         description="Evaluate every finished run of a convergence study (its final checkpoint in "
         "RESULTS_DIR/checkpoints/) on every validation example, per example, and compare split-fed with "
-        "centralized on the same examples (95 %% bootstrap CI over the MRs). Writes RESULTS_DIR/precise/ and "
-        "RESULTS_DIR/tables/precise_eval.{csv,md}, precise_gap.csv; reruns reuse finished runs.",
+        "centralized, and each rank with the lowest, on the same examples (95 % bootstrap CI over the MRs). "
+        "Writes RESULTS_DIR/precise/ and RESULTS_DIR/tables/precise_eval.{csv,md}, precise_gap.csv, "
+        "precise_rank.csv; reruns reuse finished runs.",
     )
     parser.add_argument("results_dir", help="a study's results folder, e.g. results/convergence_long")
     parser.add_argument(

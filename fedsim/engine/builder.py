@@ -54,7 +54,7 @@ class SimResult:
         return trace_frame(self.trace_rows)
 
     def client_rows(self) -> list[dict]:
-        """One dict per (round, client): energies and whether it failed, straggled, was excluded by a deadline, aggregated."""
+        """One dict per (round, client): energies and whether it failed, straggled, was excluded, aggregated."""
         rows = []
         for e, status in enumerate(self.client_status):
             for k in range(self.energy_tx_j.shape[1]):
