@@ -263,20 +263,31 @@ def train(config, *, progress: bool = False, source: str = "fedsim.api.train"):
     return train_loop(cfg, model, data, progress=progress, source=source)
 
 
-def evaluate_study(folder, *, samples: int | None = None, threads: int | None = None, progress: bool = False):
+def evaluate_study(
+    folder,
+    *,
+    samples: int | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    progress: bool = False,
+):
     """A convergence study's finished runs (final checkpoints in ``folder/checkpoints/``) on the whole
     validation split (or the first ``samples`` examples), per example, with the split-fed - centralized gap
     and each rank against the lowest paired on the same examples (``fedsim.learn.precise_eval``). Returns the
     report lines; tables land in ``folder/tables/precise_eval.{csv,md}``, ``precise_gap.csv`` and
-    ``precise_rank.csv``."""
+    ``precise_rank.csv``. ``device``: where to run the models (default: each run's own ``device``)."""
     import torch
 
     from fedsim.learn.precise_eval import evaluate_study as evaluate_runs
 
     if samples is not None and samples < 2:
         raise InputError(f"samples: at least 2 validation examples (two halves), got {samples}")
+    if device is not None:
+        from fedsim.learn.systems import resolve_device
+
+        resolve_device(device)  # an unknown or absent device: one InputError naming it
     if threads is not None:
         if threads < 1:
             raise InputError(f"threads: a positive number of torch threads, got {threads}")
         torch.set_num_threads(threads)
-    return evaluate_runs(Path(folder), samples, progress)
+    return evaluate_runs(Path(folder), samples, progress, device)

@@ -121,7 +121,12 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
 
 @pytest.mark.parametrize(
     "args,message",
-    [((), "no checkpoints"), (("--samples", "1"), "samples"), (("--threads", "0"), "threads")],
+    [
+        ((), "no checkpoints"),
+        (("--samples", "1"), "samples"),
+        (("--threads", "0"), "threads"),
+        (("--device", "tpu"), "device"),
+    ],  # fmt: skip
 )
 def test_bad_evaluate_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     done = _fedsim("evaluate", str(tmp_path), *args)

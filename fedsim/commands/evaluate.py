@@ -20,6 +20,9 @@ def add_parser(subparsers) -> None:
         "--samples", type=int, default=None, help="the first N validation examples (default: all 4,672)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:N or auto (default: the device each run trained on)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -28,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from fedsim.api import evaluate_study
 
     lines = evaluate_study(args.results_dir, samples=args.samples, threads=args.threads,
-                           progress=not args.no_progress)  # fmt: skip
+                           device=args.device, progress=not args.no_progress)  # fmt: skip
     print("\n".join(lines))
     return 0

@@ -5,7 +5,8 @@ A study's curves are evaluated on a small fixed subset (cheap, but its two halve
 model it deployed (split-fed: the layer-wise global model) and scores every validation example (or the
 first N), keeping each example's summed token NLL and token count in ``<results>/precise/``. Runs are then
 compared on the SAME examples: the split-fed - centralized gap per (rank, seed) and each rank against the
-lowest (per scheme and seed) come with a 95 % CI from a bootstrap over the validation MRs (an MR's references are correlated, so they are resampled together).
+lowest (per scheme and seed) come with a 95 % CI from a bootstrap over the validation MRs (an MR's
+references are correlated, so they are resampled together).
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ def checkpoint_digest(path: Path) -> str:
         return digest.hexdigest()
 
 
-def evaluate_checkpoint(path: Path, samples: int | None = None, progress: bool = True) -> pd.DataFrame:
+def evaluate_checkpoint(
+    path: Path, samples: int | None = None, progress: bool = True, device: str | None = None
+) -> pd.DataFrame:
     """One row per validation example (the first ``samples``, default all) for the model the checkpoint at
-    ``path`` deploys: run, scheme, rank, seed, step, steps, checkpoint (its sha256), example, mr (index of its
-    distinct MR), nll, tokens."""
+    ``path`` deploys, on ``device`` (default: the run's own): run, scheme, rank, seed, step, steps,
+    checkpoint (its sha256), example, mr (index of its distinct MR), nll, tokens."""
     from fedsim.learn.checkpoint import read_payload
     from fedsim.learn.config import TrainConfig
     from fedsim.learn.setup import load
@@ -69,7 +72,7 @@ def evaluate_checkpoint(path: Path, samples: int | None = None, progress: bool =
 
     digest = checkpoint_digest(path)
     payload = read_payload(path)
-    cfg = TrainConfig.parse(payload["config"])
+    cfg = TrainConfig.parse({**payload["config"], **({} if device is None else {"device": device})})
     model, _, data = load(cfg, progress=False)
     system = build_system(model, cfg, data.train, data.partition)
     system.load_state_dict(payload["system"])
@@ -177,7 +180,9 @@ def rank_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluate_study(root: Path, samples: int | None = None, progress: bool = True) -> list[str]:
+def evaluate_study(
+    root: Path, samples: int | None = None, progress: bool = True, device: str | None = None
+) -> list[str]:
     """Evaluate every finished run's final checkpoint under ``root`` (kept per run in ``precise/``, reused
     on a rerun), write ``tables/precise_eval.{csv,md}``, ``tables/precise_gap.csv`` (split-fed - centralized) and
     ``tables/precise_rank.csv`` (each rank - the lowest); the report lines."""
@@ -199,7 +204,7 @@ def evaluate_study(root: Path, samples: int | None = None, progress: bool = True
             kept = root / "precise" / f"{path.stem}_n{label}.csv"
             frame = _kept(kept, checkpoint_digest(path))
             if frame is None:
-                frame = evaluate_checkpoint(path, samples, progress)
+                frame = evaluate_checkpoint(path, samples, progress, device)
                 if int(frame["step"].iloc[0]) == int(frame["steps"].iloc[0]):
                     write_csv(kept, frame)
             if int(frame["step"].iloc[0]) != int(frame["steps"].iloc[0]):
