@@ -109,7 +109,7 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
     kept[0].write_text(stale.assign(checkpoint="0" * 64).to_csv(index=False))
     calls = []
 
-    def score(path, samples, progress):
+    def score(path, samples, progress, device):
         calls.append(path.stem)
         return stale
 
