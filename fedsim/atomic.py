@@ -1,8 +1,8 @@
 """Atomic file writes: a file is either its old version or its complete new one, never half written.
 
 Every writer in fedsim goes through here (result parts and tables, figures, convergence records,
-checkpoints, the model cache's marker): write to a temporary file in the target's own folder (same file system), fsync it,
-``os.replace`` it onto the target (atomic on POSIX and Windows) and fsync the folder, so the rename survives
+checkpoints, the model cache's marker): write to a temporary file in the target's own folder (same file
+system), fsync it, ``os.replace`` it onto the target (atomic on POSIX and Windows) and fsync the folder, so the rename survives
 a power cut. On any failure, KeyboardInterrupt included, the temporary file is removed and the old target
 is untouched; SIGINT/SIGTERM under ``fedsim.interrupt.interruptible`` wait until the rename is done. An
 ``OSError`` that means "cannot write here" (disk full, no permission, read-only file system, quota) becomes
@@ -130,9 +130,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(
     path: str | Path, data: Any, *, indent: int | None = None, allow_nan: bool = True
-) -> Path:
+) -> None:
     """Write ``data`` as JSON (plus a final newline) to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n")
+
+
+def atomic_write_csv(path: str | Path, frame) -> None:
+    """Write a pandas DataFrame as CSV (no index) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def atomic_savefig(fig, path: str | Path, **kwargs: Any) -> Path:

@@ -109,7 +109,7 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
     kept[0].write_text(stale.assign(checkpoint="0" * 64).to_csv(index=False))
     calls = []
 
-    def score(path, samples, progress, device):
+    def score(path, samples, progress, device, payload=None):
         calls.append(path.stem)
         return stale
 
@@ -117,6 +117,15 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
     precise_eval.evaluate_study(out, samples=8, progress=False)
     assert calls == [kept[0].name.removesuffix("_n8.csv")]
     assert pd.read_csv(out / "tables" / "precise_eval.csv").equals(summary)
+    # a run whose checkpoint is not at its last step (still training) is left out, never scored
+    from fedsim.learn.checkpoint import read_payload, save_checkpoint
+
+    payload = read_payload(out / "checkpoints" / f"{kept[1].name.removesuffix('_n8.csv')}.pt")
+    save_checkpoint(out / "checkpoints" / "unfinished.pt", payload["config"], 2, payload["curve"][:2],
+                    payload["system"])  # fmt: skip
+    calls.clear()
+    lines = precise_eval.evaluate_study(out, samples=8, progress=False)
+    assert calls == [] and lines[-1] == "not finished, left out: unfinished (step 2 of 4)"
 
 
 @pytest.mark.parametrize(

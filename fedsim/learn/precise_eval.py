@@ -60,27 +60,32 @@ def checkpoint_digest(path: Path) -> str:
 
 
 def evaluate_checkpoint(
-    path: Path, samples: int | None = None, progress: bool = True, device: str | None = None
+    path: Path,
+    samples: int | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    payload: dict | None = None,
 ) -> pd.DataFrame:
     """One row per validation example (the first ``samples``, default all) for the model the checkpoint at
-    ``path`` deploys, on ``device`` (default: the run's own): run, scheme, rank, seed, step, steps,
-    checkpoint (its sha256), example, mr (index of its distinct MR), nll, tokens."""
+    ``path`` deploys (``payload``: its contents, when already read), on ``device`` (default: the run's own):
+    run, scheme, rank, seed, step, steps, checkpoint (its sha256), example, mr (index of its distinct MR),
+    nll, tokens."""
     from fedsim.learn.checkpoint import read_payload
     from fedsim.learn.config import TrainConfig
     from fedsim.learn.setup import load
     from fedsim.learn.systems import build_system
 
     digest = checkpoint_digest(path)
-    payload = read_payload(path)
+    payload = read_payload(path) if payload is None else payload
     cfg = TrainConfig.parse({**payload["config"], **({} if device is None else {"device": device})})
     model, _, data = load(cfg, progress=False)
     system = build_system(model, cfg, data.train, data.partition)
     system.load_state_dict(payload["system"])
     n = len(data.validation) if samples is None else min(int(samples), len(data.validation))
     indices = np.arange(n)
-    device = next(system.model.parameters()).device
+    where = next(system.model.parameters()).device
     with system.deployed() as forward:
-        nll, tokens = example_nll(forward, data.validation, indices, cfg.batch_size * cfg.num_clients, device,
+        nll, tokens = example_nll(forward, data.validation, indices, cfg.batch_size * cfg.num_clients, where,
                                   progress)  # fmt: skip
     mr_ids = {mr: i for i, mr in enumerate(dict.fromkeys(mr for mr, _ in data.validation.pairs))}
     return pd.DataFrame(
@@ -100,6 +105,11 @@ def evaluate_checkpoint(
     )
 
 
+def _ppl(nll, tokens) -> float:
+    """exp(token-weighted mean NLL): the perplexity of examples given their summed NLL and token counts."""
+    return math.exp(float(np.sum(nll)) / float(np.sum(tokens)))
+
+
 def run_summary(examples: pd.DataFrame) -> pd.DataFrame:
     """Per run: val PPL over all its examples, the PPL of the even and odd examples, and their difference
     relative to the PPL (the evaluation noise, as the study's ``eval_noise_pct``)."""
@@ -107,7 +117,7 @@ def run_summary(examples: pd.DataFrame) -> pd.DataFrame:
     for run, part in examples.groupby("run", sort=True):
         nll, tok = part["nll"].to_numpy(), part["tokens"].to_numpy()
         even, odd = part["example"].to_numpy() % 2 == 0, part["example"].to_numpy() % 2 == 1
-        ppl, ppl_a, ppl_b = (math.exp(nll[m].sum() / tok[m].sum()) for m in (slice(None), even, odd))
+        ppl, ppl_a, ppl_b = (_ppl(nll[m], tok[m]) for m in (slice(None), even, odd))
         first = part.iloc[0]
         rows.append({"run": run, "scheme": first["scheme"], "rank": int(first["rank"]), "seed": int(first["seed"]),
                      "step": int(first["step"]), "examples": len(part), "tokens": int(tok.sum()), "val_ppl": ppl,
@@ -118,8 +128,8 @@ def run_summary(examples: pd.DataFrame) -> pd.DataFrame:
 
 def paired_gap(a: pd.DataFrame, b: pd.DataFrame, rng: np.random.Generator,
                resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float]:  # fmt: skip
-    """PPL(a) - PPL(b) on the same examples and its 95 % percentile-bootstrap CI over the MRs (each resample
-    draws the distinct MRs with replacement and keeps all their references)."""
+    """PPL(a) - PPL(b) on the same examples (also in percent of PPL(b)) and its 95 % percentile-bootstrap CI
+    over the MRs (each resample draws the distinct MRs with replacement and keeps all their references)."""
     a, b = a.sort_values("example"), b.sort_values("example")
     if not np.array_equal(a["example"].to_numpy(), b["example"].to_numpy()):
         raise InputError("paired gap: the two runs were evaluated on different examples")
@@ -129,11 +139,12 @@ def paired_gap(a: pd.DataFrame, b: pd.DataFrame, rng: np.random.Generator,
     per_mr = [np.bincount(mr, weights=frame[col].to_numpy(), minlength=m)
               for frame in (a, b) for col in ("nll", "tokens")]  # fmt: skip
     nll_a, tok_a, nll_b, tok_b = per_mr
-    gap = math.exp(nll_a.sum() / tok_a.sum()) - math.exp(nll_b.sum() / tok_b.sum())
+    ppl_b = _ppl(nll_b, tok_b)
+    gap = _ppl(nll_a, tok_a) - ppl_b
     weights = rng.multinomial(m, np.full(m, 1.0 / m), size=resamples).astype(float)  # (resamples, MRs)
     boot = np.exp(weights @ nll_a / (weights @ tok_a)) - np.exp(weights @ nll_b / (weights @ tok_b))
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    return {"gap_ppl": gap, "gap_lo": float(lo), "gap_hi": float(hi), "mrs": m}
+    return {"gap_ppl": gap, "gap_lo": float(lo), "gap_hi": float(hi), "mrs": m, "gap_pct": 100 * gap / ppl_b}
 
 
 def gap_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -145,10 +156,9 @@ def gap_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         if not {"split_fed", "centralized"} <= schemes.keys():
             continue
         sf, ce = schemes["split_fed"], schemes["centralized"]
-        stats = paired_gap(sf, ce, rng)
-        ppl_ce = math.exp(ce["nll"].sum() / ce["tokens"].sum())
-        rows.append({"rank": int(rank), "seed": int(run_seed), "examples": len(sf), **stats,
-                     "gap_pct": 100 * stats["gap_ppl"] / ppl_ce})  # fmt: skip
+        rows.append(
+            {"rank": int(rank), "seed": int(run_seed), "examples": len(sf), **paired_gap(sf, ce, rng)}
+        )
     return pd.DataFrame(rows)
 
 
@@ -172,11 +182,9 @@ def rank_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     for (scheme, run_seed), part in examples.groupby(["scheme", "seed"], sort=True):
         runs = dict(tuple(part.groupby("rank")))
         low = min(runs)
-        base_ppl = math.exp(runs[low]["nll"].sum() / runs[low]["tokens"].sum())
         for rank in sorted(runs)[1:]:
-            stats = paired_gap(runs[rank], runs[low], rng)
             rows.append({"scheme": scheme, "seed": int(run_seed), "rank": int(rank), "vs_rank": int(low),
-                         **stats, "gap_pct": 100 * stats["gap_ppl"] / base_ppl})  # fmt: skip
+                         **paired_gap(runs[rank], runs[low], rng)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -186,8 +194,8 @@ def evaluate_study(
     """Evaluate every finished run's final checkpoint under ``root`` (kept per run in ``precise/``, reused
     on a rerun), write ``tables/precise_eval.{csv,md}``, ``tables/precise_gap.csv`` (split-fed - centralized) and
     ``tables/precise_rank.csv`` (each rank - the lowest); the report lines."""
-    from fedsim.atomic import atomic_write_text
-    from fedsim.sweep.live_runs import write_csv
+    from fedsim.atomic import atomic_write_csv, atomic_write_text
+    from fedsim.learn.checkpoint import read_payload
     from fedsim.sweep.lock import folder_lock
     from fedsim.sweep.summary import to_markdown
 
@@ -204,12 +212,13 @@ def evaluate_study(
             kept = root / "precise" / f"{path.stem}_n{label}.csv"
             frame = _kept(kept, checkpoint_digest(path))
             if frame is None:
-                frame = evaluate_checkpoint(path, samples, progress, device)
-                if int(frame["step"].iloc[0]) == int(frame["steps"].iloc[0]):
-                    write_csv(kept, frame)
-            if int(frame["step"].iloc[0]) != int(frame["steps"].iloc[0]):
-                skipped.append(f"{path.stem} (step {frame['step'].iloc[0]} of {frame['steps'].iloc[0]})")
-                continue
+                payload = read_payload(path)
+                step, steps = int(payload["step"]), int(payload["config"]["steps"])
+                if step != steps:  # a run still training (or stopped): not scored
+                    skipped.append(f"{path.stem} (step {step} of {steps})")
+                    continue
+                frame = evaluate_checkpoint(path, samples, progress, device, payload=payload)
+                atomic_write_csv(kept, frame)
             parts.append(frame)
     if not parts:
         raise InputError(
@@ -217,9 +226,9 @@ def evaluate_study(
         )
     examples = pd.concat(parts, ignore_index=True)
     summary, gaps, ranks = run_summary(examples), gap_table(examples), rank_table(examples)
-    write_csv(root / "tables" / "precise_eval.csv", summary)
-    write_csv(root / "tables" / "precise_gap.csv", gaps)
-    write_csv(root / "tables" / "precise_rank.csv", ranks)
+    atomic_write_csv(root / "tables" / "precise_eval.csv", summary)
+    atomic_write_csv(root / "tables" / "precise_gap.csv", gaps)
+    atomic_write_csv(root / "tables" / "precise_rank.csv", ranks)
     lines = [f"## Precise evaluation ({summary['examples'].iloc[0]} validation examples per run, paired)", "",
              to_markdown(summary.drop(columns=["run"])), ""]  # fmt: skip
     if len(gaps):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedsim.atomic import atomic_write_text
+from fedsim.atomic import atomic_write_csv, atomic_write_text
 from fedsim.errors import InputError
 from fedsim.plots.cdf import delay_cdf
 from fedsim.plots.convergence import convergence_figure, table4
@@ -57,14 +57,14 @@ def _sweep_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
             **x,
         )
         made += save(fig, figures / "delay_vs_axis", formats)
-        atomic_write_text(figures / "delay_vs_axis.csv", curve_stats(rows, axis).to_csv(index=False))
+        atomic_write_csv(figures / "delay_vs_axis.csv", curve_stats(rows, axis))
         made.append(figures / "delay_vs_axis.csv")
     if "placement_cdf" in wanted or not swept:
         made += save(delay_cdf(rows, title=outputs.get("title")), figures / "delay_cdf", formats)
     paired = paired_table(rows, x["axis"])
     if not paired.empty:
         figures.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(figures / "paired_vs_proposed.csv", paired.to_csv(index=False))
+        atomic_write_csv(figures / "paired_vs_proposed.csv", paired)
         made.append(figures / "paired_vs_proposed.csv")
     has_columns = {"subchannels_main", "power_main_total_w", "delay_T1_s"} <= set(rows.columns)
     if has_columns and "decisions" in wanted:
@@ -102,7 +102,7 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
     if (live / "summary.csv").exists():
         table = table4(pd.read_csv(live / "summary.csv"))
         figures.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(figures / "table4.csv", table.to_csv(index=False))
+        atomic_write_csv(figures / "table4.csv", table)
         atomic_write_text(figures / "table4.md", to_markdown(table) + "\n")
         made += [figures / "table4.csv", figures / "table4.md"]
     return made

@@ -13,14 +13,14 @@ import itertools
 import json
 import math
 import re
-import shutil
 import time
 
 import pandas as pd
 
+from fedsim.atomic import atomic_write_csv, atomic_write_text
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
-from fedsim.sweep.store import ResultsStore, atomic_write_text
+from fedsim.sweep.store import ResultsStore
 from fedsim.sweep.summary import to_markdown
 
 _UP = ("upload_activation", "upload_lora", "move_block_to_server")
@@ -59,7 +59,7 @@ def _bits(sim, phases) -> float:
 
 
 def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig, progress: bool) -> None:
-    from fedsim.sweep.live_runs import simulate_live, with_checkpoint, write_csv, write_done
+    from fedsim.sweep.live_runs import simulate_live, with_checkpoint, write_done
 
     folder = store.root / "live" / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,13 +69,13 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     run_cfg = cfg.model_copy(update={"target_ppl": None})
     source = f"fedsim run {scenario.name} (live arm {name})"
     sim, trainer, _ = simulate_live(scenario, run_cfg, progress, source)
-    write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
+    atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     final = trainer.final_metrics()
     record = trainer.record()
     record.save(folder / record.file_name())
     cuts = pd.DataFrame(trainer.cut_rows()).assign(run=name, **tags)
-    write_csv(folder / "cuts.csv", cuts)
-    write_csv(folder / "cut_changes.csv", pd.DataFrame(trainer.cut_changes()))
+    atomic_write_csv(folder / "cuts.csv", cuts)
+    atomic_write_csv(folder / "cut_changes.csv", pd.DataFrame(trainer.cut_changes()))
     ppl = [r for r in record.curve if "val_ppl" in r]
     target = cfg.target_ppl
     hit = next((r["sim_time_s"] for r in ppl if target is not None and r["val_ppl"] <= target), None)
@@ -111,25 +111,19 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
 def run_arms(scenario, store: ResultsStore, progress: bool = True) -> list[str]:
     """Run (or resume) every arm x vary combination; returns the report lines (summary table). A finished run
     whose outputs do not verify (``done.json``'s sha256) is set aside and run again."""
-    from fedsim.sweep.live_runs import run_done, write_csv
+    from fedsim.sweep.live_runs import prepare_live_folder, run_done
 
     runs = arm_configs(scenario.live)
     root = store.root / "live"
-    data = scenario.model_dump(mode="json")
-    picked = {k: data[k] for k in ("live", "system", "engine", "model")}
-    inputs = json.dumps({**picked, "base_seed": scenario.montecarlo.base_seed}, sort_keys=True)
-    if (root / "inputs.json").exists() and (root / "inputs.json").read_text() != inputs:
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "inputs.json", inputs)
+    prepare_live_folder(root, scenario)  # the same inputs as the per-rank live runs (radio and schemes too)
     for name, tags, cfg in runs:
         if not run_done(root / name, store, "run"):
             _run(scenario, store, name, tags, cfg, progress)
     names = [name for name, _, _ in runs]
     table = pd.DataFrame([json.loads((root / n / "summary.json").read_text()) for n in names])
-    write_csv(root / "arms_summary.csv", table)
+    atomic_write_csv(root / "arms_summary.csv", table)
     curves = [row for n in names for row in json.loads((root / n / "curve.json").read_text())]
-    write_csv(root / "arms_curve.csv", pd.DataFrame(curves))
-    write_csv(root / "arms_cuts.csv", pd.concat([pd.read_csv(root / n / "cuts.csv") for n in names]))
+    atomic_write_csv(root / "arms_curve.csv", pd.DataFrame(curves))
+    atomic_write_csv(root / "arms_cuts.csv", pd.concat([pd.read_csv(root / n / "cuts.csv") for n in names]))
     shown = [c for c in table.columns if c not in ("model", "first_val_ppl", "target_ppl", "cuts_start")]
     return ["## Live arms (real split-LoRA training timed by the engine)", "", to_markdown(table[shown]), ""]

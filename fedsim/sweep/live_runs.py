@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fedsim.allocation import uniform_ranks
-from fedsim.atomic import atomic_path, atomic_write_text
+from fedsim.atomic import atomic_write_csv, atomic_write_text
 from fedsim.radio import draw_radio_drop
 from fedsim.scenario.model import Scenario
 from fedsim.sweep import seeds
@@ -127,9 +127,9 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     sim, trainer, alloc = simulate_live(
         scenario, cfg, progress, f"fedsim run {scenario.name} (live, rank {rank})"
     )
-    write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
+    atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     if len(sim.trace_rows):
-        write_csv(folder / "trace.csv", sim.trace)
+        atomic_write_csv(folder / "trace.csv", sim.trace)
     final = trainer.final_metrics()  # test PPL, BLEU, ROUGE-L of the deployed split model
     record = trainer.record()
     record.save(folder / record.file_name())
@@ -205,22 +205,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_csv(path, frame: pd.DataFrame) -> None:
-    """``frame`` as CSV at ``path``, written atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
-
-
-def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
-    """Run (or resume) every rank of the live section; returns summary lines for the report."""
-    live = scenario.live
-    if live.arms:  # SplitFT-style study: named training variants (fedsim.sweep.live_arms)
-        from fedsim.sweep.live_arms import run_arms
-
-        return run_arms(scenario, store, progress)
-    ranks = live.ranks or (live.training.rank,)
-    root = store.root / "live"
-    # finished ranks are reused only if everything the live run depends on is unchanged
+def prepare_live_folder(root: Path, scenario: Scenario) -> None:
+    """Create ``root`` (``live/``) for the scenario's live runs. Finished runs are reused only while
+    everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise they are removed."""
     data = scenario.model_dump(mode="json")
     picked = {k: data.get(k) for k in ("live", "system", "engine", "model", "schemes", "radio")}
     upload = scenario.training.upload_every_local_iteration
@@ -232,14 +219,26 @@ def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> 
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
+
+
+def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
+    """Run (or resume) every rank of the live section; returns summary lines for the report."""
+    live = scenario.live
+    if live.arms:  # SplitFT-style study: named training variants (fedsim.sweep.live_arms)
+        from fedsim.sweep.live_arms import run_arms
+
+        return run_arms(scenario, store, progress)
+    ranks = live.ranks or (live.training.rank,)
+    root = store.root / "live"
+    prepare_live_folder(root, scenario)
     for rank in ranks:
         if not run_done(root / f"rank{rank}", store):
             _run_rank(scenario, store, int(rank), progress)
     summaries = [json.loads((root / f"rank{r}" / "summary.json").read_text()) for r in ranks]
     curves = [row for r in ranks for row in json.loads((root / f"rank{r}" / "curve.json").read_text())]
     table = pd.DataFrame(summaries)
-    write_csv(root / "summary.csv", table)
-    write_csv(root / "curve.csv", pd.DataFrame(curves))
+    atomic_write_csv(root / "summary.csv", table)
+    atomic_write_csv(root / "curve.csv", pd.DataFrame(curves))
     return [
         "## Live co-simulation (real split-LoRA training timed by the engine)",
         "",

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from fedsim import __version__
-from fedsim.atomic import atomic_path, atomic_write_text, remove_stale_temps
+from fedsim.atomic import atomic_path, atomic_write_csv, atomic_write_text, remove_stale_temps
 from fedsim.errors import InputError
 from fedsim.scenario.model import SCHEME_NAMES, Scenario
 from fedsim.sweep.parts import BadPart, check_part, encode_part, scenario_key
@@ -238,8 +238,7 @@ class ResultsStore:
                 {"rank": rec.rank, "model": rec.model, "target_ppl": rec.target_ppl, **row}
                 for row in rec.curve
             ]
-        with atomic_path(self.root / "records" / "curve.csv") as tmp:
-            pd.DataFrame(rows).to_csv(tmp, index=False)
+        atomic_write_csv(self.root / "records" / "curve.csv", pd.DataFrame(rows))
 
     def scenario_data(self) -> dict[str, Any]:
         """The resolved scenario the rows came from."""

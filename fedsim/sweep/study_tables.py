@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target, rounds_to_target_interpolated
 
@@ -89,14 +88,13 @@ def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def t_interval(values) -> tuple[float, float, float]:
-    """Mean and its two-sided 95 % Student-t confidence interval (NaN bounds with fewer than 2 values)."""
-    x = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    """Mean and its two-sided 95 % Student-t confidence interval (``mean_ci95``; NaN bounds with fewer than
+    2 finite values)."""
+    from fedsim.plots.stats import mean_ci95
+
+    mean, half = mean_ci95(values)
+    if np.isfinite(np.asarray(values, dtype=float)).sum() < 2:
+        half = math.nan
     return mean, mean - half, mean + half
 
 
@@ -212,16 +210,16 @@ def rounds_markdown(table: pd.DataFrame) -> str:
 
 def write_study_tables(rows: pd.DataFrame, targets, folder: Path) -> list[str]:
     """Write ``tables/`` (E(r) per target, Table IV; CSV and markdown) and return the summary's lines."""
-    from fedsim.sweep.store import atomic_write_text
+    from fedsim.atomic import atomic_write_csv, atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     rounds, table = rounds_table(rows, targets), table_iv(rows)
     rounds_md, table_md = rounds_markdown(rounds), table_iv_markdown(table)
-    atomic_write_text(folder / "rounds_to_target.csv", rounds.to_csv(index=False))
+    atomic_write_csv(folder / "rounds_to_target.csv", rounds)
     atomic_write_text(folder / "rounds_to_target.md", rounds_md + "\n")
-    atomic_write_text(folder / "table4.csv", table.to_csv(index=False))
+    atomic_write_csv(folder / "table4.csv", table)
     atomic_write_text(folder / "table4.md", table_md + "\n")
-    atomic_write_text(folder / "curves.csv", study_curves(folder.parent, rows).to_csv(index=False))
+    atomic_write_csv(folder / "curves.csv", study_curves(folder.parent, rows))
     noise = rows["eval_noise_pct"].to_numpy(dtype=float)
     best = rows.groupby(["training_scheme", "rank"])["final_val_ppl"].mean().idxmin()
     flat = rows[(rows.training_scheme == best[0]) & (rows["rank"] == best[1])]["last20_change_pct"]
