@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from kernel_tolerance import TINY_CURVE_RTOL
 from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.learn.config import TrainConfig
@@ -60,8 +61,8 @@ def test_every_client_with_its_own_cut_computes_the_unsplit_logits(family):
     assert [c.cut for c in system.clients] == [1, 2, 3] and system.server.part.first == 1
 
 
-# Today's FedsLLM path (equal cut 2, K = 3, b = 2, I = 2, dropout 0.1), recorded before SplitFT was added:
-# (train_loss, val_ppl) per curve row. Equal cuts must reproduce it bit for bit.
+# Today's FedsLLM path (equal cut 2, K = 3, b = 2, I = 2, dropout 0.1), recorded before SplitFT was added on
+# one machine: (train_loss, val_ppl) per curve row. Other CPUs round differently (kernel_tolerance.py).
 GOLDEN = {
     "gpt2": [[None, 96.1973298296316], [4.56600284576416, None], [4.558999061584473, 96.2371306862498],
              [4.581432342529297, None], [4.589040279388428, 96.27822771603377], [4.639681339263916, None],
@@ -72,14 +73,28 @@ GOLDEN = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
-@pytest.mark.parametrize("per_client", [False, True])
-def test_equal_cuts_reproduce_the_fedsllm_curve_bit_for_bit(family, per_client):
+def _tiny_fedsllm_curve(family, **extra):
     parts = np.array_split(np.random.default_rng(0).permutation(30), 3)
     data = TrainData(SyntheticLM(30), SyntheticLM(8, seed=5), parts, np.arange(8))
-    extra = {"cuts": [2, 2, 2]} if per_client else {}
     rec = train(_cfg(lora_dropout=0.1, **extra), tiny_lm(family, dropout=0.1), data, progress=False)
-    assert [[r.get("train_loss"), r.get("val_ppl")] for r in rec.curve] == GOLDEN[family]
+    return [[r.get("train_loss"), r.get("val_ppl")] for r in rec.curve]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_equal_per_client_cuts_reproduce_the_fedsllm_curve_bit_for_bit(family):
+    # both paths in one process (same machine, threads and kernels): the claim holds exactly on every CPU
+    fedsllm = _tiny_fedsllm_curve(family)
+    assert _tiny_fedsllm_curve(family, cuts=[2, 2, 2]) == fedsllm
+    assert _tiny_fedsllm_curve(family) == fedsllm  # and the same seed gives the same curve
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_fedsllm_curve_matches_the_one_recorded_before_splitft(family):
+    curve = _tiny_fedsllm_curve(family)
+    assert [[v is None for v in row] for row in curve] == [[v is None for v in row] for row in GOLDEN[family]]
+    got = [v for row in curve for v in row if v is not None]
+    want = [v for row in GOLDEN[family] for v in row if v is not None]
+    np.testing.assert_allclose(got, want, rtol=TINY_CURVE_RTOL, atol=0)
 
 
 def _hand_system(cuts, sizes=(10, 30, 60)):
