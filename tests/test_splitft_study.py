@@ -171,10 +171,13 @@ def test_cuts_are_checked_against_a_hub_id_in_the_local_hugging_face_cache(tmp_p
 
 
 @pytest.mark.slow
-def test_a_committed_splitft_arm_reproduces_bit_for_bit(tmp_path):
-    """One arm of the committed study (adaptive cuts, alpha = 1: cut moves, block transfers) rerun from the
-    same seed equals the committed engine rounds, cuts, cut changes and curve exactly."""
+def test_a_committed_splitft_arm_reproduces_on_this_machine_and_the_committed_rows(tmp_path):
+    """One arm of the committed study (adaptive cuts, alpha = 1: cut moves, block transfers) run twice from
+    the same seed at 1 thread gives identical files (same machine, threads and kernels: bit for bit); against
+    the committed rows (recorded on another CPU) every cut, cut change, round and count is equal and every
+    float within the measured kernel tolerance."""
     import torch
+    from kernel_tolerance import SMOLLM_ARM_RTOL, assert_rows_close, assert_values_close
 
     from fedsim import api
 
@@ -185,19 +188,19 @@ def test_a_committed_splitft_arm_reproduces_bit_for_bit(tmp_path):
         [f"live.arms={{adaptive = {arm}}}", "live.vary={dirichlet_alpha = [1.0]}"],
     )
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the committed run's setting: CPU kernels may round differently at other counts
+    torch.set_num_threads(1)  # the committed run's setting
     try:
-        api.run(scenario, executor="serial", out=tmp_path / "out", figures=False, progress=False)
+        for out in ("a", "b"):
+            api.run(scenario, executor="serial", out=tmp_path / out, figures=False, progress=False)
     finally:
         torch.set_num_threads(threads)
-    rerun = tmp_path / "out" / "live" / committed.name
+    first, second = (tmp_path / out / "live" / committed.name for out in ("a", "b"))
+    for name in ("rounds.csv", "cuts.csv", "cut_changes.csv", "curve.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
     for name in ("rounds.csv", "cuts.csv", "cut_changes.csv"):
-        pd.testing.assert_frame_equal(
-            pd.read_csv(rerun / name), pd.read_csv(committed / name), check_exact=True
-        )
-    assert json.loads((rerun / "curve.json").read_text()) == json.loads(
-        (committed / "curve.json").read_text()
-    )
-    mine, theirs = (json.loads((f / "summary.json").read_text()) for f in (rerun, committed))
-    mine.pop("wall_s"), theirs.pop("wall_s")
-    assert mine == theirs
+        assert_rows_close(pd.read_csv(first / name), pd.read_csv(committed / name), SMOLLM_ARM_RTOL)
+    for name in ("curve.json", "summary.json"):
+        mine, theirs = (json.loads((f / name).read_text()) for f in (first, committed))
+        if name == "summary.json":
+            mine.pop("wall_s"), theirs.pop("wall_s")
+        assert_values_close(mine, theirs, SMOLLM_ARM_RTOL)
