@@ -1,4 +1,4 @@
-"""Analytical delay model throughput: ``fedsim.delay.delays`` (vectorised over clients) vs a plain
+"""Analytical delay model throughput: ``fedsim.core.delay.delays`` (vectorised over clients) vs a plain
 per-client Python loop of eqs. (8)-(17), measured in the same run; the optimiser and brute force
 call ``delays`` in their inner loops, so its cost per call bounds their speed.
 
@@ -13,11 +13,11 @@ import time
 
 import numpy as np
 
-from fedsim.allocation import Allocation, uniform_ranks
-from fedsim.delay import delays
-from fedsim.model_configs import load_model_config
-from fedsim.system import SystemParams, draw_drop
-from fedsim.workload import workload_from_config
+from fedsim.core.allocation import Allocation, uniform_ranks
+from fedsim.core.delay import delays
+from fedsim.core.model_configs import load_model_config
+from fedsim.core.system import SystemParams, draw_drop
+from fedsim.core.workload import workload_from_config
 
 
 def loop_total_s(drop, w, alloc, b: int, i: int, e: float) -> float:

@@ -19,12 +19,12 @@ from functools import partial
 import numpy as np
 import simpy
 
-from fedsim.allocation import Allocation, uniform_ranks
+from fedsim.core.allocation import Allocation, uniform_ranks
 from fedsim.engine import EngineConfig, simulate
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.costs import Costs, event_sizes
-from fedsim.system import SystemParams, draw_drop
-from fedsim.workload import Workload
+from fedsim.core.system import SystemParams, draw_drop
+from fedsim.core.workload import Workload
 
 
 def toy_workload(num_layers: int = 12) -> Workload:

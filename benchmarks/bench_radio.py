@@ -24,7 +24,7 @@ from optimize_helpers import ROUNDS, gpt2_workload  # noqa: E402
 from fedsim.engine import EngineConfig, simulate  # noqa: E402
 from fedsim.optimize import Problem, optimize  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
-from fedsim.system import SystemParams  # noqa: E402
+from fedsim.core.system import SystemParams  # noqa: E402
 
 SYSTEM = SystemParams(num_clients=5)
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from fedsim.scenario import load_scenario
-from fedsim.sweep.runner import run_sweep
-from fedsim.sweep.store import ResultsStore
+from fedsim.experiments.runner import run_sweep
+from fedsim.experiments.harness.store import ResultsStore
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "fig5_bandwidth.toml"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsim import api
-from fedsim.allocation import Allocation, uniform_ranks
+from fedsim.core.allocation import Allocation, uniform_ranks
 from fedsim.optimize.power import uniform_psd
 
 ROOT = Path(__file__).resolve().parents[1]

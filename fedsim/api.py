@@ -28,11 +28,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from fedsim.core.system import Drop
 from fedsim.errors import InputError
-from fedsim.learn.families import ModelFamily, register_family
+from fedsim.learn.split.families import ModelFamily, register_family
 from fedsim.optimize import Problem, Result, Scheme, evaluate, get_scheme, register_scheme
 from fedsim.scenario import Scenario, load_scenario, scenario_from_dict
-from fedsim.system import Drop
 
 __all__ = [
     "InputError",
@@ -90,11 +90,11 @@ def run(
         ``RunOutput(rows, folder)``; rows is empty when the scenario has no sweep.
     """
     from fedsim.atomic import atomic_write_text
-    from fedsim.sweep.executors import EXECUTORS
-    from fedsim.sweep.runner import default_out_dir, run_sweep
-    from fedsim.sweep.store import ResultsStore
-    from fedsim.sweep.summary import sweep_report
-    from fedsim.sweep.tasks import preflight
+    from fedsim.experiments.harness.executors import EXECUTORS
+    from fedsim.experiments.harness.store import ResultsStore
+    from fedsim.experiments.kinds import kind_of, live_enabled, run_live
+    from fedsim.experiments.montecarlo.tasks import preflight
+    from fedsim.experiments.runner import default_out_dir, run_sweep, sweep_tables
 
     if executor not in EXECUTORS:
         raise InputError(f"executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
@@ -104,6 +104,7 @@ def run(
         raise InputError("ray_address needs executor 'ray'")
     preflight(scenario)  # everything that can fail on input fails before anything is written
     store = ResultsStore(Path(out) if out else default_out_dir(scenario))
+    kind = kind_of(scenario)
     # one writer per folder; interim tables of a running study only read its finished records
     interim = scenario.study is not None and scenario.study.existing_only
     with nullcontext() if interim else store.lock(str((meta or {}).get("command", "fedsim.api.run"))):
@@ -114,20 +115,12 @@ def run(
             store.write_record_curves(scenario.training.records)
         started = time.perf_counter()
         report: list[str] = [f"# {scenario.name}", "", scenario.description.strip(), ""]
-        if scenario.live is not None and scenario.live.enabled:
-            from fedsim.sweep.live_runs import run_live
-
+        if live_enabled(scenario):
             report += run_live(scenario, store, progress=progress)
         rows = pd.DataFrame()
-        if scenario.study is not None:  # a sweep of training runs (rank x scheme x seed)
-            from fedsim.sweep.study_tables import write_study_tables
-
+        if kind is not None:  # a Monte Carlo sweep, or a study: a sweep of training runs
             rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
-            report += write_study_tables(rows, scenario.study.targets, store.root / "tables")
-        elif scenario.montecarlo.drops > 0 and scenario.schemes.names:
-            rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
-            if not rows.empty:
-                report += sweep_report(rows, scenario.montecarlo.timing)
+            report += sweep_tables(kind, rows, scenario, store)
         if figures:
             from fedsim.plots import make_figures
 
@@ -152,7 +145,7 @@ def _check_unit(scenario: Scenario, point: int, drop: int) -> None:
 
 def at_point(scenario: Scenario, point: int) -> Scenario:
     """The scenario with sweep point ``point``'s values set (what every task of that point runs)."""
-    from fedsim.sweep.tasks import _point_scenario
+    from fedsim.experiments.montecarlo.tasks import _point_scenario
 
     _check_unit(scenario, point, 0)
     return _point_scenario(scenario, int(point))
@@ -160,7 +153,7 @@ def at_point(scenario: Scenario, point: int) -> Scenario:
 
 def problem(scenario: Scenario, *, point: int = 0, drop: int = 0) -> Problem:
     """Problem (18) of sweep point ``point``, Monte Carlo drop ``drop``: exactly what the sweep solves."""
-    from fedsim.sweep.tasks import problem_at
+    from fedsim.experiments.montecarlo.tasks import problem_at
 
     _check_unit(scenario, point, drop)
     return problem_at(scenario, int(point), int(drop))
@@ -181,7 +174,7 @@ def optimize_drop(
 ) -> Result:
     """Optimise one (point, drop) with ``scheme`` (any reference ``[schemes] names`` accepts, or a scheme
     object): the same draw, random stream and solver settings as that row of ``run``."""
-    from fedsim.sweep.tasks import optimize_at
+    from fedsim.experiments.montecarlo.tasks import optimize_at
 
     _check_unit(scenario, point, drop)
     return optimize_at(scenario, int(point), int(drop), scheme, refine=refine)
@@ -207,8 +200,8 @@ def simulate_drop(
     simulated (``sim`` is None; ``result.status`` says why).
     """
     from fedsim.engine import simulate
-    from fedsim.sweep import seeds
-    from fedsim.sweep.tasks import _point_scenario, engine_config, seed_point
+    from fedsim.experiments.harness import seeds
+    from fedsim.experiments.montecarlo.tasks import _point_scenario, engine_config, seed_point
 
     result = optimize_drop(scenario, point=point, drop=drop, scheme=scheme, refine=refine)
     if not np.isfinite(result.delays.total_s):
@@ -237,8 +230,8 @@ def build_workload(
 ):
     """Per-block FLOPs and bits of ``model`` (shipped name, hub alias or config path) from its config
     alone (no weights): the ``Workload`` the optimiser and engine use."""
+    from fedsim.experiments.montecarlo.tasks import _workload
     from fedsim.scenario.model import ModelSection
-    from fedsim.sweep.tasks import _workload
 
     try:
         section = ModelSection(
@@ -273,17 +266,17 @@ def evaluate_study(
 ):
     """A convergence study's finished runs (final checkpoints in ``folder/checkpoints/``) on the whole
     validation split (or the first ``samples`` examples), per example, with the split-fed - centralized gap
-    and each rank against the lowest paired on the same examples (``fedsim.learn.precise_eval``). Returns the
+    and each rank against the lowest paired on the same examples (``fedsim.experiments.study.precise_eval``). Returns the
     report lines; tables land in ``folder/tables/precise_eval.{csv,md}``, ``precise_gap.csv`` and
     ``precise_rank.csv``. ``device``: where to run the models (default: each run's own ``device``)."""
     import torch
 
-    from fedsim.learn.precise_eval import evaluate_study as evaluate_runs
+    from fedsim.experiments.study.precise_eval import evaluate_study as evaluate_runs
 
     if samples is not None and samples < 2:
         raise InputError(f"samples: at least 2 validation examples (two halves), got {samples}")
     if device is not None:
-        from fedsim.learn.systems import resolve_device
+        from fedsim.learn.federated.systems import resolve_device
 
         resolve_device(device)  # an unknown or absent device: one InputError naming it
     if threads is not None:

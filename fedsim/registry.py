@@ -29,6 +29,10 @@ from typing import Generic, TypeVar
 
 from fedsim.errors import InputError
 
+# Modules that moved when the layers were drawn (old path -> new): import paths that scenario files and
+# users wrote before keep resolving, without the old package importing the new one.
+MOVED_MODULES = {"fedsim.radio.proxy": "fedsim.optimize.proxy"}
+
 T = TypeVar("T")
 NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,40}$")
 NAME_RULE = "[A-Za-z0-9_.+-]{1,40}"
@@ -180,6 +184,7 @@ class Registry(Generic[T]):
 
     def _from_import_path(self, ref: str) -> T:
         module_name, _, attr = ref.partition(":")
+        module_name = MOVED_MODULES.get(module_name, module_name)
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:

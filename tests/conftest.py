@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedsim.model_configs import load_model_config
-from fedsim.system import SystemParams, draw_drop
-from fedsim.workload import Workload, workload_from_config
+from fedsim.core.model_configs import load_model_config
+from fedsim.core.system import SystemParams, draw_drop
+from fedsim.core.workload import Workload, workload_from_config
 
 
 @pytest.fixture(scope="session")

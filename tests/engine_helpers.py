@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from fedsim.allocation import Allocation, uniform_ranks
-from fedsim.system import Drop, SystemParams, draw_drop
-from fedsim.workload import Workload
+from fedsim.core.allocation import Allocation, uniform_ranks
+from fedsim.core.system import Drop, SystemParams, draw_drop
+from fedsim.core.workload import Workload
 
 RANKS = (1, 2, 4, 6, 8)
 

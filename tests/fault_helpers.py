@@ -81,7 +81,7 @@ def temp_files(root: Path) -> list[Path]:
 
 def verify_parts(out: Path) -> None:
     """Every part file in ``out`` is whole and of this scenario (none half-written)."""
-    from fedsim.sweep.store import ResultsStore
+    from fedsim.experiments.harness.store import ResultsStore
 
     store = ResultsStore(out, say=_fail)
     assert store.verified() == store.done()
@@ -158,7 +158,7 @@ def fork_killed_in_write(argv: list[str], log: Path, nth: int) -> multiprocessin
 
 
 def _hold_lock(root: str, ready: str) -> None:
-    from fedsim.sweep.lock import folder_lock
+    from fedsim.experiments.harness.lock import folder_lock
 
     with folder_lock(root, "fedsim run (test holder)"):
         Path(ready).touch()

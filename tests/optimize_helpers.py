@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedsim.core.system import SystemParams, draw_drop
+from fedsim.core.workload import Workload
 from fedsim.optimize import Problem
 from fedsim.optimize.greedy import greedy_assign, random_average_assign
-from fedsim.system import SystemParams, draw_drop
-from fedsim.workload import Workload
 
 # spec §7 E(r)
 ROUNDS = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}

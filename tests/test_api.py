@@ -89,7 +89,7 @@ def test_point_drop_needs_a_scenario(capsys):
 
 
 def test_build_workload_is_the_sweeps_workload(swept):
-    from fedsim.sweep.tasks import workload_of
+    from fedsim.experiments.montecarlo.tasks import workload_of
 
     scenario = swept[1]
     w = api.build_workload("gpt2", seq_len=512, bits=32)

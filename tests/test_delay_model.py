@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedsim.allocation import Allocation, cut_layer_ranks, uniform_ranks
-from fedsim.delay import delays
-from fedsim.system import Drop, Link, SystemParams, draw_drop
-from fedsim.workload import Workload
+from fedsim.core.allocation import Allocation, cut_layer_ranks, uniform_ranks
+from fedsim.core.delay import delays
+from fedsim.core.system import Drop, Link, SystemParams, draw_drop
+from fedsim.core.workload import Workload
 
 FWD = [1e9, 2e9, 3e9]
 BWD = [2e9, 5e9, 7e9]

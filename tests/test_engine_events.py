@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from engine_helpers import random_allocation, random_drop, random_workload
 
-from fedsim.delay import delays
+from fedsim.core.delay import delays
 from fedsim.engine import TRACE_COLUMNS, EngineConfig, StubTrainer, Trainer, phase_summary, simulate
 from fedsim.errors import InputError
 

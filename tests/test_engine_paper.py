@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from engine_helpers import RANKS, random_allocation, random_drop, random_workload, round_robin
 
-from fedsim.delay import delays
+from fedsim.core.delay import delays
 from fedsim.engine import EngineConfig, iteration_terms, lora_upload_s, simulate
 
 FAST = EngineConfig(trace=False)

@@ -9,7 +9,7 @@ import pytest
 from engine_helpers import equal_drop, random_allocation, random_drop, random_workload, round_robin
 
 import channel
-from fedsim.delay import delays, server_flops
+from fedsim.core.delay import delays, server_flops
 from fedsim.engine import EngineConfig, simulate
 from fedsim.errors import InputError
 

@@ -17,9 +17,9 @@ from fault_helpers import FaultTable, spawn_fedsim, temp_files, tracebacks, wait
 
 from fedsim.cli import main
 from fedsim.errors import InputError
-from fedsim.learn import cache_entry, gguf_wheel, models
-from fedsim.learn.gguf_wheel import ModelResolveError
-from fedsim.learn.tiny import tiny_model
+from fedsim.learn.loading import cache_entry, gguf_wheel, models
+from fedsim.learn.loading.gguf_wheel import ModelResolveError
+from fedsim.learn.loading.tiny import tiny_model
 
 PAYLOAD = b"GGUF-tiny"
 
@@ -178,9 +178,9 @@ def test_training_killed_at_seeded_moments_resumes_to_the_uninterrupted_curve(tm
 def test_a_damaged_live_rank_is_set_aside_and_trained_again(tmp_path, capsys, monkeypatch):
     from test_sweep_live import TINY
 
+    from fedsim.experiments.harness.store import ResultsStore
+    from fedsim.experiments.live import runs as live_mod
     from fedsim.scenario import scenario_from_dict
-    from fedsim.sweep import live_runs as live_mod
-    from fedsim.sweep.store import ResultsStore
 
     scenario = scenario_from_dict({**TINY, "live": {**TINY["live"], "ranks": [2]}})
     store = ResultsStore(tmp_path)
@@ -276,7 +276,7 @@ def test_damaged_outputs_of_live_arms_are_set_aside_and_run_again(tmp_path, caps
     ``done.json``; a rerun sets aside a run whose file was truncated, changed or removed, and runs it again."""
     from test_splitft_study import ARMS, _toml
 
-    from fedsim.sweep import live_arms
+    from fedsim.experiments.live import arms as live_arms
 
     scenario = _toml(tmp_path / "arms.toml", ARMS)
     out, live = tmp_path / "out", tmp_path / "out" / "live"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fedsim.errors import InputError
-from fedsim.learn.data import (
+from fedsim.learn.data.e2e import (
     DEFAULT_E2E_ZIP,
     IGNORE_INDEX,
     E2EExamples,
@@ -17,7 +17,7 @@ from fedsim.learn.data import (
     make_loader,
     prompt_text,
 )
-from fedsim.learn.models import gpt2_tokenizer
+from fedsim.learn.loading.models import gpt2_tokenizer
 
 FIRST_TRAIN = (
     "name[The Vaults], eatType[pub], priceRange[more than £30], customer rating[5 out of 5], near[Café Adriatic]",

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from fedsim.learn.data import E2EExamples, make_loader
+from fedsim.learn.data.e2e import E2EExamples, make_loader
 from fedsim.learn.evaluate import corpus_bleu, evaluate_generation, greedy_generate, perplexity, rouge_l
-from fedsim.learn.models import tiny_model
+from fedsim.learn.loading.models import tiny_model
 
 PAIRS = [
     ("name[The Eagle], food[French]", "The Eagle serves French food."),

@@ -10,10 +10,10 @@ import torch
 from learn_tiny import SyntheticLM, tiny_lm, tiny_opt
 
 from fedsim.errors import InputError
-from fedsim.learn import families
-from fedsim.learn.families import ModelFamily, family_for, register_family
-from fedsim.learn.lora import add_lora, default_targets, lora_state
-from fedsim.learn.split import decoder_parts, split_model
+from fedsim.learn.split import families
+from fedsim.learn.split.families import ModelFamily, family_for, register_family
+from fedsim.learn.split.lora import add_lora, default_targets, lora_state
+from fedsim.learn.split.parts import decoder_parts, split_model
 
 
 def _batch(n=5, seq_len=16):

@@ -13,17 +13,17 @@ import pytest
 import torch
 
 from fedsim.errors import InputError
-from fedsim.learn.batches import collate
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.data import E2EExamples, load_e2e
+from fedsim.learn.data.batches import collate
+from fedsim.learn.data.e2e import E2EExamples, load_e2e
 from fedsim.learn.evaluate import evaluate_generation, greedy_generate, perplexity
-from fedsim.learn.fedsplit import fedavg
+from fedsim.learn.federated.fedsplit import fedavg
+from fedsim.learn.federated.systems import build_system
 from fedsim.learn.live_trainer import LiveTrainer
-from fedsim.learn.lora import add_lora, lora_state
-from fedsim.learn.models import tiny_model
+from fedsim.learn.loading.models import tiny_model
 from fedsim.learn.records import ConvergenceRecord
-from fedsim.learn.split import decoder_parts
-from fedsim.learn.systems import build_system
+from fedsim.learn.split.lora import add_lora, lora_state
+from fedsim.learn.split.parts import decoder_parts
 from fedsim.learn.train import TrainData, final_metrics, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.engine.trainer import Trainer
 from fedsim.learn.config import TrainConfig
+from fedsim.learn.federated.systems import build_system
 from fedsim.learn.live_trainer import LiveTrainer
-from fedsim.learn.lora import lora_state
-from fedsim.learn.systems import build_system
+from fedsim.learn.split.lora import lora_state
 from fedsim.learn.train import TrainData, train
 
 

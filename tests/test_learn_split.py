@@ -7,8 +7,8 @@ import torch
 from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.errors import InputError
-from fedsim.learn.lora import add_lora, default_targets, lora_state
-from fedsim.learn.split import decoder_parts, split_model, token_nll
+from fedsim.learn.split.lora import add_lora, default_targets, lora_state
+from fedsim.learn.split.parts import decoder_parts, split_model, token_nll
 
 
 def _batch(n=5, seq_len=16):
@@ -94,7 +94,7 @@ def test_rank_zero_is_input_error():
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_peft_lora_size_matches_workload_model(family):
     # the delay model's LoRA bits per rank (default Q+V) must equal what peft really trains per block
-    from fedsim.workload import workload_from_config
+    from fedsim.core.workload import workload_from_config
 
     model = tiny_lm(family)
     work = workload_from_config(model.config, seq_len=16, bits=32)

@@ -14,9 +14,9 @@ from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.fedsplit import fedavg
+from fedsim.learn.federated.fedsplit import fedavg
+from fedsim.learn.federated.systems import build_system
 from fedsim.learn.records import ConvergenceRecord, rounds_by_rank, rounds_to_target
-from fedsim.learn.systems import build_system
 from fedsim.learn.train import TrainData, train
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from learn_tiny import tiny_lm
 
-from fedsim.learn.lora import add_lora
-from fedsim.learn.split import split_model, token_nll
+from fedsim.learn.split.lora import add_lora
+from fedsim.learn.split.parts import split_model, token_nll
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

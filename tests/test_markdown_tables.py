@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedsim.sweep.summary import to_markdown
+from fedsim.experiments.montecarlo.summary import to_markdown
 
 
 def _hand_written(table: pd.DataFrame) -> str:

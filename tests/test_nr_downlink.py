@@ -11,12 +11,12 @@ sionna = pytest.importorskip("sionna", reason="the nr radio needs the optional e
 from optimize_helpers import ROUNDS, gpt2_workload  # noqa: E402
 
 import channel  # noqa: E402
+from fedsim.core.system import SystemParams  # noqa: E402
 from fedsim.engine import EngineConfig, simulate  # noqa: E402
 from fedsim.engine.channel_state import ChannelState  # noqa: E402
 from fedsim.optimize import Problem, optimize  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
 from fedsim.radio.nr_link import SNR_DB_MIN, SNR_DB_STEP, goodput_table, usable_prb_counts  # noqa: E402
-from fedsim.system import SystemParams  # noqa: E402
 
 SNR_DB = np.arange(-10.0, 40.0, 2.5)
 

@@ -10,11 +10,11 @@ sionna = pytest.importorskip("sionna", reason="the nr radio needs the optional e
 
 from optimize_helpers import ROUNDS, gpt2_workload  # noqa: E402
 
+from fedsim.core.system import SystemParams  # noqa: E402
 from fedsim.engine import EngineConfig, simulate  # noqa: E402
 from fedsim.optimize import Problem, optimize  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
 from fedsim.radio.nr_harq import OFFSET_MAX_DB, OFFSET_MIN_DB  # noqa: E402
-from fedsim.system import SystemParams  # noqa: E402
 
 ONE = SystemParams(num_clients=1, num_subchannels_main=1, num_subchannels_fed=1)
 POWER_W = 0.01

@@ -10,10 +10,10 @@ sionna = pytest.importorskip("sionna", reason="the nr radio needs the optional e
 
 import torch  # noqa: E402
 
+from fedsim.core.system import SystemParams  # noqa: E402
 from fedsim.errors import InputError  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
 from fedsim.radio.nr_placement import hex_cell, hexgrid_positions  # noqa: E402
-from fedsim.system import SystemParams  # noqa: E402
 
 # 38.901 Table 7.2-1 / 7.8-1 (Sionna's defaults): ISD [m], BS height [m], minimum BS-UT distance [m]
 CELLS = {"uma": (500.0, 25.0, 35.0), "umi": (200.0, 10.0, 10.0), "rma": (5000.0, 35.0, 35.0)}

@@ -52,9 +52,9 @@ sionna = pytest.importorskip("sionna", reason="the nr radio needs the optional e
 
 from optimize_helpers import ROUNDS, gpt2_workload  # noqa: E402
 
+from fedsim.core.system import SystemParams  # noqa: E402
 from fedsim.optimize import Problem, optimize  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
-from fedsim.system import SystemParams  # noqa: E402
 
 
 @pytest.mark.parametrize("p_th_w", [0.3, 0.6])

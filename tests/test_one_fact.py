@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedsim.allocation import client_power_w
 from fedsim.atomic import atomic_path, atomic_write_text
 from fedsim.cli import main
-from fedsim.learn.models import KNOWN_MODELS
-from fedsim.model_configs import SHIPPED, shipped_name
+from fedsim.core.allocation import client_power_w
+from fedsim.core.model_configs import SHIPPED, shipped_name
+from fedsim.core.workload import BITS
+from fedsim.learn.loading.models import KNOWN_MODELS
 from fedsim.scenario import scenario_from_dict
-from fedsim.workload import BITS
 
 
 @pytest.mark.parametrize("bits", [1, 12, 64])
@@ -23,7 +23,7 @@ def test_scenario_rejects_bits_the_workload_cannot_count(bits, capsys):
 
 
 def test_every_bits_the_scenario_accepts_builds_a_workload():
-    from fedsim.sweep.tasks import workload_of
+    from fedsim.experiments.montecarlo.tasks import workload_of
 
     for bits in BITS:
         scenario = scenario_from_dict({"name": "x", "model": {"bits": bits}})

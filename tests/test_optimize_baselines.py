@@ -13,8 +13,8 @@ from optimize_helpers import make_problem
 
 from fedsim.errors import InputError
 from fedsim.optimize import SCHEMES, optimize
-from fedsim.optimize.baselines import SCHEME_SPECS
 from fedsim.optimize.power import client_counts
+from fedsim.optimize.scheme_spec import SCHEME_SPECS
 
 
 def test_scheme_table():

@@ -1,4 +1,4 @@
-"""BCD (Algorithm 3): the fast objective agrees with fedsim.delay, the search steps are exact, and BCD
+"""BCD (Algorithm 3): the fast objective agrees with fedsim.core.delay, the search steps are exact, and BCD
 reaches the brute-force optimum within 1 % on >= 95 % of random small instances."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from optimize_helpers import ROUNDS, make_problem, small_instance
 from optimize_helpers import gpt2_workload as hand_workload
 
-from fedsim.allocation import Allocation, uniform_ranks
-from fedsim.delay import delays, link_rates_bps
+from fedsim.core.allocation import Allocation, uniform_ranks
+from fedsim.core.delay import delays, link_rates_bps
 from fedsim.optimize import SCHEMES, brute_force, optimize
 from fedsim.optimize.greedy import random_average_assign
 from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut

@@ -9,8 +9,8 @@ import pytest
 
 from fedsim.cli import main
 from fedsim.commands.optimize import optimize_drop, parse_rounds
+from fedsim.core.system import SystemParams
 from fedsim.errors import InputError
-from fedsim.system import SystemParams
 
 
 def test_human_output(capsys):

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optimize_helpers import small_instance
 
+from fedsim.core.system import Link
 from fedsim.optimize.bruteforce import compositions
 from fedsim.optimize.greedy import assignment_power_w, greedy_assign, random_average_assign
 from fedsim.optimize.joint import exact_counts
 from fedsim.optimize.power import client_counts, finish_time_s, min_time_flat, solve_power_exact
-from fedsim.system import Link
 
 N0, B = 10 ** (-174 / 10) * 1e-3, 5e5
 

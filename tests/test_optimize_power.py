@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optimize_helpers import power_cases
 
-from fedsim.delay import link_rates_bps
+from fedsim.core.delay import link_rates_bps
+from fedsim.core.system import Link, SystemParams, draw_drop
 from fedsim.optimize.greedy import greedy_assign, random_average_assign
 from fedsim.optimize.power import (
     client_counts,
@@ -20,7 +21,6 @@ from fedsim.optimize.power import (
     uniform_psd,
 )
 from fedsim.optimize.power_cvx import solve_power_cvx
-from fedsim.system import Link, SystemParams, draw_drop
 
 N0 = 10 ** (-174 / 10) * 1e-3  # -174 dBm/Hz in W/Hz
 B = 5e5

@@ -13,15 +13,15 @@ import pytest
 from scipy import stats
 
 from fedsim.cli import main
+from fedsim.experiments.harness.store import ResultsStore
+from fedsim.experiments.montecarlo.columns import BREAKDOWN_COLUMNS
+from fedsim.experiments.montecarlo.summary import summary_table, to_markdown
 from fedsim.plots import make_figures
 from fedsim.plots.delay import curve_stats, mean_ci95
 from fedsim.plots.schemes import legend_label, scheme_description, scheme_label, scheme_order
-from fedsim.plots.stats import paired_stats, paired_table
-from fedsim.plots.style import rowwise, time_unit
+from fedsim.plots.style import rowwise
 from fedsim.scenario import scenario_from_dict
-from fedsim.sweep.columns import BREAKDOWN_COLUMNS
-from fedsim.sweep.store import ResultsStore
-from fedsim.sweep.summary import summary_table, to_markdown
+from fedsim.stats import paired_stats, paired_table, time_unit
 
 AXIS = "system.bandwidth_main_hz"
 

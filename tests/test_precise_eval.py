@@ -15,8 +15,8 @@ import pytest
 import torch
 from study_helpers import tiny_study
 
-from fedsim.learn.precise_eval import paired_gap
-from fedsim.learn.split import token_nll, token_nll_per_example
+from fedsim.experiments.study.precise_eval import paired_gap
+from fedsim.learn.split.parts import token_nll, token_nll_per_example
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
         assert row.gap_ppl == pytest.approx(ppl[row.scheme, 4] - ppl[row.scheme, 1], rel=1e-9)
     assert "Precise evaluation" in (out / "tables" / "precise_eval.md").read_text()
     # kept per run: a rerun scores only the run whose kept scores belong to another checkpoint
-    from fedsim.learn import precise_eval
+    from fedsim.experiments.study import precise_eval
 
     kept = sorted((out / "precise").glob("*_n8.csv"))
     assert len(kept) == 4
@@ -147,8 +147,8 @@ def test_bad_evaluate_input_is_one_line_exit_2_nothing_written(tmp_path, args, m
 def test_checkpoint_digest_is_the_header_sha256_or_the_files(tmp_path):
     import hashlib
 
+    from fedsim.experiments.study.precise_eval import checkpoint_digest
     from fedsim.learn.checkpoint import save_checkpoint
-    from fedsim.learn.precise_eval import checkpoint_digest
 
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"a": 1}, 2, [], {"w": torch.zeros(3)})

@@ -13,7 +13,8 @@ import pytest
 from optimize_helpers import ROUNDS, gpt2_workload, power_cases, small_instance
 
 import channel
-from fedsim.delay import delays, link_rates_bps
+from fedsim.core.delay import delays, link_rates_bps
+from fedsim.core.system import SystemParams, draw_drop
 from fedsim.engine import EngineConfig, simulate
 from fedsim.errors import InputError
 from fedsim.optimize import Problem, brute_force, optimize
@@ -28,7 +29,6 @@ from fedsim.radio import (
     unregister_radio,
 )
 from fedsim.radio.nr_harq import harq_duration_s
-from fedsim.system import SystemParams, draw_drop
 
 
 def _shannon(link):
@@ -56,7 +56,7 @@ def test_unknown_radio_names_what_is_allowed():
     with pytest.raises(InputError, match="cannot import module 'nosuch.mod'"):
         get_radio("nosuch.mod:Radio")
     with pytest.raises(InputError, match="not a radio model"):
-        get_radio("fedsim.radio.base:LN2")
+        get_radio("fedsim.core.link:LN2")
 
 
 def test_register_user_radio_and_builtins_are_fixed():

@@ -11,14 +11,14 @@ sionna = pytest.importorskip("sionna", reason="the nr radio needs the optional e
 import torch  # noqa: E402
 from optimize_helpers import ROUNDS, gpt2_workload  # noqa: E402
 
-from fedsim.delay import delays  # noqa: E402
+from fedsim.core.delay import delays  # noqa: E402
+from fedsim.core.system import SystemParams  # noqa: E402
 from fedsim.engine import EngineConfig, simulate  # noqa: E402
 from fedsim.errors import InputError  # noqa: E402
 from fedsim.optimize import Problem, brute_force, optimize  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
 from fedsim.radio.nr_curves import spectral_efficiency_table  # noqa: E402
 from fedsim.radio.nr_propagation import large_scale  # noqa: E402
-from fedsim.system import SystemParams  # noqa: E402
 
 FC = 3.5e9
 C = 299_792_458.0
@@ -189,7 +189,7 @@ def test_engine_expected_goodput_equals_analytical_model():
 def test_engine_sampled_harq_mean_converges_to_the_analytical_model():
     # one client (no max over clients, so E[T] is linear in the transfer times) and a tiny workload, so each
     # transfer is a few TBs and retransmissions are frequent
-    from fedsim.workload import Workload
+    from fedsim.core.workload import Workload
 
     small = SystemParams(
         num_clients=1,

@@ -1,4 +1,4 @@
-"""The radio study's summary (``python -m fedsim.radio.study compare``) against a hand computation."""
+"""The radio study's summary (``python -m fedsim.radio_study compare``) against a hand computation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fedsim.radio.study import compare
+from fedsim.radio_study import compare
 
 
 def _write(results, radio, delays):
@@ -67,7 +67,7 @@ def test_compare_reports_the_reduction_with_a_ci_over_drops(tmp_path):
 def test_compare_without_the_runs_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
     import pytest
 
-    from fedsim.radio.study import main
+    from fedsim.radio_study import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["compare", "--results", str(tmp_path)])
@@ -78,7 +78,7 @@ def test_compare_without_the_runs_is_a_one_line_error_and_writes_nothing(tmp_pat
 
 
 def test_gap_table_cells_are_the_rows_values():
-    from fedsim.radio.study import GAP_TABLE_SNR_DB, gap_table, se_rows
+    from fedsim.radio_study import GAP_TABLE_SNR_DB, gap_table, se_rows
 
     rows = se_rows()
     lines = gap_table(rows).splitlines()

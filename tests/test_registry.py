@@ -12,10 +12,11 @@ import pytest
 
 from fedsim import registry as reg
 from fedsim.errors import InputError
+from fedsim.experiments.harness import executors
+from fedsim.experiments.kinds import MONTECARLO
 from fedsim.optimize.schemes import SCHEME_REGISTRY, register_scheme, unregister_scheme
 from fedsim.registry import Registry, protocol_check
 from fedsim.scenario import scenario_from_dict
-from fedsim.sweep import executors
 
 PLUGIN = """
 class Widget:
@@ -262,8 +263,8 @@ def test_a_runtime_scheme_reaches_spawned_workers(tmp_path, monkeypatch):
         scenario = scenario_from_dict({**SCENARIO, "schemes": {"names": ["proposed", "copycat"]}})
         units = [(0, 0), (1, 0)]
         # Execute
-        spawned = _rows(executors.run_process(scenario, units, workers=1, start_method="spawn"))
-        serial = _rows(executors.run_serial(scenario, units))
+        spawned = _rows(executors.run_process(scenario, units, workers=1, kind=MONTECARLO, start_method="spawn"))
+        serial = _rows(executors.run_serial(scenario, units, kind=MONTECARLO))
     finally:
         unregister_scheme("copycat")
     # Assert: the same rows, and copycat's delays are proposed's on the common drop
@@ -285,7 +286,7 @@ def test_a_scheme_defined_in_a_function_is_a_one_line_error_in_spawned_workers()
         scenario = scenario_from_dict({**SCENARIO, "schemes": {"names": ["inline"]}})
         assert SCHEME_REGISTRY.export()[-1].payload is None
         with pytest.raises(InputError, match="must be importable") as info:
-            list(executors.run_process(scenario, [(0, 0)], workers=1, start_method="spawn"))
+            list(executors.run_process(scenario, [(0, 0)], workers=1, kind=MONTECARLO, start_method="spawn"))
     finally:
         unregister_scheme("inline")
     assert "\n" not in str(info.value) and "scheme 'inline' was registered in the parent" in str(info.value)

@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedsim.cli import main
+from fedsim.core.system import SystemParams
 from fedsim.errors import InputError
 from fedsim.scenario import apply_overrides, load_scenario, parse_override, scenario_from_dict
 from fedsim.scenario.dump import to_toml
 from fedsim.scenario.load import read_toml
 from fedsim.scenario.model import SPEC_PROPOSED_ROUNDS, Scenario
 from fedsim.scenario.points import sweep_points
-from fedsim.system import SystemParams
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.toml"))
 

@@ -16,12 +16,12 @@ from optimize_helpers import make_problem
 
 from fedsim.cli import main
 from fedsim.errors import InputError
+from fedsim.experiments.harness import seeds
 from fedsim.optimize import SCHEMES, Problem, evaluate, get_scheme, optimize, register_scheme
-from fedsim.optimize.baselines import SCHEME_SPECS
 from fedsim.optimize.bcd import run_bcd
+from fedsim.optimize.scheme_spec import SCHEME_SPECS
 from fedsim.optimize.schemes import describe, ordered, unregister_scheme
 from fedsim.scenario import scenario_from_dict
-from fedsim.sweep import seeds
 
 # A user's scheme module, written to a temporary folder: "mirror" copies the proposed scheme's decisions
 # (so on a common drop its delay equals proposed's exactly); "lucky" draws a random cut and rank from its
@@ -29,7 +29,7 @@ from fedsim.sweep import seeds
 USER_MODULE = """
 import numpy as np
 from dataclasses import replace
-from fedsim.allocation import uniform_ranks
+from fedsim.core.allocation import uniform_ranks
 from fedsim.optimize import evaluate, optimize
 
 

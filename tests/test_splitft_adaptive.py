@@ -7,14 +7,14 @@ import pytest
 import torch
 from learn_tiny import SyntheticLM, tiny_lm
 
+from fedsim.core.cut_rule import decide, scores, time_bound
+from fedsim.core.memory import client_memory_bytes
 from fedsim.errors import InputError
-from fedsim.learn.adaptive_cut import decide, scores, time_bound
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.cutmove import move_cut
-from fedsim.learn.lora import add_lora, lora_parameters, lora_state
-from fedsim.learn.memory import client_memory_bytes
-from fedsim.learn.split import split_model
-from fedsim.learn.systems import build_system
+from fedsim.learn.federated.cutmove import move_cut
+from fedsim.learn.federated.systems import build_system
+from fedsim.learn.split.lora import add_lora, lora_parameters, lora_state
+from fedsim.learn.split.parts import split_model
 from fedsim.learn.train import TrainData, train
 
 
@@ -151,7 +151,7 @@ def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
     parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
     data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
     cfg = _adaptive_cfg(steps=3, rank_cut=rank_cut)
-    from fedsim.learn.systems import SplitFedSystem
+    from fedsim.learn.federated.systems import SplitFedSystem
 
     seen = {}
     original = SplitFedSystem.aggregate
@@ -176,7 +176,7 @@ def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
     system = seen["system"]
     assert system.layout.cuts == [3, 1, 1]
     if rank_cut is not None:  # the copies at the new cuts were re-created at r_cut
-        from fedsim.learn.lora import module_rank
+        from fedsim.learn.split.lora import module_rank
 
         assert [module_rank(c.part.blocks[-1]) for c in system.clients] == [1, 1, 1]
         assert [module_rank(c.part.blocks[0]) for c in system.clients][0] == 2

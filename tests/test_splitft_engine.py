@@ -7,8 +7,8 @@ from dataclasses import replace
 import numpy as np
 from engine_helpers import random_allocation, random_drop, random_workload
 
-from fedsim.allocation import cut_layer_ranks
-from fedsim.delay import delays
+from fedsim.core.allocation import cut_layer_ranks
+from fedsim.core.delay import delays
 from fedsim.engine import EngineConfig, simulate
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.trainer import StubTrainer

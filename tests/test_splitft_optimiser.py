@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from engine_helpers import random_drop, random_workload
 
-from fedsim.allocation import Allocation, cut_layer_ranks
-from fedsim.delay import delays, link_rates_bps
+from fedsim.core.allocation import Allocation, cut_layer_ranks
+from fedsim.core.delay import delays, link_rates_bps
+from fedsim.core.workload import Workload
 from fedsim.engine import EngineConfig, simulate
 from fedsim.optimize import Problem, optimize
 from fedsim.optimize.objective import CostModel
 from fedsim.optimize.power import uniform_psd
-from fedsim.workload import Workload
 
 # J = 3 blocks with round per-rank numbers, so each term is a short hand sum
 HAND = Workload(

@@ -8,10 +8,10 @@ import torch
 from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.fedsplit import fedavg
-from fedsim.learn.hetrank import aggregate_block, project, project_moments
-from fedsim.learn.lora import lora_state, module_rank
-from fedsim.learn.systems import build_system
+from fedsim.learn.federated.fedsplit import fedavg
+from fedsim.learn.federated.hetrank import aggregate_block, project, project_moments
+from fedsim.learn.federated.systems import build_system
+from fedsim.learn.split.lora import lora_state, module_rank
 from fedsim.learn.train import TrainData, train
 
 ALPHA = 8.0
@@ -145,7 +145,7 @@ def test_zero_pad_moments_are_the_padded_copys_gradient_history():
 def _moved_copy(method):
     """Client 0 of a trained 3-client system (r = 4, r_cut = 2 both sides, cuts 2/2/2) before and after it
     takes block 3: its block 2 grows 2 -> 4, the server's block 4 shrinks 4 -> 2."""
-    from fedsim.learn.cutmove import move_cut
+    from fedsim.learn.federated.cutmove import move_cut
 
     cfg = _cfg(cuts=[2, 2, 2], rank_aggregation=method,
                adaptive_cuts={"cut_min": 1, "cut_max": 3, "client_flops_per_s": [1.0, 1.0, 1.0]})  # fmt: skip

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from engine_helpers import random_drop, random_workload
 
-from fedsim.allocation import cut_layer_ranks
-from fedsim.delay import delays
-from fedsim.learn.adaptive_cut import steady_cuts
+from fedsim.core.allocation import cut_layer_ranks
+from fedsim.core.cut_rule import steady_cuts
+from fedsim.core.delay import delays
 from fedsim.optimize import Problem
 from fedsim.optimize.schemes import get_scheme, registered_schemes
 
@@ -35,8 +35,8 @@ def test_splitft_scheme_is_registered_and_its_delays_are_the_delay_model():
 
 
 def test_sweep_compares_splitft_with_proposed_under_per_client_cuts_and_a_cut_layer_rank():
+    from fedsim.experiments.montecarlo.tasks import run_task
     from fedsim.scenario import scenario_from_dict
-    from fedsim.sweep.tasks import run_task
 
     scenario = scenario_from_dict(
         {
@@ -55,8 +55,8 @@ def test_sweep_compares_splitft_with_proposed_under_per_client_cuts_and_a_cut_la
 
 
 def test_splitft_scheme_takes_the_scenarios_rank_cut_and_halves_its_rank_without_one():
+    from fedsim.experiments.montecarlo.tasks import optimize_at
     from fedsim.scenario import scenario_from_dict
-    from fedsim.sweep.tasks import optimize_at
 
     def scenario(schemes):
         return scenario_from_dict(

@@ -9,9 +9,9 @@ from kernel_tolerance import TINY_CURVE_RTOL
 from learn_tiny import SyntheticLM, tiny_lm
 
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.fedsplit import fedavg, load_lora
-from fedsim.learn.lora import lora_state
-from fedsim.learn.systems import build_system
+from fedsim.learn.federated.fedsplit import fedavg, load_lora
+from fedsim.learn.federated.systems import build_system
+from fedsim.learn.split.lora import lora_state
 from fedsim.learn.train import TrainData, train
 
 

@@ -114,7 +114,7 @@ def _config_folder(path: Path, family: str, blocks: int) -> Path:
 @pytest.mark.parametrize("family,blocks", [("gpt2", 5), ("llama", 3)])
 def test_cuts_are_checked_against_the_blocks_in_a_model_folders_config(tmp_path, capsys, family, blocks):
     from fedsim.cli import main
-    from fedsim.learn.layout import local_model_config
+    from fedsim.learn.split.layout import local_model_config
 
     folder = _config_folder(tmp_path / "my-model", family, blocks)
     assert local_model_config(str(folder)).num_hidden_layers == blocks
@@ -130,7 +130,7 @@ def test_cuts_are_checked_against_the_blocks_in_a_model_folders_config(tmp_path,
 
 
 def test_a_model_with_no_local_copy_is_left_to_the_build_time_check():
-    from fedsim.learn.layout import local_model_config
+    from fedsim.learn.split.layout import local_model_config
 
     assert local_model_config("no-such-org/no-such-model-fedsim") is None
 
@@ -153,7 +153,7 @@ def test_cuts_are_checked_against_a_hub_id_in_the_local_hugging_face_cache(tmp_p
     bad = _toml(tmp_path / "bad.toml", {"bad": {"cuts": [1, 4, 2]}}, training)
     code = textwrap.dedent(
         f"""
-        from fedsim.learn.layout import local_model_config
+        from fedsim.learn.split.layout import local_model_config
         from fedsim.scenario import load_scenario
         from fedsim.errors import InputError
         assert local_model_config("acme/tiny-llama").num_hidden_layers == 4

@@ -18,8 +18,8 @@ import pytest
 from scipy import stats
 from study_helpers import tiny_study
 
+from fedsim.experiments.study.tables import last_fraction_change_pct, t_interval, table_iv
 from fedsim.learn.records import ConvergenceRecord, rounds_by_rank, rounds_to_target
-from fedsim.sweep.study_tables import last_fraction_change_pct, t_interval, table_iv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,8 +136,8 @@ def test_rounds_by_rank_recomputes_the_target_and_aggregates_seeds():
 
 
 def test_records_glob_in_a_scenario_feeds_e_of_r(tmp_path):
+    from fedsim.experiments.montecarlo.tasks import rounds_by_rank_of
     from fedsim.scenario import load_scenario
-    from fedsim.sweep.tasks import rounds_by_rank_of
 
     folder = tmp_path / "recs"
     for rank, seed, ppls in [(1, 0, [9, 5, 4]), (1, 1, [9, 7, 4]), (4, 0, [9, 4, 3]), (4, 1, [9, 4.5, 3])]:
@@ -185,8 +185,8 @@ def test_eval_halves_pool_to_the_full_perplexity():
     import torch
 
     from fedsim.learn.config import TrainConfig
+    from fedsim.learn.federated.systems import build_system
     from fedsim.learn.setup import load
-    from fedsim.learn.systems import build_system
     from fedsim.learn.train import evaluate_validation, perplexity
 
     torch.manual_seed(0)
@@ -206,8 +206,8 @@ def test_eval_halves_pool_to_the_full_perplexity():
 
 def test_a_record_older_than_a_new_trainconfig_field_still_counts_as_the_same_run(tmp_path):
     from fedsim.errors import InputError
+    from fedsim.experiments.study.runs import _check_same_run
     from fedsim.learn.config import TrainConfig
-    from fedsim.sweep.study import _check_same_run
 
     cfg = TrainConfig(model="tiny-gpt2", lr=0.003)
     old = cfg.model_dump()

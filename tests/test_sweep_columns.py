@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from fedsim.experiments.montecarlo.columns import BREAKDOWN_COLUMNS
+from fedsim.experiments.montecarlo.tasks import run_task
 from fedsim.scenario import scenario_from_dict
-from fedsim.sweep.columns import BREAKDOWN_COLUMNS
-from fedsim.sweep.tasks import run_task
 
 
 def scenario(p_max_w: float, upload_every: bool = False):

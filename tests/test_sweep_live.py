@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedsim.delay import delays
+from fedsim.core.delay import delays
+from fedsim.experiments.harness.store import ResultsStore
+from fedsim.experiments.live import runs as live_mod
 from fedsim.scenario import load_scenario, scenario_from_dict
-from fedsim.sweep import live_runs as live_mod
-from fedsim.sweep.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

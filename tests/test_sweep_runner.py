@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fedsim.core.system import draw_drop
 from fedsim.errors import InputError
+from fedsim.experiments.harness import seeds
+from fedsim.experiments.harness.store import ResultsStore
+from fedsim.experiments.montecarlo.tasks import run_task, run_unit
+from fedsim.experiments.runner import plan_units, run_sweep
 from fedsim.scenario import scenario_from_dict
-from fedsim.sweep import seeds
-from fedsim.sweep.runner import plan_units, run_sweep
-from fedsim.sweep.store import ResultsStore
-from fedsim.sweep.tasks import run_task, run_unit
-from fedsim.system import draw_drop
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {

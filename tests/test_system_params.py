@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from channel import dbm_hz_to_w_hz, large_scale_gain
-from fedsim.system import SystemParams, draw_drop
+from fedsim.core.system import SystemParams, draw_drop
 
 
 @pytest.mark.parametrize(

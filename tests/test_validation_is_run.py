@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from fedsim.cli import main
+from fedsim.core.system import SystemParams
 from fedsim.errors import InputError
+from fedsim.experiments.montecarlo.tasks import preflight
 from fedsim.scenario import scenario_from_dict
 from fedsim.scenario.model import Scenario
-from fedsim.sweep.tasks import preflight
-from fedsim.system import SystemParams
 
 
 def _models(model: type[BaseModel], seen: set) -> set:

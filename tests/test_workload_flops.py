@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from fedsim.workload import (  # noqa: E402
+from fedsim.core.workload import (  # noqa: E402
     NORM_FLOPS_PER_ELEMENT,
     architecture,
     block_fwd_flops,

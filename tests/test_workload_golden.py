@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fedsim.core.model_configs import SHIPPED, load_model_config
+from fedsim.core.workload import parameter_counts, workload_from_config
 from fedsim.errors import InputError
-from fedsim.model_configs import SHIPPED, load_model_config
-from fedsim.workload import parameter_counts, workload_from_config
 
 D, D_FF, V, L = 768, 3072, 50257, 512
 _config = functools.cache(load_model_config)  # configs are read once, lazily, across examples

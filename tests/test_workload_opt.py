@@ -10,11 +10,11 @@ import pytest
 from engine_helpers import random_allocation, random_drop
 
 from fedsim.cli import main
-from fedsim.delay import delays
+from fedsim.core.delay import delays
+from fedsim.core.model_configs import architecture, load_model_config
+from fedsim.core.workload import parameter_counts, workload_from_config
 from fedsim.engine import EngineConfig, simulate
 from fedsim.errors import InputError
-from fedsim.model_configs import architecture, load_model_config
-from fedsim.workload import parameter_counts, workload_from_config
 
 L = 512
 

@@ -8,8 +8,8 @@ Settings come from a scenario file when one is given (its [system], [model], [tr
 from __future__ import annotations
 
 from fedsim.commands._model_options import add_model_options, add_overrides_option, model_from_args
+from fedsim.core.system import SystemParams
 from fedsim.errors import InputError
-from fedsim.system import SystemParams
 
 # spec §7 PROPOSED E(r) at I = 10
 DEFAULT_ROUNDS = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}
@@ -149,8 +149,8 @@ def sweep_unit(args) -> tuple | None:
 def drop_settings(args, with_engine: bool = False) -> dict:
     """System, workload, training (and engine) settings from the scenario, if any, and the options."""
     if args.scenario is None:
-        from fedsim.model_configs import load_model_config
-        from fedsim.workload import workload_from_config
+        from fedsim.core.model_configs import load_model_config
+        from fedsim.core.workload import workload_from_config
 
         if args.overrides:
             raise InputError("--set needs a SCENARIO file")
@@ -172,8 +172,8 @@ def drop_settings(args, with_engine: bool = False) -> dict:
         }
         base_engine = None
     else:
+        from fedsim.experiments.montecarlo.tasks import rounds_by_rank_of, workload_of
         from fedsim.scenario import load_scenario
-        from fedsim.sweep.tasks import rounds_by_rank_of, workload_of
 
         sc = load_scenario(args.scenario, args.overrides)
         cfg = {
@@ -201,7 +201,7 @@ def drop_settings(args, with_engine: bool = False) -> dict:
 
 def optimize_settings(cfg: dict, args):
     """Draw drop ``args.seed`` and optimise it with ``args.scheme`` under the resolved settings."""
-    from fedsim.optimize.seeded import optimize_drop
+    from fedsim.experiments.seeded import optimize_drop
 
     return optimize_drop(
         cfg["system"],

@@ -43,7 +43,7 @@ _CACHED = {"ok": "yes", "missing": "no", "partial": "partial", "corrupt": "corru
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedsim.learn.models import cached_models, resolve_model
+    from fedsim.learn.loading.models import cached_models, resolve_model
 
     if args.action == "list":
         rows = cached_models(args.cache_dir, verify=args.verify)

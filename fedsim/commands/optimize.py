@@ -1,7 +1,7 @@
 """``fedsim optimize``: draw one drop, optimise it with the proposed scheme or a baseline, print it all.
 
 Options and settings are shared with ``fedsim simulate`` (``fedsim/commands/_drop.py``); the work is
-done by the library (``fedsim.optimize.seeded.optimize_drop`` for ``--seed``, ``fedsim.api`` for
+done by the library (``fedsim.experiments.seeded.optimize_drop`` for ``--seed``, ``fedsim.api`` for
 ``--point/--drop``).
 """
 
@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 
-from fedsim.allocation import client_power_w
 from fedsim.commands._drop import (
     DEFAULT_ROUNDS,
     add_drop_arguments,
@@ -20,10 +19,11 @@ from fedsim.commands._drop import (
     parse_rounds,
     sweep_unit,
 )
+from fedsim.core.allocation import client_power_w
+from fedsim.core.system import Drop
+from fedsim.experiments.seeded import optimize_drop
 from fedsim.optimize import Result
 from fedsim.optimize.power import client_counts
-from fedsim.optimize.seeded import optimize_drop
-from fedsim.system import Drop
 
 __all__ = ["DEFAULT_ROUNDS", "format_result", "optimize_drop", "parse_rounds"]
 

@@ -40,8 +40,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Draw while holding the folder's one-writer lock (a running ``fedsim run`` or ``plot`` refuses us)."""
     from fedsim.atomic import remove_stale_temps
+    from fedsim.experiments.harness.lock import folder_lock
     from fedsim.plots import make_figures
-    from fedsim.sweep.lock import folder_lock
 
     overrides = {}
     if args.stat:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from fedsim.commands._model_options import add_overrides_option
+from fedsim.experiments.harness.executors import EXECUTORS
 from fedsim.interrupt import Interrupted, interruptible
 from fedsim.scenario import load_scenario
-from fedsim.sweep.executors import EXECUTORS
 
 
 def add_parser(subparsers) -> None:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             return _run(args, scenario, api)
         except Interrupted as stop:
-            from fedsim.sweep.runner import default_out_dir
+            from fedsim.experiments.runner import default_out_dir
 
             out = Path(args.out) if args.out else default_out_dir(scenario)
             saved = len(list((out / "parts").glob("p*_d*.json")))

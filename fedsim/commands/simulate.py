@@ -65,7 +65,7 @@ def _simulate(args):
     unit = sweep_unit(args)
     if unit is not None:
         from fedsim import api
-        from fedsim.sweep.tasks import engine_config
+        from fedsim.experiments.montecarlo.tasks import engine_config
 
         scenario, point, drop = unit
         result, sim = api.simulate_drop(

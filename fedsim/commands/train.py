@@ -125,7 +125,7 @@ def _resume_hint(stop, cfg: TrainConfig | None) -> str:
 
 
 def _run(args: argparse.Namespace, state: dict) -> int:
-    from fedsim.learn.models import load_model
+    from fedsim.learn.loading.models import load_model
     from fedsim.learn.setup import prepare_data
     from fedsim.learn.train import train
 
@@ -205,7 +205,7 @@ def _write_table(stem: Path, ranks: list[int], schemes: list[str], finals: dict)
         csv.writer(fh).writerows([["rank"] + [f"{s}_{key}" for s, key in columns]] + rows)
     import pandas as pd
 
-    from fedsim.sweep.summary import to_markdown
+    from fedsim.experiments.montecarlo.summary import to_markdown
 
     cells = pd.DataFrame(
         [[str(r[0])] + ["-" if v is None else f"{v:.3f}" for v in r[1:]] for r in rows],

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("give a SCENARIO file (or --keys to list every scenario key)")
     scenario = load_scenario(args.scenario, args.overrides)
-    from fedsim.sweep.tasks import preflight
+    from fedsim.experiments.montecarlo.tasks import preflight
 
     preflight(scenario)  # the same checks `fedsim run` makes before it writes anything (validation = run)
     points = len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))

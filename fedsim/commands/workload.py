@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from fedsim.core.workload import BITS, MODES, Workload, parameter_counts, workload_from_config
 from fedsim.errors import InputError
-from fedsim.workload import BITS, MODES, Workload, parameter_counts, workload_from_config
 
 
 def add_parser(subparsers) -> None:
@@ -70,7 +70,7 @@ def _table(workload: Workload, rank: int, header: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedsim.model_configs import load_model_config
+    from fedsim.core.model_configs import load_model_config
 
     if args.rank < 1:
         raise InputError(f"--rank must be >= 1, got {args.rank}")

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from fedsim.allocation import Allocation
+from fedsim.core.allocation import Allocation
+from fedsim.core.system import Drop
+from fedsim.core.workload import Workload
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.costs import Costs, event_sizes
@@ -19,8 +21,6 @@ from fedsim.engine.state import RunContext
 from fedsim.engine.trace import TraceRow, trace_frame
 from fedsim.engine.trainer import Trainer
 from fedsim.errors import InputError
-from fedsim.system import Drop
-from fedsim.workload import Workload
 
 
 @dataclass

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 import channel
-from fedsim.allocation import Allocation, client_power_w
+from fedsim.core.allocation import Allocation, client_power_w
+from fedsim.core.system import Drop, Link
 from fedsim.engine.config import EngineConfig
-from fedsim.system import Drop, Link
 
 
 def mean_gain(gain: np.ndarray) -> np.ndarray:
@@ -65,14 +65,14 @@ class ChannelState:
         state such as an outer-loop offset across transfers) when the link samples HARQ, else None."""
         if getattr(link.rate, "harq", None) != "sampled":
             return None
-        from fedsim.radio.base import client_power_and_counts
+        from fedsim.core.link import client_power_and_counts
 
         power, counts = client_power_and_counts(owner, psd, link.subchannel_hz, self._drop.num_clients)
         return link.rate.harq_transfers(power, counts, np.asarray(link.gain, float))
 
     def _rates(self, link: Link, owner: np.ndarray, psd: np.ndarray, gain: np.ndarray) -> np.ndarray:
         if link.rate is not None:  # the drop's rate model (fedsim.radio); its links are flat
-            from fedsim.radio.base import link_client_rates_bps
+            from fedsim.core.link import link_client_rates_bps
 
             return link_client_rates_bps(link, owner, psd, self._drop.num_clients)
         return channel.client_rates_bps(

@@ -1,7 +1,7 @@
 """What every engine event moves and computes, and how long it takes on the current channel block.
 
-Sizes come from the workload helpers of ``fedsim.delay`` (FLOPs and bits per sample); durations are
-``flops / flops_per_s`` and ``bits / rate_bps``. Nothing here calls ``fedsim.delay.delays``: that is
+Sizes come from the workload helpers of ``fedsim.core.delay`` (FLOPs and bits per sample); durations are
+``flops / flops_per_s`` and ``bits / rate_bps``. Nothing here calls ``fedsim.core.delay.delays``: that is
 the reference the engine is tested against.
 """
 
@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsim.allocation import Allocation
-from fedsim.delay import activation_bits, client_flops, lora_bits, server_flops
+from fedsim.core.allocation import Allocation
+from fedsim.core.delay import activation_bits, client_flops, lora_bits, server_flops
+from fedsim.core.system import Drop
+from fedsim.core.workload import Workload
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.energy import compute_energy_j
 from fedsim.errors import InputError
-from fedsim.system import Drop
-from fedsim.workload import Workload
 
 
 def transfer_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:

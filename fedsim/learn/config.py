@@ -10,7 +10,7 @@ from fedsim.errors import InputError
 
 
 class AdaptiveCuts(BaseModel):
-    """SplitFT's adaptive per-client cut rule (spec §10b; ``fedsim.learn.adaptive_cut``)."""
+    """SplitFT's adaptive per-client cut rule (spec §10b; ``fedsim.learn.federated.adaptive_cut``)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from fedsim.learn.data import encode_pair, group_by_mr
-from fedsim.learn.split import token_nll
+from fedsim.learn.data.e2e import encode_pair, group_by_mr
+from fedsim.learn.split.parts import token_nll
 
 ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

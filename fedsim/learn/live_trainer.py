@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 from fedsim.errors import InputError
 from fedsim.learn.checkpoint import restore_rng, resume_point, save_checkpoint
 from fedsim.learn.config import TrainConfig
+from fedsim.learn.federated.systems import SplitFedSystem, build_system
 from fedsim.learn.records import ConvergenceRecord
-from fedsim.learn.systems import SplitFedSystem, build_system
 from fedsim.learn.train import TrainData, final_metrics, make_record, perplexity
 
 
@@ -121,7 +121,7 @@ class LiveTrainer:
         return moves
 
     def layout(self):
-        """(cuts (K,), ranks (K, J)) as the engine times them (``fedsim.learn.layout.Layout``)."""
+        """(cuts (K,), ranks (K, J)) as the engine times them (``fedsim.learn.split.layout.Layout``)."""
         if self.replaying and self._replay_layout is not None:
             cuts, ranks = self._replay_layout
             return list(cuts), np.asarray(ranks, dtype=int)

@@ -11,8 +11,7 @@ from fedsim.learn.train import TrainData
 def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
     """Load E2E (``cfg.data_path`` or the shipped copy), tokenise to ``cfg.seq_len``, partition over K; the test
     split (tokenised lazily) and its pairs and the tokenizer ride along for the final evaluation."""
-    from fedsim.learn import data as e2e
-    from fedsim.learn import partition
+    from fedsim.learn.data import e2e, partition
 
     splits = e2e.load_e2e(cfg.data_path)
     pairs = splits["train"][: cfg.train_samples] if cfg.train_samples else splits["train"]
@@ -35,8 +34,8 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
 
 
 def load(cfg: TrainConfig, progress: bool = True):
-    """(model, tokenizer, data) for ``cfg``: the model through ``fedsim.learn.models.load_model``."""
-    from fedsim.learn.models import load_model
+    """(model, tokenizer, data) for ``cfg``: the model through ``fedsim.learn.loading.models.load_model``."""
+    from fedsim.learn.loading.models import load_model
 
     model, tokenizer = load_model(cfg.model, progress=progress, seed=cfg.seed)
     return model, tokenizer, prepare_data(cfg, tokenizer)

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from fedsim.learn.checkpoint import restore_rng, resume_point, save_checkpoint
 from fedsim.learn.config import TrainConfig
+from fedsim.learn.federated.systems import build_system
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target
-from fedsim.learn.systems import build_system
 
 
 @dataclass

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from fedsim.errors import InputError
-from fedsim.optimize.baselines import SCHEMES, BcdScheme, SchemeSpec
+from fedsim.optimize.baselines import BcdScheme
 from fedsim.optimize.bruteforce import brute_force
 from fedsim.optimize.problem import Problem, Result, validate_problem
+from fedsim.optimize.scheme_spec import SCHEMES, SchemeSpec
 from fedsim.optimize.schemes import Scheme, evaluate, get_scheme, register_scheme
 
 POWER_SOLVERS = ("exact", "cvxpy")

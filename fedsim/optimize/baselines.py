@@ -14,35 +14,12 @@ Random choices are drawn once per drop and then held fixed while the free blocks
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 
+from fedsim.optimize.bcd import run_bcd
 from fedsim.optimize.problem import Problem, Result
-
-
-@dataclass(frozen=True)
-class SchemeSpec:
-    """Which blocks of problem (18) a scheme optimises and which it draws at random."""
-
-    channels: Literal["greedy", "random"]
-    power: Literal["optimal", "uniform"]
-    cut: Literal["optimal", "random"]
-    rank: Literal["optimal", "random"]
-
-    @property
-    def needs_rng(self) -> bool:
-        return "random" in (self.channels, self.cut, self.rank)
-
-
-SCHEME_SPECS: dict[str, SchemeSpec] = {
-    "proposed": SchemeSpec("greedy", "optimal", "optimal", "optimal"),
-    "a": SchemeSpec("random", "uniform", "random", "random"),
-    "b": SchemeSpec("random", "uniform", "optimal", "optimal"),
-    "c": SchemeSpec("greedy", "optimal", "random", "optimal"),
-    "d": SchemeSpec("greedy", "optimal", "optimal", "random"),
-}
-SCHEMES = tuple(SCHEME_SPECS)
+from fedsim.optimize.scheme_spec import SCHEME_SPECS, SchemeSpec
 
 
 @dataclass(frozen=True)
@@ -63,8 +40,6 @@ class BcdScheme:
         return replace(self, power_solver=power_solver, refine=refine)
 
     def allocate(self, problem: Problem, rng: np.random.Generator | None) -> Result:
-        from fedsim.optimize.bcd import run_bcd
-
         return run_bcd(problem, self.spec, self.name, rng, self.power_solver, refine=self.refine)
 
 

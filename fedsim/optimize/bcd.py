@@ -3,7 +3,7 @@
 One loop serves the proposed scheme and baselines a-d: a ``SchemeSpec`` says which blocks are optimised
 and which are drawn at random once. The best allocation seen is returned (the greedy step uses heuristic
 powers, so an iteration is not guaranteed to improve T); every reported delay comes from
-``fedsim.delay.delays``.
+``fedsim.core.delay.delays``.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsim.allocation import Allocation
-from fedsim.delay import delays, link_rates_bps
+from fedsim.core.allocation import Allocation
+from fedsim.core.delay import delays, link_rates_bps
 from fedsim.errors import InputError
-from fedsim.optimize.baselines import SchemeSpec
 from fedsim.optimize.greedy import greedy_assign, random_average_assign, round_robin_assign
 from fedsim.optimize.joint import exact_counts
 from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut, best_rank
 from fedsim.optimize.power import client_counts, solve_power_exact, uniform_psd
 from fedsim.optimize.problem import Problem, Result
+from fedsim.optimize.scheme_spec import SchemeSpec
 
 EPSILON = 1e-6
 MAX_ITERATIONS = 20
@@ -35,7 +35,7 @@ def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_s
     """Solve (25) on one link; returns (psd, link time, status). On a solver failure the previous PSDs are
     kept (time inf so any success beats them) and the failure is reported."""
     if getattr(link.rate, "open_loop", None) is not None:  # the radio sets the powers (38.213 open loop)
-        from fedsim.radio.nr import open_loop_psd
+        from fedsim.core.link import open_loop_psd
 
         psd, time_s = open_loop_psd(link, owner, problem.drop.p_max_w, offset_s, load_bits)
         return psd, time_s, "open_loop (38.213)" if np.isfinite(time_s) else "infeasible"
@@ -208,7 +208,7 @@ def _result(
     iterations,
     history,
 ):
-    """The Result of the best allocation (rank r), its delays from ``fedsim.delay.delays`` (eqs. 8-17)."""
+    """The Result of the best allocation (rank r), its delays from ``fedsim.core.delay.delays`` (eqs. 8-17)."""
     result_delays = delays(
         problem.drop,
         problem.workload,

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from fedsim.allocation import Allocation
-from fedsim.delay import delays, total_delay_s
+from fedsim.core.allocation import Allocation
+from fedsim.core.delay import delays, total_delay_s
 from fedsim.errors import InputError
 from fedsim.optimize.objective import CostModel
 from fedsim.optimize.power import min_time_flat

@@ -28,7 +28,7 @@ def _greedy_flat(link, power_w, offset_s, load_bits) -> np.ndarray:
     # D_k(n) for every count a client can reach, (K, S-K+1), in one vectorised evaluation
     n = np.arange(1, s - k + 2)
     if link.rate is not None:  # a rate model of fedsim.radio (non-decreasing in n, so phase 2 still fits)
-        from fedsim.optimize.power_rate import finish_time_rate_s
+        from fedsim.core.link import finish_time_rate_s
 
         table = finish_time_rate_s(
             link.rate, power_w[:, None], n[None, :], gain[:, None], offset_s[:, None], load_bits[:, None]

@@ -84,7 +84,7 @@ def exact_counts(link, p_max_w, offset_s, load_bits, upper_s: float) -> np.ndarr
     )
     # nobody can beat full power on every spare subchannel
     if link.rate is not None:
-        from fedsim.optimize.power_rate import finish_time_rate_s
+        from fedsim.core.link import finish_time_rate_s
 
         lo = float(np.max(finish_time_rate_s(link.rate, p_max_w, s - k + 1, gain, offset_s, load_bits)))
     else:

@@ -1,6 +1,6 @@
 """Fast, vectorised evaluation of the delay model for the discrete searches (split, rank).
 
-The reference is ``fedsim.delay.delays``; these functions compute the same eqs. (8)-(17) from cumulative
+The reference is ``fedsim.core.delay.delays``; these functions compute the same eqs. (8)-(17) from cumulative
 per-block sums so that every candidate cut (per client) and rank is a few array operations. Ranks are
 one common rank r on every block (the paper's decision C7), or, with the problem's ``rank_cut`` (SplitFT's
 cut-layer rank, spec §10c), ``rank_cut`` on each client's blocks c_k and c_k + 1 and r on the others:
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsim.delay import total_delay_s
+from fedsim.core.delay import total_delay_s
 from fedsim.optimize.problem import Problem
 
 

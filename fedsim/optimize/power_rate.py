@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedsim.core.link import finish_time_rate_s
+
 _BISECTIONS = 200
 _REL_TOL = 1e-13
 _DOUBLINGS = 80
-
-
-def finish_time_rate_s(rate, power_w, n_sub, gain, offset_s, load_bits) -> np.ndarray:
-    """offset + load / R(power, n, gain), broadcast [s]; load 0 finishes at its offset, rate 0 never (inf)."""
-    load_bits = np.asarray(load_bits, float)
-    r = rate.rate_bps(power_w, n_sub, gain)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(load_bits > 0, load_bits / r, 0.0)
-    t = np.where((load_bits > 0) & ~(r > 0), np.inf, t)
-    return offset_s + t
 
 
 def min_power_rate_w(rate, time_s, n_sub, gain, offset_s, load_bits) -> np.ndarray:

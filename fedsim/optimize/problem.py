@@ -1,7 +1,7 @@
 """The optimisation problem (18) of one drop, and the result every solver returns.
 
 ``Problem`` bundles what is fixed (the drop, the workload, the training schedule and E(r)); ``Result``
-carries the decisions, the delays evaluated by ``fedsim.delay.delays``, and how the solver got there.
+carries the decisions, the delays evaluated by ``fedsim.core.delay.delays``, and how the solver got there.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedsim.allocation import Allocation
-from fedsim.delay import Delays
+from fedsim.core.allocation import Allocation
+from fedsim.core.delay import Delays
+from fedsim.core.system import Drop, Link
+from fedsim.core.workload import Workload
 from fedsim.errors import InputError
-from fedsim.system import Drop, Link
-from fedsim.workload import Workload
 
 STATUSES = ("optimal", "converged", "max_iterations", "infeasible", "solver_failed")
 
@@ -47,7 +47,7 @@ class Problem:
 
     def rank_layout(self, cuts: np.ndarray, rank: int) -> np.ndarray:
         """(K, J) ranks of an allocation with ``cuts`` and rank r: uniform, or the cut-layer ranks."""
-        from fedsim.allocation import cut_layer_ranks, uniform_ranks
+        from fedsim.core.allocation import cut_layer_ranks, uniform_ranks
 
         j = self.workload.num_layers
         if self.rank_cut is None:
@@ -194,7 +194,7 @@ class Result:
     Attributes:
         scheme: "proposed", "a".."d" or "brute_force".
         allocation: subchannel owners, PSDs, cuts and ranks.
-        delays: every delay term, evaluated by ``fedsim.delay.delays``.
+        delays: every delay term, evaluated by ``fedsim.core.delay.delays``.
         status: one of STATUSES.
         solver_status: per sub-solver status strings (e.g. {"power_main": "optimal"}).
         iterations: outer (BCD) iterations run.

@@ -27,13 +27,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from fedsim.allocation import Allocation
+from fedsim.core.allocation import Allocation
 from fedsim.errors import InputError
 from fedsim.optimize.problem import Problem, Result
+from fedsim.optimize.scheme_spec import SCHEMES
 from fedsim.registry import Registry, protocol_check
 
 ENTRY_POINT_GROUP = "fedsim.schemes"
-BUILTIN_SCHEMES = ("proposed", "a", "b", "c", "d")
+BUILTIN_SCHEMES = SCHEMES
 
 
 @runtime_checkable
@@ -124,12 +125,12 @@ def evaluate(
     solver_status: dict[str, str] | None = None,
     iterations: int = 1,
 ) -> Result:
-    """A ``Result`` for ``allocation`` with every delay of eqs. (8)-(17) (``fedsim.delay.delays``).
+    """A ``Result`` for ``allocation`` with every delay of eqs. (8)-(17) (``fedsim.core.delay.delays``).
 
     E(r) is the problem's entry for the allocation's rank (first client's first block); an infeasible
     allocation (some rate zero, a delay infinite) gets status "infeasible" whatever ``status`` says.
     """
-    from fedsim.delay import delays
+    from fedsim.core.delay import delays
 
     rank = int(np.asarray(allocation.ranks).flat[0])
     if rank not in problem.rounds_by_rank:

@@ -1,7 +1,7 @@
 """The "splitft" scheme: SplitFT's own choices (spec §10), no optimiser, comparable with proposed and a-d.
 
 SplitFT does not allocate radio resources: its clients get a random average share of the subchannels with
-uniform power (as baselines a and b). Its cuts come from the adaptive rule (``fedsim.learn.adaptive_cut``)
+uniform power (as baselines a and b). Its cuts come from the adaptive rule (``fedsim.learn.federated.adaptive_cut``)
 run to its steady state from cut 2 on compute alone (a delay-only study has no model quality, so every
 client's quality is equal): a client whose score exceeds 1 + epsilon climbs to J - 1, one below 1 - epsilon
 falls to cut 1. Ranks: r_others = the largest candidate rank on every block but the two at each client's cut,
@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fedsim.allocation import Allocation, cut_layer_ranks
-from fedsim.delay import delays
-from fedsim.learn.adaptive_cut import steady_cuts
+from fedsim.core.allocation import Allocation, cut_layer_ranks
+from fedsim.core.cut_rule import steady_cuts
+from fedsim.core.delay import delays
 from fedsim.optimize.greedy import random_average_assign
 from fedsim.optimize.power import uniform_psd
 from fedsim.optimize.problem import Problem, Result

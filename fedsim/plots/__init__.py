@@ -9,13 +9,13 @@ import pandas as pd
 
 from fedsim.atomic import atomic_write_csv, atomic_write_text
 from fedsim.errors import InputError
+from fedsim.experiments.montecarlo.summary import axis_columns, to_markdown
 from fedsim.plots.cdf import delay_cdf
 from fedsim.plots.convergence import convergence_figure, table4
 from fedsim.plots.decisions import breakdown_figure, decisions_figure
 from fedsim.plots.delay import curve_stats, delay_vs_axis
-from fedsim.plots.stats import paired_table
 from fedsim.plots.style import paper_style, save
-from fedsim.sweep.summary import axis_columns, to_markdown
+from fedsim.stats import paired_table
 
 __all__ = ["make_figures"]
 
@@ -88,7 +88,7 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
                 else None
             )
             made += save(convergence_figure(curve, target), figures / "convergence", formats)
-    if (live / "arms_curve.csv").exists():  # SplitFT-style arms (fedsim.sweep.live_arms)
+    if (live / "arms_curve.csv").exists():  # SplitFT-style arms (fedsim.experiments.live.arms)
         from fedsim.plots.splitft import splitft_figure, splitft_table
 
         arms = pd.read_csv(live / "arms_curve.csv")

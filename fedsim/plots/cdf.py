@@ -10,8 +10,8 @@ import pandas as pd
 from fedsim.plots.caption import caption
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.schemes import legend_label, scheme_order
-from fedsim.plots.stats import paired_table
-from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style, time_unit
+from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style
+from fedsim.stats import paired_table, time_unit
 
 
 def _ecdf(ax, values: np.ndarray, scheme: str, schemes: list[str], label: str | None = None) -> None:

@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 
+from fedsim.experiments.montecarlo.columns import BREAKDOWN_COLUMNS
 from fedsim.plots.caption import caption
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.schemes import legend_label, scheme_label, scheme_order
-from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style, time_unit
-from fedsim.sweep.columns import BREAKDOWN_COLUMNS
+from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style
+from fedsim.stats import time_unit
 
 BREAKDOWN_LABELS = {
     "delay_T1_s": "T1: client forward + activation upload",

@@ -10,8 +10,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from fedsim.plots.caption import BAND_TEXT, caption
 from fedsim.plots.schemes import legend_label, scheme_order
-from fedsim.plots.stats import centre_band, mean_ci95, paired_table
-from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style, time_unit
+from fedsim.plots.style import add_caption, figure_legend, plt, scheme_style
+from fedsim.stats import centre_band, mean_ci95, paired_table, time_unit
 
 __all__ = ["curve_stats", "delay_vs_axis", "mean_ci95", "plain_log_axis"]
 

@@ -1,6 +1,6 @@
 """The rate model itself: spectral efficiency vs SNR, Shannon against 5G NR PUSCH at the BLER target.
 
-Drawn from the saved rows of ``python -m fedsim.radio.study se`` (one row per SNR and MCS table).
+Drawn from the saved rows of ``python -m fedsim.radio_study se`` (one row per SNR and MCS table).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fedsim.plots.style import plt, time_unit
+from fedsim.plots.style import plt
+from fedsim.stats import time_unit
 
 
 def splitft_figure(curve: pd.DataFrame, cuts: pd.DataFrame, target_ppl: float | None = None):

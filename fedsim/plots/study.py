@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fedsim.experiments.study.tables import study_curves
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
-from fedsim.sweep.study_tables import study_curves
 
 _SCHEME_TITLES = {"split_fed": "Split-federated (FedsLLM)", "centralized": "Centralized LoRA"}
 

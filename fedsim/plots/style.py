@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -61,17 +60,6 @@ _RC = {
     "svg.fonttype": "none",  # SVG text stays text (searchable, editable; tests read captions back)
 }
 CAPTION_FONTSIZE = 7
-
-
-def time_unit(values_s) -> tuple[float, str]:
-    """(seconds per unit, unit) that keeps the median of ``values_s`` between about 1 and 1000: h, min or s."""
-    v = np.asarray(values_s, dtype=float)
-    v = v[np.isfinite(v)]
-    median = float(np.median(v)) if v.size else 0.0
-    for seconds, unit in ((3600.0, "h"), (60.0, "min")):
-        if median >= 2 * seconds:
-            return seconds, unit
-    return 1.0, "s"
 
 
 def rowwise(items: Sequence, ncol: int) -> list:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedsim.radio.base import LinkRate, RadioModel, ShannonRate, link_client_rates_bps
+from fedsim.core.link import LinkRate, RadioModel, ShannonRate, link_client_rates_bps
+from fedsim.core.system import Drop, SystemParams, draw_drop
 from fedsim.radio.config import RadioSection
 from fedsim.radio.registry import get_radio, register_radio, registered_radios, unregister_radio
-from fedsim.system import Drop, SystemParams, draw_drop
 
 __all__ = [
     "LinkRate",

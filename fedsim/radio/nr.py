@@ -15,12 +15,13 @@ gives one drop.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import channel
+from fedsim.core.system import Drop, Link, SystemParams
 from fedsim.errors import InputError
-from fedsim.radio.config import RadioSection
 from fedsim.radio.nr_downlink import NRDownlink
 from fedsim.radio.nr_link import (
     SYMBOLS_PER_SLOT,
@@ -33,7 +34,9 @@ from fedsim.radio.nr_link import (
 from fedsim.radio.nr_placement import hex_cell, hexgrid_positions
 from fedsim.radio.nr_propagation import large_scale, push_out
 from fedsim.radio.sionna_env import require_sionna, sionna_call
-from fedsim.system import Drop, Link, SystemParams
+
+if TYPE_CHECKING:
+    from fedsim.radio.config import RadioSection
 
 
 def prbs_per_subchannel(radio: RadioSection, subchannel_hz: float, where: str) -> int:
@@ -132,24 +135,6 @@ def budget_scale(uncapped_w: np.ndarray, p_max_w: np.ndarray, p_th_w: float) -> 
             if bounds[j] <= s <= bounds[j + 1]:
                 return float(min(s, 1.0))
     return 0.0  # only when p_th is below what p_max-capped clients need at s -> 0 (p_th <= 0)
-
-
-def open_loop_psd(link: Link, owner: np.ndarray, p_max_w: np.ndarray, offset_s, load_bits):
-    """PSDs (S,) of the 38.213 open-loop powers on one link for assignment ``owner`` (within the link's p_th),
-    and the link's worst finish time [s] with them."""
-    from fedsim.optimize.power_rate import finish_time_rate_s
-    from fedsim.radio.base import client_power_and_counts
-
-    owner = np.asarray(owner, dtype=int)
-    k = np.asarray(p_max_w).shape[0]
-    counts = np.bincount(owner[owner >= 0], minlength=k)
-    power = link.rate.open_loop.power_w(link.gain, counts, np.asarray(p_max_w, float), link.p_th_w)
-    psd = np.zeros(owner.shape[0])
-    used = owner >= 0
-    psd[used] = power[owner[used]] / (counts[owner[used]] * link.subchannel_hz)
-    total, n = client_power_and_counts(owner, psd, link.subchannel_hz, k)
-    time_s = float(np.max(finish_time_rate_s(link.rate, total, n, link.gain, offset_s, load_bits)))
-    return psd, time_s
 
 
 class NRRadio:

@@ -1,6 +1,6 @@
 """The paper's radio: 128.1 + 37.6 log10(d/km) path loss, log-normal shadowing, FDMA Shannon rates.
 
-This is today's code path (``fedsim.system.draw_drop``), unchanged: its links carry ``rate=None``, which the
+This is today's code path (``fedsim.core.system.draw_drop``), unchanged: its links carry ``rate=None``, which the
 optimiser, the delay model and the engine evaluate with the Shannon closed forms.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedsim.system import Drop, SystemParams, draw_drop
+from fedsim.core.system import Drop, SystemParams, draw_drop
 
 
 class PaperRadio:

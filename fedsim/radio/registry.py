@@ -7,7 +7,7 @@ A scenario's ``[radio] model`` names a radio model in one of three ways, tried i
 3. the name of a package entry point in the group ``fedsim.radios``.
 
 A radio model is any object with ``name``, ``description`` and ``draw_drop(system, radio, rng) -> Drop``
-(``fedsim.radio.base.RadioModel``).
+(``fedsim.core.link.RadioModel``).
 """
 
 from __future__ import annotations

@@ -10,14 +10,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from fedsim.core.system import SystemParams
+from fedsim.core.workload import BITS
 from fedsim.engine.config import EngineConfig
+from fedsim.optimize.scheme_spec import SCHEMES
 from fedsim.radio.config import RadioSection
 from fedsim.scenario.section import Section, known_scheme
 from fedsim.scenario.training_sections import LiveSection, StudySection
-from fedsim.system import SystemParams
-from fedsim.workload import BITS
 
-SCHEME_NAMES = ("proposed", "a", "b", "c", "d")  # the built-in schemes, in display order
+SCHEME_NAMES = SCHEMES  # the built-in schemes, in display order (fedsim.optimize.scheme_spec)
 
 
 # E(r) of spec §7 (PROPOSED: global rounds at I = 10 to reach the target PPL). A measured convergence

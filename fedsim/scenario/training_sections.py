@@ -68,7 +68,7 @@ class LiveSection(Section):
     arms: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="named training variants (TrainConfig fields over live.training), e.g. SplitFT's same cut "
-        "vs adaptive cuts; each arm runs once per combination of `vary` (fedsim.sweep.live_arms)",
+        "vs adaptive cuts; each arm runs once per combination of `vary` (fedsim.experiments.live.arms)",
     )
     vary: dict[str, list[Any]] = Field(
         default_factory=dict,
@@ -82,7 +82,7 @@ class LiveSection(Section):
 
     @model_validator(mode="after")
     def _arms_valid(self) -> LiveSection:
-        from fedsim.sweep.live_arms import arm_configs
+        from fedsim.scenario.arms import arm_configs
 
         arm_configs(self)  # every (arm, vary) combination is a valid config (ValueError names it)
         return self

@@ -1,0 +1,71 @@
+"""The pure rule of SplitFT-style adaptive cuts (spec §10b), fedsim's own heuristic (SplitFT publishes no
+formula): every client gets the score
+
+    s_k = (1 - gamma) · F_k / mean(F) + gamma · q_k / mean(q)
+
+(F_k its compute [FLOP/s], q_k its model quality); s_k > 1 + eps moves its cut one block deeper, s_k < 1 - eps
+one block shallower, within [cut_min, cut_max,k]. Training (``fedsim.learn.federated.adaptive_cut``) and the
+rule-based ``splitft`` scheme (``fedsim.optimize.splitft``) both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def scores(compute: Sequence[float], quality: Sequence[float], gamma: float) -> np.ndarray:
+    """s_k = (1 - gamma) F_k / mean F + gamma q_k / mean q."""
+    f, q = np.asarray(compute, float), np.asarray(quality, float)
+    return (1.0 - gamma) * f / f.mean() + gamma * q / q.mean()
+
+
+def decide(
+    cuts: Sequence[int],
+    compute: Sequence[float],
+    quality: Sequence[float],
+    gamma: float,
+    epsilon: float,
+    cut_min: int,
+    cut_max: Sequence[int],
+) -> list[dict]:
+    """New cut per client as rows {client, old, new, score, reason}; clients whose cut stays are left out."""
+    s = scores(compute, quality, gamma)
+    rows = []
+    for k, (c, score, top) in enumerate(zip(cuts, s, cut_max, strict=True)):
+        if c > top:
+            new, reason = top, "above its memory/time bound"
+        elif score > 1 + epsilon and c < top:
+            new, reason = c + 1, "score above 1 + epsilon"
+        elif score < 1 - epsilon and c > cut_min:
+            new, reason = c - 1, "score below 1 - epsilon"
+        else:
+            continue
+        rows.append({"client": k, "old": int(c), "new": int(new), "score": float(score), "reason": reason})
+    return rows
+
+
+def steady_cuts(
+    cuts: Sequence[int],
+    compute: Sequence[float],
+    gamma: float,
+    epsilon: float,
+    cut_min: int,
+    cut_max: Sequence[int],
+) -> list[int]:
+    """Where the rule leaves the cuts when every client's quality is equal (compute alone decides)."""
+    cuts = [int(c) for c in cuts]
+    for _ in range(max(cut_max) + 1):  # each decision moves a cut one block toward its bound
+        rows = decide(cuts, compute, [1.0] * len(cuts), gamma, epsilon, cut_min, cut_max)
+        if not rows:
+            break
+        for row in rows:
+            cuts[row["client"]] = row["new"]
+    return cuts
+
+
+def time_bound(block_flops: Sequence[float], flops_per_s: float, budget_s: float) -> int:
+    """Largest cut l whose per-iteration FP + BP work sum_{j<=l} block_flops_j / F fits in ``budget_s``."""
+    work = np.cumsum(np.asarray(block_flops, float)) / flops_per_s
+    return int(np.searchsorted(work, budget_s, side="right"))

@@ -1,0 +1,1 @@
+"""The run harness every experiment kind shares: results store and parts, folder lock, executors, seeds."""

@@ -1,0 +1,244 @@
+"""The live co-simulation of a scenario: real split-LoRA training (``LiveTrainer``) driven by the event
+engine, once per LoRA rank. Writes ``live/`` in the results folder: per rank the engine's round rows, the
+convergence record (val PPL vs steps and simulated time); and ``curve.csv`` + ``summary.csv`` for figures.
+
+Faults: with ``training.checkpoint_every`` a run checkpoints into its folder and a rerun resumes it
+(``fedsim.learn.live_trainer``: the engine is replayed, the training state loaded); a finished run's ``done.json``
+(written last) lists the sha256 of its outputs, and a run whose outputs do not verify is set aside and
+run again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedsim.atomic import atomic_write_csv, atomic_write_text
+from fedsim.core.allocation import uniform_ranks
+from fedsim.experiments.harness import seeds
+from fedsim.experiments.harness.store import ResultsStore
+from fedsim.experiments.montecarlo.summary import to_markdown
+from fedsim.experiments.montecarlo.tasks import engine_config
+from fedsim.radio import draw_radio_drop
+from fedsim.scenario.model import Scenario
+
+DONE = "done.json"
+_LIVE_POINT = 2**31 - 1  # seed slot of the live run, apart from every sweep point
+
+
+def _allocation(scenario: Scenario, drop, workload, cfg):
+    """Subchannels and power from the live scheme; cut and rank fixed by the trained model's config."""
+    from fedsim.optimize import Problem, optimize
+    from fedsim.optimize.schemes import scheme_name
+
+    problem = Problem(
+        drop=drop,
+        workload=workload,
+        batch_size=cfg.batch_size,
+        local_iterations=cfg.local_iterations,
+        rounds_by_rank={int(cfg.rank): 1.0},
+        upload_every_local_iteration=scenario.training.upload_every_local_iteration,
+    )
+    base, d = scenario.montecarlo.base_seed, scenario.live.drop
+    result = optimize(
+        problem,
+        scenario.live.scheme,
+        rng=seeds.scheme_rng(base, _LIVE_POINT, d, scheme_name(scenario.live.scheme)),
+        power_solver=scenario.schemes.power_solver,
+    )
+    k, j = drop.num_clients, workload.num_layers
+    cut = min(int(cfg.cut), j)
+    return replace(
+        result.allocation, cuts=np.full(k, cut, dtype=int), ranks=uniform_ranks(k, j, int(cfg.rank))
+    )
+
+
+def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
+    """One live co-simulation of training config ``cfg`` on the scenario's system: (SimResult, trainer, alloc).
+
+    With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
+    cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it."""
+    from fedsim.core.workload import workload_from_config
+    from fedsim.engine import simulate
+    from fedsim.learn.live_trainer import LiveTrainer
+    from fedsim.learn.setup import load
+
+    live = scenario.live
+    model, _, data = load(cfg, progress=progress)
+    workload = workload_from_config(  # [model]'s counting settings, on the trained model's own config
+        model.config,
+        seq_len=cfg.seq_len,
+        bits=scenario.model.bits,
+        mode=scenario.model.workload_mode,
+        lora_targets=tuple(scenario.model.lora_targets),
+        bwd_factor=scenario.model.bwd_factor,
+        name=cfg.model,
+    )
+    system = scenario.system.model_copy(update={"num_clients": cfg.num_clients})
+    base = scenario.montecarlo.base_seed
+    drop = draw_radio_drop(system, scenario.radio, seeds.drop_rng(base, _LIVE_POINT, live.drop))
+    alloc = _allocation(scenario, drop, workload, cfg)
+    trainer = LiveTrainer.from_config(cfg, model=model, data=data, progress=progress, source=source)
+    if cfg.cuts is not None or cfg.rank_cut is not None or cfg.adaptive_cuts is not None:
+        cuts, ranks = trainer.layout()
+        alloc = replace(alloc, cuts=np.asarray(cuts, dtype=int), ranks=np.asarray(ranks, dtype=int))
+    adapter = trainer.system.adapter
+    if adapter is not None and cfg.adaptive_cuts.client_flops_per_s is None:
+        per_block = cfg.batch_size * (workload.fwd_flops + workload.bwd_flops)
+        adapter.set_compute(drop.client_flops_per_s, per_block)
+    max_rounds = live.max_rounds or max(1, math.ceil(cfg.steps / cfg.local_iterations))
+    sim = simulate(
+        drop,
+        workload,
+        alloc,
+        cfg.batch_size,
+        cfg.local_iterations,
+        float(max_rounds),
+        engine_config(
+            scenario, trace=scenario.engine.trace
+        ),  # the upload reading of [training], as the sweep
+        seeds.engine_rng(base, _LIVE_POINT, live.drop),
+        trainer=trainer,
+    )
+    return sim, trainer, alloc
+
+
+def with_checkpoint(cfg, folder):
+    """``cfg`` with its checkpoint file in the run's folder when it asks for checkpoints (``checkpoint_every``
+    steps): a killed live run resumes there (``fedsim.learn.live_trainer``)."""
+    if not cfg.checkpoint_every:
+        return cfg
+    return cfg.model_copy(update={"checkpoint_path": str(folder / "checkpoint.pt")})
+
+
+def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool) -> dict:
+    live = scenario.live
+    folder = store.root / "live" / f"rank{rank}"
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = with_checkpoint(live.training.model_copy(update={"rank": int(rank)}), folder)
+    started = time.perf_counter()
+    sim, trainer, alloc = simulate_live(
+        scenario, cfg, progress, f"fedsim run {scenario.name} (live, rank {rank})"
+    )
+    atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
+    if len(sim.trace_rows):
+        atomic_write_csv(folder / "trace.csv", sim.trace)
+    final = trainer.final_metrics()  # test PPL, BLEU, ROUGE-L of the deployed split model
+    record = trainer.record()
+    record.save(folder / record.file_name())
+    ppl = [row["val_ppl"] for row in record.curve if "val_ppl" in row]
+    summary = {
+        "model": cfg.model,
+        "rank": int(rank),
+        "num_clients": cfg.num_clients,
+        "cut": int(alloc.cuts[0]),
+        "rounds_completed": int(sim.rounds_completed),
+        "rounds_to_target": record.rounds_to_target,
+        "target_ppl": cfg.target_ppl,
+        "first_val_ppl": ppl[0] if ppl else None,
+        "final_val_ppl": ppl[-1] if ppl else None,
+        **{k: final[k] for k in ("test_ppl", "bleu", "rouge_l", "n_mrs") if k in final},
+        "sim_total_s": float(sim.total_s),
+        "converged": bool(sim.converged),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    curve = [
+        {"rank": int(rank), "model": cfg.model, "target_ppl": cfg.target_ppl, **row} for row in record.curve
+    ]
+    atomic_write_text(folder / "curve.json", json.dumps(curve))
+    atomic_write_text(folder / "summary.json", json.dumps(summary))  # marks the rank done
+    write_done(folder)  # last: the sha256 of every output, checked on a rerun
+    return summary
+
+
+def write_done(folder: Path) -> None:
+    """Mark a finished live run (written last): ``done.json`` holds the sha256 of every output file in
+    ``folder`` (its checkpoint carries its own)."""
+    files = {
+        p.name: _sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in (DONE, "checkpoint.pt") and not p.name.startswith(".")
+    }
+    atomic_write_text(folder / DONE, json.dumps({"sha256": files}, indent=1))
+
+
+def run_done(folder: Path, store: ResultsStore, what: str = "rank") -> bool:
+    """True if the live run in ``folder`` finished and its outputs verify; a damaged one is set aside
+    (renamed into ``set-aside/``, one line on stderr) so that the run is trained again."""
+    if not (folder / "summary.json").exists():
+        return False  # not finished (an interrupted run resumes from its checkpoint, if any)
+    why = _damage(folder)
+    if why is not None:
+        store.set_aside(folder, f"{why}; {what} rerun")
+    return why is None
+
+
+def _damage(folder: Path) -> str | None:
+    """What is wrong with a finished run's outputs, or None."""
+    if (folder / DONE).exists():
+        try:
+            listed = json.loads((folder / DONE).read_text())["sha256"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            return f"{DONE} does not read back (truncated or garbled)"
+        for name, digest in listed.items():
+            if not (folder / name).is_file():
+                return f"{name} is missing"
+            if _sha256(folder / name) != digest:
+                return f"{name} does not match its sha256 (truncated or damaged)"
+        return None
+    try:  # killed before done.json, or written by an older fedsim: the JSON outputs must read back
+        ok = isinstance(json.loads((folder / "summary.json").read_text()), dict)
+        ok = ok and isinstance(json.loads((folder / "curve.json").read_text()), list)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    return None if ok else "outputs of a finished run do not read back (truncated or garbled)"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prepare_live_folder(root: Path, scenario: Scenario) -> None:
+    """Create ``root`` (``live/``) for the scenario's live runs. Finished runs are reused only while
+    everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise they are removed."""
+    data = scenario.model_dump(mode="json")
+    picked = {k: data.get(k) for k in ("live", "system", "engine", "model", "schemes", "radio")}
+    upload = scenario.training.upload_every_local_iteration
+    inputs = json.dumps(
+        {**picked, "base_seed": scenario.montecarlo.base_seed, "upload_every_local_iteration": upload},
+        sort_keys=True,
+    )
+    if (root / "inputs.json").exists() and (root / "inputs.json").read_text() != inputs:
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "inputs.json", inputs)
+
+
+def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
+    """Run (or resume) every rank of the live section; returns summary lines for the report. (A section with
+    named arms runs through ``fedsim.experiments.live.arms.run_arms`` instead.)"""
+    live = scenario.live
+    ranks = live.ranks or (live.training.rank,)
+    root = store.root / "live"
+    prepare_live_folder(root, scenario)
+    for rank in ranks:
+        if not run_done(root / f"rank{rank}", store):
+            _run_rank(scenario, store, int(rank), progress)
+    summaries = [json.loads((root / f"rank{r}" / "summary.json").read_text()) for r in ranks]
+    curves = [row for r in ranks for row in json.loads((root / f"rank{r}" / "curve.json").read_text())]
+    table = pd.DataFrame(summaries)
+    atomic_write_csv(root / "summary.csv", table)
+    atomic_write_csv(root / "curve.csv", pd.DataFrame(curves))
+    return [
+        "## Live co-simulation (real split-LoRA training timed by the engine)",
+        "",
+        to_markdown(table),
+        "",
+    ]

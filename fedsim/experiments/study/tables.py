@@ -1,0 +1,235 @@
+"""A convergence study's rows and tables: one tidy row per run (settings, final metrics, evaluation noise,
+flatness, E(r) per target), the curves across runs, E(r) per rank with its seed spread, and Table IV with
+the split-fed - centralized gap; ``write_study_tables`` writes them as CSV and markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedsim.learn.records import ConvergenceRecord, rounds_to_target, rounds_to_target_interpolated
+
+
+def study_row(record: ConvergenceRecord, point: int, targets, record_path) -> dict:
+    """One tidy row per run: its settings, final metrics, evaluation noise, flatness and E(r) per target."""
+    cfg = record.config or {}
+    evals = [r for r in record.curve if "val_ppl" in r]
+    last = evals[-1] if evals else {}
+    row = {
+        "point": int(point),
+        "drop": 0,
+        "model": record.model,
+        "training_scheme": record.scheme,
+        "rank": int(record.rank),
+        "seed": int(cfg.get("seed", 0)),
+        "lr": float(cfg.get("lr", math.nan)),
+        "steps": int(record.curve[-1]["step"]) if record.curve else 0,
+        "local_iterations": int(record.local_iterations),
+        "first_val_ppl": float(evals[0]["val_ppl"]) if evals else math.nan,
+        "final_val_ppl": float(last.get("val_ppl", math.nan)),
+        "eval_noise_pct": eval_noise_pct(last),
+        "last20_change_pct": last_fraction_change_pct(record.curve, 0.2),
+        "record": str(record_path),
+    }
+    final = record.final or {}
+    for key in ("test_ppl", "bleu", "rouge_l", "wall_s"):
+        row[key] = float(final[key]) if final.get(key) is not None else math.nan
+    for target in targets:
+        rounds = rounds_to_target(record.curve, target)
+        row[target_column(target)] = math.nan if rounds is None else float(rounds)
+        rounds = rounds_to_target_interpolated(record.curve, target)
+        row[target_column(target, interpolated=True)] = math.nan if rounds is None else rounds
+    return row
+
+
+def target_column(target: float, interpolated: bool = False) -> str:
+    """Row column of E(r) at ``target``: on the evaluation grid, or interpolated in log PPL."""
+    return f"rounds_{'interp_' if interpolated else ''}to_ppl_{target:g}"
+
+
+def eval_noise_pct(row: dict) -> float:
+    """|PPL(half a) - PPL(half b)| / PPL in percent: the evaluation noise of the validation subset."""
+    if not {"val_ppl", "val_ppl_a", "val_ppl_b"} <= row.keys():
+        return math.nan
+    return 100.0 * abs(row["val_ppl_a"] - row["val_ppl_b"]) / row["val_ppl"]
+
+
+def last_fraction_change_pct(curve: list[dict], fraction: float) -> float:
+    """Relative change (percent, positive = improvement) of val PPL over the last ``fraction`` of the steps:
+    from the last evaluation at or before step (1 - fraction)·S to the final one."""
+    evals = [r for r in curve if "val_ppl" in r]
+    if len(evals) < 2:
+        return math.nan
+    start_step = (1 - fraction) * evals[-1]["step"]
+    before = [r for r in evals if r["step"] <= start_step]
+    if not before:
+        return math.nan
+    return 100.0 * (before[-1]["val_ppl"] - evals[-1]["val_ppl"]) / before[-1]["val_ppl"]
+
+
+def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Every evaluation of every run, one row each: training_scheme, rank, seed, step, round, val_ppl and
+    the PPL of the validation subset's two halves (from the records the rows point to)."""
+    out = []
+    for _, row in rows.iterrows():
+        data = json.loads((root / row["record"]).read_text(encoding="utf-8"))
+        for point in data["curve"]:
+            if "val_ppl" in point:
+                out.append({"training_scheme": row["training_scheme"], "rank": int(row["rank"]),
+                            "seed": int(row["seed"]), "step": int(point["step"]), "round": point["round"],
+                            "val_ppl": point["val_ppl"], "val_ppl_a": point.get("val_ppl_a", math.nan),
+                            "val_ppl_b": point.get("val_ppl_b", math.nan)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def t_interval(values) -> tuple[float, float, float]:
+    """Mean and its two-sided 95 % Student-t confidence interval (``mean_ci95``; NaN bounds with fewer than
+    2 finite values)."""
+    from fedsim.stats import mean_ci95
+
+    mean, half = mean_ci95(values)
+    if np.isfinite(np.asarray(values, dtype=float)).sum() < 2:
+        half = math.nan
+    return mean, mean - half, mean + half
+
+
+def rounds_table(rows: pd.DataFrame, targets) -> pd.DataFrame:
+    """E(r) per (training scheme, rank, target): mean, std, min, max over seeds and how many reached it."""
+    out = []
+    for (scheme, rank), group in rows.groupby(["training_scheme", "rank"], sort=True):
+        for target in targets:
+            values = group[target_column(target)].to_numpy(dtype=float)
+            hit = values[np.isfinite(values)]
+            column = target_column(target, interpolated=True)
+            interp = group[column].to_numpy(dtype=float) if column in group else np.full(len(group), np.nan)
+            interp = interp[np.isfinite(interp)]
+            out.append({
+                "training_scheme": scheme, "rank": int(rank), "target_ppl": float(target),
+                "runs": len(values), "reached": len(hit),
+                "rounds_mean": float(hit.mean()) if len(hit) else math.nan,
+                "rounds_std": float(hit.std(ddof=1)) if len(hit) > 1 else math.nan,
+                "rounds_min": float(hit.min()) if len(hit) else math.nan,
+                "rounds_max": float(hit.max()) if len(hit) else math.nan,
+                "interp_mean": float(interp.mean()) if len(interp) else math.nan,
+                "interp_std": float(interp.std(ddof=1)) if len(interp) > 1 else math.nan,
+            })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+_METRICS = ("final_val_ppl", "test_ppl", "bleu", "rouge_l")
+
+
+def table_iv(rows: pd.DataFrame) -> pd.DataFrame:
+    """Table IV: per rank and training scheme the mean ± std over seeds of final val PPL, test PPL, BLEU and
+    ROUGE-L; per rank the paired (same seed) split_fed - centralized gap of each with its 95 % t-CI."""
+    out = []
+    for rank, group in rows.groupby("rank", sort=True):
+        entry: dict = {"rank": int(rank)}
+        for scheme in ("split_fed", "centralized"):
+            g = group[group.training_scheme == scheme]
+            entry[f"{scheme}_seeds"] = len(g)
+            for m in _METRICS:
+                v = g[m].to_numpy(dtype=float)
+                entry[f"{scheme}_{m}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+                entry[f"{scheme}_{m}_std"] = (
+                    float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
+                )
+        paired = group.pivot_table(index="seed", columns="training_scheme", values=list(_METRICS))
+        for m in _METRICS:
+            if ("split_fed" in paired.get(m, {})) and ("centralized" in paired.get(m, {})):
+                gap = (paired[m]["split_fed"] - paired[m]["centralized"]).dropna()
+                mean, lo, hi = t_interval(gap.to_numpy())
+            else:
+                mean = lo = hi = math.nan
+                gap = []
+            entry.update({f"gap_{m}": mean, f"gap_{m}_lo": lo, f"gap_{m}_hi": hi, "paired_seeds": len(gap)})
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def table_iv_markdown(table: pd.DataFrame) -> str:
+    """Table IV as markdown: mean ± std per scheme, and the split-fed - centralized gap [95 % CI]."""
+
+    def pm(row, scheme, m):
+        mean, std = row[f"{scheme}_{m}_mean"], row[f"{scheme}_{m}_std"]
+        if not math.isfinite(mean):
+            return "-"
+        return f"{mean:.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
+
+    def gap(row, m):
+        mean, lo, hi = row[f"gap_{m}"], row[f"gap_{m}_lo"], row[f"gap_{m}_hi"]
+        if not math.isfinite(mean):
+            return "-"
+        return f"{mean:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) else "")
+
+    names = {"final_val_ppl": "val PPL", "test_ppl": "test PPL", "bleu": "BLEU", "rouge_l": "ROUGE-L"}
+    head = ["rank", "seeds (SF/C)"]
+    for m in _METRICS:
+        head += [f"SF {names[m]}", f"C {names[m]}", f"SF−C {names[m]} [95 % CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in table.iterrows():
+        cells = [str(int(row["rank"])), f"{int(row['split_fed_seeds'])}/{int(row['centralized_seeds'])}"]
+        for m in _METRICS:
+            cells += [pm(row, "split_fed", m), pm(row, "centralized", m), gap(row, m)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rounds_markdown(table: pd.DataFrame) -> str:
+    """E(r) per target (rows) and rank (columns) per training scheme: mean ± std [reached/runs]."""
+    lines = []
+    for scheme, g in table.groupby("training_scheme", sort=False):
+        ranks = sorted(g["rank"].unique())
+        lines += [f"**{scheme}** — global rounds to reach the target validation PPL: mean ± std over seeds "
+                  "of the first evaluated round at or below it [runs that reached it / runs]; ≈ the crossing "
+                  "interpolated in log PPL between evaluations", "",
+                  "| target PPL | " + " | ".join(f"r = {r}" for r in ranks) + " |",
+                  "|" + "---|" * (len(ranks) + 1)]  # fmt: skip
+        for target, tg in g.groupby("target_ppl", sort=False):
+            cells = []
+            for r in ranks:
+                e = tg[tg["rank"] == r].iloc[0]
+                if e["reached"] == 0:
+                    cells.append(f"not reached [0/{e['runs']}]")
+                    continue
+                std = f" ± {e['rounds_std']:.1f}" if math.isfinite(e["rounds_std"]) else ""
+                cell = f"{e['rounds_mean']:.1f}{std} [{e['reached']}/{e['runs']}]"
+                if math.isfinite(e.get("interp_mean", math.nan)):
+                    istd = f" ± {e['interp_std']:.1f}" if math.isfinite(e["interp_std"]) else ""
+                    cell += f"; ≈{e['interp_mean']:.1f}{istd}"
+                cells.append(cell)
+            lines.append(f"| {target:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_study_tables(rows: pd.DataFrame, targets, folder: Path) -> list[str]:
+    """Write ``tables/`` (E(r) per target, Table IV; CSV and markdown) and return the summary's lines."""
+    from fedsim.atomic import atomic_write_csv, atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rounds, table = rounds_table(rows, targets), table_iv(rows)
+    rounds_md, table_md = rounds_markdown(rounds), table_iv_markdown(table)
+    atomic_write_csv(folder / "rounds_to_target.csv", rounds)
+    atomic_write_text(folder / "rounds_to_target.md", rounds_md + "\n")
+    atomic_write_csv(folder / "table4.csv", table)
+    atomic_write_text(folder / "table4.md", table_md + "\n")
+    atomic_write_csv(folder / "curves.csv", study_curves(folder.parent, rows))
+    noise = rows["eval_noise_pct"].to_numpy(dtype=float)
+    best = rows.groupby(["training_scheme", "rank"])["final_val_ppl"].mean().idxmin()
+    flat = rows[(rows.training_scheme == best[0]) & (rows["rank"] == best[1])]["last20_change_pct"]
+    lines = [
+        "## E(r): global rounds to the target validation PPL", "", rounds_md,
+        "## Table IV (mean ± std over seeds; SF = split_fed, C = centralized; gap paired by seed)", "",
+        table_md, "",
+        f"Evaluation noise (|PPL of the two interleaved halves of the validation subset| / PPL, final "
+        f"evaluation): median {np.nanmedian(noise):.2f} %, max {np.nanmax(noise):.2f} % over {len(noise)} runs.",
+        f"Best (scheme, rank) by mean final val PPL: {best[0]} r={best[1]}; its val PPL changed by "
+        f"{flat.mean():.2f} % (mean over seeds) over the last 20 % of steps.", "",
+    ]  # fmt: skip
+    return lines

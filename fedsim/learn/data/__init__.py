@@ -1,0 +1,1 @@
+"""Training data: the E2E NLG dataset, client partitions (IID, Dirichlet, length-Dirichlet) and batches."""

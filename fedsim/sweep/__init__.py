@@ -1,1 +1,0 @@
-"""Monte Carlo sweeps: tasks, executors (serial, process, ray), the results store and the runner."""
