@@ -16,7 +16,8 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,24 @@ def atomic_savefig(fig, path: str | Path, **kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or None, **kwargs)
     return path
+
+
+SET_ASIDE = "set-aside"  # the one place files that cannot be trusted go: <root>/set-aside/<name>.<n>
+
+
+def stderr_line(line: str) -> None:
+    """Say one line on stderr (the default voice of set_aside and the results store)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def set_aside(root: Path, path: Path, why: str, say: Callable[[str], None] = stderr_line) -> Path:
+    """Move a file or folder that cannot be trusted into ``root/set-aside/`` as ``<name>.<n>`` (never delete
+    it) and say so in one line."""
+    folder = Path(root) / SET_ASIDE
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (target := folder / f"{path.name}.{n}").exists():
+        n += 1
+    os.replace(path, target)
+    say(f"fedsim: {path}: {why} (set aside as {target})")
+    return target

@@ -69,7 +69,7 @@ def test_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, caps
                     progress=False)  # fmt: skip
     err = capsys.readouterr().err
     assert "set aside as" in err and "training starts over" in err and err.count("\n") == 1
-    assert (tmp_path / "run.pt.corrupt-1").stat().st_size == (len(raw) if damage == "flip" else
+    assert (tmp_path / "set-aside" / "run.pt.1").stat().st_size == (len(raw) if damage == "flip" else
                                                                len(raw) // 2 if damage == "truncate" else 64)  # fmt: skip
     assert [r.get("val_ppl") for r in resumed.curve] == pytest.approx([r.get("val_ppl") for r in full.curve])
 

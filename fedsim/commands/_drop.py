@@ -10,9 +10,10 @@ from __future__ import annotations
 from fedsim.commands._model_options import add_model_options, add_overrides_option, model_from_args
 from fedsim.core.system import SystemParams
 from fedsim.errors import InputError
+from fedsim.scenario.model import SPEC_PROPOSED_ROUNDS, engine_with_upload_reading
 
-# spec §7 PROPOSED E(r) at I = 10
-DEFAULT_ROUNDS = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0, 8: 170.0}
+# spec §7 PROPOSED E(r) at I = 10 (the one table: fedsim.scenario.model)
+DEFAULT_ROUNDS = SPEC_PROPOSED_ROUNDS
 
 
 def add_drop_arguments(parser, with_engine: bool = False) -> None:
@@ -195,7 +196,7 @@ def drop_settings(args, with_engine: bool = False) -> dict:
         engine = model_from_args(args, EngineConfig, "eng", base_engine)
         upload = cfg["upload_every_local_iteration"] or engine.lora_upload_every_iteration
         cfg["upload_every_local_iteration"] = upload
-        cfg["engine"] = engine.model_copy(update={"lora_upload_every_iteration": upload})
+        cfg["engine"] = engine_with_upload_reading(engine, upload)
     return cfg
 
 

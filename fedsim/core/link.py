@@ -1,4 +1,4 @@
-"""The radio-model interface: what a radio model provides to the optimiser, the delay model and the engine.
+"""A link and its rate contract: what a radio model provides to the optimiser, the delay model and the engine.
 
 A **radio model** turns a scenario's ``[system]`` and ``[radio]`` sections and a seeded generator into a
 ``Drop`` (client placement, per-link large-scale gains, compute). Each of the drop's two uplinks carries a
@@ -11,7 +11,9 @@ of ``fedsim.optimize.power`` (kept verbatim so built-in results stay bit for bit
 model through this interface; tests run the generic solvers on it and compare them with the closed forms.
 
 A link rate must be **non-decreasing in power and in the number of subchannels**; that is what makes the
-bisection power solver exact for a fixed assignment (``fedsim.radio.solve``), whatever the rate's shape.
+bisection power solver exact for a fixed assignment (``fedsim.optimize.power_rate``), whatever the rate's
+shape. Below the contract: the finish time of a transfer at a rate (``finish_time_rate_s``) and the PSDs of
+the 38.213 open-loop powers of a rate model that carries them (``open_loop_psd``).
 """
 
 from __future__ import annotations

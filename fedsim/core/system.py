@@ -105,7 +105,7 @@ class Link:
         noise_psd_w_hz: noise PSD N0 [W/Hz].
         p_th_w: network-wide power threshold on this link [W].
         gain: end-to-end power gain G_k*G_x*h (linear): (K,) flat, or (K, S) with fading.
-        rate: the link's rate model (``fedsim.radio.LinkRate``); None = the paper's Shannon rate, eq. (9).
+        rate: the link's rate model (``fedsim.core.link.LinkRate``); None = the paper's Shannon rate, eq. (9).
     """
 
     num_subchannels: int

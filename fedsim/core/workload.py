@@ -47,11 +47,6 @@ class Workload:
         """J, the number of split-able blocks."""
         return int(self.fwd_flops.shape[0])
 
-    @property
-    def total_fwd_flops(self) -> float:
-        """Forward FLOPs per sample of the whole frozen model (blocks + head), without LoRA."""
-        return float(self.fwd_flops.sum() + self.head_fwd_flops)
-
     def to_dict(self) -> dict:
         """JSON-able dict of every field (arrays as lists)."""
         return {

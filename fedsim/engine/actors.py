@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import simpy
 
+from fedsim.engine.energy import transmit_energy_j
 from fedsim.engine.state import RoundState, RunContext
 from fedsim.engine.trace import TraceRow
 
@@ -60,7 +61,7 @@ def _upload_lora(ctx: RunContext, rs: RoundState, k: int, it):
         bits=costs.sizes.lora_bits[k],
         where=ctx.names["fed"][k],
     )
-    ctx.energy_tx_j[k] += costs.power_fed_w[k] * dur if dur > 0 else 0.0
+    ctx.energy_tx_j[k] += transmit_energy_j(costs.power_fed_w[k], dur)
 
 
 def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
@@ -116,7 +117,7 @@ def _fused_forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
     dur = costs.act_up_s[k]
     yield ctx.env.timeout(costs.fwd_s[k] + dur)
     ctx.energy_cpu_j[k] += costs.fwd_j[k]
-    ctx.energy_tx_j[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
+    ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], dur)
 
 
 def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
@@ -146,7 +147,7 @@ def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
         bits=costs.sizes.act_bits[k],
         where=ctx.names["main"][k],
     )
-    ctx.energy_tx_j[k] += costs.power_main_w[k] * dur if dur > 0 else 0.0
+    ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], dur)
 
 
 def _fused_backward(ctx: RunContext, rs: RoundState, k: int, it: int):

@@ -9,12 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def transmit_energy_j(power_w: np.ndarray, duration_s: np.ndarray) -> np.ndarray:
-    """Energy of a transmission, p * t [J]; 0 when nothing is sent (0 * inf counts as 0)."""
-    power_w, duration_s = np.broadcast_arrays(np.asarray(power_w, float), np.asarray(duration_s, float))
-    out = np.zeros(power_w.shape)
-    np.multiply(power_w, duration_s, out=out, where=(power_w > 0) & (duration_s > 0))
-    return out
+def transmit_energy_j(power_w: float, duration_s: float) -> float:
+    """Energy of one transmission, p * t [J]; 0 when it takes no time (the engine charges it per event)."""
+    return power_w * duration_s if duration_s > 0 else 0.0
 
 
 def compute_energy_j(

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import sys
 from pathlib import Path
 
 import torch
 
-from fedsim.atomic import atomic_write_bytes, remove_stale_temps
+from fedsim.atomic import atomic_write_bytes, remove_stale_temps, set_aside
 from fedsim.errors import InputError
 from fedsim.learn.config import config_diff
 
@@ -73,15 +71,6 @@ def read_payload(path: Path) -> dict:
     return payload
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a damaged checkpoint to ``<name>.corrupt-<n>`` (kept for inspection, never deleted)."""
-    n = 1
-    while (target := path.with_name(f"{path.name}.corrupt-{n}")).exists():
-        n += 1
-    os.replace(path, target)
-    return target
-
-
 def load_checkpoint(path: str | Path, config: dict) -> dict:
     """Read a checkpoint, verify it, and check it belongs to ``config`` (up to the resumable fields)."""
     path = Path(path)
@@ -105,7 +94,7 @@ def resume_point(path: Path | None, config: dict) -> dict | None:
     try:
         return load_checkpoint(path, config)
     except CorruptCheckpoint as bad:
-        print(f"fedsim: {bad}; set aside as {set_aside(path)}, training starts over", file=sys.stderr)
+        set_aside(path.parent, path, f"{bad}; training starts over")
         return None
 
 

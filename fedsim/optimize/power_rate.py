@@ -1,4 +1,4 @@
-"""Power control of one flat link for any monotone rate model (``fedsim.radio.LinkRate``), by bisection.
+"""Power control of one flat link for any monotone rate model (``fedsim.core.link.LinkRate``), by bisection.
 
 With the assignment fixed, client k's least power to finish by T is P_k(T) = rate.min_power_w(load_k /
 (T - offset_k), n_k, g_k), non-increasing in T because the rate is non-decreasing in power. So T is

@@ -30,6 +30,16 @@ SPEC_PROPOSED_ROUNDS: dict[int, float] = {1: 240.0, 2: 204.0, 4: 180.0, 6: 174.0
 _RANDOM_ENGINE_SWITCHES = ("fading_every_round", "fading_every_iteration", "failure_prob", "straggler_prob")
 
 
+def engine_with_upload_reading(
+    engine: EngineConfig, upload_every_local_iteration: bool, **update
+) -> EngineConfig:
+    """The one place the D1/D2 reading of eq. (17) is reconciled: the engine uploads LoRA every local iteration
+    exactly when the optimiser assumes it (``training.upload_every_local_iteration``)."""
+    return engine.model_copy(
+        update={"lora_upload_every_iteration": bool(upload_every_local_iteration), **update}
+    )
+
+
 class ModelSection(Section):
     """Which LLM is split, and how its workload is counted (spec §8)."""
 

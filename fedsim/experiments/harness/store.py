@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,15 @@ from typing import Any
 import pandas as pd
 
 from fedsim import __version__
-from fedsim.atomic import atomic_path, atomic_write_csv, atomic_write_text, remove_stale_temps
+from fedsim.atomic import (
+    SET_ASIDE,
+    atomic_path,
+    atomic_write_csv,
+    atomic_write_text,
+    remove_stale_temps,
+    set_aside,
+    stderr_line,
+)
 from fedsim.errors import InputError
 from fedsim.experiments.harness.parts import BadPart, check_part, encode_part, scenario_key
 from fedsim.scenario.model import SCHEME_NAMES, Scenario
@@ -32,25 +38,7 @@ from fedsim.scenario.model import SCHEME_NAMES, Scenario
 _PART = re.compile(r"^p(\d+)_d(\d+)\.json$")
 # Changing these does not change any row already written, so a run may resume across them.
 _RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live", "study.existing_only")
-SET_ASIDE = "set-aside"
 __all__ = ["ResultsStore", "atomic_write_text", "git_revision"]
-
-
-def _stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def set_aside(root: Path, path: Path, why: str, say: Callable[[str], None] = _stderr_line) -> Path:
-    """Move a file or folder that cannot be trusted into ``root/set-aside/`` as ``<name>.<n>`` (never delete
-    it) and say so in one line."""
-    folder = Path(root) / SET_ASIDE
-    folder.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while (target := folder / f"{path.name}.{n}").exists():
-        n += 1
-    os.replace(path, target)
-    say(f"fedsim: {path}: {why} (set aside as {target})")
-    return target
 
 
 def git_revision(cwd: Path | None = None) -> str | None:
@@ -91,7 +79,7 @@ class ResultsStore:
     ``say`` prints the one-line notices (a part set aside); default: stderr.
     """
 
-    def __init__(self, root: str | Path, say: Callable[[str], None] = _stderr_line):
+    def __init__(self, root: str | Path, say: Callable[[str], None] = stderr_line):
         self.root = Path(root)
         self.parts = self.root / "parts"
         self.figures = self.root / "figures"

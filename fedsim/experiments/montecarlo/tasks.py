@@ -18,7 +18,7 @@ from fedsim.experiments.harness import seeds
 from fedsim.experiments.montecarlo.columns import decision_columns
 from fedsim.radio import draw_radio_drop
 from fedsim.scenario.load import scenario_at
-from fedsim.scenario.model import ModelSection, Scenario, TrainingSection
+from fedsim.scenario.model import ModelSection, Scenario, TrainingSection, engine_with_upload_reading
 from fedsim.scenario.points import sweep_points
 
 _WORKLOADS: dict[str, Any] = {}
@@ -235,11 +235,9 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
 
 def engine_config(at: Scenario, trace: bool = False):
     """The scenario's EngineConfig with the LoRA-upload reading of eq. (17) taken from [training], so the
-    optimiser and engine agree (the one place the two are reconciled). Replay tasks keep no event trace
-    (rows keep only totals); the live run passes its own ``trace``."""
-    return at.engine.model_copy(
-        update={"lora_upload_every_iteration": at.training.upload_every_local_iteration, "trace": bool(trace)}
-    )
+    optimiser and engine agree (``engine_with_upload_reading``). Replay tasks keep no event trace (rows keep
+    only totals); the live run passes its own ``trace``."""
+    return engine_with_upload_reading(at.engine, at.training.upload_every_local_iteration, trace=bool(trace))
 
 
 def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop_index: int) -> dict:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
+from fedsim.atomic import set_aside
 from fedsim.errors import InputError
-from fedsim.experiments.harness.store import set_aside
 from fedsim.experiments.study.tables import study_row
 from fedsim.learn.config import TrainConfig, config_diff
 from fedsim.learn.records import ConvergenceRecord
