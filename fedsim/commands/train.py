@@ -27,7 +27,11 @@ _FIELDS = {
     "test_samples": "test_samples", "generate_mrs": "generate_mrs", "max_new_tokens": "max_new_tokens",
     "partition": "partition", "partition_attribute": "partition_attribute",
     "dirichlet_alpha": "dirichlet_alpha", "data": "data_path", "seed": "seed", "device": "device", "checkpoint_every": "checkpoint_every",
+    "alpha_policy": "lora_alpha_policy", "lr_schedule": "lr_schedule", "warmup_steps": "warmup_steps",
 }  # fmt: skip
+
+
+_CHOICE_FIELDS = ("partition", "lora_alpha_policy", "lr_schedule")
 
 
 def _ranks(text: str) -> list[int]:
@@ -64,11 +68,13 @@ def add_parser(subparsers) -> None:
             continue
         info = d[field]
         kind = str if field in ("partition", "partition_attribute", "data_path") else type(info.default)
+        choices = getattr(info.annotation, "__args__", None) if field in _CHOICE_FIELDS else None
         if info.default is None or kind is type(None):
             kind = float if field == "target_ppl" else (str if field == "data_path" else int)
         p.add_argument(
-            f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=info.default, help=info.description
-        )
+            f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=info.default, help=info.description,
+            choices=choices,
+        )  # fmt: skip
     p.add_argument("--out", default="results/train", help="folder for curve CSVs, tables and checkpoints")
     p.add_argument("--records-dir", default="results/records", help="folder for the convergence records")
     p.add_argument(

@@ -77,7 +77,9 @@ def load_checkpoint(path: str | Path, config: dict) -> dict:
     if not path.is_file():
         raise InputError(f"checkpoint {path}: file not found")
     payload = read_payload(path)
-    diff = config_diff(payload["config"], config, _RESUMABLE)
+    # a decaying learning rate is laid out over ``steps``: extending such a run would change its past
+    resumable = _RESUMABLE if config.get("lr_schedule", "constant") == "constant" else _RESUMABLE - {"steps"}
+    diff = config_diff(payload["config"], config, resumable)
     if diff:
         raise InputError(f"checkpoint {path}: made with a different configuration ({', '.join(diff)})")
     return payload

@@ -50,7 +50,15 @@ class TrainConfig(BaseModel):
     num_clients: int = Field(3, ge=1, description="Number of clients K.")
     local_iterations: int = Field(1, ge=1, description="Local iterations I between FedAvg aggregations.")
     rank: int = Field(8, ge=1, description="LoRA rank r (client and server).")
-    lora_alpha: float = Field(32.0, gt=0, description="LoRA alpha; the update is scaled by alpha / r.")
+    lora_alpha: float = Field(
+        32.0, gt=0, description="LoRA alpha; how it scales the update depends on lora_alpha_policy."
+    )
+    lora_alpha_policy: Literal["fixed", "proportional", "rslora"] = Field(
+        "fixed",
+        description="LoRA scale per layer of rank r: fixed = alpha / r (the same alpha at every rank); "
+        "proportional = alpha (peft alpha = lora_alpha * r: the same scale at every rank, e.g. lora_alpha 2 "
+        "for the common alpha = 2r); rslora = alpha / sqrt(r) (peft use_rslora).",
+    )
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input (SplitLoRA: 0.1).")
     targets: list[str] | None = Field(
         None, description="Module names to adapt; None = attention Q and V (GPT-2: fused c_attn)."
@@ -75,6 +83,12 @@ class TrainConfig(BaseModel):
         "truncate).",
     )
     lr: float = Field(4e-4, gt=0, description="AdamW learning rate (clients and main server).")
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="Learning rate after the warm-up: constant, or cosine / linear decay to 0 at steps."
+    )
+    warmup_steps: int = Field(
+        0, ge=0, description="Linear warm-up from lr / warmup_steps to lr over this many steps (0 = none)."
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     steps: int = Field(30, ge=1, description="Local iterations to run in total (rounds = steps / I).")
     eval_every: int = Field(12, ge=1, description="Evaluate validation perplexity every this many steps.")
@@ -136,6 +150,8 @@ class TrainConfig(BaseModel):
                     )
             if a.cut_max is not None and a.cut_max < a.cut_min:
                 raise ValueError(f"adaptive_cuts.cut_max: {a.cut_max} is below cut_min {a.cut_min}")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps: {self.warmup_steps} must be below steps ({self.steps})")
         if self.scheme == "centralized" and (self.cuts or a or self.rank_cut):
             raise ValueError("cuts, adaptive_cuts and rank_cut need scheme = 'split_fed'")
         return self

@@ -38,6 +38,9 @@ def _rebuild(optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> torch
     """The same AdamW over ``module``'s current LoRA parameters, keeping the state of those it had."""
     group = optimizer.param_groups[0]
     new = torch.optim.AdamW(lora_parameters(module), lr=group["lr"], weight_decay=group["weight_decay"])
+    for key in ("base_lr", "iteration"):  # the lr schedule's place (fedsim.learn.schedule) moves along
+        if key in group:
+            new.param_groups[0][key] = group[key]
     for p in lora_parameters(module):
         if p in optimizer.state:
             new.state[p] = optimizer.state[p]
@@ -100,5 +103,5 @@ def _fit(system, optimizer: torch.optim.Optimizer, part, offset: int, rank_of) -
     if system.cfg.rank_aggregation == "zero_pad":
         for block in resized:
             rank, moments = before[id(block)]
-            _put_moments(optimizer, block, project_moments(moments, rank, module_rank(block)))
+            _put_moments(optimizer, block, project_moments(moments, rank, module_rank(block), system.scale))
     return optimizer

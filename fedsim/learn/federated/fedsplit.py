@@ -20,7 +20,8 @@ import torch
 
 from fedsim.learn.data.batches import BatchStream
 from fedsim.learn.federated.hetrank import BlockState, aggregate_block, fedavg, project
-from fedsim.learn.split.lora import lora_parameters, lora_state, module_rank
+from fedsim.learn.schedule import scheduled_step
+from fedsim.learn.split.lora import LoraScale, as_scale, lora_parameters, lora_state, module_rank
 from fedsim.learn.split.parts import ClientPart, ServerPart, token_nll
 
 __all__ = ["ClientSide", "FederatedServer", "MainServer", "Upload", "fedavg", "load_lora", "replicate"]
@@ -46,13 +47,20 @@ def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
+def _constant(step: int) -> float:
+    return 1.0
+
+
 class ClientSide:
     """Client k: client part with its LoRA, optimiser and batch stream."""
 
-    def __init__(self, part: ClientPart, stream: BatchStream, lr: float, weight_decay: float):
+    def __init__(
+        self, part: ClientPart, stream: BatchStream, lr: float, weight_decay: float, schedule=_constant
+    ):
         self.part = part.train()
         self.stream = stream
         self.optimizer = _adamw(lora_parameters(part), lr, weight_decay)
+        self.schedule = schedule  # step -> lr factor (fedsim.learn.schedule)
         self._activation: torch.Tensor | None = None
 
     @property
@@ -78,7 +86,7 @@ class ClientSide:
             raise RuntimeError("client backward before forward")
         self._activation.backward(activation_grad)
         self._activation = None
-        self.optimizer.step()
+        scheduled_step(self.optimizer, self.schedule)
 
     def state_dict(self) -> dict:
         return {
@@ -96,9 +104,17 @@ class ClientSide:
 class MainServer:
     """Server part with the single server LoRA, trained on all clients' activations at once."""
 
-    def __init__(self, part: ServerPart, lr: float, weight_decay: float, per_client_loss: bool = False):
+    def __init__(
+        self,
+        part: ServerPart,
+        lr: float,
+        weight_decay: float,
+        per_client_loss: bool = False,
+        schedule=_constant,
+    ):
         self.part = part.train()
         self.optimizer = _adamw(lora_parameters(part), lr, weight_decay)
+        self.schedule = schedule  # step -> lr factor (fedsim.learn.schedule)
         self.per_client_loss = per_client_loss  # also report each upload's own loss (adaptive cuts)
 
     def step(self, uploads: Sequence[Upload]) -> tuple[float, list[torch.Tensor], list[tuple[float, int]]]:
@@ -128,7 +144,7 @@ class MainServer:
                         per_upload[i] = (float(t), m)
         loss = total / max(count, 1)
         loss.backward()
-        self.optimizer.step()
+        scheduled_step(self.optimizer, self.schedule)
         return float(loss.detach()), [a.grad for a in acts], per_upload
 
     def state_dict(self) -> dict:
@@ -145,8 +161,8 @@ class MainServer:
 class FederatedServer:
     """Layer-wise aggregation into the global model's blocks and broadcast to every holder of a block."""
 
-    def __init__(self, global_blocks: torch.nn.ModuleList, alpha: float, method: str):
-        self.blocks, self.alpha, self.method = global_blocks, alpha, method
+    def __init__(self, global_blocks: torch.nn.ModuleList, scale: float | LoraScale, method: str):
+        self.blocks, self.scale, self.method = global_blocks, as_scale(scale), method
 
     def global_states(self, senders: Sequence[ClientSide], server: MainServer) -> dict[int, BlockState]:
         """Block j -> sum_k D_k W_{k,j} / sum_k D_k over ``senders`` (W_{k,j}: client k's copy if c_k > j,
@@ -160,7 +176,7 @@ class FederatedServer:
                 states.append(lora_state(server.part.blocks[j - first]))
                 weights.append(served)
             if states:
-                out[j] = aggregate_block(states, weights, module_rank(block), self.alpha, self.method)
+                out[j] = aggregate_block(states, weights, module_rank(block), self.scale, self.method)
         return out
 
     def load_global(self, states: dict[int, BlockState]) -> None:
@@ -181,7 +197,7 @@ class FederatedServer:
             if j >= first:
                 holders.append(server.part.blocks[j - first])
             for block in holders:
-                load_lora(block, project(state, module_rank(block), self.alpha, self.method))
+                load_lora(block, project(state, module_rank(block), self.scale, self.method))
         return states
 
 

@@ -28,8 +28,17 @@ from fedsim.learn.federated.fedsplit import (
     replicate,
 )
 from fedsim.learn.federated.hetrank import project
+from fedsim.learn.schedule import schedule_of, scheduled_step
 from fedsim.learn.split.layout import Layout, check_cuts
-from fedsim.learn.split.lora import add_lora, lora_parameters, lora_state, module_rank, set_module_rank
+from fedsim.learn.split.lora import (
+    LoraScale,
+    add_lora,
+    lora_parameters,
+    lora_state,
+    module_rank,
+    peft_alpha,
+    set_module_rank,
+)
 from fedsim.learn.split.parts import ClientPart, ServerPart, check_cut, decoder_parts, token_nll
 
 
@@ -95,6 +104,7 @@ class SplitFedSystem:
         parts = decoder_parts(peft_model)
         self.layout = make_layout(cfg, parts.num_blocks)
         self.lora_config = peft_model.peft_config["default"]
+        self.scale = LoraScale(cfg.lora_alpha, cfg.lora_alpha_policy)  # every holder's LoRA scale rule
         self.global_blocks = parts.blocks
         first = self.layout.server_first
         self.clients = []
@@ -104,13 +114,17 @@ class SplitFedSystem:
             stream = BatchStream(
                 dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model)
             )
-            self.clients.append(ClientSide(part, stream, cfg.lr, cfg.weight_decay))
+            self.clients.append(ClientSide(part, stream, cfg.lr, cfg.weight_decay, schedule_of(cfg)))
         server_part = replicate(ServerPart(parts, first))
         self.fit_ranks(server_part.blocks, first, self.layout.server_rank, init=True)
         self.server = MainServer(
-            server_part, cfg.lr, cfg.weight_decay, per_client_loss=cfg.adaptive_cuts is not None
+            server_part,
+            cfg.lr,
+            cfg.weight_decay,
+            per_client_loss=cfg.adaptive_cuts is not None,
+            schedule=schedule_of(cfg),
         )
-        self.fed = FederatedServer(parts.blocks, cfg.lora_alpha, cfg.rank_aggregation)
+        self.fed = FederatedServer(parts.blocks, self.scale, cfg.rank_aggregation)
         self.eval_client, self.eval_server = ClientPart(parts, first), ServerPart(parts, first)
         self.adapter = None if cfg.adaptive_cuts is None else CutAdapter(self, cfg.adaptive_cuts)
         self._uploads: dict[int, Upload] = {}
@@ -124,11 +138,11 @@ class SplitFedSystem:
         for i, block in enumerate(blocks):
             j, rank = offset + i, rank_of(offset + i)
             if module_rank(block) != rank:
-                set_module_rank(block, rank, self.lora_config)
-                method = "zero_pad" if init else self.cfg.rank_aggregation
-                load_lora(
-                    block, project(lora_state(self.global_blocks[j]), rank, self.cfg.lora_alpha, method)
+                set_module_rank(
+                    block, rank, self.lora_config, peft_alpha(self.scale.alpha, self.scale.policy, rank)
                 )
+                method = "zero_pad" if init else self.cfg.rank_aggregation
+                load_lora(block, project(lora_state(self.global_blocks[j]), rank, self.scale, method))
                 resized.append(block)
         return resized
 
@@ -210,6 +224,7 @@ class CentralizedSystem:
         self.optimizer = torch.optim.AdamW(
             lora_parameters(peft_model), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
+        self.schedule = schedule_of(cfg)
         self.last_loss = float("nan")
 
     def local_iteration(self) -> float:
@@ -219,7 +234,7 @@ class CentralizedSystem:
         total, count = token_nll(logits, batch["labels"])
         loss = total / max(count, 1)
         loss.backward()
-        self.optimizer.step()
+        scheduled_step(self.optimizer, self.schedule)
         self.last_loss = float(loss.detach())
         return self.last_loss
 
@@ -271,6 +286,7 @@ def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequenc
         cfg.seed,
         cfg.targets,
         block_ranks=layout.block_ranks(),
+        alpha_policy=cfg.lora_alpha_policy,
     )
     torch.manual_seed(cfg.seed + 1)  # dropout draws from the global generator; checkpoints save its state
     cls = SplitFedSystem if cfg.scheme == "split_fed" else CentralizedSystem

@@ -10,9 +10,11 @@ default Q+V accounting (FLOPs and bits per rank) holds unchanged.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -24,6 +26,9 @@ from fedsim.errors import InputError
 
 # Query/value projection names, by preference; the first pair present in the model wins.
 _QV_CANDIDATES: tuple[tuple[str, ...], ...] = (("q_proj", "v_proj"), ("c_attn",), ("query", "value"))
+
+
+ALPHA_POLICIES = ("fixed", "proportional", "rslora")
 
 
 def _leaf_names(model: nn.Module) -> set[str]:
@@ -57,6 +62,7 @@ def add_lora(
     seed: int,
     targets: Sequence[str] | None = None,
     block_ranks: Mapping[int, int] | None = None,
+    alpha_policy: str = "fixed",
 ) -> nn.Module:
     """Wrap ``model`` with peft LoRA (A Kaiming-uniform from ``seed``, B = 0); base weights frozen.
 
@@ -64,8 +70,12 @@ def add_lora(
         rank: r >= 1. alpha: LoRA scaling numerator (scale = alpha / r). dropout: LoRA input dropout in [0, 1).
         targets: leaf module names to adapt; None = Q and V (see module docstring).
         block_ranks: decoder block index (0-based) -> its LoRA rank, for blocks whose rank is not ``rank``
-            (SplitFT's cut-layer rank, spec §10c); passed to peft as ``rank_pattern``.
+            (SplitFT's cut-layer rank, spec §10c); passed to peft as ``rank_pattern`` (and, with the
+            "proportional" policy, ``alpha_pattern``, so those blocks keep the same scale).
+        alpha_policy: how alpha scales a layer of rank r (``lora_scale``): fixed, proportional or rslora.
     """
+    if alpha_policy not in ALPHA_POLICIES:
+        raise InputError(f"lora_alpha_policy: must be one of {ALPHA_POLICIES}, got {alpha_policy!r}")
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise InputError(f"rank: LoRA rank must be an integer >= 1, got {rank!r}")
     if not 0.0 <= dropout < 1.0:
@@ -78,10 +88,13 @@ def add_lora(
     for block, r in (block_ranks or {}).items():
         if isinstance(r, bool) or not isinstance(r, int) or r < 1:
             raise InputError(f"rank_cut: LoRA rank of block {block + 1} must be an integer >= 1, got {r!r}")
+    ranks = rank_pattern(model, block_ranks or {}, targets)
     config = LoraConfig(
         r=rank,
-        rank_pattern=rank_pattern(model, block_ranks or {}, targets),
-        lora_alpha=alpha,
+        rank_pattern=ranks,
+        lora_alpha=peft_alpha(alpha, alpha_policy, rank),
+        alpha_pattern={key: peft_alpha(alpha, alpha_policy, r) for key, r in ranks.items()},
+        use_rslora=alpha_policy == "rslora",
         lora_dropout=dropout,
         target_modules=targets,
         fan_in_fan_out=conv1d,  # GPT-2's Conv1D stores its weight as (in, out)
@@ -96,6 +109,44 @@ def add_lora(
             "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
         )
         return get_peft_model(model, config)
+
+
+def peft_alpha(alpha: float, policy: str, rank: int) -> float:
+    """The ``lora_alpha`` peft gets for a layer of rank ``rank`` under ``policy`` (see ``lora_scale``)."""
+    return alpha * rank if policy == "proportional" else alpha
+
+
+def lora_scale(alpha: float, policy: str, rank: int) -> float:
+    """The scale of a rank-``rank`` layer's update (W + scale · B A): fixed alpha / r, proportional alpha
+    (the same at every rank), rslora alpha / sqrt(r) (Kalajdzievski 2023). Equals peft's ``scaling``."""
+    if policy == "rslora":
+        return alpha / math.sqrt(rank)
+    return peft_alpha(alpha, policy, rank) / rank
+
+
+@dataclass(frozen=True)
+class LoraScale:
+    """The scale rule of a run's LoRA layers: ``of(r)`` is a rank-r layer's scale (``lora_scale``)."""
+
+    alpha: float
+    policy: str = "fixed"
+
+    def of(self, rank: int) -> float:
+        return lora_scale(self.alpha, self.policy, rank)
+
+    def ratio(self, from_rank: int, to_rank: int) -> float:
+        """scale(from) / scale(to): B of a rank-``from_rank`` copy times this is B of the same update held at
+        rank ``to_rank`` (zero-padded or truncated): fixed to/from, proportional 1, rslora sqrt(to/from)."""
+        if self.policy == "proportional":
+            return 1.0
+        if self.policy == "rslora":
+            return math.sqrt(to_rank / from_rank)
+        return to_rank / from_rank
+
+
+def as_scale(alpha_or_scale: float | LoraScale) -> LoraScale:
+    """A LoraScale; a bare number is the alpha of the "fixed" policy (scale alpha / r)."""
+    return alpha_or_scale if isinstance(alpha_or_scale, LoraScale) else LoraScale(float(alpha_or_scale))
 
 
 def lora_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -136,8 +187,9 @@ def module_rank(module: nn.Module) -> int:
     return ranks.pop()
 
 
-def set_module_rank(module: nn.Module, rank: int, config: LoraConfig) -> None:
-    """Re-create every LoRA layer of ``module`` at ``rank`` through peft (``LoraLayer.update_layer``).
+def set_module_rank(module: nn.Module, rank: int, config: LoraConfig, alpha: float) -> None:
+    """Re-create every LoRA layer of ``module`` at ``rank`` with peft alpha ``alpha`` (``peft_alpha``)
+    through peft (``LoraLayer.update_layer``).
 
     The new tensors are placeholders (the global torch RNG is left untouched): the caller loads values.
     """
@@ -146,6 +198,6 @@ def set_module_rank(module: nn.Module, rank: int, config: LoraConfig) -> None:
             if layer.r[adapter] == rank:
                 continue
             with torch.random.fork_rng(devices=[]):
-                layer.update_layer(adapter, rank, layer.lora_alpha[adapter], config)
+                layer.update_layer(adapter, rank, alpha, config)
             layer.lora_A[adapter].weight.requires_grad_(True)
             layer.lora_B[adapter].weight.requires_grad_(True)
