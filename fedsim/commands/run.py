@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from fedsim.commands._model_options import add_overrides_option
-from fedsim.experiments.harness.executors import EXECUTORS
+from fedsim.errors import InputError
+from fedsim.experiments.harness.executors import EXECUTORS, RAY_CONNECT_TIMEOUT_S
 from fedsim.interrupt import Interrupted, interruptible
 from fedsim.scenario import load_scenario
 
@@ -35,6 +36,13 @@ def add_parser(subparsers) -> None:
         "--ray-address", default=None, help="address of a running Ray cluster (--executor ray)"
     )
     parser.add_argument(
+        "--ray-timeout",
+        type=float,
+        default=RAY_CONNECT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"give up connecting to the Ray cluster after this long (default {RAY_CONNECT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
         "--fresh", action="store_true", help="delete earlier rows of this scenario and start over"
     )
     parser.add_argument("--out", default=None, help="results folder (default: results/<scenario name>)")
@@ -45,23 +53,67 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fedsim import api
+    from fedsim.experiments.montecarlo.tasks import SchemeFailed
 
     scenario = load_scenario(args.scenario, args.overrides)  # validates everything before anything is written
     with interruptible():  # SIGINT / SIGTERM: workers stop, finished parts stay, exit 130 / 143
         try:
+            _connect(args)
             return _run(args, scenario, api)
         except Interrupted as stop:
             from fedsim.experiments.runner import default_out_dir
 
             out = Path(args.out) if args.out else default_out_dir(scenario)
-            saved = len(list((out / "parts").glob("p*_d*.json")))
+            parts = out / "parts"
+            saved = len(list(parts.glob("p*_d*.json"))) if parts.is_dir() else 0
             print(
-                f"fedsim run: interrupted by {stop.name}; {saved} finished unit(s) kept in {out / 'parts'}; "
-                f"rerun `fedsim run {shlex.quote(str(args.scenario))} --out {shlex.quote(str(out))}` "
-                "(same options) to resume",
+                f"fedsim run: interrupted by {stop.name}; {saved} finished unit(s) kept in {parts}; "
+                f"rerun `{_again(args, out)}` to resume",
                 file=sys.stderr,
             )
             return stop.exit_code
+        except SchemeFailed as failed:  # the user's own code: its traceback, then where and how to rerun it
+            print(failed.traceback_text.rstrip(), file=sys.stderr)
+            print(
+                f"fedsim run: error: scheme {failed.scheme!r} raised {failed.error} at sweep point "
+                f"{failed.point}, drop {failed.drop}; reproduce it alone with `{_reproduce(args, failed)}`",
+                file=sys.stderr,
+            )
+            return 1
+
+
+def _connect(args: argparse.Namespace) -> None:
+    """--executor ray: connect before any work starts, within --ray-timeout seconds (one line if not)."""
+    if args.executor != "ray":
+        return
+    if not args.ray_timeout > 0:
+        raise InputError(f"--ray-timeout: a positive number of seconds, got {args.ray_timeout:g}")
+    from fedsim.experiments.harness.executors import connect_ray
+
+    connect_ray(args.ray_address, args.workers, timeout_s=args.ray_timeout)
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The command line this run was started with (after ``fedsim``)."""
+    argv = getattr(args, "_argv", None)
+    return list(argv) if argv is not None else ["run", str(args.scenario)]
+
+
+def _again(args: argparse.Namespace, out: Path) -> str:
+    """The command that resumes this run: the same command line, --out made explicit, without --fresh."""
+    argv = [a for a in _argv(args) if a != "--fresh"]
+    if args.out is None:
+        argv += ["--out", str(out)]
+    return "fedsim " + shlex.join(argv)
+
+
+def _reproduce(args: argparse.Namespace, failed) -> str:
+    """``fedsim optimize SCENARIO [--set ...] --point P --drop D --scheme NAME``: the failing task alone."""
+    argv = ["optimize", str(args.scenario)]
+    for override in args.overrides:
+        argv += ["--set", override]
+    argv += ["--point", str(failed.point), "--drop", str(failed.drop), "--scheme", failed.scheme]
+    return "fedsim " + shlex.join(argv)
 
 
 def _run(args: argparse.Namespace, scenario, api) -> int:

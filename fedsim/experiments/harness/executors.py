@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -101,7 +102,11 @@ def run_process(
         mp_context=get_context(method),
         initializer=_init_worker,
         initargs=(
-            scenario.model_dump_json(), kind.run_unit, kind.seed_worker, kind.prime(scenario), export_all()
+            scenario.model_dump_json(),
+            kind.run_unit,
+            kind.seed_worker,
+            kind.prime(scenario),
+            export_all(),
         ),
     ) as pool:
         queue = iter(units)
@@ -138,6 +143,82 @@ def _ray_unit(scenario_json: str, run_unit, seed_worker, state, exports: list, p
     return point, drop, run_unit(_worker_scenario(scenario_json, seed_worker, state, exports), point, drop)
 
 
+RAY_CONNECT_TIMEOUT_S = 30.0  # connecting to an existing cluster; Ray's own client retries for minutes
+RAY_TASK_RETRIES = 3  # a unit whose worker process dies (killed, OOM) runs again, up to this many times
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--executor ray: Ray is not installed (pip install 'fedsim[ray]')") from None
+    return ray
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``host:port`` or ``ray://host:port``; None for ``auto``/``local`` and other forms."""
+    rest = address.split("://", 1)[-1].strip().rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _probe(address: str, timeout_s: float) -> None:
+    """Refuse at once an address where nothing listens (Ray's client would retry it for minutes)."""
+    import socket
+
+    where = _host_port(address)
+    if where is None:
+        return
+    try:
+        with socket.create_connection(where, timeout=min(timeout_s, 10.0)):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise InputError(
+            f"--ray-address {address}: cannot connect to a Ray cluster there ({reason}); start one with "
+            "`ray start --head` or check the address"
+        ) from None
+
+
+def connect_ray(
+    address: str | None = None, workers: int | None = None, *, timeout_s: float = RAY_CONNECT_TIMEOUT_S
+):
+    """Connect to the Ray cluster at ``address`` (or start a local Ray when None), within ``timeout_s``
+    seconds for an existing cluster; InputError naming the address if it does not answer. Returns ``ray``."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    if not address:
+        ray.init(
+            include_dashboard=False, log_to_driver=False, num_cpus=workers or len(os.sched_getaffinity(0))
+        )
+        return ray
+    _probe(address, timeout_s)
+    outcome: dict = {}
+
+    def init() -> None:
+        try:
+            # in this thread Ray cannot set its SIGTERM handler (it says so at WARNING): fedsim's handles it
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            outcome["ok"] = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=init, name="fedsim-ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive() or "error" in outcome:
+        exc = outcome.get("error")
+        why = f"no answer within {timeout_s:g} s" if exc is None else f"{type(exc).__name__}: {exc}"
+        raise InputError(
+            f"--ray-address {address}: cannot connect to Ray ({' '.join(why.split())[:300]}); check the "
+            "address, or raise --ray-timeout"
+        ) from None
+    return ray
+
+
 def run_ray(
     scenario: Scenario,
     units: Iterable[Unit],
@@ -148,29 +229,48 @@ def run_ray(
 ) -> Iterator[Done]:
     """Run units as Ray tasks: on the cluster at ``address``, or a local Ray instance when None.
 
-    The cluster's workers need fedsim installed (same version), like any Ray job's code.
+    The cluster's workers need fedsim installed (same version), like any Ray job's code. A unit whose worker
+    process dies is run again (``RAY_TASK_RETRIES``); a unit's own error is raised here as it was raised
+    there; on an interruption the units still running are cancelled.
     """
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--executor ray: Ray is not installed (pip install 'fedsim[ray]')") from None
-    if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": workers or len(os.sched_getaffinity(0))}
-        try:
-            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(
-                f"--ray-address {address!r}: cannot connect to Ray: {exc}".replace("\n", " ")
-            ) from None
-    remote = ray.remote(_ray_unit)
+    ray = connect_ray(address, workers)
+    remote = ray.remote(_ray_unit).options(max_retries=RAY_TASK_RETRIES, retry_exceptions=False)
     ref, state = ray.put(scenario.model_dump_json()), ray.put(kind.prime(scenario))
     exports = ray.put(export_all())
     pending = [
-        remote.remote(ref, kind.run_unit, kind.seed_worker, state, exports, point, drop) for point, drop in units
+        remote.remote(ref, kind.run_unit, kind.seed_worker, state, exports, point, drop)
+        for point, drop in units
     ]
-    while pending:
-        finished, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(finished[0])
+    try:
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            yield _ray_result(ray, finished[0])
+    finally:
+        for left in pending:  # interrupted, or a unit failed: stop the rest (their rows would be dropped)
+            try:
+                ray.cancel(left, force=True)
+            except Exception:  # noqa: BLE001 - already finished or gone
+                pass
+
+
+def _ray_result(ray, ref) -> Done:
+    """The unit's result; a unit's own exception as it was raised in the worker (not Ray's wrapper)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
+    except (
+        ray.exceptions.WorkerCrashedError,
+        ray.exceptions.NodeDiedError,
+        ray.exceptions.ObjectLostError,
+    ) as exc:
+        raise InputError(
+            f"a Ray worker died {RAY_TASK_RETRIES + 1} times running one unit ({type(exc).__name__}); the "
+            "finished units are kept: rerun the same command to resume"
+        ) from None
 
 
 def run_units(

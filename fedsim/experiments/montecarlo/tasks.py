@@ -24,6 +24,23 @@ from fedsim.scenario.points import sweep_points
 _WORKLOADS: dict[str, Any] = {}
 
 
+class SchemeFailed(Exception):
+    """A scheme's own code raised while optimising one (point, drop).
+
+    Carries where (scheme, point, drop), the error's one line and its traceback as text, all plain strings
+    and ints: it survives pickling (process pool, Ray) and re-creation from its arguments (SimPy), so the
+    sweep's process can show the user's traceback and name the one command that reproduces it alone.
+    """
+
+    def __init__(self, scheme: str, point: int, drop: int, error: str, traceback_text: str = ""):
+        super().__init__(scheme, int(point), int(drop), error, traceback_text)
+        self.scheme, self.point, self.drop = scheme, int(point), int(drop)
+        self.error, self.traceback_text = error, traceback_text
+
+    def __str__(self) -> str:
+        return f"scheme {self.scheme!r} failed at sweep point {self.point}, drop {self.drop}: {self.error}"
+
+
 def _workload(model: ModelSection):
     from fedsim.core.model_configs import load_model_config
     from fedsim.core.workload import workload_from_config
@@ -183,6 +200,21 @@ def optimize_at(scenario: Scenario, point_index: int, drop_index: int, scheme: s
     return result
 
 
+def _optimize_reporting_where(scenario: Scenario, point_index: int, drop_index: int, scheme: str):
+    """``optimize_at``, with a failure of the scheme's code turned into ``SchemeFailed`` (or an InputError
+    that names the scheme, point and drop); an interruption passes as it is."""
+    try:
+        return optimize_at(scenario, point_index, drop_index, scheme)
+    except InputError as exc:
+        raise type(exc)(f"scheme {scheme!r} at sweep point {point_index}, drop {drop_index}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any error of a scheme's code: say where, keep its traceback
+        import traceback
+
+        text = "".join(traceback.format_exception(exc))
+        error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemeFailed(scheme, point_index, drop_index, error, text) from None
+
+
 def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
     """Optimise and time one (point, drop, scheme); returns one tidy row (a list, for uniformity).
 
@@ -193,7 +225,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     """
     at = _point_scenario(scenario, point_index)
     base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
-    result = optimize_at(scenario, point_index, drop_index, scheme)
+    result = _optimize_reporting_where(scenario, point_index, drop_index, scheme)
     drop, workload, scheme = result.problem.drop, result.problem.workload, result.scheme
     source = rounds_by_rank_of(at)[1]
     d = result.delays
