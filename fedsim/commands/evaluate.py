@@ -29,8 +29,10 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fedsim.api import evaluate_study
+    from fedsim.learn.limits import purpose
 
-    lines = evaluate_study(args.results_dir, samples=args.samples, threads=args.threads,
-                           device=args.device, progress=not args.no_progress)  # fmt: skip
+    with purpose("evaluation"):  # each run's memory is checked as scoring (no gradients), not training
+        lines = evaluate_study(args.results_dir, samples=args.samples, threads=args.threads,
+                               device=args.device, progress=not args.no_progress)  # fmt: skip
     print("\n".join(lines))
     return 0

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)  # validates everything before anything is written
     with interruptible():  # SIGINT / SIGTERM: workers stop, finished parts stay, exit 130 / 143
         try:
+            _check_limits(scenario, Path(args.out) if args.out else None)
             _connect(args)
             return _run(args, scenario, api)
         except Interrupted as stop:
@@ -80,6 +81,47 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+
+
+def _training_configs(scenario) -> tuple[list, list]:
+    """(live TrainConfigs, study TrainConfigs) of the scenario: every live rank or arm, every study point."""
+    from fedsim.experiments.kinds import live_enabled
+
+    live, study = [], []
+    if live_enabled(scenario):
+        if scenario.live.arms:
+            from fedsim.scenario.arms import arm_configs
+
+            live = [cfg for _, _, cfg in arm_configs(scenario.live)]
+        else:
+            base = scenario.live.training
+            live = [base.model_copy(update={"rank": int(r)}) for r in (scenario.live.ranks or (base.rank,))]
+    if scenario.study is not None:
+        from fedsim.experiments.study.runs import run_config
+        from fedsim.scenario.points import sweep_points
+
+        points = len(sweep_points(scenario.sweep.axes, scenario.sweep.mode))
+        study = [run_config(scenario, p) for p in range(points)]
+    return live, study
+
+
+def _check_limits(scenario, out: Path | None) -> None:
+    """Before any work: every training run's sequence length and memory against the model and this
+    machine, and the study's checkpoints against the free disk (one line each, with the numbers)."""
+    from fedsim.experiments.harness.lock import check_folder
+    from fedsim.experiments.runner import default_out_dir
+    from fedsim.learn.limits import check_checkpoint_disk, check_run
+
+    out = out if out is not None else default_out_dir(scenario)
+    check_folder(out)
+    live, study = _training_configs(scenario)
+    seen = set()
+    for cfg in live + study:
+        key = (cfg.model, cfg.seq_len, cfg.batch_size, cfg.num_clients, cfg.rank, cfg.scheme, cfg.device)
+        if key not in seen:
+            seen.add(key)
+            check_run(cfg)
+    check_checkpoint_disk(study, out)
 
 
 def _connect(args: argparse.Namespace) -> None:

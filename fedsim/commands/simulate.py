@@ -6,6 +6,7 @@ Options and settings are shared with ``fedsim optimize`` (``fedsim/commands/_dro
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -109,9 +110,24 @@ def _simulate(args):
     return drop, result, sim, head, seed, rounds
 
 
+def _check_trace_path(path: str | None) -> None:
+    """--trace-csv names a file to write: refuse a folder, or a path under a file, before simulating."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"--trace-csv {path}: is a folder; name a CSV file")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--trace-csv {path}: {parent} is a file, not a folder")
+            break
+
+
 def run(args) -> int:
     from fedsim.commands.optimize import format_result
 
+    _check_trace_path(args.trace_csv)
     drop, result, sim, head, label, rounds = _simulate(args)
     if sim is None:
         print(
@@ -120,8 +136,10 @@ def run(args) -> int:
             else json.dumps({**head, **result.to_dict(), "engine": None}, indent=1, default=str)
         )
         return 1
-    if args.trace_csv:
-        sim.trace.to_csv(args.trace_csv, index=False)
+    if args.trace_csv:  # whole or not at all (an interruption leaves the old file, if any)
+        from fedsim.atomic import atomic_write_csv
+
+        atomic_write_csv(args.trace_csv, sim.trace)
     analytic = result.delays.total_s * rounds / result.delays.rounds
     if args.json:
         record = {

@@ -50,3 +50,71 @@ def client_memory_bytes(config, cut: int, batch_size: int, seq_len: int, rank: i
     lora = 4 * cut * rank * lora_count_per_rank(arch)
     acts = batch_size * seq_len * arch.d + cut * block_activation_floats(arch, batch_size, seq_len)
     return float(BYTES * (weights + lora + acts))
+
+
+def _weights(arch) -> int:
+    """Every frozen parameter of the whole model (embeddings, blocks, final norm, an untied head counted as
+    the embedding again is left out: the models fedsim trains tie it or are small next to it)."""
+    embeddings = arch.vocab * arch.d + arch.position_rows * arch.d
+    return embeddings + arch.num_layers * block_weight_count(arch) + (2 * arch.d if arch.final_norm else 0)
+
+
+def logits_floats(arch, samples: int, seq_len: int) -> int:
+    """Values the LM head and the loss hold for ``samples`` of L tokens: logits, their log-softmax and its
+    gradient (3 x b L V)."""
+    return 3 * samples * seq_len * arch.vocab
+
+
+def training_memory_bytes(
+    config,
+    *,
+    num_clients: int,
+    batch_size: int,
+    seq_len: int,
+    rank: int,
+    centralized: bool = False,
+    lora_targets=("q", "v"),
+) -> dict[str, float]:
+    """Peak bytes of one split-federated (or centralized) LoRA training step in one process, by part.
+
+    The frozen weights are held once (every holder shares them); each of the K clients keeps its own LoRA
+    replica, the main server its own (bounded above by K + 1 full sets: values, gradients, two AdamW
+    moments); a local iteration keeps the activations of all K x b samples through every block until the
+    backward pass (the clients' graphs wait while the server runs), and the head's logits. A centralized step
+    runs K x b samples through one model. Returns {"weights", "lora", "activations", "logits", "total"}.
+    """
+    arch = architecture(config)
+    samples = num_clients * batch_size
+    replicas = 1 if centralized else num_clients + 1
+    weights = _weights(arch)
+    lora = 4 * replicas * arch.num_layers * rank * lora_count_per_rank(arch, lora_targets)
+    acts = samples * seq_len * arch.d + arch.num_layers * block_activation_floats(arch, samples, seq_len)
+    logits = logits_floats(arch, samples, seq_len)
+    parts = {"weights": weights, "lora": lora, "activations": acts, "logits": logits}
+    out = {k: float(BYTES * v) for k, v in parts.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def evaluation_memory_bytes(config, *, batch_size: int, seq_len: int, rank: int = 0) -> dict[str, float]:
+    """Peak bytes of scoring one batch without gradients: the weights (and one LoRA set) plus the largest
+    transient -- one block's activations and the logits of the batch."""
+    arch = architecture(config)
+    weights = _weights(arch) + arch.num_layers * rank * lora_count_per_rank(arch)
+    acts = block_activation_floats(arch, batch_size, seq_len)
+    logits = logits_floats(arch, batch_size, seq_len)
+    out = {
+        "weights": float(BYTES * weights),
+        "activations": float(BYTES * acts),
+        "logits": float(BYTES * logits),
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def checkpoint_bytes(config, *, num_clients: int, rank: int, centralized: bool = False) -> float:
+    """Bytes of one training checkpoint (bounded above): every holder's LoRA values and its two AdamW moments
+    (K clients + the main server, or one model), plus the curve and random states (64 kB)."""
+    arch = architecture(config)
+    replicas = 1 if centralized else num_clients + 1
+    return float(BYTES * 3 * replicas * arch.num_layers * rank * lora_count_per_rank(arch) + 65536)

@@ -12,7 +12,9 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
     """Load E2E (``cfg.data_path`` or the shipped copy), tokenise to ``cfg.seq_len``, partition over K; the test
     split (tokenised lazily) and its pairs and the tokenizer ride along for the final evaluation."""
     from fedsim.learn.data import e2e, partition
+    from fedsim.learn.limits import check_run
 
+    check_run(cfg)  # sequence length and memory, one line each, before any data or tensor work
     splits = e2e.load_e2e(cfg.data_path)
     pairs = splits["train"][: cfg.train_samples] if cfg.train_samples else splits["train"]
     train = e2e.E2EExamples(pairs, tokenizer, cfg.seq_len)

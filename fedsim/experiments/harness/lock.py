@@ -9,6 +9,7 @@ the previous holder died without cleaning up, and the run says it takes over.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import socket
@@ -47,15 +48,34 @@ def _holder_text(owner: dict | None) -> str:
     return f"PID {owner.get('pid', '?')}{host}{since}"
 
 
+def check_folder(root: str | Path, option: str = "--out") -> None:
+    """InputError (one line) if ``root``, or a folder above it, is an existing file: a results folder goes
+    there. Checked before anything is written."""
+    root = Path(root)
+    for path in (root, *root.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "is a file" if path == root else f"is under {path}, which is a file"
+                raise InputError(f"{option} {root}: {where}, not a folder; choose another {option}")
+            return
+
+
+def _not_a_folder(root: Path, exc: OSError) -> InputError | None:
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return InputError(f"{root}: a file is in the way of this folder ({exc.strerror}); choose another --out")
+    return None
+
+
 @contextmanager
 def folder_lock(root: str | Path, command: str = "fedsim", say=None) -> Iterator[None]:
     """Hold ``root``'s lock for the ``with`` body; FolderBusy at once if another process holds it."""
     root = Path(root)
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    check_folder(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise (write_error(exc, root) or exc) from None
+        raise (write_error(exc, root) or _not_a_folder(root, exc) or exc) from None
     lock = FileLock(root / LOCK_NAME, timeout=0)
     try:
         lock.acquire(timeout=0)
