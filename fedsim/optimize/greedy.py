@@ -22,37 +22,85 @@ def assignment_power_w(link, p_max_w: np.ndarray) -> np.ndarray:
     return np.minimum(p_max_w, link.p_th_w / p_max_w.shape[0])
 
 
-def _greedy_flat(link, power_w, offset_s, load_bits) -> np.ndarray:
+def _finish_table_s(link, power_w, offset_s, load_bits, n, rows=slice(None)) -> np.ndarray:
+    """D_k(n) of clients ``rows`` at counts ``n`` ((rows, m) or (m,)), (rows, m) [s]."""
     gain = np.asarray(link.gain, dtype=float)
-    k, s = gain.shape[0], link.num_subchannels
-    # D_k(n) for every count a client can reach, (K, S-K+1), in one vectorised evaluation
-    n = np.arange(1, s - k + 2)
+    per_client = (a[rows][:, None] for a in (power_w, gain, offset_s, load_bits))
+    power, g, offset, load = per_client
+    n = np.asarray(n, dtype=float)
+    if n.ndim == 1:
+        n = n[None, :]
     if link.rate is not None:  # a rate model of fedsim.radio (non-decreasing in n, so phase 2 still fits)
         from fedsim.core.link import finish_time_rate_s
 
-        table = finish_time_rate_s(
-            link.rate, power_w[:, None], n[None, :], gain[:, None], offset_s[:, None], load_bits[:, None]
-        )
-    else:
-        table = finish_time_s(
-            power_w[:, None],
-            n[None, :],
-            gain[:, None],
-            offset_s[:, None],
-            load_bits[:, None],
-            link.subchannel_hz,
-            link.noise_psd_w_hz,
-        )
+        return finish_time_rate_s(link.rate, power, n, g, offset, load)
+    return finish_time_s(power, n, g, offset, load, link.subchannel_hz, link.noise_psd_w_hz)
+
+
+def _phase2_heap(table: np.ndarray, steps: int) -> np.ndarray:
+    """Phase 2 as written: hand ``steps`` subchannels one at a time to the current straggler (a max-heap on
+    D_k(n_k), ties to the lower client index); ``table[k, n - 1]`` = D_k(n). Returns the counts (K,)."""
+    k = table.shape[0]
     counts = np.ones(k, dtype=int)
-    # phase 2 as a max-heap on D_k(n_k): only the straggler's entry changes per step, O(S log K)
     heap = [(-table[c, 0], c) for c in range(k)]
     heapq.heapify(heap)
-    for _ in range(s - k):
+    for _ in range(steps):
         _, c = heapq.heappop(heap)
         counts[c] += 1
         heapq.heappush(heap, (-table[c, counts[c] - 1], c))
+    return counts
+
+
+def _phase2_counts(link, power_w, offset_s, load_bits) -> tuple[np.ndarray, np.ndarray]:
+    """Phase 2 in one selection: (counts (K,), D_k(1) (K,)).
+
+    While each D_k(n) is non-increasing in n, the heap hands out the S - K largest entries D_k(n),
+    n >= 1, in the order (-D, k, n), each client's a prefix of its row. So it suffices to select those
+    entries from a window of the first few counts of each client, widening the window of any client that
+    takes all of it; ties at the threshold go in (k, n) order, exactly as the heap breaks them. A row that
+    is not non-increasing (never seen; rounding could do it) falls back to the heap on the full table."""
+    k, s = load_bits.shape[0], link.num_subchannels
+    steps = s - k
+    everyone = np.arange(k)
+    width = np.full(k, max(1, min(steps, max(4, 2 * (steps // k + 1)))))
+    block = _finish_table_s(link, power_w, offset_s, load_bits, np.arange(1, width[0] + 1))
+    d1 = block[:, 0]
+    if steps == 0:
+        return np.ones(k, dtype=int), d1
+    values, clients = block.ravel(), np.repeat(everyone, width[0])
+    cols = np.tile(np.arange(width[0]), k)
+    tail, monotone = block[:, -1].copy(), bool(np.all(block[:, 1:] <= block[:, :-1]))
+    while monotone:
+        if steps <= values.size:
+            threshold = -np.partition(-values, steps - 1)[steps - 1]  # the steps-th largest D
+            taken = values > threshold
+            ties = np.flatnonzero(values == threshold)
+            ties = ties[np.lexsort((cols[ties], clients[ties]))][: steps - int(taken.sum())]
+            taken[ties] = True
+            per_client = np.bincount(clients[taken], minlength=k)
+            full = (per_client == width) & (width < steps)
+            if not np.any(full):
+                return 1 + per_client, d1
+        else:
+            full = width < steps
+        rows = np.flatnonzero(full)
+        n = width[rows, None] + np.arange(1, width[rows].max() + 1)[None, :]  # the next counts
+        block = _finish_table_s(link, power_w, offset_s, load_bits, np.minimum(n, steps), rows)
+        monotone = bool(np.all(block[:, 1:] <= block[:, :-1]) and np.all(block[:, 0] <= tail[rows]))
+        tail[rows] = block[:, -1]
+        keep = n <= steps
+        values = np.concatenate([values, block[keep]])
+        clients = np.concatenate([clients, np.broadcast_to(rows[:, None], n.shape)[keep]])
+        cols = np.concatenate([cols, (n - 1)[keep]])
+        width[rows] = np.minimum(n[:, -1], steps)
+    full_table = _finish_table_s(link, power_w, offset_s, load_bits, np.arange(1, steps + 2))
+    return _phase2_heap(full_table, steps), d1
+
+
+def _greedy_flat(link, power_w, offset_s, load_bits) -> np.ndarray:
+    counts, d1 = _phase2_counts(link, power_w, offset_s, load_bits)
     # flat channel: which subchannels does not matter; give each client a contiguous block, weakest first
-    order = np.argsort(-table[:, 0], kind="stable")
+    order = np.argsort(-d1, kind="stable")
     return np.repeat(order, counts[order])
 
 

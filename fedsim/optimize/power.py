@@ -67,17 +67,30 @@ def min_power_w(time_s, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_p
     return np.where(bad, np.inf, p)
 
 
-def _power_and_slope(time_s, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float):
-    """P_k(T) and dP_k/dT, broadcast (finite for T > offset_k)."""
-    n_sub, load_bits = np.asarray(n_sub, float), np.asarray(load_bits, float)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bw = n_sub * sub_hz
-        slack = time_s - offset_s
-        x = LN2 * load_bits / (slack * bw)
-        scale = noise_psd_w_hz * bw / gain
-        p = np.where(load_bits > 0, scale * np.expm1(x), 0.0)
-        dp = np.where(load_bits > 0, -scale * np.exp(x) * x / slack, 0.0)
-    return p, dp
+class _NewtonTerms:
+    """P_k(T) and dP_k/dT, broadcast (finite for T > offset_k), with the per-link constants computed once:
+    the Newton loop of ``min_time_flat`` calls it many times."""
+
+    def __init__(self, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float):
+        n_sub, load_bits = np.asarray(n_sub, float), np.asarray(load_bits, float)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            self.bw = n_sub * sub_hz
+            self.ln2_load = LN2 * load_bits
+            self.scale = noise_psd_w_hz * self.bw / gain
+        self.neg_scale = -self.scale
+        self.offset_s = offset_s
+        self.sending = load_bits > 0
+        self.all_sending = bool(np.all(self.sending))
+
+    def __call__(self, time_s):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            slack = time_s - self.offset_s
+            x = self.ln2_load / (slack * self.bw)
+            p = self.scale * np.expm1(x)
+            dp = self.neg_scale * np.exp(x) * x / slack
+        if self.all_sending:
+            return p, dp
+        return np.where(self.sending, p, 0.0), np.where(self.sending, dp, 0.0)
 
 
 def min_time_flat(
@@ -109,8 +122,9 @@ def min_time_flat(
     # and decreasing: Newton started at lo (g >= 0) climbs monotonically to the root without overshooting.
     t = np.where(ok, lo, 0.0)
     todo = ok.copy()
+    newton = _NewtonTerms(*args)
     for _ in range(_NEWTON_STEPS):
-        p, dp = _power_and_slope(t[..., None], *args)
+        p, dp = newton(t[..., None])
         g = np.sum(p, axis=-1) - p_th_w
         todo &= g > 0
         if not np.any(todo):
