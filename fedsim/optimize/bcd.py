@@ -263,8 +263,9 @@ def run_bcd(
         if spec.cut == "optimal":
             blocks.cuts = _split_step(problem, model, blocks, rate_main, rate_fed)
         if spec.rank == "optimal":
-            blocks.rank = best_rank(model, blocks.cuts, rate_main, rate_fed)[0]
-        total = float(model.total_s(blocks.cuts, blocks.rank, rate_main, rate_fed))
+            blocks.rank, total = best_rank(model, blocks.cuts, rate_main, rate_fed)
+        else:
+            total = float(model.total_s(blocks.cuts, blocks.rank, rate_main, rate_fed))
         history.append(total)
         if best is None or total < best[0]:
             best = (total, blocks.allocation(problem), int(blocks.rank))

@@ -29,6 +29,7 @@ from fedsim.optimize.power import LN2, finish_time_s
 
 _BISECTIONS = 100
 _NEWTON_STEPS = 100
+_SMALL_TABLE = 64  # n_min from all counts 1..n_top when n_top is at most this
 # counts, not T, are the output (the power solver then finds T exactly), so a coarse tolerance is enough
 _REL_TOL = 1e-8
 _CAP_SLACK = 1 + 1e-9  # rounding slack on p_max; the power solver re-solves exactly
@@ -46,6 +47,9 @@ def _least_feasible_count(power, coef_w, x, cap_w, n_top: int) -> np.ndarray:
     P_k(n) <= cap  <=>  expm1(u)/u <= q := cap / (coef x) with u = x / n, whose root is
     u* = -W_{-1}(-e^{-1/q} / q) - 1/q (Lambert W): n* = x / u* is the guess, checked exactly with ``power``
     at n* and n* - 1; the few clients where rounding misleads it fall back to an integer bisection."""
+    if n_top <= _SMALL_TABLE:  # a few counts: evaluating them all is cheaper than the closed form
+        ok = power(np.arange(1.0, n_top + 1.0)[None, :], (slice(None), None)) <= cap_w[:, None]
+        return np.argmax(ok, axis=1) + 1
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = cap_w / (coef_w * x)
         u = -lambertw(-np.exp(-1.0 / q) / q, -1).real - 1.0 / q

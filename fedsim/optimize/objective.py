@@ -134,6 +134,19 @@ class CostModel:
         self, cuts: np.ndarray, rank: int, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray
     ) -> np.ndarray:
         """T, eq. (17), for cuts (..., K) and fixed per-client rates (K,) [s]; inf if a rate is 0."""
+        return self._total_s(cuts, rank, self.rounds_by_rank[rank], rate_main_bps, rate_fed_bps)
+
+    def total_by_rank_s(
+        self, cuts: np.ndarray, ranks, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray
+    ) -> np.ndarray:
+        """T for each rank in ``ranks`` (R,) at one set of cuts (K,), in one evaluation: (R,) [s], entry i
+        equal to ``total_s(cuts, ranks[i], ...)``."""
+        ranks = np.asarray(ranks, dtype=int)
+        rounds = np.array([self.rounds_by_rank[int(r)] for r in ranks])
+        cuts = np.broadcast_to(np.asarray(cuts, dtype=int), (ranks.shape[0], np.shape(cuts)[-1]))
+        return self._total_s(cuts, ranks[:, None], rounds, rate_main_bps, rate_fed_bps)
+
+    def _total_s(self, cuts, rank, rounds, rate_main_bps, rate_fed_bps) -> np.ndarray:
         cuts = np.asarray(cuts, dtype=int)
         load_a, load_u = self.main_load_bits(cuts), self.fed_load_bits(cuts, rank)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -144,9 +157,7 @@ class CostModel:
         t2 = np.max(self.client_bwd_s(cuts, rank), axis=-1)
         t3 = np.max(t_u, axis=-1)
         t = t1 + self.server_s(cuts, rank) + t2
-        return total_delay_s(
-            t, t3, self.rounds_by_rank[rank], self.local_iterations, self.upload_every_local_iteration
-        )
+        return total_delay_s(t, t3, rounds, self.local_iterations, self.upload_every_local_iteration)
 
 
 def best_common_cut(
@@ -194,6 +205,6 @@ def best_rank(
 ) -> tuple[int, float]:
     """Eq. (27): the rank in R minimising T with cuts and rates fixed; returns (r, T)."""
     ranks = sorted(model.rounds_by_rank)
-    totals = [float(model.total_s(cuts, r, rate_main, rate_fed)) for r in ranks]
+    totals = model.total_by_rank_s(cuts, ranks, rate_main, rate_fed)
     i = int(np.argmin(totals))
-    return ranks[i], totals[i]
+    return ranks[i], float(totals[i])
