@@ -67,9 +67,14 @@ def _upload_lora(ctx: RunContext, rs: RoundState, k: int, it):
 def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
     """Client k in one round: I local iterations, then (reading D1) the LoRA upload."""
     cfg = ctx.config
-    # With tracing off a client's back-to-back events on its own GPU and subchannels (which no other
-    # process requests) are fused into one timeout; unsafe only if a fading redraw could fall between.
-    fuse = ctx.trace is None and (cfg.iteration_barrier or not cfg.fading_every_iteration)
+    # A client's back-to-back events on its own GPU and subchannels (which no other process requests) are
+    # fused into one timeout, their trace rows written from the same times; unsafe only if a fading redraw
+    # could fall between, or (with tracing on) if a deadline could interrupt the client between them, which
+    # would leave the first event's row without the second's.
+    interruptible = cfg.activation_deadline_s is not None or cfg.round_deadline_s is not None
+    fuse = (cfg.iteration_barrier or not cfg.fading_every_iteration) and (
+        ctx.trace is None or not interruptible
+    )
     it = None
     try:
         for it in range(ctx.local_iterations):
@@ -110,14 +115,34 @@ def _local_iteration(env: simpy.Environment, ctx: RunContext, rs: RoundState, k:
 
 
 def _fused_forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
-    """FP then activation upload on resources only client k uses: one timeout, the same times, no rows."""
-    costs = ctx.costs
+    """FP then activation upload on resources only client k uses: one timeout, the same times and rows."""
+    costs, env = ctx.costs, ctx.env
     if ctx.trainer is not None:
         ctx.trainer.client_forward(k)
-    dur = costs.act_up_s[k]
-    yield ctx.env.timeout(costs.fwd_s[k] + dur)
+    start, fwd, dur = env.now, costs.fwd_s[k], costs.act_up_s[k]
+    yield env.timeout(fwd + dur)
     ctx.energy_cpu_j[k] += costs.fwd_j[k]
     ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], dur)
+    if ctx.trace is not None:
+        name, sizes, mid = ctx.names["client"][k], costs.sizes, start + fwd
+        ctx.trace.append(
+            TraceRow(
+                rs.index, it, name, "forward", start, mid, 0.0, sizes.client_fwd_flops[k], ctx.names["gpu"][k]
+            )
+        )
+        ctx.trace.append(
+            TraceRow(
+                rs.index,
+                it,
+                name,
+                "upload_activation",
+                mid,
+                env.now,
+                sizes.act_bits[k],
+                0.0,
+                ctx.names["main"][k],
+            )
+        )
 
 
 def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
@@ -151,10 +176,15 @@ def _forward_and_upload(ctx: RunContext, rs: RoundState, k: int, it: int):
 
 
 def _fused_backward(ctx: RunContext, rs: RoundState, k: int, it: int):
-    """Client k's BP as a plain timeout (its GPU is its own), no row."""
+    """Client k's BP as a plain timeout (its GPU is its own)."""
     if ctx.trainer is not None:
         ctx.trainer.client_backward(k)
+    start = ctx.env.now
     yield ctx.env.timeout(ctx.costs.bwd_s[k])
+    if ctx.trace is not None:
+        flops = ctx.costs.sizes.client_bwd_flops[k]
+        name, gpu = ctx.names["client"][k], ctx.names["gpu"][k]
+        ctx.trace.append(TraceRow(rs.index, it, name, "backward", start, ctx.env.now, 0.0, flops, gpu))
 
 
 def _backward(ctx: RunContext, rs: RoundState, k: int, it: int):
