@@ -13,6 +13,7 @@ it issues fewer events than the bare loop; "traced" is the full-fidelity run (ev
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from functools import partial
 
@@ -20,11 +21,11 @@ import numpy as np
 import simpy
 
 from fedsim.core.allocation import Allocation, uniform_ranks
+from fedsim.core.system import SystemParams, draw_drop
+from fedsim.core.workload import Workload
 from fedsim.engine import EngineConfig, simulate
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.costs import Costs, event_sizes
-from fedsim.core.system import SystemParams, draw_drop
-from fedsim.core.workload import Workload
 
 
 def toy_workload(num_layers: int = 12) -> Workload:
@@ -129,7 +130,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[5, 50, 200])
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
+    rows = []
     work = toy_workload()
     print(
         f"{'K':>5} {'client-it/s':>12} {'bare client-it/s':>17} {'engine/bare':>12} {'traced it/s':>12} "
@@ -178,10 +181,23 @@ def main() -> None:
             ),
         )
         n = k * args.iterations * rounds
+        rows.append(
+            {
+                "K": k,
+                "client_it_per_s": n / t_eng,
+                "bare_client_it_per_s": n / t_bare,
+                "engine_over_bare": t_eng / t_bare,
+                "traced_client_it_per_s": n / t_trace,
+                "traced_over_bare": t_trace / t_bare,
+            }
+        )
         print(
             f"{k:>5} {n / t_eng:>12,.0f} {n / t_bare:>17,.0f} {t_eng / t_bare:>12.2f} {n / t_trace:>12,.0f} "
             f"{t_trace / t_bare:>12.2f}"
         )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"engine": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from optimize_helpers import ROUNDS, gpt2_workload, power_cases, small_instance  # noqa: E402
 
+from fedsim.core.system import SystemParams, draw_drop  # noqa: E402
 from fedsim.optimize import SCHEMES, Problem, brute_force, optimize  # noqa: E402
 from fedsim.optimize.power import solve_power_exact  # noqa: E402
 from fedsim.optimize.power_cvx import solve_power_cvx  # noqa: E402
-from fedsim.core.system import SystemParams, draw_drop  # noqa: E402
 
 
 def _problem(seed: int, **system) -> Problem:

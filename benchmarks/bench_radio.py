@@ -21,10 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from optimize_helpers import ROUNDS, gpt2_workload  # noqa: E402
 
+from fedsim.core.system import SystemParams  # noqa: E402
 from fedsim.engine import EngineConfig, simulate  # noqa: E402
 from fedsim.optimize import Problem, optimize  # noqa: E402
 from fedsim.radio import RadioSection, draw_radio_drop  # noqa: E402
-from fedsim.core.system import SystemParams  # noqa: E402
 
 SYSTEM = SystemParams(num_clients=5)
 

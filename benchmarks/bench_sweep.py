@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedsim.scenario import load_scenario
-from fedsim.experiments.runner import run_sweep
 from fedsim.experiments.harness.store import ResultsStore
+from fedsim.experiments.runner import run_sweep
+from fedsim.scenario import load_scenario
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "fig5_bandwidth.toml"
 

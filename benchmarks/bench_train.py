@@ -18,10 +18,10 @@ import time
 import torch
 
 from fedsim.learn.config import TrainConfig
+from fedsim.learn.federated.systems import build_system
 from fedsim.learn.loading.models import load_model
 from fedsim.learn.setup import prepare_data
 from fedsim.learn.split.parts import token_nll
-from fedsim.learn.federated.systems import build_system
 
 
 def saved_bytes(fn) -> int:
