@@ -85,7 +85,8 @@ def _study_unit(scenario: Scenario, point: int, drop: int) -> list[dict]:
 
 
 def _study_tables(rows: pd.DataFrame, scenario: Scenario, root: Path) -> list[str]:
-    return study_tables.write_study_tables(rows, scenario.study.targets, root / "tables")
+    study = scenario.study
+    return study_tables.write_study_tables(rows, study.targets, root / "tables", study.relative_targets_pct)
 
 
 def _nothing(scenario: Scenario) -> dict[str, Any]:

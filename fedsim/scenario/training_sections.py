@@ -21,6 +21,16 @@ class StudySection(Section):
     targets: tuple[float, ...] = Field(
         (), description="target validation PPLs: E(r), the rounds to reach each, is a column of every row"
     )
+    relative_targets_pct: tuple[float, ...] = Field(
+        (),
+        description="targets relative to the plateau: E(r) to within each p % of the best plateau PPL any rank "
+        "reaches (per training scheme), interpolated, with a 95 % CI over seeds, e.g. [2, 5, 10]",
+    )
+    lr_by_rank: dict[int, float] | None = Field(
+        None,
+        description="the learning rate of each run by its LoRA rank (e.g. chosen by `fedsim study-lr` from a "
+        "learning-rate sweep); None = training.lr for every rank",
+    )
     threads: int = Field(1, ge=1, le=1024, description="torch CPU threads per run (per worker process)")
     existing_only: bool = Field(
         False,

@@ -23,9 +23,16 @@ from fedsim.learn.records import ConvergenceRecord
 _NOT_THE_RUN = {"checkpoint_every", "checkpoint_path", "target_ppl", "device"}
 
 
-def record_stem(cfg: TrainConfig) -> str:
-    """``<model>_<scheme>_r<rank>_s<seed>``: one file name per run of a study."""
-    return f"{Path(cfg.model).name}_{cfg.scheme}_r{cfg.rank}_s{cfg.seed}"
+def record_stem(cfg: TrainConfig, lr_in_name: bool = False) -> str:
+    """``<model>_<scheme>_r<rank>_s<seed>`` (``_lr<lr>`` too in a study whose runs differ in lr): one file
+    name per run of a study."""
+    lr = f"_lr{cfg.lr:g}" if lr_in_name else ""
+    return f"{Path(cfg.model).name}_{cfg.scheme}_r{cfg.rank}_s{cfg.seed}{lr}"
+
+
+def lr_in_name(scenario) -> bool:
+    """Whether the study's runs differ in learning rate (a swept lr, or one per rank)."""
+    return scenario.study.lr_by_rank is not None or "study.training.lr" in scenario.sweep.axes
 
 
 def run_config(scenario, point_index: int) -> TrainConfig:
@@ -34,21 +41,28 @@ def run_config(scenario, point_index: int) -> TrainConfig:
 
     study = _point_scenario(scenario, point_index).study
     cfg = study.training
+    if study.lr_by_rank is not None:
+        if cfg.rank not in study.lr_by_rank:
+            raise InputError(
+                f"study.lr_by_rank: no learning rate for rank {cfg.rank} (has {sorted(study.lr_by_rank)})"
+            )
+        cfg = cfg.model_copy(update={"lr": float(study.lr_by_rank[cfg.rank])})
     if cfg.checkpoint_every and study.out_dir:
-        path = Path(study.out_dir) / "checkpoints" / f"{record_stem(cfg)}.pt"
+        path = Path(study.out_dir) / "checkpoints" / f"{record_stem(cfg, lr_in_name(scenario))}.pt"
         cfg = cfg.model_copy(update={"checkpoint_path": str(path)})
     return cfg
 
 
-def record_path(out_dir, cfg: TrainConfig) -> Path:
+def record_path(out_dir, cfg: TrainConfig, with_lr: bool = False) -> Path:
     """Where the record of the run ``cfg`` of a study whose results folder is ``out_dir`` lives."""
-    return Path(out_dir) / "records" / f"{record_stem(cfg)}.json"
+    return Path(out_dir) / "records" / f"{record_stem(cfg, with_lr)}.json"
 
 
 def finished_units(scenario, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The units of ``plan`` whose record exists (``study.existing_only``)."""
     out_dir = scenario.study.out_dir
-    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p)).is_file()]
+    with_lr = lr_in_name(scenario)
+    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p), with_lr).is_file()]
 
 
 def run_study_unit(scenario, point_index: int) -> list[dict]:
@@ -57,7 +71,7 @@ def run_study_unit(scenario, point_index: int) -> list[dict]:
     if study.out_dir is None:
         raise InputError("study: no results folder (run a study with fedsim run)")
     cfg = run_config(scenario, point_index)
-    path = record_path(study.out_dir, cfg)
+    path = record_path(study.out_dir, cfg, lr_in_name(scenario))
     record = _kept_record(path, cfg, study.out_dir, fix=not study.existing_only)
     if record is None:
         record = _train(cfg, study.threads)
@@ -105,7 +119,7 @@ def kept_units(scenario, units: set[tuple[int, int]]) -> set[tuple[int, int]]:
     root, kept = scenario.study.out_dir, set()
     for point, drop in units:
         cfg = run_config(scenario, point)
-        if _kept_record(record_path(root, cfg), cfg, root) is not None:
+        if _kept_record(record_path(root, cfg, lr_in_name(scenario)), cfg, root) is not None:
             kept.add((point, drop))
     return kept
 

@@ -32,8 +32,10 @@ def study_row(record: ConvergenceRecord, point: int, targets, record_path) -> di
         "local_iterations": int(record.local_iterations),
         "first_val_ppl": float(evals[0]["val_ppl"]) if evals else math.nan,
         "final_val_ppl": float(last.get("val_ppl", math.nan)),
+        "plateau_val_ppl": plateau_ppl(record.curve),
         "eval_noise_pct": eval_noise_pct(last),
         "last20_change_pct": last_fraction_change_pct(record.curve, 0.2),
+        "smoothed_last20_change_pct": last_fraction_change_pct(smoothed(record.curve), 0.2),
         "record": str(record_path),
     }
     final = record.final or {}
@@ -72,6 +74,78 @@ def last_fraction_change_pct(curve: list[dict], fraction: float) -> float:
     return 100.0 * (before[-1]["val_ppl"] - evals[-1]["val_ppl"]) / before[-1]["val_ppl"]
 
 
+PLATEAU_EVALS = 3  # the plateau of a run: the mean val PPL of its last this many evaluations
+
+
+def plateau_ppl(curve: list[dict], evals: int = PLATEAU_EVALS) -> float:
+    """Mean validation PPL of the last ``evals`` evaluations: a run's level, less noisy than its final one."""
+    values = [r["val_ppl"] for r in curve if "val_ppl" in r][-evals:]
+    return float(np.mean(values)) if values else math.nan
+
+
+def smoothed(curve: list[dict], window: int = PLATEAU_EVALS) -> list[dict]:
+    """The evaluations with val PPL replaced by its trailing moving average over ``window`` evaluations."""
+    evals = [r for r in curve if "val_ppl" in r]
+    out = []
+    for i, row in enumerate(evals):
+        values = [r["val_ppl"] for r in evals[max(0, i - window + 1) : i + 1]]
+        out.append({**row, "val_ppl": float(np.mean(values))})
+    return out
+
+
+def relative_targets_table(curves: pd.DataFrame, rows: pd.DataFrame, pcts) -> pd.DataFrame:
+    """E(r) at targets relative to the plateau: per training scheme, the best PPL any rank reaches is the
+    lowest mean (over seeds) plateau PPL of a rank; target p % = best x (1 + p / 100). Per (scheme, rank, p)
+    the rounds to the target interpolated in log PPL between evaluations, mean and 95 % t-CI over seeds and
+    how many runs reached it."""
+    out = []
+    for scheme, srows in rows.groupby("training_scheme", sort=True):
+        best = float(srows.groupby("rank")["plateau_val_ppl"].mean().min())
+        for rank, group in srows.groupby("rank", sort=True):
+            for pct in pcts:
+                target = best * (1 + pct / 100)
+                values = []
+                for _, run in group.iterrows():
+                    c = curves[(curves.training_scheme == scheme) & (curves["rank"] == rank)
+                               & (curves.seed == run["seed"]) & (curves.lr == run["lr"])]  # fmt: skip
+                    crossing = rounds_to_target_interpolated(c.sort_values("step").to_dict("records"), target)
+                    values.append(math.nan if crossing is None else crossing)
+                hit = np.asarray(values, dtype=float)
+                mean, lo, hi = (
+                    t_interval(hit[np.isfinite(hit)]) if np.isfinite(hit).any() else (math.nan,) * 3
+                )
+                out.append({"training_scheme": scheme, "rank": int(rank), "within_pct": float(pct),
+                            "best_ppl": best, "target_ppl": target, "runs": len(hit),
+                            "reached": int(np.isfinite(hit).sum()), "rounds_mean": mean, "rounds_lo": lo,
+                            "rounds_hi": hi})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def relative_targets_markdown(table: pd.DataFrame) -> str:
+    """E(r) at plateau-relative targets: rows (scheme, within p %), columns rank; mean [95 % CI] (reached/runs)."""
+    lines = []
+    for scheme, g in table.groupby("training_scheme", sort=True):
+        ranks = sorted(g["rank"].unique())
+        best = g["best_ppl"].iloc[0]
+        lines += [f"**{scheme}** — global rounds to within p % of the best plateau PPL any rank reaches "
+                  f"({best:.3f}; plateau = mean of the last {PLATEAU_EVALS} evaluations, mean over seeds), "
+                  "interpolated in log PPL: mean [95 % t-CI over seeds] (runs that reached it / runs)", "",
+                  "| within | target PPL | " + " | ".join(f"r = {r}" for r in ranks) + " |",
+                  "|" + "---|" * (len(ranks) + 2)]  # fmt: skip
+        for pct, tg in g.groupby("within_pct", sort=True):
+            cells = []
+            for r in ranks:
+                e = tg[tg["rank"] == r].iloc[0]
+                if e["reached"] == 0:
+                    cells.append(f"not reached (0/{e['runs']})")
+                    continue
+                ci = f" [{e['rounds_lo']:.1f}, {e['rounds_hi']:.1f}]" if math.isfinite(e["rounds_lo"]) else ""
+                cells.append(f"{e['rounds_mean']:.1f}{ci} ({e['reached']}/{e['runs']})")
+            lines.append(f"| {pct:g} % | {tg['target_ppl'].iloc[0]:.3f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Every evaluation of every run, one row each: training_scheme, rank, seed, step, round, val_ppl and
     the PPL of the validation subset's two halves (from the records the rows point to)."""
@@ -81,7 +155,8 @@ def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
         for point in data["curve"]:
             if "val_ppl" in point:
                 out.append({"training_scheme": row["training_scheme"], "rank": int(row["rank"]),
-                            "seed": int(row["seed"]), "step": int(point["step"]), "round": point["round"],
+                            "seed": int(row["seed"]), "lr": float(row["lr"]), "step": int(point["step"]),
+                            "round": point["round"],
                             "val_ppl": point["val_ppl"], "val_ppl_a": point.get("val_ppl_a", math.nan),
                             "val_ppl_b": point.get("val_ppl_b", math.nan)})  # fmt: skip
     return pd.DataFrame(out)
@@ -121,26 +196,27 @@ def rounds_table(rows: pd.DataFrame, targets) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-_METRICS = ("final_val_ppl", "test_ppl", "bleu", "rouge_l")
+_METRICS = ("plateau_val_ppl", "final_val_ppl", "test_ppl", "bleu", "rouge_l")
 
 
 def table_iv(rows: pd.DataFrame) -> pd.DataFrame:
     """Table IV: per rank and training scheme the mean ± std over seeds of final val PPL, test PPL, BLEU and
     ROUGE-L; per rank the paired (same seed) split_fed - centralized gap of each with its 95 % t-CI."""
+    metrics = [m for m in _METRICS if m in rows]  # rows of an older study may lack the plateau
     out = []
     for rank, group in rows.groupby("rank", sort=True):
         entry: dict = {"rank": int(rank)}
         for scheme in ("split_fed", "centralized"):
             g = group[group.training_scheme == scheme]
             entry[f"{scheme}_seeds"] = len(g)
-            for m in _METRICS:
+            for m in metrics:
                 v = g[m].to_numpy(dtype=float)
                 entry[f"{scheme}_{m}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
                 entry[f"{scheme}_{m}_std"] = (
                     float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
                 )
-        paired = group.pivot_table(index="seed", columns="training_scheme", values=list(_METRICS))
-        for m in _METRICS:
+        paired = group.pivot_table(index="seed", columns="training_scheme", values=metrics)
+        for m in metrics:
             if ("split_fed" in paired.get(m, {})) and ("centralized" in paired.get(m, {})):
                 gap = (paired[m]["split_fed"] - paired[m]["centralized"]).dropna()
                 mean, lo, hi = t_interval(gap.to_numpy())
@@ -167,14 +243,16 @@ def table_iv_markdown(table: pd.DataFrame) -> str:
             return "-"
         return f"{mean:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) else "")
 
-    names = {"final_val_ppl": "val PPL", "test_ppl": "test PPL", "bleu": "BLEU", "rouge_l": "ROUGE-L"}
+    names = {"plateau_val_ppl": f"plateau PPL (last {PLATEAU_EVALS} evals)", "final_val_ppl": "val PPL",
+             "test_ppl": "test PPL", "bleu": "BLEU", "rouge_l": "ROUGE-L"}  # fmt: skip
     head = ["rank", "seeds (SF/C)"]
-    for m in _METRICS:
+    metrics = [m for m in _METRICS if f"gap_{m}" in table]
+    for m in metrics:
         head += [f"SF {names[m]}", f"C {names[m]}", f"SF−C {names[m]} [95 % CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [str(int(row["rank"])), f"{int(row['split_fed_seeds'])}/{int(row['centralized_seeds'])}"]
-        for m in _METRICS:
+        for m in metrics:
             cells += [pm(row, "split_fed", m), pm(row, "centralized", m), gap(row, m)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -208,23 +286,32 @@ def rounds_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_study_tables(rows: pd.DataFrame, targets, folder: Path) -> list[str]:
-    """Write ``tables/`` (E(r) per target, Table IV; CSV and markdown) and return the summary's lines."""
+def write_study_tables(rows: pd.DataFrame, targets, folder: Path, relative_pcts=()) -> list[str]:
+    """Write ``tables/`` (E(r) per target and per plateau-relative target, Table IV; CSV and markdown) and
+    return the summary's lines."""
     from fedsim.atomic import atomic_write_csv, atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
+    curves = study_curves(folder.parent, rows)
+    relative_lines: list[str] = []
+    if relative_pcts and not rows.empty:
+        relative = relative_targets_table(curves, rows, relative_pcts)
+        relative_md = relative_targets_markdown(relative)
+        atomic_write_csv(folder / "rounds_to_relative_target.csv", relative)
+        atomic_write_text(folder / "rounds_to_relative_target.md", relative_md + "\n")
+        relative_lines = ["## E(r) at targets relative to the plateau", "", relative_md]
     rounds, table = rounds_table(rows, targets), table_iv(rows)
     rounds_md, table_md = rounds_markdown(rounds), table_iv_markdown(table)
     atomic_write_csv(folder / "rounds_to_target.csv", rounds)
     atomic_write_text(folder / "rounds_to_target.md", rounds_md + "\n")
     atomic_write_csv(folder / "table4.csv", table)
     atomic_write_text(folder / "table4.md", table_md + "\n")
-    atomic_write_csv(folder / "curves.csv", study_curves(folder.parent, rows))
+    atomic_write_csv(folder / "curves.csv", curves)
     noise = rows["eval_noise_pct"].to_numpy(dtype=float)
     best = rows.groupby(["training_scheme", "rank"])["final_val_ppl"].mean().idxmin()
     flat = rows[(rows.training_scheme == best[0]) & (rows["rank"] == best[1])]["last20_change_pct"]
     lines = [
-        "## E(r): global rounds to the target validation PPL", "", rounds_md,
+        "## E(r): global rounds to the target validation PPL", "", rounds_md, *relative_lines,
         "## Table IV (mean ± std over seeds; SF = split_fed, C = centralized; gap paired by seed)", "",
         table_md, "",
         f"Evaluation noise (|PPL of the two interleaved halves of the validation subset| / PPL, final "

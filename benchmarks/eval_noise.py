@@ -1,0 +1,84 @@
+"""How many validation examples make the evaluation noise small: the relative gap between the perplexities of
+the two interleaved halves (even and odd positions, as ``eval_halves``) of the first N E2E validation
+examples, for growing N, with the model as loaded (before fine-tuning) and after a short fine-tuning.
+
+Writes ``results/rank_study/eval_noise.csv`` (one row per model state and N): the rank study evaluates on the
+smallest N whose gap is below 1 % in both states.
+
+    python benchmarks/eval_noise.py [--model smollm2-135m] [--max-n 1024] [--seq-len 64] [--steps 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedsim.atomic import atomic_write_csv
+from fedsim.learn.config import TrainConfig
+from fedsim.learn.data.batches import collate
+from fedsim.learn.federated.systems import build_system
+from fedsim.learn.setup import load
+from fedsim.learn.split.parts import token_nll_per_example
+
+SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def per_example_nll(forward, dataset, n: int, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    nll, count = np.zeros(n), np.zeros(n)
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            idx = np.arange(start, min(start + batch, n))
+            b = collate(dataset, idx)
+            width = int(b["attention_mask"].sum(1).max())
+            b = {k: v[:, :width] for k, v in b.items()}
+            t, c = token_nll_per_example(forward(b["input_ids"], b["attention_mask"]), b["labels"])
+            nll[idx], count[idx] = t.double().numpy(), c.numpy()
+    return nll, count
+
+
+def gaps(nll: np.ndarray, count: np.ndarray, state: str) -> list[dict]:
+    rows = []
+    for n in (s for s in SIZES if s <= len(nll)):
+        a = math.exp(nll[:n:2].sum() / count[:n:2].sum())
+        b = math.exp(nll[1:n:2].sum() / count[1:n:2].sum())
+        pooled = math.exp(nll[:n].sum() / count[:n].sum())
+        rows.append({"model_state": state, "examples": n, "val_ppl": pooled, "val_ppl_a": a, "val_ppl_b": b,
+                     "halves_gap_pct": 100 * abs(a - b) / pooled})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--max-n", type=int, default=1024)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps before the second measurement")
+    parser.add_argument("--out", type=Path, default=Path("results/rank_study/eval_noise.csv"))
+    args = parser.parse_args()
+    cfg = TrainConfig(model=args.model, seq_len=args.seq_len, num_clients=2, batch_size=4, local_iterations=2,
+                      steps=args.steps, lr=1e-3, eval_samples=args.max_n, test_samples=0, generate_mrs=0,
+                      train_samples=2000, seed=0)  # fmt: skip
+    model, _, data = load(cfg, progress=False)
+    system = build_system(model, cfg, data.train, data.partition)
+    rows = []
+    with system.deployed() as forward:
+        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), "pre-trained")
+    for _ in range(args.steps):
+        system.local_iteration()
+        if (_ + 1) % cfg.local_iterations == 0:
+            system.aggregate()
+    with system.deployed() as forward:
+        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), f"after {args.steps} steps")
+    table = pd.DataFrame(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_csv(args.out, table)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Plateau-relative targets, the plateau PPL and learning rates per rank in a convergence study."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from study_helpers import tiny_study
+
+from fedsim import api
+from fedsim.errors import InputError
+from fedsim.experiments.study.tables import (
+    plateau_ppl,
+    relative_targets_table,
+    smoothed,
+)
+from fedsim.learn.records import rounds_to_target_interpolated
+
+
+def _curve(ppls, every=1):
+    return [{"step": 2 * every * i, "round": float(every * i), "val_ppl": p} for i, p in enumerate(ppls)]
+
+
+def test_plateau_and_smoothing_by_hand():
+    curve = _curve([10.0, 8.0, 6.0, 5.0, 4.0])
+    assert plateau_ppl(curve) == pytest.approx(5.0)  # mean of 6, 5, 4
+    assert [r["val_ppl"] for r in smoothed(curve)] == pytest.approx([10.0, 9.0, 8.0, 19 / 3, 5.0])
+
+
+def test_relative_targets_against_a_hand_computation():
+    # rank 1 plateaus at 4.0 (both seeds), rank 4 at 5.0: best = 4.0; within 10 % -> target 4.4
+    curves, rows = [], []
+    for rank, ppls in ((1, [10.0, 6.0, 4.4, 4.0, 4.0, 4.0]), (4, [10.0, 6.0, 5.5, 5.0, 5.0, 5.0])):
+        for seed, shift in ((0, 0.0), (1, 0.2)):
+            c = _curve([p + shift for p in ppls])
+            curves += [{"training_scheme": "split_fed", "rank": rank, "seed": seed, "lr": 1e-3, **r} for r in c]
+            rows.append({"training_scheme": "split_fed", "rank": rank, "seed": seed, "lr": 1e-3,
+                         "plateau_val_ppl": plateau_ppl(c)})  # fmt: skip
+    table = relative_targets_table(pd.DataFrame(curves), pd.DataFrame(rows), [10])
+    best = np.mean([4.0, 4.2])
+    assert table["best_ppl"].iloc[0] == pytest.approx(best)
+    r1 = table[table["rank"] == 1].iloc[0]
+    want = [rounds_to_target_interpolated(_curve([p + s for p in [10.0, 6.0, 4.4, 4.0, 4.0, 4.0]]), best * 1.1)
+            for s in (0.0, 0.2)]  # fmt: skip
+    assert r1["reached"] == 2 and r1["rounds_mean"] == pytest.approx(np.mean(want))
+    half = 12.706204736174698 * np.std(want, ddof=1) / math.sqrt(2)  # t(0.975, 1 dof)
+    assert r1["rounds_hi"] - r1["rounds_mean"] == pytest.approx(half)
+    r4 = table[table["rank"] == 4].iloc[0]
+    assert r4["reached"] == 0 and math.isnan(r4["rounds_mean"])  # rank 4 never gets within 10 %
+
+
+def test_a_study_with_lr_per_rank_and_relative_targets(tmp_path):
+    text = tiny_study(steps=4, seeds=(0, 1), ranks=(1, 4)) + "\n"
+    scenario_path = tmp_path / "s.toml"
+    scenario_path.write_text(text.replace("[study.training]", "relative_targets_pct = [2, 50]\n"
+                                          "lr_by_rank = {1 = 0.003, 4 = 0.001}\n[study.training]"))  # fmt: skip
+    scenario = api.load_scenario(scenario_path)
+    rows, folder = api.run(scenario, executor="serial", out=tmp_path / "out", figures=False, progress=False)
+    assert sorted(zip(rows["rank"], rows["lr"], strict=True)) == [(1, 0.003), (1, 0.003), (4, 0.001), (4, 0.001)]
+    names = sorted(p.name for p in (folder / "records").iterdir())
+    assert names[0].endswith("_lr0.003.json") and len(names) == 4  # runs of other lrs never collide
+    table = pd.read_csv(folder / "tables" / "rounds_to_relative_target.csv")
+    assert sorted(table["within_pct"].unique()) == [2.0, 50.0] and set(table["rank"]) == {1, 4}
+    assert "E(r) at targets relative to the plateau" in (folder / "summary.md").read_text()
+    assert "plateau PPL" in (folder / "tables" / "table4.md").read_text()
+
+
+def test_lr_by_rank_must_cover_every_rank(tmp_path):
+    text = tiny_study(steps=2, seeds=(0,), ranks=(1, 4)).replace("[study.training]", "lr_by_rank = {1 = 0.003}\n[study.training]")
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match="lr_by_rank"):
+        api.run(api.load_scenario(path), executor="serial", out=tmp_path / "out", figures=False, progress=False)
