@@ -12,6 +12,7 @@ from study_helpers import tiny_study
 from fedsim import api
 from fedsim.errors import InputError
 from fedsim.experiments.study.tables import (
+    chosen_lr_table,
     plateau_ppl,
     relative_targets_table,
     smoothed,
@@ -73,3 +74,15 @@ def test_lr_by_rank_must_cover_every_rank(tmp_path):
     path.write_text(text)
     with pytest.raises(InputError, match="lr_by_rank"):
         api.run(api.load_scenario(path), executor="serial", out=tmp_path / "out", figures=False, progress=False)
+
+
+def test_the_lr_rule_takes_the_lowest_plateau_and_the_smaller_lr_on_a_tie():
+    rows = pd.DataFrame([
+        {"training_scheme": "split_fed", "rank": 1, "lr": lr, "seed": 0, "plateau_val_ppl": p}
+        for lr, p in ((3e-4, 6.0), (1e-3, 5.0), (3e-3, 5.5))
+    ] + [
+        {"training_scheme": "split_fed", "rank": 4, "lr": lr, "seed": 0, "plateau_val_ppl": p}
+        for lr, p in ((3e-4, 5.0), (1e-3, 5.0), (3e-3, 7.0))
+    ])  # fmt: skip
+    chosen = chosen_lr_table(rows).set_index("rank")["chosen_lr"].to_dict()
+    assert chosen == {1: 1e-3, 4: 3e-4}

@@ -146,6 +146,19 @@ def relative_targets_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def chosen_lr_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The learning rate per (training scheme, rank) of a learning-rate sweep, by a rule fixed before the
+    comparison it feeds: the lr with the lowest plateau PPL (mean over the sweep's seeds), the smaller lr on a
+    tie. Every lr's plateau is kept beside it."""
+    out = []
+    for (scheme, rank), group in rows.groupby(["training_scheme", "rank"], sort=True):
+        by_lr = group.groupby("lr")["plateau_val_ppl"].mean().sort_index()
+        best = float(by_lr.idxmin())  # idxmin takes the first (smallest) lr of equal plateaus
+        out.append({"training_scheme": scheme, "rank": int(rank), "chosen_lr": best,
+                    **{f"plateau_ppl_lr{lr:g}": float(v) for lr, v in by_lr.items()}})  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Every evaluation of every run, one row each: training_scheme, rank, seed, step, round, val_ppl and
     the PPL of the validation subset's two halves (from the records the rows point to)."""
@@ -300,6 +313,11 @@ def write_study_tables(rows: pd.DataFrame, targets, folder: Path, relative_pcts=
         atomic_write_csv(folder / "rounds_to_relative_target.csv", relative)
         atomic_write_text(folder / "rounds_to_relative_target.md", relative_md + "\n")
         relative_lines = ["## E(r) at targets relative to the plateau", "", relative_md]
+    if not rows.empty and rows["lr"].nunique() > 1:  # a learning-rate sweep: the lr each rank gets
+        chosen = chosen_lr_table(rows)
+        atomic_write_csv(folder / "chosen_lr.csv", chosen)
+        relative_lines += ["## Learning rate per rank (lowest plateau PPL of the sweep; smaller lr on a tie)",
+                           "", chosen.to_markdown(index=False, floatfmt=".4g"), ""]  # fmt: skip
     rounds, table = rounds_table(rows, targets), table_iv(rows)
     rounds_md, table_md = rounds_markdown(rounds), table_iv_markdown(table)
     atomic_write_csv(folder / "rounds_to_target.csv", rounds)
