@@ -13,7 +13,7 @@ from fedsim import __version__
 from fedsim.errors import InputError
 from fedsim.interrupt import Interrupted, interruptible
 
-COMMANDS = ["run", "validate", "optimize", "simulate", "train", "evaluate", "plot", "workload", "models"]
+COMMANDS = ["run", "validate", "optimize", "simulate", "train", "evaluate", "plot", "workload", "models", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,117 @@
+"""``fedsim report``: the docs' results pages are what the committed results give, with their caveats, and the
+committed results carry no machine path."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fedsim import report
+from fedsim.cli import main
+from fedsim.experiments.study.runs import _NOT_THE_RUN
+from fedsim.learn.config import config_diff
+from fedsim.learn.records import ConvergenceRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS, PAGES = ROOT / "results", ROOT / "docs" / "results"
+
+
+@pytest.fixture(scope="module")
+def pages() -> dict[str, str]:
+    return report.render(RESULTS)
+
+
+def test_committed_pages_are_regenerated_exactly(pages, tmp_path):
+    # Execute: regenerate into a temporary folder
+    written = report.write(RESULTS, tmp_path)
+    # Assert: the same pages, byte for byte, as those committed
+    assert sorted(p.name for p in written) == sorted(p.name for p in PAGES.glob("*.md"))
+    for path in written:
+        committed = (PAGES / path.name).read_text(encoding="utf-8")
+        assert path.read_text(encoding="utf-8") == committed, f"{path.name}: run `fedsim report` and commit"
+    assert report.differences(RESULTS, PAGES) == []
+
+
+def test_check_command_fails_on_a_stale_page(tmp_path, capsys):
+    out = tmp_path / "pages"
+    assert main(["report", "--results", str(RESULTS), "--out", str(out)]) == 0
+    assert main(["report", "--check", "--results", str(RESULTS), "--out", str(out)]) == 0
+    page = out / "radio.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("537/550", "550/550"), encoding="utf-8")
+    assert main(["report", "--check", "--results", str(RESULTS), "--out", str(out)]) == 1
+    assert "radio.md: differs" in capsys.readouterr().err
+
+
+def test_every_page_says_it_is_generated(pages):
+    for name, text in pages.items():
+        assert text.startswith(report.common.GENERATED), name
+
+
+def test_radio_page_says_which_units_a_mean_leaves_out(pages):
+    text = pages["radio.md"]
+    assert "| nr UMi | 537/550 |" in text
+    assert "nr UMi: 13 of 550 units are left out" in text
+
+
+def test_convergence_page_states_the_span_it_measures(pages):
+    text = pages["convergence.md"]
+    # the "last 20 %" starts at the last evaluation at or before step 38.4 of 48: step 32, a third of the run
+    assert "change of val PPL over steps 32-48" in text and "the last 33 % of them" in text
+    assert "`eval_samples` = 96 validation examples" in text and "`generate_mrs` = 8 test MRs" in text
+    assert "seeds 0, 1, 2" in text
+    assert "4,672 examples, 98,383 tokens, 547 MRs" in text
+
+
+def test_splitft_page_states_sample_counts_and_the_measured_gaps(pages):
+    text = pages["splitft.md"]
+    assert "`eval_samples` = 8 validation examples and test PPL on `test_samples` = 8" in text
+    # r_cut = 4 vs r_cut = r on the same cut: -0.93 % final val PPL at alpha = 1
+    assert re.search(r"`same_cut_rcut4` vs `same_cut` \| 1 \| [^|]+\|[^|]+\|[^|]+\| -0\.93 % \|", text)
+    assert re.search(r"`adaptive_rcut4` vs `adaptive` \| 10 \| [^|]+\|[^|]+\|[^|]+\| \+1\.82 % \|", text)
+
+
+def test_paper_figures_overview_matches_a_summary_cell(pages):
+    text = pages["paper-figures.md"]
+    # fig5's first point: 56.8 % vs a (summary.md), its last: 69.5 %; means vs a 61.27 -> 77.06
+    assert "| Fig. 5 | `fig5_bandwidth` | 10 | 100 | 0 | 56.8 to 69.5 % " in text
+    assert "61.3 % → 77.1 %" in text
+
+
+def test_pages_report_no_wall_clock_time(pages):
+    for name, text in pages.items():
+        assert "wall_s" not in text and "Done in" not in text, name
+
+
+def _committed(pattern: str) -> list[Path]:
+    out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [ROOT / line for line in out.stdout.splitlines()]
+
+
+def test_no_machine_path_in_committed_results():
+    machine_path = re.compile(r'"/(?:work|home|root|tmp|Users|mnt|opt|var)/')
+    files = [p for p in _committed("results") if p.suffix in {".json", ".csv", ".md"} and p.is_file()]
+    assert files
+    for path in files:
+        assert not machine_path.search(path.read_text(encoding="utf-8")), path
+
+
+def test_study_records_load_and_still_count_as_their_runs():
+    paths = [p for p in _committed("results") if p.suffix == ".json" and p.parent.name == "records"]
+    assert len(paths) >= 30
+    for path in paths:
+        record = ConvergenceRecord.load(path)  # the sha256, where a record has one, still verifies
+        cfg = record.config or {}
+        assert not str(cfg.get("checkpoint_path") or "").startswith("/"), path
+        # where the study puts the checkpoint is not part of the run: a rerun keeps the record
+        moved = {**cfg, "checkpoint_path": "elsewhere/checkpoint.pt"}
+        assert config_diff(cfg, moved, _NOT_THE_RUN) == [], path
+
+
+def test_provenance_comes_from_meta_json():
+    meta = json.loads((RESULTS / "convergence_study" / "meta.json").read_text(encoding="utf-8"))
+    line = report.common.provenance(RESULTS / "convergence_study", RESULTS)
+    assert meta["written_utc"] in line and meta["git_revision"][:12] in line
