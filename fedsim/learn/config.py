@@ -127,6 +127,11 @@ class TrainConfig(BaseModel):
     dirichlet_alpha: float = Field(0.5, gt=0, description="Dirichlet concentration for non-IID partitions.")
     data_path: str | None = Field(None, description="E2E zip or folder; None = the copy shipped with fedsim.")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N, or auto (cuda when available).")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="Training forward passes in fp32, or under bfloat16 autocast (bf16: LoRA weights, optimiser "
+        "and gradients stay fp32; the paper-scale GPU setting).",
+    )
     seed: int = Field(0, description="Seed for LoRA init, partition, data order and dropout.")
     checkpoint_every: int | None = Field(
         None, ge=1, description="Save a full checkpoint every this many steps (None = never)."

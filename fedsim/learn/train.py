@@ -10,6 +10,7 @@ data and the hyper-parameters; only the system differs.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from fedsim.learn.checkpoint import restore_rng, resume_point, save_checkpoint
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.federated.systems import build_system
+from fedsim.learn.precision import peak_memory_bytes, reset_peak_memory
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target
 
 
@@ -105,11 +107,16 @@ def train(
     bar = tqdm(
         total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.scheme} r={cfg.rank}", unit="step"
     )
+    device = next(system.model.parameters()).device
+    reset_peak_memory(device)
+    tokens_before, train_s = system.tokens, 0.0
     while step < cfg.steps:
+        started = time.perf_counter()
         loss = system.local_iteration()
         step += 1
         if step % cfg.local_iterations == 0:
             system.aggregate()  # end of a global round: FedAvg + broadcast (eq. 7)
+        train_s += time.perf_counter() - started
         row = {"step": step, "round": step / cfg.local_iterations, "train_loss": loss}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row.update(evaluate_validation(system, data, eval_batch, cfg.eval_halves))
@@ -119,7 +126,11 @@ def train(
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("train_loss", "val_ppl")})
     bar.close()
-    return make_record(cfg, curve, source, final_metrics(system, cfg, data))
+    final = final_metrics(system, cfg, data)
+    trained = system.tokens - tokens_before  # this process's steps (a resumed run counts its own)
+    final.update({"train_tokens_per_s": trained / train_s if train_s > 0 else math.nan,
+                  "peak_memory_bytes": peak_memory_bytes(device)})  # fmt: skip
+    return make_record(cfg, curve, source, final)
 
 
 def make_record(

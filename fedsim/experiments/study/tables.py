@@ -273,6 +273,8 @@ def table_iv_markdown(table: pd.DataFrame) -> str:
 
 def rounds_markdown(table: pd.DataFrame) -> str:
     """E(r) per target (rows) and rank (columns) per training scheme: mean ± std [reached/runs]."""
+    if table.empty:
+        return "(no absolute targets: `study.targets` is empty)\n"
     lines = []
     for scheme, g in table.groupby("training_scheme", sort=False):
         ranks = sorted(g["rank"].unique())

@@ -20,6 +20,7 @@ import torch
 
 from fedsim.learn.data.batches import BatchStream
 from fedsim.learn.federated.hetrank import BlockState, aggregate_block, fedavg, project
+from fedsim.learn.precision import autocast
 from fedsim.learn.schedule import scheduled_step
 from fedsim.learn.split.lora import LoraScale, as_scale, lora_parameters, lora_state, module_rank
 from fedsim.learn.split.parts import ClientPart, ServerPart, token_nll
@@ -55,10 +56,18 @@ class ClientSide:
     """Client k: client part with its LoRA, optimiser and batch stream."""
 
     def __init__(
-        self, part: ClientPart, stream: BatchStream, lr: float, weight_decay: float, schedule=_constant
+        self,
+        part: ClientPart,
+        stream: BatchStream,
+        lr: float,
+        weight_decay: float,
+        schedule=_constant,
+        precision: str = "fp32",
     ):
         self.part = part.train()
         self.stream = stream
+        self.precision = precision
+        self.tokens = 0  # real (unpadded) tokens of the batches this client has run
         self.optimizer = _adamw(lora_parameters(part), lr, weight_decay)
         self.schedule = schedule  # step -> lr factor (fedsim.learn.schedule)
         self._activation: torch.Tensor | None = None
@@ -72,7 +81,9 @@ class ClientSide:
         """FP of the next mini-batch through embeddings + blocks 1..c; keeps the graph for ``backward``."""
         batch = self.stream.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
-        self._activation = self.part(batch["input_ids"], batch["attention_mask"])
+        self.tokens += int(batch["attention_mask"].sum())
+        with autocast(batch["input_ids"].device, self.precision):
+            self._activation = self.part(batch["input_ids"], batch["attention_mask"])
         return Upload(self._activation.detach(), batch["attention_mask"], batch["labels"], self.cut)
 
     @property
@@ -111,8 +122,10 @@ class MainServer:
         weight_decay: float,
         per_client_loss: bool = False,
         schedule=_constant,
+        precision: str = "fp32",
     ):
         self.part = part.train()
+        self.precision = precision
         self.optimizer = _adamw(lora_parameters(part), lr, weight_decay)
         self.schedule = schedule  # step -> lr factor (fedsim.learn.schedule)
         self.per_client_loss = per_client_loss  # also report each upload's own loss (adaptive cuts)
@@ -133,7 +146,8 @@ class MainServer:
         for cut, members in groups.items():
             mask = torch.cat([uploads[i].attention_mask for i in members])
             labels = torch.cat([uploads[i].labels for i in members])
-            logits = self.part(torch.cat([acts[i] for i in members]), mask, cut)
+            with autocast(mask.device, self.precision):
+                logits = self.part(torch.cat([acts[i] for i in members]), mask, cut)
             nll, n = token_nll(logits, labels)
             total, count = (nll if total is None else total + nll), count + n
             if self.per_client_loss:  # detached: the graph and the step are unchanged

@@ -28,6 +28,7 @@ from fedsim.learn.federated.fedsplit import (
     replicate,
 )
 from fedsim.learn.federated.hetrank import project
+from fedsim.learn.precision import autocast
 from fedsim.learn.schedule import schedule_of, scheduled_step
 from fedsim.learn.split.layout import Layout, check_cuts
 from fedsim.learn.split.lora import (
@@ -123,7 +124,9 @@ class SplitFedSystem:
             stream = BatchStream(
                 dataset, partition[k], cfg.batch_size, seed=(cfg.seed, k), device=_device(peft_model)
             )
-            self.clients.append(ClientSide(part, stream, cfg.lr, cfg.weight_decay, schedule_of(cfg)))
+            self.clients.append(
+                ClientSide(part, stream, cfg.lr, cfg.weight_decay, schedule_of(cfg), precision=cfg.precision)
+            )
         server_part = replicate(ServerPart(parts, first))
         self.fit_ranks(server_part.blocks, first, self.layout.server_rank, init=True)
         self.server = MainServer(
@@ -132,6 +135,7 @@ class SplitFedSystem:
             cfg.weight_decay,
             per_client_loss=cfg.adaptive_cuts is not None,
             schedule=schedule_of(cfg),
+            precision=cfg.precision,
         )
         self.fed = FederatedServer(parts.blocks, self.scale, cfg.rank_aggregation)
         self.eval_client, self.eval_server = ClientPart(parts, first), ServerPart(parts, first)
@@ -179,6 +183,11 @@ class SplitFedSystem:
             self.adapter.end_round()
 
     # --- one whole local iteration, as in the plain loop ---
+    @property
+    def tokens(self) -> int:
+        """Real (unpadded) training tokens the clients have run so far."""
+        return sum(client.tokens for client in self.clients)
+
     def local_iteration(self) -> float:
         everyone = range(len(self.clients))
         for k in everyone:
@@ -234,12 +243,15 @@ class CentralizedSystem:
             lora_parameters(peft_model), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.schedule = schedule_of(cfg)
+        self.tokens = 0  # real (unpadded) tokens of the batches run
         self.last_loss = float("nan")
 
     def local_iteration(self) -> float:
         batch = self.stream.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        self.tokens += int(batch["attention_mask"].sum())
+        with autocast(batch["input_ids"].device, self.cfg.precision):
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         total, count = token_nll(logits, batch["labels"])
         loss = total / max(count, 1)
         loss.backward()
