@@ -10,7 +10,8 @@ from fedsim.errors import InputError
 
 
 class AdaptiveCuts(BaseModel):
-    """SplitFT's adaptive per-client cut rule (spec §10b; ``fedsim.learn.federated.adaptive_cut``)."""
+    """fedsim's score rule for adaptive per-client cuts (spec §10b; SplitFT publishes no formula:
+    ``fedsim.core.cut_rule``, ``fedsim.learn.federated.adaptive_cut``)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -68,7 +69,8 @@ class TrainConfig(BaseModel):
         None, description="Per-client cuts c_k (SplitFT, spec §10), one per client in 1..J-1; None = cut."
     )
     adaptive_cuts: AdaptiveCuts | None = Field(
-        None, description="Move each client's cut by SplitFT's rule (spec §10b); None = fixed cuts."
+        None, description="Move each client's cut by fedsim's score rule (spec §10b; SplitFT publishes no formula); "
+        "None = fixed cuts."
     )
     rank_cut: int | None = Field(
         None, ge=1, description="LoRA rank r_cut on the blocks at each client's cut (spec §10c); None = rank."

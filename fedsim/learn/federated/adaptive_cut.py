@@ -1,4 +1,5 @@
-"""SplitFT's adaptive per-client cut (spec §10b): a heuristic that moves each client's cut by one block.
+"""Adaptive per-client cuts in training (spec §10b): fedsim's own score heuristic (SplitFT describes adaptive
+cuts but publishes no formula) moves each client's cut by one block.
 
 Every tau global rounds each client gets the score
 
