@@ -167,7 +167,7 @@ def _frames(root: Path, *names: str, drop=()) -> dict:
     got = {}
     for name in names:
         path = root / name
-        if not path.read_text().strip():  # e.g. no centralized run: an empty gap table
+        if path.suffix == ".csv" and not path.read_text().strip():  # e.g. no centralized run: no gap
             got[name] = path.read_text()
             continue
         frame = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
