@@ -104,6 +104,17 @@ def rounds_to_target_interpolated(curve: list[dict], target_ppl: float) -> float
     return None
 
 
+def rounds_by_rank_per_seed(
+    records: list[ConvergenceRecord], target_ppl: float | None = None
+) -> dict[int, list[float]]:
+    """E(r) of every seed per rank (the ranks ``rounds_by_rank`` keeps: every record reached the target)."""
+    out: dict[int, list[float]] = {}
+    for rec in sorted(records, key=lambda r: (r.rank, (r.config or {}).get("seed", 0))):
+        rounds = rounds_to_target(rec.curve, target_ppl) if target_ppl is not None else rec.rounds_to_target
+        out.setdefault(rec.rank, []).append(math.nan if rounds is None else float(rounds))
+    return {rank: values for rank, values in out.items() if all(math.isfinite(v) for v in values)}
+
+
 def rounds_by_rank(
     records: list[ConvergenceRecord], target_ppl: float | None = None, aggregate: str = "mean"
 ) -> dict[int, float]:

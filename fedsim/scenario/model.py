@@ -102,6 +102,14 @@ class TrainingSection(Section):
         description="with several records of one rank (seeds): how their E(r) combine; a rank is kept only "
         "if every one of its records reached the target",
     )
+    e_draws: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="with records of several seeds per rank: re-optimise every task this many times with E(r) "
+        "drawn from the seeds (one seed's E(r) per rank, independently) and report how often the chosen rank "
+        "differs (rank_flip_share) and the 5-95 % range of the predicted delay; 0 = off",
+    )
 
     @field_validator("rounds_by_rank")
     @classmethod
@@ -125,6 +133,8 @@ class TrainingSection(Section):
     def _one_source(self) -> TrainingSection:
         if self.rounds_by_rank is not None and self.records:
             raise ValueError("give either rounds_by_rank or records, not both")
+        if self.e_draws and not self.records:
+            raise ValueError("e_draws needs records (E(r) measured with several seeds per rank)")
         if self.ranks is not None and not self.records:
             missing = set(self.ranks) - set(self.inline_rounds())
             if missing:

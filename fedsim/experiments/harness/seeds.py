@@ -12,7 +12,7 @@ import numpy as np
 
 from fedsim.scenario.model import SCHEME_NAMES
 
-_DROP, _SCHEME, _ENGINE = 0, 1, 2
+_DROP, _SCHEME, _ENGINE, _E_DRAWS = 0, 1, 2, 3
 
 
 def task_entropy(base_seed: int, point: int, drop: int) -> list[int]:
@@ -38,6 +38,13 @@ def scheme_rng(base_seed: int, point: int, drop: int, scheme: str) -> np.random.
     """The stream of one scheme's random decisions (``scheme`` is its row name)."""
     return np.random.default_rng(
         np.random.SeedSequence([*task_entropy(base_seed, point, drop), _SCHEME, *scheme_key(scheme)])
+    )
+
+
+def e_draw_rng(base_seed: int, point: int, drop: int, scheme: str) -> np.random.Generator:
+    """The stream that draws E(r) from its seeds for one scheme's uncertainty columns (``training.e_draws``)."""
+    return np.random.default_rng(
+        np.random.SeedSequence([*task_entropy(base_seed, point, drop), _E_DRAWS, *scheme_key(scheme)])
     )
 
 

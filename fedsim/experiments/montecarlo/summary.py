@@ -105,6 +105,8 @@ def sweep_report(rows: pd.DataFrame, timing: str, value: str = "total_s") -> lis
         "",
     ]
     lines += [decisions_line(rows), ""]
+    if "rank_flip_share" in rows:
+        lines += uncertainty_lines(rows, seconds, unit)
     paired = paired_summary(rows, value)
     if not paired.empty:
         lines += [
@@ -115,6 +117,30 @@ def sweep_report(rows: pd.DataFrame, timing: str, value: str = "total_s") -> lis
             "",
         ]
     return lines
+
+
+def uncertainty_lines(rows: pd.DataFrame, seconds: float, unit: str) -> list[str]:
+    """How sure the decisions are, given how sure E(r) is (``training.e_draws``): per point and scheme the
+    share of draws of E(r) from its seeds whose chosen rank differs, and the mean 5-95 % range of the
+    predicted delay."""
+    axes = axis_columns(rows)
+    keys = [*axes, "scheme"] if axes else ["scheme"]
+    table = rows.groupby(keys, sort=True).agg(
+        rank_flip_pct=("rank_flip_share", lambda v: 100 * float(np.mean(v))),
+        delay_p05=("analytic_total_p05_s", lambda v: float(np.mean(v)) / seconds),
+        delay_p95=("analytic_total_p95_s", lambda v: float(np.mean(v)) / seconds),
+    ).reset_index()
+    table = table.rename(columns={"delay_p05": f"delay_p05_{unit}", "delay_p95": f"delay_p95_{unit}"})
+    draws = int(rows["e_draws"].iloc[0])
+    return [
+        f"## How sure: E(r) drawn from its seeds ({draws} draws per task; one seed's E(r) per rank, independently)",
+        "",
+        "rank_flip_pct: share of draws whose chosen rank differs from the row's (mean-E(r)) rank; delay_p05 / "
+        "delay_p95: mean over drops of the 5 % and 95 % quantiles of the predicted delay (eq. 17) over the draws.",
+        "",
+        to_markdown(table),
+        "",
+    ]
 
 
 def decisions_line(rows: pd.DataFrame) -> str:

@@ -6,6 +6,7 @@ training in the event engine in replay mode (E(r) rounds from the scenario's con
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -101,6 +102,52 @@ def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
     if seeds_per_rank > 1:
         source += f" ({training.records_aggregate} of {seeds_per_rank} seeds)"
     return tuple(sorted(table.items())), source
+
+
+@functools.lru_cache(maxsize=16)
+def _rounds_per_seed(training_json: str) -> tuple[tuple[int, tuple[float, ...]], ...]:
+    """E(r) of every seed per rank from ``training.records`` (``training.e_draws``)."""
+    from fedsim.learn.records import ConvergenceRecord, rounds_by_rank_per_seed
+
+    training = TrainingSection.model_validate_json(training_json)
+    if not training.records:
+        raise InputError("training.e_draws: needs training.records (E(r) measured with several seeds per rank)")
+    records = [ConvergenceRecord.load(path) for path in training.records]
+    table = rounds_by_rank_per_seed(records, training.target_ppl)
+    if training.ranks is not None:
+        table = {r: v for r, v in table.items() if r in training.ranks}
+    return tuple(sorted((rank, tuple(values)) for rank, values in table.items()))
+
+
+def uncertainty_columns(scenario: Scenario, point_index: int, drop_index: int, scheme: str, result) -> dict:
+    """How sure the optimiser's answer is, given how sure E(r) is: the task re-optimised ``training.e_draws``
+    times with each rank's E(r) drawn from its seeds (independently per rank, a seeded stream per task and
+    scheme); the share of draws whose chosen rank differs from the row's, and the 5 % and 95 % quantiles of
+    the predicted delay (eq. 17). Empty with ``e_draws = 0``."""
+    from fedsim.optimize import get_scheme, optimize
+
+    at = _point_scenario(scenario, point_index)
+    draws = at.training.e_draws
+    if draws == 0:
+        return {}
+    per_seed = dict(_rounds_per_seed(at.training.model_dump_json()))
+    chosen = get_scheme(scheme)
+    base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
+    rng = seeds.e_draw_rng(base, seed_at, drop_index, chosen.name)
+    ranks, totals = [], []
+    for _ in range(draws):
+        table = {rank: float(rng.choice(values)) for rank, values in sorted(per_seed.items())}
+        problem = dataclasses.replace(result.problem, rounds_by_rank=table)
+        again = optimize(problem, chosen, rng=seeds.scheme_rng(base, seed_at, drop_index, chosen.name),
+                         power_solver=at.schemes.power_solver)  # fmt: skip
+        ranks.append(int(again.rank))
+        totals.append(float(again.delays.total_s))
+    return {
+        "e_draws": draws,
+        "rank_flip_share": float(np.mean(np.asarray(ranks) != int(result.rank))),
+        "analytic_total_p05_s": float(np.quantile(totals, 0.05)),
+        "analytic_total_p95_s": float(np.quantile(totals, 0.95)),
+    }
 
 
 def rounds_by_rank_of(scenario: Scenario) -> tuple[dict[int, float], str]:
@@ -223,6 +270,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
     sees the same placement and engine randomness (common random numbers); the scheme's own random
     choices use a per-scheme stream.
     """
+    scheme_ref = scheme  # as [schemes] names it (the row carries the scheme's own name)
     at = _point_scenario(scenario, point_index)
     base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
     result = _optimize_reporting_where(scenario, point_index, drop_index, scheme)
@@ -262,6 +310,7 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
             }
         )
     row.update(decision_columns(drop, result.allocation, d, "records" if at.training.records else "inline"))
+    row.update(uncertainty_columns(scenario, point_index, drop_index, scheme_ref, result))
     return [row]
 
 
