@@ -214,3 +214,42 @@ def test_resume_with_moved_cuts_gives_the_uninterrupted_curve(tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], abs=1e-6), (a, b)
+
+
+def test_balanced_cuts_by_hand():
+    from fedsim.core.cut_rule import balanced_cuts, toward
+
+    # equal blocks, F = 1, 2, 4: the slowest client at cut 1 needs 1 unit; in that time the others run 2 and
+    # 4 blocks (the last capped at cut_max 3)
+    assert balanced_cuts([1.0] * 4, [1.0, 2.0, 4.0], 1, [3, 3, 3]) == [1, 2, 3]
+    # a heavy third block: at F = 4, cut 3 takes (1 + 1 + 3) / 4 = 1.25 > 1, so client 2 stops at cut 2
+    assert balanced_cuts([1.0, 1.0, 3.0, 4.0], [1.0, 2.0, 4.0], 1, [3, 3, 3]) == [1, 2, 2]
+    assert balanced_cuts([1.0] * 4, [1.0, 1.0], 2, [3, 3]) == [2, 2]  # equal clients keep cut_min
+    rows = toward([2, 2, 2], [1, 2, 3], "r")
+    assert [(r["client"], r["old"], r["new"]) for r in rows] == [(0, 2, 1), (2, 2, 3)]
+
+
+def test_the_balance_rule_moves_each_cut_one_block_a_round_to_the_balanced_cuts():
+    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
+    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
+    cfg = _adaptive_cfg(steps=4)
+    cfg = cfg.model_copy(update={"cuts": [1, 1, 1], "adaptive_cuts": cfg.adaptive_cuts.model_copy(
+        update={"rule": "balance", "client_flops_per_s": [1.0, 2.0, 4.0]})})  # fmt: skip
+    from fedsim.learn.federated.systems import SplitFedSystem
+
+    seen = {}
+    original = SplitFedSystem.aggregate
+
+    def spy(self, clients=None):
+        original(self, clients)
+        seen["system"] = self
+
+    SplitFedSystem.aggregate = spy
+    try:
+        train(cfg, tiny_lm("gpt2"), data, progress=False)
+    finally:
+        SplitFedSystem.aggregate = original
+    rows = seen["system"].adapter.rows
+    # target [1, 2, 3]: round 1 moves clients 1 and 2 one block each, round 2 client 2 once more
+    assert [(r["round"], r["client"], r["old"], r["new"]) for r in rows] == [(1, 1, 1, 2), (1, 2, 1, 2), (2, 2, 2, 3)]
+    assert seen["system"].layout.cuts == [1, 2, 3]

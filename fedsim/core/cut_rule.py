@@ -1,5 +1,7 @@
-"""The pure rule of SplitFT-style adaptive cuts (spec §10b), fedsim's own heuristic (SplitFT publishes no
-formula): every client gets the score
+"""The pure rules of SplitFT-style adaptive cuts (spec §10b). SplitFT describes adaptive per-client cuts but
+publishes no formula, so both rules here are fedsim's own, named for what they do.
+
+**score** (``decide``): every client gets the score
 
     s_k = (1 - gamma) · F_k / mean(F) + gamma · q_k / mean(q)
 
@@ -69,3 +71,31 @@ def time_bound(block_flops: Sequence[float], flops_per_s: float, budget_s: float
     """Largest cut l whose per-iteration FP + BP work sum_{j<=l} block_flops_j / F fits in ``budget_s``."""
     work = np.cumsum(np.asarray(block_flops, float)) / flops_per_s
     return int(np.searchsorted(work, budget_s, side="right"))
+
+
+def balanced_cuts(
+    block_flops: Sequence[float], flops_per_s: Sequence[float], cut_min: int, cut_max: Sequence[int]
+) -> list[int]:
+    """**balance**: the cuts that make every client's iteration time sum_{j<=c} block_flops_j / F_k as equal
+    as the block grid allows. A round waits for its slowest client, so the budget is tau = the largest time
+    any client needs at ``cut_min`` (the least work anyone can do), and each client takes the most blocks
+    that fit in tau, within [cut_min, cut_max_k]: work moves from the server to the fast clients without
+    slowing the round."""
+    work = np.cumsum(np.asarray(block_flops, float))
+    speeds = np.asarray(flops_per_s, float)
+    tau = float(np.max(work[cut_min - 1] / speeds))
+    return [
+        int(min(max(time_bound(block_flops, f, tau * (1 + 1e-12)), cut_min), top))
+        for f, top in zip(speeds, cut_max, strict=True)
+    ]
+
+
+def toward(cuts: Sequence[int], target: Sequence[int], reason: str) -> list[dict]:
+    """One block toward each client's ``target`` cut, as rows {client, old, new, score, reason} (score NaN:
+    the rule has none); clients already at their target are left out."""
+    rows = []
+    for k, (c, t) in enumerate(zip(cuts, target, strict=True)):
+        if c != t:
+            new = c + (1 if t > c else -1)
+            rows.append({"client": k, "old": int(c), "new": int(new), "score": float("nan"), "reason": reason})
+    return rows

@@ -15,6 +15,12 @@ class AdaptiveCuts(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    rule: Literal["score", "balance"] = Field(
+        "score",
+        description="score: fedsim's score (1-gamma) F_k/mean F + gamma q_k/mean q with a dead band; balance: "
+        "one block per decision toward the cuts that equalise the clients' iteration times (the slowest "
+        "client at cut_min sets the budget; fedsim.core.cut_rule.balanced_cuts). SplitFT publishes no formula.",
+    )
     every: int = Field(1, ge=1, description="tau: apply the rule after every this many global rounds.")
     gamma: float = Field(0.5, ge=0, le=1, description="Weight of model quality vs compute in the score.")
     epsilon: float = Field(0.1, ge=0, description="Dead band: move only when |score - 1| > epsilon.")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fedsim.core.cut_rule import decide, time_bound
+from fedsim.core.cut_rule import balanced_cuts, decide, time_bound, toward
 from fedsim.errors import InputError
 
 
@@ -33,6 +33,7 @@ class CutAdapter:
         self.system, self.cfg = system, cfg
         k, j = len(system.clients), system.layout.num_blocks
         self.compute = list(cfg.client_flops_per_s) if cfg.client_flops_per_s else [1.0] * k
+        self.block_flops = [1.0] * j  # per-block FP + BP work; equal blocks until set_compute says otherwise
         top = j - 1 if cfg.cut_max is None else cfg.cut_max
         self.cut_max = [top] * k
         tcfg = system.cfg
@@ -65,6 +66,8 @@ class CutAdapter:
     def set_compute(self, flops_per_s: Sequence[float], block_flops: Sequence[float] | None = None) -> None:
         """Client compute F_k (live runs: the drop's) and, for the time budget, per-block FP + BP FLOPs."""
         self.compute = [float(f) for f in flops_per_s]
+        if block_flops is not None:
+            self.block_flops = [float(b) for b in block_flops]
         if block_flops is not None and self.cfg.iteration_time_s is not None:
             for i, f in enumerate(self.compute):
                 self.cut_max[i] = min(self.cut_max[i], time_bound(block_flops, f, self.cfg.iteration_time_s))
@@ -83,9 +86,13 @@ class CutAdapter:
         if self.round % self.cfg.every or not self._tokens.all():
             return []
         loss = self._nll / self._tokens
-        quality = [math.exp(-x) for x in loss]
-        rows = decide(self.system.layout.cuts, self.compute, quality, self.cfg.gamma, self.cfg.epsilon,
-                      self.cfg.cut_min, self.cut_max)  # fmt: skip
+        if self.cfg.rule == "balance":
+            target = balanced_cuts(self.block_flops, self.compute, self.cfg.cut_min, self.cut_max)
+            rows = toward(self.system.layout.cuts, target, "toward the compute-balanced cut")
+        else:
+            quality = [math.exp(-x) for x in loss]
+            rows = decide(self.system.layout.cuts, self.compute, quality, self.cfg.gamma, self.cfg.epsilon,
+                          self.cfg.cut_min, self.cut_max)  # fmt: skip
         for row in rows:
             c, blocks = row["old"], []
             while c != row["new"]:
