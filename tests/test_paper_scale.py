@@ -36,5 +36,6 @@ def test_a_cpu_smoke_version_trains_in_bf16_and_records_throughput_and_memory(tm
     from fedsim.learn.records import ConvergenceRecord
 
     for path in (folder / "records").iterdir():
-        final = ConvergenceRecord.load(path).final
-        assert final["train_tokens_per_s"] > 0 and final["peak_memory_bytes"] > 1e6
+        measured = ConvergenceRecord.load(path).measured
+        assert measured["train_tokens_per_s"] > 0 and measured["peak_memory_bytes"] > 1e6
+        assert measured["precision"] == "bf16" and measured["device"] == "cpu"

@@ -25,7 +25,8 @@ class ConvergenceRecord:
     omit a key rather than store NaN. ``final`` (optional; absent in older records) holds the end-of-run
     evaluation: ``test_ppl`` (over ``test_samples`` test examples), ``bleu`` and ``rouge_l`` (0-100, over
     ``n_mrs`` distinct test MRs, at most ``max_new_tokens`` generated tokens each). ``config`` (optional) is
-    the run's whole ``TrainConfig`` (seed, lr, ...).
+    the run's whole ``TrainConfig`` (seed, lr, ...). ``measured`` (optional) is how the run ran on its machine:
+    training throughput in real tokens per second and peak memory in bytes.
     """
 
     model: str
@@ -41,6 +42,7 @@ class ConvergenceRecord:
     source: str = ""
     final: dict | None = None
     config: dict | None = None  # the full TrainConfig of the run (absent in older records)
+    measured: dict | None = None  # how the run ran: train_tokens_per_s, peak_memory_bytes (absent in older)
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (temp file, fsync, rename) with the sha256 of its content."""

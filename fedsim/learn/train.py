@@ -126,11 +126,12 @@ def train(
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("train_loss", "val_ppl")})
     bar.close()
-    final = final_metrics(system, cfg, data)
+    record = make_record(cfg, curve, source, final_metrics(system, cfg, data))
     trained = system.tokens - tokens_before  # this process's steps (a resumed run counts its own)
-    final.update({"train_tokens_per_s": trained / train_s if train_s > 0 else math.nan,
-                  "peak_memory_bytes": peak_memory_bytes(device)})  # fmt: skip
-    return make_record(cfg, curve, source, final)
+    if train_s > 0:
+        record.measured = {"train_tokens_per_s": trained / train_s, "peak_memory_bytes": peak_memory_bytes(device),
+                           "device": str(device), "precision": cfg.precision}  # fmt: skip
+    return record
 
 
 def make_record(
