@@ -34,7 +34,7 @@ def test_per_seed_rounds_are_each_records_own_crossing():
 
 def test_draws_report_rank_flips_and_a_delay_range(tmp_path):
     scenario = api.load_scenario(SCENARIO, [*SMALL, "training.e_draws=8"])
-    rows, _ = api.run(scenario, executor="serial", out=tmp_path / "a", figures=False, progress=False)
+    rows, _ = api.run(scenario, executor="serial", out=tmp_path / "a", figures=True, progress=False)
     assert (rows["e_draws"] == 8).all()
     assert rows["rank_flip_share"].between(0, 1).all()
     assert (rows["analytic_total_p05_s"] <= rows["analytic_total_p95_s"]).all()
@@ -42,6 +42,12 @@ def test_draws_report_rank_flips_and_a_delay_range(tmp_path):
     assert np.all(rows["analytic_total_p05_s"] > 0)
     # scheme d draws its rank at random, whatever E(r): its rank never follows the draws
     assert (rows.loc[rows.scheme == "d", "rank_flip_share"] == 0).all()
+    from fedsim.plots.delay import delay_vs_axis
+
+    fig = delay_vs_axis(rows, "system.bandwidth_main_hz")
+    dotted = [line for line in fig.axes[0].lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 2 * rows["scheme"].nunique()  # 5 % and 95 % per scheme
+    assert (tmp_path / "a" / "figures" / "delay_vs_axis.png").is_file()
     summary = (tmp_path / "a" / "summary.md").read_text()
     assert "How sure: E(r) drawn from its seeds (8 draws per task" in summary and "rank_flip_pct" in summary
     # the same scenario and seed give the same rows

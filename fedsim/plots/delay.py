@@ -111,6 +111,15 @@ def delay_vs_axis(
         else:
             centre, low, high = part["median"], part[lo], part[hi]
         _band(top, x, centre / seconds, low / seconds, high / seconds, scheme, schemes, legend_label(scheme))
+    uncertain = {"analytic_total_p05_s", "analytic_total_p95_s"} <= set(rows.columns)
+    if uncertain:  # training.e_draws: how the predicted delay moves with E(r) drawn from its seeds
+        for scheme in schemes:
+            part = rows[rows["scheme"] == scheme].groupby(axis)[["analytic_total_p05_s", "analytic_total_p95_s"]]
+            spread = part.mean().sort_index()
+            x = _x(pd.Series(spread.index.to_numpy()), x_scale, x_dbm)
+            color = scheme_style(scheme, schemes)["color"]
+            for col in spread.columns:
+                top.plot(x, spread[col] / seconds, color=color, linestyle=":", linewidth=1.0)
     top.set_ylabel(f"Total training delay [{unit}]")
     if y_log:
         top.set_yscale("log")
@@ -128,6 +137,9 @@ def delay_vs_axis(
     if title:
         fig.suptitle(title)
     extra = "Lower panel: paired saving of proposed over each baseline, 100 (1 - T_proposed / T_baseline) on the same drop"
+    if uncertain:
+        extra += (f"; dotted: mean over drops of the 5 % and 95 % predicted delay (eq. 17) with E(r) drawn from its "
+                  f"seeds ({int(rows['e_draws'].iloc[0])} draws per drop)")
     add_caption(fig, caption(rows, BAND_TEXT[stat], paired, "; ".join(p for p in (extra, note) if p)))
     return fig
 
