@@ -138,7 +138,7 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="Training forward passes in fp32, or under bfloat16 autocast (bf16: LoRA weights, optimiser "
-        "and gradients stay fp32; the paper-scale GPU setting).",
+        "and gradients stay fp32; the paper-scale GPU setting; on a CPU, torch's bf16 attention needs AVX-512).",
     )
     seed: int = Field(0, description="Seed for LoRA init, partition, data order and dropout.")
     checkpoint_every: int | None = Field(
