@@ -1,9 +1,10 @@
 """How many validation examples make the evaluation noise small: the relative gap between the perplexities of
-the two interleaved halves (even and odd positions, as ``eval_halves``) of the first N E2E validation
-examples, for growing N, with the model as loaded (before fine-tuning) and after a short fine-tuning.
+two halves of the first N E2E validation examples, for growing N, with the model as loaded (before
+fine-tuning) and after a short fine-tuning. Two splits: the interleaved halves of ``eval_halves`` (even and
+odd positions) and random halves that keep each MR's references together (mean over 200 seeded splits).
 
 Writes ``results/rank_study/eval_noise.csv`` (one row per model state and N): the rank study evaluates on the
-smallest N whose gap is below 1 % in both states.
+smallest N whose MR-grouped gap is below 1 % in both states.
 
     python benchmarks/eval_noise.py [--model smollm2-135m] [--max-n 1024] [--seq-len 64] [--steps 24]
 """
@@ -41,14 +42,31 @@ def per_example_nll(forward, dataset, n: int, batch: int = 16) -> tuple[np.ndarr
     return nll, count
 
 
-def gaps(nll: np.ndarray, count: np.ndarray, state: str) -> list[dict]:
+def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, splits: int = 200) -> list[dict]:
+    """Per N: the parity halves' gap (``eval_halves``) and the mean gap of ``splits`` random halves that keep
+    each MR's references together (seeded), the noise a subset of N examples really has."""
     rows = []
+    rng = np.random.default_rng(0)
     for n in (s for s in SIZES if s <= len(nll)):
         a = math.exp(nll[:n:2].sum() / count[:n:2].sum())
         b = math.exp(nll[1:n:2].sum() / count[1:n:2].sum())
         pooled = math.exp(nll[:n].sum() / count[:n].sum())
-        rows.append({"model_state": state, "examples": n, "val_ppl": pooled, "val_ppl_a": a, "val_ppl_b": b,
-                     "halves_gap_pct": 100 * abs(a - b) / pooled})  # fmt: skip
+        groups = {}
+        for i, mr in enumerate(mrs[:n]):
+            groups.setdefault(mr, []).append(i)
+        members = list(groups.values())
+        mr_gaps = []
+        for _ in range(splits):
+            pick = rng.permutation(len(members))[: len(members) // 2]
+            half = np.zeros(n, dtype=bool)
+            for g in pick:
+                half[members[g]] = True
+            pa = math.exp(nll[:n][half].sum() / count[:n][half].sum())
+            pb = math.exp(nll[:n][~half].sum() / count[:n][~half].sum())
+            mr_gaps.append(100 * abs(pa - pb) / pooled)
+        rows.append({"model_state": state, "examples": n, "mrs": len(members), "val_ppl": pooled,
+                     "val_ppl_a": a, "val_ppl_b": b, "halves_gap_pct": 100 * abs(a - b) / pooled,
+                     "mr_halves_gap_pct": float(np.mean(mr_gaps))})  # fmt: skip
     return rows
 
 
@@ -66,14 +84,15 @@ def main() -> None:
     model, _, data = load(cfg, progress=False)
     system = build_system(model, cfg, data.train, data.partition)
     rows = []
+    mrs = [mr for mr, _ in data.validation.pairs[: args.max_n]]
     with system.deployed() as forward:
-        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), "pre-trained")
+        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), mrs, "pre-trained")
     for _ in range(args.steps):
         system.local_iteration()
         if (_ + 1) % cfg.local_iterations == 0:
             system.aggregate()
     with system.deployed() as forward:
-        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), f"after {args.steps} steps")
+        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), mrs, f"after {args.steps} steps")
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(args.out, table)
