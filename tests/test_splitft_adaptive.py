@@ -146,13 +146,13 @@ def test_a_moved_block_keeps_its_lora_and_adamw_moments_exactly():
     system.aggregate()
 
 
-@pytest.mark.parametrize("rank_cut", [None, 1])
-def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
-    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
-    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
-    cfg = _adaptive_cfg(steps=3, rank_cut=rank_cut)
+def _trained_system(cfg) -> dict:
+    """Train ``cfg`` on 24 synthetic examples over 3 clients; {"system": the SplitFedSystem after its last
+    aggregation}."""
     from fedsim.learn.federated.systems import SplitFedSystem
 
+    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
+    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
     seen = {}
     original = SplitFedSystem.aggregate
 
@@ -165,6 +165,12 @@ def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
         train(cfg, tiny_lm("gpt2"), data, progress=False)
     finally:
         SplitFedSystem.aggregate = original
+    return seen
+
+
+@pytest.mark.parametrize("rank_cut", [None, 1])
+def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
+    seen = _trained_system(_adaptive_cfg(steps=3, rank_cut=rank_cut))
     rows = seen["system"].adapter.rows
     # gamma = 0: compute decides; client 0 (4x faster) climbs to cut_max 3, the others fall to cut_min 1
     assert [(r["round"], r["client"], r["old"], r["new"]) for r in rows] == [
@@ -230,25 +236,10 @@ def test_balanced_cuts_by_hand():
 
 
 def test_the_balance_rule_moves_each_cut_one_block_a_round_to_the_balanced_cuts():
-    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
-    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
     cfg = _adaptive_cfg(steps=4)
     cfg = cfg.model_copy(update={"cuts": [1, 1, 1], "adaptive_cuts": cfg.adaptive_cuts.model_copy(
         update={"rule": "balance", "client_flops_per_s": [1.0, 2.0, 4.0]})})  # fmt: skip
-    from fedsim.learn.federated.systems import SplitFedSystem
-
-    seen = {}
-    original = SplitFedSystem.aggregate
-
-    def spy(self, clients=None):
-        original(self, clients)
-        seen["system"] = self
-
-    SplitFedSystem.aggregate = spy
-    try:
-        train(cfg, tiny_lm("gpt2"), data, progress=False)
-    finally:
-        SplitFedSystem.aggregate = original
+    seen = _trained_system(cfg)
     rows = seen["system"].adapter.rows
     # target [1, 2, 3]: round 1 moves clients 1 and 2 one block each, round 2 client 2 once more
     assert [(r["round"], r["client"], r["old"], r["new"]) for r in rows] == [(1, 1, 1, 2), (1, 2, 1, 2), (2, 2, 2, 3)]
