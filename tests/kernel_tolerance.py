@@ -48,3 +48,9 @@ def assert_values_close(got, want, rtol: float, path: str = "") -> None:
         assert abs(got - want) <= rtol * abs(want), f"{path}: {got} vs {want} (rtol {rtol})"
     else:
         assert got == want, f"{path}: {got!r} vs {want!r}"
+
+# Numpy-only goldens (the NR drop's positions and gains, the sampled-HARQ engine total): identical bit for bit
+# under numpy's native SIMD and with NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR" on the
+# machine above (measured difference 0); another CPU's libm may round transcendental functions by an ulp,
+# so they are compared at 1e-12 relative, a margin of about 4,500 ulps.
+NUMPY_GOLDEN_RTOL = 1e-12

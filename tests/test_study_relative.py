@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from study_helpers import tiny_study
 
 from fedsim import api
@@ -46,7 +47,7 @@ def test_relative_targets_against_a_hand_computation():
     want = [rounds_to_target_interpolated(_curve([p + s for p in [10.0, 6.0, 4.4, 4.0, 4.0, 4.0]]), best * 1.1)
             for s in (0.0, 0.2)]  # fmt: skip
     assert r1["reached"] == 2 and r1["rounds_mean"] == pytest.approx(np.mean(want))
-    half = 12.706204736174698 * np.std(want, ddof=1) / math.sqrt(2)  # t(0.975, 1 dof)
+    half = stats.t.ppf(0.975, 1) * np.std(want, ddof=1) / math.sqrt(2)  # Student-t, 1 dof
     assert r1["rounds_hi"] - r1["rounds_mean"] == pytest.approx(half)
     r4 = table[table["rank"] == 4].iloc[0]
     assert r4["reached"] == 0 and math.isnan(r4["rounds_mean"])  # rank 4 never gets within 10 %
