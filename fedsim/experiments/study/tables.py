@@ -99,6 +99,8 @@ def relative_targets_table(curves: pd.DataFrame, rows: pd.DataFrame, pcts) -> pd
     the rounds to the target interpolated in log PPL between evaluations, mean and 95 % t-CI over seeds and
     how many runs reached it."""
     out = []
+    by_run = {key: run.sort_values("step").to_dict("records")
+              for key, run in curves.groupby(["training_scheme", "rank", "seed", "lr"])}  # fmt: skip
     for scheme, srows in rows.groupby("training_scheme", sort=True):
         best = float(srows.groupby("rank")["plateau_val_ppl"].mean().min())
         for rank, group in srows.groupby("rank", sort=True):
@@ -106,9 +108,8 @@ def relative_targets_table(curves: pd.DataFrame, rows: pd.DataFrame, pcts) -> pd
                 target = best * (1 + pct / 100)
                 values = []
                 for _, run in group.iterrows():
-                    c = curves[(curves.training_scheme == scheme) & (curves["rank"] == rank)
-                               & (curves.seed == run["seed"]) & (curves.lr == run["lr"])]  # fmt: skip
-                    crossing = rounds_to_target_interpolated(c.sort_values("step").to_dict("records"), target)
+                    curve = by_run.get((scheme, rank, run["seed"], run["lr"]), [])
+                    crossing = rounds_to_target_interpolated(curve, target)
                     values.append(math.nan if crossing is None else crossing)
                 hit = np.asarray(values, dtype=float)
                 mean, lo, hi = (
