@@ -84,7 +84,7 @@ def main() -> None:
             np.random.default_rng(1).integers(1, 13, k),
             uniform_ranks(k, 12, 4),
         )
-        fast = delays(drop, w, alloc, 16, 5, 100.0).total_s
+        fast = delays(drop, w, alloc, batch_size=16, local_iterations=5, rounds=100.0).total_s
         assert math.isclose(fast, loop_total_s(drop, w, alloc, 16, 5, 100.0), rel_tol=1e-9)
         t_vec = per_call_s(delays, (drop, w, alloc, 16, 5, 100.0), args.repeat)
         t_loop = per_call_s(loop_total_s, (drop, w, alloc, 16, 5, 100.0), max(3, args.repeat // k))

@@ -28,6 +28,17 @@ from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.costs import Costs, event_sizes
 
 
+
+def _engine_kw(args, rounds, config) -> dict:
+    """simulate's keyword arguments for one timing: b = 16, the benchmark's iterations and rounds, seed 0."""
+    return dict(
+        batch_size=16,
+        local_iterations=args.iterations,
+        rounds=rounds,
+        config=config,
+        rng=np.random.default_rng(0),
+    )
+
 def toy_workload(num_layers: int = 12) -> Workload:
     """GPT-2-small-like per-sample costs (spec §8.3) without needing the model config."""
     j = num_layers
@@ -153,14 +164,12 @@ def main() -> None:
         cfg = EngineConfig(trace=False)
         t_eng = best_of(
             args.repeat,
-            partial(simulate, drop, work, alloc, 16, args.iterations, rounds, cfg, np.random.default_rng(0)),
+            partial(simulate, drop, work, alloc, **_engine_kw(args, rounds, cfg)),
         )
         traced = EngineConfig(trace=True)
         t_trace = best_of(
             args.repeat,
-            partial(
-                simulate, drop, work, alloc, 16, args.iterations, rounds, traced, np.random.default_rng(0)
-            ),
+            partial(simulate, drop, work, alloc, **_engine_kw(args, rounds, traced)),
         )
         # the bare loop gets the engine's own per-event durations
         costs = Costs(drop, event_sizes(work, alloc, 16), ChannelState(drop, alloc, cfg, None), cfg)

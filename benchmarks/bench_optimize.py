@@ -72,13 +72,13 @@ def bcd_times(sizes, drops) -> list[dict]:
 
 def power_solvers(drops: int) -> dict:
     t_exact, t_cvx, rel = [], [], []
-    solve_power_cvx(*power_cases(0)[0])  # warm-up: cvxpy import and first compile
+    solve_power_cvx(*power_cases(0)[0][:3], offset_s=power_cases(0)[0][3], load_bits=power_cases(0)[0][4])  # warm-up: cvxpy import and first compile
     for seed in range(drops):
         for case in power_cases(seed):
             t0 = time.perf_counter()
-            e = solve_power_exact(*case)
+            e = solve_power_exact(*case[:3], offset_s=case[3], load_bits=case[4])
             t1 = time.perf_counter()
-            c = solve_power_cvx(*case)
+            c = solve_power_cvx(*case[:3], offset_s=case[3], load_bits=case[4])
             t2 = time.perf_counter()
             t_exact.append(t1 - t0)
             t_cvx.append(t2 - t1)

@@ -41,11 +41,11 @@ def one_drop(radio: RadioSection | None, seed: int) -> dict[str, float]:
         drop,
         problem.workload,
         result.allocation,
-        16,
-        10,
-        1.0,
-        EngineConfig(trace=False),
-        np.random.default_rng(seed),
+        batch_size=16,
+        local_iterations=10,
+        rounds=1.0,
+        config=EngineConfig(trace=False),
+        rng=np.random.default_rng(seed),
     )
     t3 = time.perf_counter()
     return {

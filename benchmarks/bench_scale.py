@@ -43,11 +43,11 @@ def _engine(problem: Problem, result) -> None:
         problem.drop,
         problem.workload,
         result.allocation,
-        BATCH,
-        ITERATIONS,
-        1,
-        EngineConfig(trace=False),
-        np.random.default_rng(0),
+        batch_size=BATCH,
+        local_iterations=ITERATIONS,
+        rounds=1,
+        config=EngineConfig(trace=False),
+        rng=np.random.default_rng(0),
     )
 
 

@@ -60,9 +60,9 @@ def main() -> None:
     split_cfg = TrainConfig(scheme="split_fed", **common)
     model, tok = load_model(args.model, progress=False)
     data = prepare_data(split_cfg, tok)
-    split = build_system(model, split_cfg, data.train, data.partition)
+    split = build_system(model, split_cfg, data.train, partition=data.partition)
     central = build_system(load_model(args.model, progress=False)[0], split_cfg.model_copy(update={"scheme": "centralized"}),
-                           data.train, data.partition)  # fmt: skip
+                           data.train, partition=data.partition)  # fmt: skip
 
     # --- time: interleaved, after one warm-up each ---
     split.local_iteration(), central.local_iteration()

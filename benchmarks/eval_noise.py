@@ -82,7 +82,7 @@ def main() -> None:
                       steps=args.steps, lr=1e-3, eval_samples=args.max_n, test_samples=0, generate_mrs=0,
                       train_samples=2000, seed=0)  # fmt: skip
     model, _, data = load(cfg, progress=False)
-    system = build_system(model, cfg, data.train, data.partition)
+    system = build_system(model, cfg, data.train, partition=data.partition)
     rows = []
     mrs = [mr for mr, _ in data.validation.pairs[: args.max_n]]
     with system.deployed() as forward:

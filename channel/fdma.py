@@ -21,7 +21,7 @@ def subchannel_bandwidth_hz(total_bandwidth_hz: float, num_subchannels: int) -> 
 
 
 def shannon_rate_bps(
-    bandwidth_hz: ArrayLike, psd_w_hz: ArrayLike, gain_lin: ArrayLike, noise_psd_w_hz: float
+    bandwidth_hz: ArrayLike, psd_w_hz: ArrayLike, gain_lin: ArrayLike, *, noise_psd_w_hz: float
 ) -> np.ndarray:
     """Shannon rate ``B * log2(1 + p * g / N0)`` [bit/s], broadcast over the inputs.
 
@@ -43,6 +43,7 @@ def client_rates_bps(
     owner: np.ndarray,
     psd_w_hz: np.ndarray,
     gain_lin: np.ndarray,
+    *,
     bandwidth_hz: float,
     noise_psd_w_hz: float,
     num_clients: int,
@@ -65,5 +66,5 @@ def client_rates_bps(
     gain = np.asarray(gain_lin, dtype=float)
     sub = np.flatnonzero(used)
     g = gain[owner[sub]] if gain.ndim == 1 else gain[owner[sub], sub]
-    per_sub = shannon_rate_bps(bandwidth_hz, np.asarray(psd_w_hz, dtype=float)[sub], g, noise_psd_w_hz)
+    per_sub = shannon_rate_bps(bandwidth_hz, np.asarray(psd_w_hz, dtype=float)[sub], g, noise_psd_w_hz=noise_psd_w_hz)
     return np.bincount(owner[sub], weights=per_sub, minlength=num_clients).astype(float)

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from fedsim import api
-from fedsim.radio import register_radio
 from fedsim.core.system import draw_drop
+from fedsim.radio import register_radio
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEED_OF_LIGHT_M_S = 299_792_458.0

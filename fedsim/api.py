@@ -119,8 +119,8 @@ def run(
             report += run_live(scenario, store, progress=progress)
         rows = pd.DataFrame()
         if kind is not None:  # a Monte Carlo sweep, or a study: a sweep of training runs
-            rows = run_sweep(scenario, store, executor, workers, ray_address, progress)
-            report += sweep_tables(kind, rows, scenario, store)
+            rows = run_sweep(scenario, store, executor, workers=workers, ray_address=ray_address, progress=progress)
+            report += sweep_tables(kind, rows, scenario, store=store)
         if figures:
             from fedsim.plots import make_figures
 
@@ -177,7 +177,7 @@ def optimize_drop(
     from fedsim.experiments.montecarlo.tasks import optimize_at
 
     _check_unit(scenario, point, drop)
-    return optimize_at(scenario, int(point), int(drop), scheme, refine=refine)
+    return optimize_at(scenario, int(point), int(drop), scheme=scheme, refine=refine)
 
 
 def simulate_drop(
@@ -214,7 +214,7 @@ def simulate_drop(
     p = result.problem
     rng = seeds.engine_rng(at.montecarlo.base_seed, seed_point(at, int(point)), int(drop))
     sim = simulate(
-        p.drop, p.workload, result.allocation, p.batch_size, p.local_iterations, rounds, config, rng
+        p.drop, p.workload, result.allocation, batch_size=p.batch_size, local_iterations=p.local_iterations, rounds=rounds, config=config, rng=rng
     )
     return result, sim
 
@@ -283,4 +283,4 @@ def evaluate_study(
         if threads < 1:
             raise InputError(f"threads: a positive number of torch threads, got {threads}")
         torch.set_num_threads(threads)
-    return evaluate_runs(Path(folder), samples, progress, device)
+    return evaluate_runs(Path(folder), samples, progress=progress, device=device)

@@ -159,7 +159,7 @@ def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def set_aside(root: Path, path: Path, why: str, say: Callable[[str], None] = stderr_line) -> Path:
+def set_aside(root: Path, path: Path, why: str, *, say: Callable[[str], None] = stderr_line) -> Path:
     """Move a file or folder that cannot be trusted into ``root/set-aside/`` as ``<name>.<n>`` (never delete
     it) and say so in one line."""
     folder = Path(root) / SET_ASIDE

@@ -80,7 +80,7 @@ def paired_stats(proposed, baseline) -> dict[str, float]:
 
 
 def paired_table(
-    rows: pd.DataFrame, axis: str | None = None, value: str = "total_s", reference: str = "proposed"
+    rows: pd.DataFrame, axis: str | None = None, value: str = "total_s", *, reference: str = "proposed"
 ) -> pd.DataFrame:
     """``paired_stats`` of every other scheme against ``reference`` at each sweep point (pairs matched on
     (point, drop)); one row per (point, scheme) with the axis value as ``x`` (None when nothing is swept)."""

@@ -107,8 +107,8 @@ def _hand(b: int, local_iterations: int, rounds: float) -> dict:
 def test_delays_match_hand_computation_both_readings():
     b, i, e = 4, 3, 10.0
     hand = _hand(b, i, e)
-    d1 = delays(_drop(), _workload(), _alloc(), b, i, e)
-    d2 = delays(_drop(), _workload(), _alloc(), b, i, e, upload_every_local_iteration=True)
+    d1 = delays(_drop(), _workload(), _alloc(), batch_size=b, local_iterations=i, rounds=e)
+    d2 = delays(_drop(), _workload(), _alloc(), batch_size=b, local_iterations=i, rounds=e, upload_every_local_iteration=True)
     np.testing.assert_allclose(d1.t_client_fwd_s, hand["tF"], rtol=1e-12)
     np.testing.assert_allclose(d1.t_upload_act_s, hand["tA"], rtol=1e-12)
     np.testing.assert_allclose(d1.t_client_bwd_s, hand["tB"], rtol=1e-12)
@@ -132,7 +132,7 @@ def test_uniform_cut_and_rank_reduce_to_paper_form(gpt2_workload, default_drop):
     # with one cut c and one rank r for all K clients, eq. (11) is K b [Phi_s + Delta-Phi_s] / f_s
     k, b, c, r = default_drop.num_clients, 16, 3, 8
     alloc = _round_robin(default_drop, np.full(k, c), uniform_ranks(k, 12, r))
-    d = delays(default_drop, gpt2_workload, alloc, b, 5, 100.0)
+    d = delays(default_drop, gpt2_workload, alloc, batch_size=b, local_iterations=5, rounds=100.0)
     w = gpt2_workload
     phi_s = w.fwd_flops[c:].sum() + r * w.lora_fwd_flops_per_rank[c:].sum() + w.head_fwd_flops
     assert d.t_server_fwd_s == pytest.approx(k * b * phi_s / default_drop.server_flops_per_s)
@@ -147,9 +147,9 @@ def test_deeper_cut_moves_work_to_the_client(gpt2_workload, default_drop):
             default_drop,
             gpt2_workload,
             _round_robin(default_drop, np.full(k, c), uniform_ranks(k, 12, 4)),
-            8,
-            2,
-            10.0,
+            batch_size=8,
+            local_iterations=2,
+            rounds=10.0,
         )
         for c in (1, 6, 12)
     ]
@@ -166,7 +166,7 @@ def test_cut_layer_ranks_splitft():
 
 
 def test_client_without_subchannel_gives_inf_not_nan():
-    d = delays(_drop(), _workload(), _alloc(owner_main=[0, 0, -1]), 4, 3, 10.0)
+    d = delays(_drop(), _workload(), _alloc(owner_main=[0, 0, -1]), batch_size=4, local_iterations=3, rounds=10.0)
     assert np.isinf(d.t_upload_act_s[1]) and np.isinf(d.total_s) and not d.feasible
     assert not np.isnan(d.total_s)
 
@@ -182,7 +182,7 @@ def test_client_without_subchannel_gives_inf_not_nan():
 def test_bad_allocation_is_rejected(change, word):
     alloc = replace(_alloc(), **{key: np.array(v) for key, v in change.items()})
     with pytest.raises(ValueError, match=word):
-        delays(_drop(), _workload(), alloc, 4, 3, 10.0)
+        delays(_drop(), _workload(), alloc, batch_size=4, local_iterations=3, rounds=10.0)
 
 
 @pytest.mark.parametrize(
@@ -190,8 +190,9 @@ def test_bad_allocation_is_rejected(change, word):
     [((0, 3, 10.0), "batch_size"), ((4, 0, 10.0), "local_iterations"), ((4, 3, 0.0), "rounds")],
 )
 def test_bad_training_arguments_are_rejected(args, word):
+    batch_size, local_iterations, rounds = args
     with pytest.raises(ValueError, match=word):
-        delays(_drop(), _workload(), _alloc(), *args)
+        delays(_drop(), _workload(), _alloc(), batch_size=batch_size, local_iterations=local_iterations, rounds=rounds)
 
 
 def _round_robin(drop: Drop, cuts, ranks) -> Allocation:
@@ -225,7 +226,7 @@ def test_total_never_grows_with_bandwidth_or_compute(
     alloc = _round_robin(drop, np.full(k, cut), uniform_ranks(k, 12, 4))
 
     def total(d: Drop) -> float:
-        return delays(d, gpt2_workload, alloc, 8, 3, 50.0, upload_every_local_iteration=per_iteration).total_s
+        return delays(d, gpt2_workload, alloc, batch_size=8, local_iterations=3, rounds=50.0, upload_every_local_iteration=per_iteration).total_s
 
     base = total(drop)
     assert np.isfinite(base) and base > 0

@@ -214,7 +214,7 @@ def test_a_checkpoint_older_than_a_new_trainconfig_field_still_resumes(tmp_path)
     old = cfg.model_dump()
     del old["rank_aggregation"], old["eval_halves"], old["adaptive_cuts"]["iteration_time_s"]
     ckpt = tmp_path / "run.pt"
-    save_checkpoint(ckpt, old, 3, [{"step": 0}], {})
+    save_checkpoint(ckpt, old, 3, curve=[{"step": 0}], system_state={})
     assert load_checkpoint(ckpt, cfg.model_dump())["step"] == 3
     # a real difference is still a different run, named; an ignored field is not
     with pytest.raises(InputError, match=r"different configuration \(lr\)"):

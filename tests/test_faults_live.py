@@ -186,8 +186,8 @@ def test_a_live_checkpoint_the_replayed_engine_does_not_reach_is_refused_in_one_
     payload = read_payload(rank / "checkpoint.pt")
     assert payload["live"]["rounds"] == 6 and payload["step"] == 12
     payload["live"]["sim_time_s"] *= 1.5
-    save_checkpoint(rank / "checkpoint.pt", payload["config"], payload["step"], payload["curve"],
-                    payload["system"], extra={"live": payload["live"]})  # fmt: skip
+    save_checkpoint(rank / "checkpoint.pt", payload["config"], payload["step"], curve=payload["curve"],
+                    system_state=payload["system"], extra={"live": payload["live"]})  # fmt: skip
     (rank / "summary.json").unlink()  # the rank is trained again, from its checkpoint
     capsys.readouterr()
     # Execute

@@ -67,7 +67,7 @@ def _merged_unsplit(system, cfg: TrainConfig, family: str):
     average = fedavg(clients, [len(c.stream.indices) for c in system.clients])
     server = lora_state(system.server.part)
     model, _ = tiny_model(family, seed=cfg.seed)  # the same frozen base weights
-    model = add_lora(model, cfg.rank, cfg.lora_alpha, 0.0, seed=123, targets=cfg.targets)  # other init
+    model = add_lora(model, cfg.rank, cfg.lora_alpha, dropout=0.0, seed=123, targets=cfg.targets)  # other init
     blocks = decoder_parts(model).blocks
     placed = 0
     for offset, state in ((0, average), (cfg.cut, server)):
@@ -87,7 +87,7 @@ def test_final_metrics_equal_the_unsplit_merged_model(e2e, family):
     data, tok = e2e
     cfg = _cfg(model=f"tiny-{family}")
     record = train(cfg, tiny_model(family, seed=cfg.seed)[0], data, progress=False)
-    system = build_system(tiny_model(family, seed=cfg.seed)[0], cfg, data.train, data.partition)
+    system = build_system(tiny_model(family, seed=cfg.seed)[0], cfg, data.train, partition=data.partition)
     _drive(system, cfg)
     keys = list(lora_state(system.clients[0].part))
     assert not torch.equal(
@@ -101,7 +101,7 @@ def test_final_metrics_equal_the_unsplit_merged_model(e2e, family):
         prompts = [tok("name[Blue Spice], eatType[coffee shop] |||")["input_ids"],
                    tok("name[The Wrestlers] |||")["input_ids"]]  # fmt: skip
         split_tokens = greedy_generate(forward, tok, prompts, max_new_tokens=8)
-    expected_gen = evaluate_generation(merged, tok, data.test_pairs, 6, limit=3, max_len=SEQ_LEN)
+    expected_gen = evaluate_generation(merged, tok, data.test_pairs, max_new_tokens=6, limit=3, max_len=SEQ_LEN)
     # Assert: test PPL to 1e-5, the same generated tokens, and the record's scores from those tokens
     assert record.final["test_ppl"] == pytest.approx(expected_ppl, rel=1e-5)
     assert record.final["test_samples"] == 10 and record.final["n_mrs"] == expected_gen["num_mrs"] == 3

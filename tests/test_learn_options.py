@@ -36,7 +36,7 @@ def _data():
 @pytest.mark.parametrize("rank", [1, 4, 16])
 def test_every_lora_layer_has_the_policy_scale_in_peft(family, policy, rank):
     # block 2 at another rank (SplitFT's cut-layer rank) through rank_pattern (+ alpha_pattern)
-    model = add_lora(tiny_lm(family), rank, 8.0, 0.0, seed=0, block_ranks={1: 2}, alpha_policy=policy)
+    model = add_lora(tiny_lm(family), rank, 8.0, dropout=0.0, seed=0, block_ranks={1: 2}, alpha_policy=policy)
     layers = lora_layers(model)
     assert layers
     for layer in layers.values():
@@ -49,7 +49,7 @@ def test_every_lora_layer_has_the_policy_scale_in_peft(family, policy, rank):
 
 def test_the_peft_update_is_the_policy_scale_times_b_a():
     # merged weight - base weight = scale * B A for a random LoRA under rsLoRA at rank 4
-    model = add_lora(tiny_lm("llama"), 4, 3.0, 0.0, seed=0, alpha_policy="rslora")
+    model = add_lora(tiny_lm("llama"), 4, 3.0, dropout=0.0, seed=0, alpha_policy="rslora")
     name, layer = next(iter(lora_layers(model).items()))
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_()
@@ -76,11 +76,11 @@ def test_copies_at_different_ranks_keep_their_update_under_every_policy(policy, 
 
     small, other = state(2), state(1)
     # one copy held at a larger global rank and sent back at its own: the same update (the scale folds in)
-    padded = aggregate_block([small], [1.0], 4, scale, method)
+    padded = aggregate_block([small], [1.0], 4, alpha=scale, method=method)
     torch.testing.assert_close(update(padded), update(small), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(update(project(padded, 2, scale, method)), update(small), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(update(project(padded, 2, scale, method=method)), update(small), rtol=1e-10, atol=1e-10)
     if method == "svd":  # a rank-2 and a rank-1 update average exactly at rank 4
-        mean = aggregate_block([small, other], [1.0, 3.0], 4, scale, method)
+        mean = aggregate_block([small, other], [1.0, 3.0], 4, alpha=scale, method=method)
         want = (update(small) + 3 * update(other)) / 4
         torch.testing.assert_close(update(mean), want, rtol=1e-10, atol=1e-10)
 
@@ -111,7 +111,7 @@ def test_scheduled_training_steps_every_optimiser_at_the_scheduled_rate_and_resu
     cfg = _cfg(lr_schedule="cosine", warmup_steps=2, lora_alpha_policy="rslora")
     from fedsim.learn.federated.systems import build_system
 
-    system = build_system(tiny_lm("gpt2"), cfg, SyntheticLM(30), _data().partition)
+    system = build_system(tiny_lm("gpt2"), cfg, SyntheticLM(30), partition=_data().partition)
     for _ in range(cfg.steps):
         system.local_iteration()
     last = cfg.lr * lr_factor(cfg.steps - 1, total_steps=cfg.steps, warmup_steps=2, kind="cosine")

@@ -32,9 +32,9 @@ def _splitters(n, k, alpha, seed):
     labels = rng_lengths.integers(0, 4, size=n)
     return {
         "iid": lambda rng: iid(n, k, rng),
-        "dirichlet": lambda rng: dirichlet_split(labels, k, alpha, rng),
-        "length": lambda rng: length_dirichlet(lengths, k, alpha, rng),
-        "length_equal": lambda rng: length_dirichlet(lengths, k, alpha, rng, equal_size=True),
+        "dirichlet": lambda rng: dirichlet_split(labels, k, alpha, rng=rng),
+        "length": lambda rng: length_dirichlet(lengths, k, alpha, rng=rng),
+        "length_equal": lambda rng: length_dirichlet(lengths, k, alpha, rng=rng, equal_size=True),
     }
 
 
@@ -65,7 +65,7 @@ def test_large_alpha_approaches_iid_small_alpha_is_skewed():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, size=20000)
     tv = {
-        a: mean_tv_distance(labels, dirichlet_split(labels, 5, a, np.random.default_rng(1)))
+        a: mean_tv_distance(labels, dirichlet_split(labels, 5, a, rng=np.random.default_rng(1)))
         for a in (0.1, 1e4)
     }
     tv_iid = mean_tv_distance(labels, iid(len(labels), 5, np.random.default_rng(1)))
@@ -79,7 +79,7 @@ def test_length_dirichlet_skews_lengths_only_for_small_alpha(equal_size):
     classes = length_classes(lengths, 10)
     mean_len = {}
     for alpha in (0.1, 1e4):
-        parts = length_dirichlet(lengths, 5, alpha, np.random.default_rng(3), equal_size=equal_size)
+        parts = length_dirichlet(lengths, 5, alpha, rng=np.random.default_rng(3), equal_size=equal_size)
         mean_len[alpha] = np.array([lengths[p].mean() for p in parts])
         if equal_size:
             assert [len(p) for p in parts] == [2400] * 5
@@ -104,18 +104,18 @@ def test_parse_mr_and_attribute_split():
     mrs = [f"name[X], eatType[{t}]" for t in ("pub", "restaurant", "coffee shop") for _ in range(200)] + [
         "name[Y]"
     ] * 100
-    parts = dirichlet_by_attribute(mrs, "eatType", 4, 0.1, np.random.default_rng(0))
+    parts = dirichlet_by_attribute(mrs, "eatType", 4, alpha=0.1, rng=np.random.default_rng(0))
     _assert_partition(parts, len(mrs), 4)
     types = [parse_mr(m).get("eatType", "<none>") for m in mrs]
     assert mean_tv_distance(types, parts) > 0.3
     with pytest.raises(InputError, match="no MR mentions 'colour'"):
-        dirichlet_by_attribute(mrs, "colour", 4, 1.0, np.random.default_rng(0))
+        dirichlet_by_attribute(mrs, "colour", 4, alpha=1.0, rng=np.random.default_rng(0))
     with pytest.raises(InputError, match="alpha"):
-        dirichlet_by_attribute(mrs, "eatType", 4, 0.0, np.random.default_rng(0))
+        dirichlet_by_attribute(mrs, "eatType", 4, alpha=0.0, rng=np.random.default_rng(0))
 
 
 def test_fixed_seed_golden_partitions():
     # numpy's Generator streams are stable across versions, so these pin the algorithms
     assert [p.tolist() for p in iid(10, 3, np.random.default_rng(42))] == [[0, 5, 6, 7], [2, 3, 4], [1, 8, 9]]
-    parts = length_dirichlet(np.arange(12), 3, 0.5, np.random.default_rng(7), num_classes=3)
+    parts = length_dirichlet(np.arange(12), 3, 0.5, rng=np.random.default_rng(7), num_classes=3)
     assert [p.tolist() for p in parts] == [[0, 1, 2, 3, 5, 7, 8, 9, 10, 11], [6], [4]]

@@ -87,7 +87,7 @@ def test_aggregation_weights_clients_by_dataset_size():
     # Prepare: 3 clients with 4, 8, 12 samples; one local iteration without aggregation
     parts = [np.arange(0, 4), np.arange(4, 12), np.arange(12, 24)]
     data = TrainData(SyntheticLM(24), SyntheticLM(4), parts, np.arange(4))
-    system = build_system(tiny_lm("llama"), _cfg(num_clients=3), data.train, parts)
+    system = build_system(tiny_lm("llama"), _cfg(num_clients=3), data.train, partition=parts)
     system.local_iteration()
     states = [
         {k: v.detach().clone() for k, v in c.part.named_parameters() if "lora_" in k} for c in system.clients
@@ -105,7 +105,7 @@ def test_aggregation_weights_clients_by_dataset_size():
 
 def test_server_trains_one_lora_on_all_clients():
     parts = [np.arange(0, 8), np.arange(8, 16)]
-    system = build_system(tiny_lm("gpt2"), _cfg(num_clients=2), SyntheticLM(16), parts)
+    system = build_system(tiny_lm("gpt2"), _cfg(num_clients=2), SyntheticLM(16), partition=parts)
     before = {k: v.detach().clone() for k, v in system.server.part.named_parameters() if "lora_A" in k}
     system.local_iteration()
     after = {k: v for k, v in system.server.part.named_parameters() if "lora_A" in k}
@@ -142,7 +142,7 @@ def test_config_errors_are_input_errors():
     with pytest.raises(InputError, match="bogus"):
         TrainConfig.parse({"bogus": 1})
     with pytest.raises(InputError, match="cut"):
-        build_system(tiny_lm("gpt2"), _cfg(cut=9), SyntheticLM(4), [np.arange(4)])
+        build_system(tiny_lm("gpt2"), _cfg(cut=9), SyntheticLM(4), partition=[np.arange(4)])
 
 
 def test_cli_train_writes_record_curve_and_table(tmp_path):
@@ -201,9 +201,9 @@ def test_smollm2_short_real_run_lowers_val_ppl(tmp_path):
 
 
 def test_device_auto_and_unavailable_cuda():
-    build_system(tiny_lm("gpt2"), _cfg(device="auto"), SyntheticLM(4), [np.arange(4)])
+    build_system(tiny_lm("gpt2"), _cfg(device="auto"), SyntheticLM(4), partition=[np.arange(4)])
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="device"):
-            build_system(tiny_lm("gpt2"), _cfg(device="cuda"), SyntheticLM(4), [np.arange(4)])
+            build_system(tiny_lm("gpt2"), _cfg(device="cuda"), SyntheticLM(4), partition=[np.arange(4)])
     with pytest.raises(InputError, match="device"):
-        build_system(tiny_lm("gpt2"), _cfg(device="tpu9"), SyntheticLM(4), [np.arange(4)])
+        build_system(tiny_lm("gpt2"), _cfg(device="tpu9"), SyntheticLM(4), partition=[np.arange(4)])

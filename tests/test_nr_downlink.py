@@ -24,7 +24,7 @@ SNR_DB = np.arange(-10.0, 40.0, 2.5)
 @pytest.mark.parametrize(("mcs_table", "top_qm_r"), [(1, 6 * 948 / 1024), (2, 8 * 948 / 1024)])
 def test_pdsch_goodput_is_below_shannon_and_the_top_mcs(mcs_table, top_qm_r):
     re_per_prb = 12 * (14 - 2 - 1)
-    table = goodput_table((52,), re_per_prb, mcs_table, 0.1, downlink=True)
+    table = goodput_table((52,), re_per_prb, mcs_table, bler_target=0.1, downlink=True)
     idx = np.rint((SNR_DB - SNR_DB_MIN) / SNR_DB_STEP).astype(int)
     se = table.bits_per_slot[0, idx] / (52 * re_per_prb)  # bits per data RE
     assert np.all(se < np.log2(1 + 10 ** (SNR_DB / 10)))
@@ -48,14 +48,14 @@ def test_engine_downlink_is_pdsch_and_matches_an_independent_evaluation():
     rate = ChannelState(drop, alloc, cfg, np.random.default_rng(0)).rate_down_bps
     # by hand: a 5 MHz slot holds 27 PRBs of 180 kHz; 1 W / 2 on m of them; the best goodput over m
     prbs, power_w, n0 = 27, 0.5, drop.main.noise_psd_w_hz
-    table = goodput_table(usable_prb_counts(1, prbs), 12 * (14 - 2 - 1), 1, 0.1, downlink=True)
+    table = goodput_table(usable_prb_counts(1, prbs), 12 * (14 - 2 - 1), 1, bler_target=0.1, downlink=True)
     m = np.arange(1, prbs + 1)
     snr_db = 10 * np.log10(power_w * drop.main.gain[:, None] / (n0 * m * 180e3))
     col = np.floor((snr_db - SNR_DB_MIN) / SNR_DB_STEP + 1e-6).astype(int)
     ok = col >= 0
     bits = np.where(ok, table.bits_per_slot[m - 1, np.clip(col, 0, table.snr_db.size - 1)], 0.0)  # top: held
     np.testing.assert_allclose(rate, bits.max(axis=1) / 1e-3, rtol=1e-12)
-    shannon = channel.shannon_rate_bps(5e6, 1.0 / 10e6, drop.main.gain, n0)
+    shannon = channel.shannon_rate_bps(5e6, 1.0 / 10e6, drop.main.gain, noise_psd_w_hz=n0)
     assert np.all(rate < shannon) and np.all(rate > 0)
     # and the switch back to Shannon gives the engine's Shannon downlink exactly
     drop_s, alloc_s = _setup(harq="expected", downlink="shannon")
@@ -69,12 +69,12 @@ def test_engine_charges_the_pdsch_download():
     work = gpt2_workload()
 
     def total(**cfg):
-        return simulate(drop, work, alloc, 16, 10, 1.0, EngineConfig(**cfg), np.random.default_rng(0)).total_s
+        return simulate(drop, work, alloc, batch_size=16, local_iterations=10, rounds=1.0, config=EngineConfig(**cfg), rng=np.random.default_rng(0)).total_s
 
     drop_s, _ = _setup(harq="expected", downlink="shannon")
     base, pdsch = total(), total(download=True)
     shannon = simulate(
-        drop_s, work, alloc, 16, 10, 1.0, EngineConfig(download=True), np.random.default_rng(0)
+        drop_s, work, alloc, batch_size=16, local_iterations=10, rounds=1.0, config=EngineConfig(download=True), rng=np.random.default_rng(0)
     ).total_s
     assert base < shannon < pdsch  # the PDSCH download is slower than Shannon's, and it is charged
 

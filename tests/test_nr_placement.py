@@ -25,9 +25,9 @@ SECTOR_YAW_DEG = np.array([60.0, 180.0, 300.0])
 @pytest.mark.parametrize("scenario", ["uma", "umi", "rma"])
 def test_hexgrid_clients_lie_in_the_cell_and_sector_within_the_38901_bounds(scenario):
     isd, h_bs, min_3d = CELLS[scenario]
-    cell = hex_cell(scenario, None, 1.5, 7.5)
+    cell = hex_cell(scenario, None, 1.5, ut_height_max_m=7.5)
     assert (cell.isd_m, cell.min_distance_3d_m) == (isd, min_3d)
-    drops = [hexgrid_positions(30, scenario, cell, h_bs, seed) for seed in range(4)]
+    drops = [hexgrid_positions(30, scenario, cell, bs_height_m=h_bs, seed=seed) for seed in range(4)]
     xy, h = np.concatenate([d[0] for d in drops]), np.concatenate([d[1] for d in drops])
     # inside the hexagon: its six edges face 30 + 60 j degrees at the apothem isd / 2
     normals = np.deg2rad(30.0 + 60.0 * np.arange(6))

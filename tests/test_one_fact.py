@@ -52,4 +52,4 @@ def test_client_power_is_the_sum_over_owned_subchannels():
     owner = np.array([0, 2, 2, -1, 0, 1])
     psd = np.array([1.0, 2.0, 3.0, 9.0, 4.0, 5.0])
     expected = [sum(psd[i] * 10.0 for i in range(6) if owner[i] == k) for k in range(3)]
-    np.testing.assert_allclose(client_power_w(owner, psd, 10.0, 3), expected)
+    np.testing.assert_allclose(client_power_w(owner, psd, 10.0, num_clients=3), expected)

@@ -45,10 +45,10 @@ def test_fast_objective_matches_reference_delay_model(d2):
         )
         alloc, r = _random_alloc(problem, rng)
         k = problem.drop.num_clients
-        ref = delays(problem.drop, problem.workload, alloc, 16, 10, ROUNDS[r], d2).total_s
-        rm = link_rates_bps(problem.drop.main, alloc.owner_main, alloc.psd_main_w_hz, k)
-        rf = link_rates_bps(problem.drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, k)
-        fast = CostModel.of(problem).total_s(alloc.cuts, r, rm, rf)
+        ref = delays(problem.drop, problem.workload, alloc, batch_size=16, local_iterations=10, rounds=ROUNDS[r], upload_every_local_iteration=d2).total_s
+        rm = link_rates_bps(problem.drop.main, alloc.owner_main, alloc.psd_main_w_hz, num_clients=k)
+        rf = link_rates_bps(problem.drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, num_clients=k)
+        fast = CostModel.of(problem).total_s(alloc.cuts, r, rm, rate_fed_bps=rf)
         assert fast == pytest.approx(ref, rel=1e-12)
 
 
@@ -58,12 +58,12 @@ def test_per_client_cut_descent_matches_exhaustive_search():
         problem = make_problem(seed, num_clients=3, server_cycles=3e9)  # slow server: cuts > 1 pay off
         model, rng = CostModel.of(problem), np.random.default_rng(seed)
         alloc, r = _random_alloc(problem, rng)
-        rm = link_rates_bps(problem.drop.main, alloc.owner_main, alloc.psd_main_w_hz, 3)
-        rf = link_rates_bps(problem.drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, 3)
-        cuts, total = best_client_cuts(model, np.ones(3, int), r, rm, rf)
+        rm = link_rates_bps(problem.drop.main, alloc.owner_main, alloc.psd_main_w_hz, num_clients=3)
+        rf = link_rates_bps(problem.drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, num_clients=3)
+        cuts, total = best_client_cuts(model, np.ones(3, int), r, rate_main=rm, rate_fed=rf)
         grid = np.array(list(itertools.product(range(1, 13), repeat=3)))
-        assert total == pytest.approx(model.total_s(grid, r, rm, rf).min(), rel=1e-12)
-        assert total <= best_common_cut(model, r, rm, rf)[1] * (1 + 1e-12)
+        assert total == pytest.approx(model.total_s(grid, r, rm, rate_fed_bps=rf).min(), rel=1e-12)
+        assert total <= best_common_cut(model, r, rm, rate_fed=rf)[1] * (1 + 1e-12)
 
 
 def test_slow_server_moves_the_cut_to_the_clients():

@@ -30,7 +30,7 @@ def _link(k, s, rng, fading=False, p_th=0.6):
 def test_every_subchannel_assigned_each_client_at_least_one(k, extra, seed, fading):
     rng = np.random.default_rng(seed)
     link = _link(k, k + extra, rng, fading)
-    owner = greedy_assign(link, np.full(k, 0.2), rng.uniform(0, 2, k), rng.uniform(0, 3e8, k))
+    owner = greedy_assign(link, np.full(k, 0.2), rng.uniform(0, 2, k), load_bits=rng.uniform(0, 3e8, k))
     assert owner.shape == (k + extra,)
     assert np.all((owner >= 0) & (owner < k))
     assert np.all(client_counts(owner, k) >= 1)
@@ -44,10 +44,10 @@ def test_greedy_counts_minimise_the_worst_delay_for_fixed_powers():
         link = _link(k, s, rng)
         off, load, p_max = rng.uniform(0, 2, k), rng.uniform(1e7, 3e8, k), np.full(k, 0.2)
         power = assignment_power_w(link, p_max)
-        counts = client_counts(greedy_assign(link, p_max, off, load), k)
-        greedy_worst = finish_time_s(power, counts, link.gain, off, load, B, N0).max()
+        counts = client_counts(greedy_assign(link, p_max, off, load_bits=load), k)
+        greedy_worst = finish_time_s(power, counts, link.gain, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0).max()
         comps = compositions(s, k)
-        best = finish_time_s(power, comps, link.gain, off, load, B, N0).max(axis=1).min()
+        best = finish_time_s(power, comps, link.gain, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0).max(axis=1).min()
         assert greedy_worst == pytest.approx(best, rel=1e-12)
 
 
@@ -55,8 +55,8 @@ def test_fading_weakest_client_gets_its_best_subchannel():
     rng = np.random.default_rng(2)
     link = _link(4, 12, rng, fading=True)
     off, load = np.zeros(4), np.full(4, 1e8)
-    owner = greedy_assign(link, np.full(4, 0.2), off, load)
-    d1 = finish_time_s(assignment_power_w(link, np.full(4, 0.2)), 1, link.gain.max(axis=1), off, load, B, N0)
+    owner = greedy_assign(link, np.full(4, 0.2), off, load_bits=load)
+    d1 = finish_time_s(assignment_power_w(link, np.full(4, 0.2)), 1, link.gain.max(axis=1), offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0)
     weakest = int(np.argmax(d1))
     assert owner[int(np.argmax(link.gain[weakest]))] == weakest
 
@@ -79,11 +79,11 @@ def test_exact_counts_reach_the_composition_optimum():
         p_max = inst.drop.p_max_w
         comps = compositions(link.num_subchannels, k)
         t_all, _ = min_time_flat(
-            comps, link.gain, off, load, p_max, link.p_th_w, B * 0 + link.subchannel_hz, link.noise_psd_w_hz
+            comps, link.gain, off, load_bits=load, p_max_w=p_max, p_th_w=link.p_th_w, sub_hz=B * 0 + link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz
         )
-        start = solve_power_exact(link, greedy_assign(link, p_max, off, load), p_max, off, load).time_s
-        counts = exact_counts(link, p_max, off, load, start)
+        start = solve_power_exact(link, greedy_assign(link, p_max, off, load_bits=load), p_max, offset_s=off, load_bits=load).time_s
+        counts = exact_counts(link, p_max, off, load_bits=load, upper_s=start)
         owner = np.repeat(np.arange(k), counts)
-        t = solve_power_exact(link, owner, p_max, off, load).time_s
+        t = solve_power_exact(link, owner, p_max, offset_s=off, load_bits=load).time_s
         assert t == pytest.approx(t_all.min(), rel=1e-8)
         assert t <= start * (1 + 1e-12)

@@ -27,7 +27,7 @@ B = 5e5
 
 
 def _link_time(link, owner, psd, offset, load):
-    rate = link_rates_bps(link, owner, psd, len(offset))
+    rate = link_rates_bps(link, owner, psd, num_clients=len(offset))
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.max(np.where(load > 0, offset + load / rate, offset)))
 
@@ -37,7 +37,7 @@ def test_single_client_is_full_power_closed_form():
     g, n, off, load = 1e-10, 4, 0.3, 2e8
     for p_max, p_th in ((0.2, 0.6), (0.2, 0.05)):
         t, p = min_time_flat(
-            np.array([n]), np.array([g]), np.array([off]), np.array([load]), np.array([p_max]), p_th, B, N0
+            np.array([n]), np.array([g]), np.array([off]), load_bits=np.array([load]), p_max_w=np.array([p_max]), p_th_w=p_th, sub_hz=B, noise_psd_w_hz=N0
         )
         p_use = min(p_max, p_th)
         expect = off + load / (n * B * np.log2(1 + p_use * g / (N0 * n * B)))
@@ -52,8 +52,8 @@ def test_min_power_inverts_finish_time():
     g = 10 ** rng.uniform(-12, -7, 50)
     off = rng.uniform(0, 2, 50)
     load = rng.uniform(1e6, 3e8, 50)
-    t = finish_time_s(p, n, g, off, load, B, N0)
-    np.testing.assert_allclose(min_power_w(t, n, g, off, load, B, N0), p, rtol=1e-9)
+    t = finish_time_s(p, n, g, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0)
+    np.testing.assert_allclose(min_power_w(t, n, g, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0), p, rtol=1e-9)
 
 
 def test_binding_threshold_equalises_finish_times_and_spends_p_th():
@@ -61,8 +61,8 @@ def test_binding_threshold_equalises_finish_times_and_spends_p_th():
     drop = draw_drop(SystemParams(p_th_main_w=0.05), np.random.default_rng(5))
     owner = np.arange(20) % 5
     off, load = np.linspace(0.5, 1.5, 5), np.full(5, 2e8)
-    sol = solve_power_exact(drop.main, owner, drop.p_max_w, off, load)
-    rate = link_rates_bps(drop.main, owner, sol.psd_w_hz, 5)
+    sol = solve_power_exact(drop.main, owner, drop.p_max_w, offset_s=off, load_bits=load)
+    rate = link_rates_bps(drop.main, owner, sol.psd_w_hz, num_clients=5)
     finish = off + load / rate
     power = np.bincount(owner, weights=sol.psd_w_hz * drop.main.subchannel_hz)
     assert np.all(power <= drop.p_max_w + 1e-15)
@@ -90,7 +90,7 @@ def test_exact_power_within_budgets_and_optimal(k, extra, seed, p_max, p_th):
     p_max_w = np.full(k, p_max) * rng.uniform(0.2, 1.0, k)
     off = rng.uniform(0, 3, k)
     load = rng.uniform(0, 3e8, k) * (rng.random(k) > 0.1)
-    sol = solve_power_exact(link, owner, p_max_w, off, load)
+    sol = solve_power_exact(link, owner, p_max_w, offset_s=off, load_bits=load)
     power = np.bincount(owner, weights=sol.psd_w_hz * B, minlength=k)
     assert sol.status == "optimal" and np.isfinite(sol.time_s)
     assert np.all(sol.psd_w_hz >= 0)
@@ -110,8 +110,8 @@ def _cvx_cases(count: int):
 def _cvx_agreement(count: int) -> np.ndarray:
     rel = []
     for link, owner, p_max, off, load in _cvx_cases(count):
-        exact = solve_power_exact(link, owner, p_max, off, load)
-        cvx = solve_power_cvx(link, owner, p_max, off, load)
+        exact = solve_power_exact(link, owner, p_max, offset_s=off, load_bits=load)
+        cvx = solve_power_cvx(link, owner, p_max, offset_s=off, load_bits=load)
         assert cvx.status == "optimal", cvx.status
         assert np.all(np.bincount(owner, weights=cvx.psd_w_hz * B) <= p_max * (1 + 1e-12))
         rel.append(abs(cvx.time_s - exact.time_s) / exact.time_s)
@@ -140,16 +140,16 @@ def test_cvxpy_with_fading_gains_equal_per_client_matches_exact():
         drop.main.p_th_w,
         np.repeat(drop.main.gain[:, None], 20, axis=1),
     )
-    exact = solve_power_exact(drop.main, owner, drop.p_max_w, off, load)
-    cvx = solve_power_cvx(faded, owner, drop.p_max_w, off, load)
+    exact = solve_power_exact(drop.main, owner, drop.p_max_w, offset_s=off, load_bits=load)
+    cvx = solve_power_cvx(faded, owner, drop.p_max_w, offset_s=off, load_bits=load)
     assert cvx.time_s == pytest.approx(exact.time_s, rel=1e-5)
 
 
 def test_cvxpy_fading_beats_uniform_psd():
     drop = draw_drop(SystemParams(fading=True), np.random.default_rng(3))
-    owner = greedy_assign(drop.main, drop.p_max_w, np.ones(5), np.full(5, 2e8))
+    owner = greedy_assign(drop.main, drop.p_max_w, np.ones(5), load_bits=np.full(5, 2e8))
     assert np.all(client_counts(owner, 5) >= 1)
-    cvx = solve_power_cvx(drop.main, owner, drop.p_max_w, np.ones(5), np.full(5, 2e8))
+    cvx = solve_power_cvx(drop.main, owner, drop.p_max_w, offset_s=np.ones(5), load_bits=np.full(5, 2e8))
     uni = _link_time(
         drop.main, owner, uniform_psd(drop.main, owner, drop.p_max_w), np.ones(5), np.full(5, 2e8)
     )
@@ -162,4 +162,4 @@ def test_cvxpy_fading_beats_uniform_psd():
 def test_exact_solver_rejects_fading():
     drop = draw_drop(SystemParams(fading=True), np.random.default_rng(3))
     with pytest.raises(ValueError, match="flat"):
-        solve_power_exact(drop.main, np.arange(20) % 5, drop.p_max_w, np.zeros(5), np.ones(5))
+        solve_power_exact(drop.main, np.arange(20) % 5, drop.p_max_w, offset_s=np.zeros(5), load_bits=np.ones(5))

@@ -36,10 +36,10 @@ def reference_greedy_flat(link, p_max_w, offset_s, load_bits) -> np.ndarray:
         power[:, None],
         n[None, :],
         gain[:, None],
-        offset_s[:, None],
-        load_bits[:, None],
-        link.subchannel_hz,
-        link.noise_psd_w_hz,
+        offset_s=offset_s[:, None],
+        load_bits=load_bits[:, None],
+        sub_hz=link.subchannel_hz,
+        noise_psd_w_hz=link.noise_psd_w_hz,
     )
     counts = np.ones(k, dtype=int)
     heap = [(-table[c, 0], c) for c in range(k)]
@@ -88,7 +88,9 @@ def reference_exact_counts(link, p_max_w, offset_s, load_bits, upper_s):
     gain = np.asarray(link.gain, float)
     k, s = gain.shape[0], link.num_subchannels
     args = (gain, offset_s, load_bits, p_max_w, float(link.subchannel_hz), float(link.noise_psd_w_hz), s)
-    lo = float(np.max(finish_time_s(p_max_w, s - k + 1, gain, offset_s, load_bits, *args[4:6])))
+    lo = float(np.max(finish_time_s(
+        p_max_w, s - k + 1, gain, offset_s=offset_s, load_bits=load_bits, sub_hz=args[4], noise_psd_w_hz=args[5]
+    )))
     hi = float(upper_s)
     if not np.isfinite(hi):
         return None
@@ -147,27 +149,27 @@ CASES = link_cases()
 @pytest.mark.parametrize("i", range(len(CASES)))
 def test_greedy_equals_the_heap_reference(i):
     link, p_max, offset, load = CASES[i]
-    fast = greedy_assign(link, p_max, offset, load)
+    fast = greedy_assign(link, p_max, offset, load_bits=load)
     np.testing.assert_array_equal(fast, reference_greedy_flat(link, p_max, offset, load))
     # the same link behind the rate-model interface (ShannonRate) takes the generic path: same counts
     rated = dataclasses.replace(link, rate=ShannonRate(link.subchannel_hz, link.noise_psd_w_hz))
     k = link.gain.shape[0]
-    via_rate = client_counts(greedy_assign(rated, p_max, offset, load), k)
+    via_rate = client_counts(greedy_assign(rated, p_max, offset, load_bits=load), k)
     np.testing.assert_array_equal(via_rate, client_counts(fast, k))
 
 
 @pytest.mark.parametrize("i", range(len(CASES)))
 def test_exact_counts_equal_the_bisection_reference(i):
     link, p_max, offset, load = CASES[i]
-    owner = greedy_assign(link, p_max, offset, load)
-    start = solve_power_exact(link, owner, p_max, offset, load).time_s
-    fast = exact_counts(link, p_max, offset, load, start)
+    owner = greedy_assign(link, p_max, offset, load_bits=load)
+    start = solve_power_exact(link, owner, p_max, offset_s=offset, load_bits=load).time_s
+    fast = exact_counts(link, p_max, offset, load_bits=load, upper_s=start)
     ref = reference_exact_counts(link, p_max, offset, load, start)
     if ref is None:
         assert fast is None
         return
-    t_fast = solve_power_exact(link, np.repeat(np.arange(fast.size), fast), p_max, offset, load).time_s
-    t_ref = solve_power_exact(link, np.repeat(np.arange(ref.size), ref), p_max, offset, load).time_s
+    t_fast = solve_power_exact(link, np.repeat(np.arange(fast.size), fast), p_max, offset_s=offset, load_bits=load).time_s
+    t_ref = solve_power_exact(link, np.repeat(np.arange(ref.size), ref), p_max, offset_s=offset, load_bits=load).time_s
     # the same counts, or (never seen) counts at least as fast
     assert np.array_equal(fast, ref) or t_fast <= t_ref
 

@@ -121,8 +121,8 @@ def test_evaluate_equals_the_training_evaluation_on_its_subset_and_pairs_the_sch
     from fedsim.learn.checkpoint import read_payload, save_checkpoint
 
     payload = read_payload(out / "checkpoints" / f"{kept[1].name.removesuffix('_n8.csv')}.pt")
-    save_checkpoint(out / "checkpoints" / "unfinished.pt", payload["config"], 2, payload["curve"][:2],
-                    payload["system"])  # fmt: skip
+    save_checkpoint(out / "checkpoints" / "unfinished.pt", payload["config"], 2, curve=payload["curve"][:2],
+                    system_state=payload["system"])  # fmt: skip
     calls.clear()
     lines = precise_eval.evaluate_study(out, samples=8, progress=False)
     assert calls == [] and lines[-1] == "not finished, left out: unfinished (step 2 of 4)"
@@ -151,7 +151,7 @@ def test_checkpoint_digest_is_the_header_sha256_or_the_files(tmp_path):
     from fedsim.learn.checkpoint import save_checkpoint
 
     path = tmp_path / "c.pt"
-    save_checkpoint(path, {"a": 1}, 2, [], {"w": torch.zeros(3)})
+    save_checkpoint(path, {"a": 1}, 2, curve=[], system_state={"w": torch.zeros(3)})
     body = path.read_bytes().partition(b"\n")[2]
     assert checkpoint_digest(path) == hashlib.sha256(body).hexdigest()
     old = tmp_path / "old.pt"

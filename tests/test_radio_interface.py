@@ -115,7 +115,7 @@ def test_shannon_rate_matches_channel_formula_and_inverts():
     rng = np.random.default_rng(0)
     rate = ShannonRate(500e3, 4e-21)
     p, n, g = rng.uniform(1e-4, 0.2, 50), rng.integers(1, 9, 50), 10 ** rng.uniform(-14, -9, 50)
-    expect = channel.shannon_rate_bps(n * 500e3, p / (n * 500e3), g, 4e-21)
+    expect = channel.shannon_rate_bps(n * 500e3, p / (n * 500e3), g, noise_psd_w_hz=4e-21)
     np.testing.assert_allclose(rate.rate_bps(p, n, g), expect, rtol=1e-12)
     np.testing.assert_allclose(rate.min_power_w(expect, n, g), p, rtol=1e-9)
     assert rate.min_power_w(1e6, 0, 1e-10) == np.inf and rate.rate_bps(1.0, 0, 1e-10) == 0
@@ -124,8 +124,8 @@ def test_shannon_rate_matches_channel_formula_and_inverts():
 @pytest.mark.parametrize("seed", range(8))
 def test_bisection_power_solver_equals_newton_on_shannon(seed):
     for link, owner, p_max, off, load in power_cases(seed):
-        ref = solve_power_exact(link, owner, p_max, off, load)
-        gen = solve_power_exact(_shannon(link), owner, p_max, off, load)
+        ref = solve_power_exact(link, owner, p_max, offset_s=off, load_bits=load)
+        gen = solve_power_exact(_shannon(link), owner, p_max, offset_s=off, load_bits=load)
         assert gen.status == ref.status == "optimal"
         assert gen.time_s == pytest.approx(ref.time_s, rel=1e-9)
         np.testing.assert_allclose(gen.psd_w_hz, ref.psd_w_hz, rtol=1e-6)
@@ -155,10 +155,10 @@ def test_delay_and_engine_use_the_link_rate():
             else (alloc.owner_fed, alloc.psd_fed_w_hz)
         )
         np.testing.assert_allclose(
-            link_rates_bps(b, owner, psd, 5), link_rates_bps(a, owner, psd, 5), rtol=1e-12
+            link_rates_bps(b, owner, psd, num_clients=5), link_rates_bps(a, owner, psd, num_clients=5), rtol=1e-12
         )
-    d = delays(generic, problem.workload, alloc, 16, 10, 2.0)
-    sim = simulate(generic, problem.workload, alloc, 16, 10, 2.0, EngineConfig(), np.random.default_rng(0))
+    d = delays(generic, problem.workload, alloc, batch_size=16, local_iterations=10, rounds=2.0)
+    sim = simulate(generic, problem.workload, alloc, batch_size=16, local_iterations=10, rounds=2.0, config=EngineConfig(), rng=np.random.default_rng(0))
     assert sim.total_s == pytest.approx(d.total_s, rel=1e-12)
 
 
@@ -174,12 +174,12 @@ def test_cvxpy_refuses_a_rate_model():
 def test_harq_duration_mean_is_the_expected_goodput_time():
     rng = np.random.default_rng(7)
     bits, rate, tb, p = 10_000.0, 1e6, 1_000.0, 0.1
-    draws = np.array([harq_duration_s(bits, rate, tb, p, rng) for _ in range(20_000)])
+    draws = np.array([harq_duration_s(bits, rate, tb, tbler=p, rng=rng) for _ in range(20_000)])
     expected = bits / rate
     # (N + F) / N with N = 10 TBs: variance of F is N p / (1 - p)^2
     sd = expected * (1 - p) * np.sqrt(10 * p) / (1 - p) / 10
     assert abs(draws.mean() - expected) < 4 * sd / np.sqrt(draws.size)
     assert draws.min() >= bits * (1 - p) / rate * (1 - 1e-12)  # never faster than error-free
-    assert harq_duration_s(bits, rate, tb, 0.0, rng) == pytest.approx(expected, rel=1e-15)
-    assert harq_duration_s(0.0, rate, tb, p, rng) == 0.0
-    assert harq_duration_s(bits, 0.0, tb, p, rng) == np.inf
+    assert harq_duration_s(bits, rate, tb, tbler=0.0, rng=rng) == pytest.approx(expected, rel=1e-15)
+    assert harq_duration_s(0.0, rate, tb, tbler=p, rng=rng) == 0.0
+    assert harq_duration_s(bits, 0.0, tb, tbler=p, rng=rng) == np.inf

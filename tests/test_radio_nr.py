@@ -73,10 +73,10 @@ def test_38901_pathloss_and_los_probability_match_the_formulas(scenario, h_bs, p
         scenario,
         FC,
         positions,
-        [(0.0, 0.0)],
-        h_bs,
-        1.5,
-        np.zeros(7, bool),
+        servers_xy_m=[(0.0, 0.0)],
+        bs_height_m=h_bs,
+        ut_height_m=1.5,
+        indoor=np.zeros(7, bool),
         los="los" if los else "nlos",
         shadow_fading=False,
         seed=3,
@@ -179,9 +179,9 @@ def test_nr_optimiser_respects_budgets_and_brute_force_bounds_it(seed):
 def test_engine_expected_goodput_equals_analytical_model():
     problem = _nr_problem(4, harq="expected")
     res = optimize(problem)
-    d = delays(problem.drop, problem.workload, res.allocation, 16, 10, 3.5)
+    d = delays(problem.drop, problem.workload, res.allocation, batch_size=16, local_iterations=10, rounds=3.5)
     sim = simulate(
-        problem.drop, problem.workload, res.allocation, 16, 10, 3.5, EngineConfig(), np.random.default_rng(1)
+        problem.drop, problem.workload, res.allocation, batch_size=16, local_iterations=10, rounds=3.5, config=EngineConfig(), rng=np.random.default_rng(1)
     )
     assert sim.total_s == pytest.approx(d.total_s, rel=1e-9)
 
@@ -209,11 +209,11 @@ def test_engine_sampled_harq_mean_converges_to_the_analytical_model():
     res = optimize(problem)
     tb, tbler = drop.main.rate.blocks(drop.p_max_w, 1, drop.main.gain)
     assert tbler[0] > 0.001  # errors actually happen
-    d = delays(drop, tiny, res.allocation, 1, 2, 40.0)
+    d = delays(drop, tiny, res.allocation, batch_size=1, local_iterations=2, rounds=40.0)
     totals = np.array(
         [
             simulate(
-                drop, tiny, res.allocation, 1, 2, 40.0, EngineConfig(trace=False), np.random.default_rng(s)
+                drop, tiny, res.allocation, batch_size=1, local_iterations=2, rounds=40.0, config=EngineConfig(trace=False), rng=np.random.default_rng(s)
             ).total_s
             for s in range(40)
         ]

@@ -76,7 +76,7 @@ def test_builtins_register_through_the_registry_unchanged():
     for name in SCHEMES:
         scheme = get_scheme(name)
         assert scheme.name == name and scheme.description
-        direct = run_bcd(problem, SCHEME_SPECS[name], name, np.random.default_rng(7))
+        direct = run_bcd(problem, SCHEME_SPECS[name], name, rng=np.random.default_rng(7))
         via = optimize(problem, name, rng=np.random.default_rng(7))
         assert via.delays.total_s == direct.delays.total_s
         np.testing.assert_array_equal(via.allocation.owner_main, direct.allocation.owner_main)
@@ -127,10 +127,10 @@ def test_evaluate_matches_the_proposed_result():
 
 
 def test_user_scheme_streams_do_not_depend_on_the_other_schemes():
-    a = seeds.scheme_rng(5, 1, 2, "lucky").random()
-    assert a == seeds.scheme_rng(5, 1, 2, "lucky").random()
-    assert a != seeds.scheme_rng(5, 1, 2, "mirror").random()
-    assert a != seeds.scheme_rng(5, 1, 2, "a").random()
+    a = seeds.scheme_rng(5, 1, 2, scheme="lucky").random()
+    assert a == seeds.scheme_rng(5, 1, 2, scheme="lucky").random()
+    assert a != seeds.scheme_rng(5, 1, 2, scheme="mirror").random()
+    assert a != seeds.scheme_rng(5, 1, 2, scheme="a").random()
 
 
 SCENARIO = """

@@ -51,7 +51,7 @@ def _timed_system(budget_s: float):
     cfg = _adaptive_cfg(
         adaptive_cuts={"cut_min": 1, "cut_max": 3, "gamma": 0.0, "iteration_time_s": budget_s}
     )
-    return build_system(tiny_lm("gpt2"), cfg, SyntheticLM(12), np.array_split(np.arange(12), 3))
+    return build_system(tiny_lm("gpt2"), cfg, SyntheticLM(12), partition=np.array_split(np.arange(12), 3))
 
 
 def test_time_budget_bounds_each_clients_cut_known_answer():
@@ -94,13 +94,13 @@ def _measured_bytes(part, ids, mask) -> int:
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("batch,seq_len,cut", [(4, 32, 1), (2, 64, 3)])
 def test_memory_bound_matches_measured_memory_within_20_percent(family, batch, seq_len, cut):
-    model = add_lora(tiny_lm(family), 4, 8.0, 0.0, seed=0).train()
+    model = add_lora(tiny_lm(family), 4, 8.0, dropout=0.0, seed=0).train()
     data = SyntheticLM(batch, seq_len)
     ids = torch.stack([data[i]["input_ids"] for i in range(batch)])
     mask = torch.stack([data[i]["attention_mask"] for i in range(batch)])
     part, _ = split_model(model, cut)
     measured = _measured_bytes(part, ids, mask)
-    assert client_memory_bytes(model.config, cut, batch, seq_len, 4) == pytest.approx(measured, rel=0.2)
+    assert client_memory_bytes(model.config, cut, batch, seq_len=seq_len, rank=4) == pytest.approx(measured, rel=0.2)
 
 
 def _adaptive_cfg(**kw):
@@ -111,7 +111,7 @@ def _adaptive_cfg(**kw):
 
 
 def test_a_moved_block_keeps_its_lora_and_adamw_moments_exactly():
-    system = build_system(tiny_lm("gpt2"), _adaptive_cfg(), SyntheticLM(12), np.array_split(np.arange(12), 3))
+    system = build_system(tiny_lm("gpt2"), _adaptive_cfg(), SyntheticLM(12), partition=np.array_split(np.arange(12), 3))
     for _ in range(2):
         system.local_iteration()
     server, first = system.server, system.server.part.first
@@ -201,7 +201,7 @@ def test_adaptive_training_moves_cuts_and_logs_every_change(rank_cut):
 def test_bad_splitft_input_is_one_input_error(kw, field):
     with pytest.raises(InputError, match=field):
         cfg = TrainConfig.parse({"num_clients": 3, "cuts": [2, 2, 2], **kw})
-        build_system(tiny_lm("gpt2"), cfg, SyntheticLM(6), np.array_split(np.arange(6), 3))
+        build_system(tiny_lm("gpt2"), cfg, SyntheticLM(6), partition=np.array_split(np.arange(6), 3))
 
 
 def test_resume_with_moved_cuts_gives_the_uninterrupted_curve(tmp_path):
@@ -227,10 +227,10 @@ def test_balanced_cuts_by_hand():
 
     # equal blocks, F = 1, 2, 4: the slowest client at cut 1 needs 1 unit; in that time the others run 2 and
     # 4 blocks (the last capped at cut_max 3)
-    assert balanced_cuts([1.0] * 4, [1.0, 2.0, 4.0], 1, [3, 3, 3]) == [1, 2, 3]
+    assert balanced_cuts([1.0] * 4, [1.0, 2.0, 4.0], 1, cut_max=[3, 3, 3]) == [1, 2, 3]
     # a heavy third block: at F = 4, cut 3 takes (1 + 1 + 3) / 4 = 1.25 > 1, so client 2 stops at cut 2
-    assert balanced_cuts([1.0, 1.0, 3.0, 4.0], [1.0, 2.0, 4.0], 1, [3, 3, 3]) == [1, 2, 2]
-    assert balanced_cuts([1.0] * 4, [1.0, 1.0], 2, [3, 3]) == [2, 2]  # equal clients keep cut_min
+    assert balanced_cuts([1.0, 1.0, 3.0, 4.0], [1.0, 2.0, 4.0], 1, cut_max=[3, 3, 3]) == [1, 2, 2]
+    assert balanced_cuts([1.0] * 4, [1.0, 1.0], 2, cut_max=[3, 3]) == [2, 2]  # equal clients keep cut_min
     rows = toward([2, 2, 2], [1, 2, 3], "r")
     assert [(r["client"], r["old"], r["new"]) for r in rows] == [(0, 2, 1), (2, 2, 3)]
 

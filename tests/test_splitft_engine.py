@@ -30,8 +30,8 @@ def test_paper_mode_equals_the_delay_model_with_heterogeneous_cuts_and_cut_layer
         cuts = rng.integers(1, j, drop.num_clients)  # 1..J-1: SplitFT keeps a server block
         base = random_allocation(rng, drop, j)
         alloc = replace(base, cuts=cuts, ranks=cut_layer_ranks(cuts, j, rank_cut=4, rank_others=8))
-        ref = delays(drop, work, alloc, 4, 3, 2.0).total_s
-        worst = max(worst, _rel(simulate(drop, work, alloc, 4, 3, 2.0, FAST, rng).total_s, ref))
+        ref = delays(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2.0).total_s
+        worst = max(worst, _rel(simulate(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2.0, config=FAST, rng=rng).total_s, ref))
     assert worst < 1e-9
 
 
@@ -63,15 +63,15 @@ def test_live_cut_change_is_charged_and_retimes_the_next_round():
     before = np.array([2, 1, 3])
     after = np.array([3, 1, 3])
     base = random_allocation(rng, drop, 4)
-    a0 = replace(base, cuts=before, ranks=cut_layer_ranks(before, 4, 4, 8))
-    a1 = replace(base, cuts=after, ranks=cut_layer_ranks(after, 4, 4, 8))
+    a0 = replace(base, cuts=before, ranks=cut_layer_ranks(before, 4, 4, rank_others=8))
+    a1 = replace(base, cuts=after, ranks=cut_layer_ranks(after, 4, 4, rank_others=8))
     trainer = _MovingTrainer(before, a1.ranks, stop_after=2)
     # Execute: two live rounds in paper mode
-    sim = simulate(drop, work, a0, 4, 2, 5, EngineConfig(), np.random.default_rng(0), trainer=trainer)
+    sim = simulate(drop, work, a0, batch_size=4, local_iterations=2, rounds=5, config=EngineConfig(), rng=np.random.default_rng(0), trainer=trainer)
     # Assert: round 1 at the old cuts, the block's LoRA values + 2 AdamW moments on the downlink, round 2 new
     rate_down = ChannelState(drop, a0, EngineConfig(), np.random.default_rng(0)).rate_down_bps[0]
     move_s = 3 * work.lora_bits_per_rank[2] * 8 / rate_down
-    want = delays(drop, work, a0, 4, 2, 1).total_s + move_s + delays(drop, work, a1, 4, 2, 1).total_s
+    want = delays(drop, work, a0, batch_size=4, local_iterations=2, rounds=1).total_s + move_s + delays(drop, work, a1, batch_size=4, local_iterations=2, rounds=1).total_s
     assert sim.rounds_completed == 2
     assert _rel(sim.total_s, want) < 1e-9
     moves = sim.trace[sim.trace["phase"] == "move_block_to_client"]

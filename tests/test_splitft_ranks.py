@@ -33,7 +33,7 @@ def _product(state):
 @pytest.mark.parametrize("method", ["zero_pad", "svd"])
 def test_equal_ranks_are_plain_fedavg(method):
     states, weights = [_state(3, s) for s in range(3)], [10, 30, 60]
-    out = aggregate_block(states, weights, 3, ALPHA, method)
+    out = aggregate_block(states, weights, 3, alpha=ALPHA, method=method)
     plain = fedavg(states, weights)
     for key in plain:
         assert torch.equal(out[key], plain[key])
@@ -45,7 +45,7 @@ def test_zero_pad_against_a_hand_computation():
           "q.lora_B.default.weight": torch.tensor([[4.0]], dtype=torch.float64)}  # fmt: skip
     s2 = {"q.lora_A.default.weight": torch.tensor([[0.0, 1.0], [2.0, 0.0]], dtype=torch.float64),
           "q.lora_B.default.weight": torch.tensor([[1.0, 3.0]], dtype=torch.float64)}  # fmt: skip
-    out = aggregate_block([s1, s2], [1, 3], 2, ALPHA, "zero_pad")
+    out = aggregate_block([s1, s2], [1, 3], 2, alpha=ALPHA, method="zero_pad")
     # padded s1: A = [[1, 2], [0, 0]], B = [[4 * 2/1, 0]] (scale alpha/1 folded into alpha/2)
     torch.testing.assert_close(
         out["q.lora_A.default.weight"],
@@ -55,21 +55,21 @@ def test_zero_pad_against_a_hand_computation():
         out["q.lora_B.default.weight"], torch.tensor([[0.25 * 8 + 0.75 * 1, 0.75 * 3]], dtype=torch.float64)
     )
     # a rank-1 holder receives the first component, rescaled to its own scale
-    back = project(out, 1, ALPHA, "zero_pad")
+    back = project(out, 1, ALPHA, method="zero_pad")
     torch.testing.assert_close(back["q.lora_B.default.weight"], out["q.lora_B.default.weight"][:, :1] / 2)
 
 
 def test_zero_pad_keeps_each_update_and_svd_averages_products():
     states, weights = [_state(2, 1), _state(4, 2)], [1.0, 3.0]
     # one holder padded to a larger rank: the same update
-    alone = aggregate_block([states[0], states[0]], [1, 1], 4, ALPHA, "zero_pad")
+    alone = aggregate_block([states[0], states[0]], [1, 1], 4, alpha=ALPHA, method="zero_pad")
     torch.testing.assert_close(_product(alone), _product(states[0]))
     # SVD at a rank >= the sum of ranks: exactly the weighted mean of the updates
-    svd = aggregate_block(states, weights, 5, ALPHA, "svd")
+    svd = aggregate_block(states, weights, 5, alpha=ALPHA, method="svd")
     mean = 0.25 * _product(states[0]) + 0.75 * _product(states[1])
     torch.testing.assert_close(_product(svd), mean, atol=1e-10, rtol=0)
     # truncated to rank r: the best rank-r approximation (Eckart-Young), what a rank-2 holder receives
-    two = project(svd, 2, ALPHA, "svd")
+    two = project(svd, 2, ALPHA, method="svd")
     u, s, vh = torch.linalg.svd(mean)
     torch.testing.assert_close(_product(two), (u[:, :2] * s[:2]) @ vh[:2], atol=1e-10, rtol=0)
 
@@ -86,7 +86,7 @@ def _cfg(**kw):
 )
 def test_cut_layer_rank_on_the_chosen_side(side, client_cut_rank, server_first_rank, global_ranks):
     system = build_system(
-        tiny_lm("gpt2"), _cfg(rank_cut_side=side), SyntheticLM(12), np.array_split(np.arange(12), 3)
+        tiny_lm("gpt2"), _cfg(rank_cut_side=side), SyntheticLM(12), partition=np.array_split(np.arange(12), 3)
     )
     for client in system.clients:
         ranks = [module_rank(b) for b in client.part.blocks]
@@ -126,7 +126,7 @@ def test_zero_pad_moments_are_the_padded_copys_gradient_history():
         torch.randn(5, 4, generator=g, dtype=torch.float64),
     )
     small = _state(2, 7)
-    big = aggregate_block([small, small], [1, 1], 5, ALPHA, "zero_pad")
+    big = aggregate_block([small, small], [1, 1], 5, alpha=ALPHA, method="zero_pad")
     torch.testing.assert_close(_product(big), _product(small))
     g_small, g_big = _grads(small, x, w), _grads(big, x, w)
     moments = {n: {"step": torch.tensor(3.0), "exp_avg": t, "exp_avg_sq": t * t} for n, t in g_small.items()}
@@ -149,7 +149,7 @@ def _moved_copy(method):
 
     cfg = _cfg(cuts=[2, 2, 2], rank_aggregation=method,
                adaptive_cuts={"cut_min": 1, "cut_max": 3, "client_flops_per_s": [1.0, 1.0, 1.0]})  # fmt: skip
-    system = build_system(tiny_lm("gpt2"), cfg, SyntheticLM(12), np.array_split(np.arange(12), 3))
+    system = build_system(tiny_lm("gpt2"), cfg, SyntheticLM(12), partition=np.array_split(np.arange(12), 3))
     for _ in range(2):
         system.local_iteration()
     system.fed.aggregate(system.clients, system.clients, system.server)

@@ -38,7 +38,7 @@ def _randomise_lora(module, seed=0):
 def test_every_client_with_its_own_cut_computes_the_unsplit_logits(family):
     # Prepare: cuts 1, 2, 3 of J = 4; non-zero LoRA in the global model before the holders copy it
     system = build_system(
-        tiny_lm(family), _cfg(cuts=[1, 2, 3]), SyntheticLM(12), np.array_split(np.arange(12), 3)
+        tiny_lm(family), _cfg(cuts=[1, 2, 3]), SyntheticLM(12), partition=np.array_split(np.arange(12), 3)
     )
     peft_model = system.model
     _randomise_lora(peft_model)
@@ -101,7 +101,7 @@ def _hand_system(cuts, sizes=(10, 30, 60)):
     """A system whose every holder's LoRA is a distinct constant: client k block j = (k+1) + j/10, server
     block j = 100 + j; D_k = ``sizes``."""
     parts = [np.arange(n) for n in sizes]
-    system = build_system(tiny_lm("gpt2"), _cfg(cuts=list(cuts)), SyntheticLM(max(sizes)), parts)
+    system = build_system(tiny_lm("gpt2"), _cfg(cuts=list(cuts)), SyntheticLM(max(sizes)), partition=parts)
     with torch.no_grad():
         for k, client in enumerate(system.clients):
             for j, block in enumerate(client.part.blocks):

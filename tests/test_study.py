@@ -193,7 +193,7 @@ def test_eval_halves_pool_to_the_full_perplexity():
     cfg = TrainConfig(model="tiny-gpt2", num_clients=2, batch_size=2, seq_len=24, eval_samples=9, cut=1,
                       train_samples=20, test_samples=0, generate_mrs=0)  # fmt: skip
     model, _, data = load(cfg, progress=False)
-    system = build_system(model, cfg, data.train, data.partition)
+    system = build_system(model, cfg, data.train, partition=data.partition)
     both = evaluate_validation(system, data, 4, halves=True)
     assert both["val_ppl"] == pytest.approx(perplexity(system, data, 4), rel=1e-6)
     assert (

@@ -27,7 +27,7 @@ def scenario(p_max_w: float, upload_every: bool = False):
 @pytest.mark.parametrize("upload_every", [False, True])
 def test_breakdown_sums_to_the_total_of_eq17(upload_every):
     for scheme in ("proposed", "a", "c"):
-        row = run_task(scenario(0.2, upload_every), 0, 0, scheme)[0]
+        row = run_task(scenario(0.2, upload_every), 0, 0, scheme=scheme)[0]
         parts = [row[c] for c in BREAKDOWN_COLUMNS]
         assert sum(parts) == pytest.approx(row["analytic_total_s"], rel=1e-12)
         e, t3 = row["rounds"], row["T3_s"]
@@ -38,7 +38,7 @@ def test_breakdown_sums_to_the_total_of_eq17(upload_every):
 @pytest.mark.parametrize("p_max_w", [0.01, 1.0])
 def test_powers_and_subchannels_respect_the_caps(p_max_w):
     for scheme in ("proposed", "a", "b", "d"):
-        row = run_task(scenario(p_max_w), 0, 0, scheme)[0]
+        row = run_task(scenario(p_max_w), 0, 0, scheme=scheme)[0]
         for link, subchannels in (("main", 20), ("fed", 20)):
             counts = json.loads(row[f"subchannels_{link}"])
             power = np.array(json.loads(row[f"power_{link}_w"]))
@@ -49,7 +49,7 @@ def test_powers_and_subchannels_respect_the_caps(p_max_w):
             if scheme in ("a", "b"):  # uniform PSD: min(p_max, p_th / K) per client (spec §6)
                 np.testing.assert_allclose(power, min(p_max_w, 0.6 / 5), rtol=1e-9)
     # p_th = 0.6 W binds at 1 W per client: the proposed scheme spends all of it
-    row = run_task(scenario(1.0), 0, 0, "proposed")[0]
+    row = run_task(scenario(1.0), 0, 0, scheme="proposed")[0]
     assert row["power_main_total_w"] == pytest.approx(0.6, rel=1e-6)
     assert row["rounds_from"] == "inline" and row["p_max_w"] == 1.0
     assert row["server_flops_per_s"] == pytest.approx(1e11 * 160)

@@ -56,7 +56,7 @@ def test_live_rounds_are_timed_like_eq17(tmp_path, monkeypatch):
     assert list(summary["rank"]) == [2, 4] and (summary["rounds_completed"] == 2).all()
     for rank, (drop, workload, alloc) in captured.items():
         assert alloc.cuts.tolist() == [1, 1] and np.all(alloc.ranks == rank)
-        expected = delays(drop, workload, alloc, 2, 2, rounds=2).total_s
+        expected = delays(drop, workload, alloc, batch_size=2, local_iterations=2, rounds=2).total_s
         got = summary.loc[summary["rank"] == rank, "sim_total_s"].item()
         assert got == pytest.approx(expected, rel=1e-9)  # paper-mode engine == eq. (17), with real training
     curve = pd.read_csv(tmp_path / "live" / "curve.csv")
@@ -132,6 +132,6 @@ def test_live_run_honours_the_upload_reading_and_workload_settings(tmp_path, mon
     drop, workload, alloc = captured["timed"]
     np.testing.assert_allclose(workload.bwd_flops, 3.0 * workload.fwd_flops)
     got = pd.read_csv(tmp_path / "live" / "summary.csv")["sim_total_s"].item()
-    d2 = delays(drop, workload, alloc, 2, 2, rounds=2, upload_every_local_iteration=True).total_s
-    d1 = delays(drop, workload, alloc, 2, 2, rounds=2).total_s
+    d2 = delays(drop, workload, alloc, batch_size=2, local_iterations=2, rounds=2, upload_every_local_iteration=True).total_s
+    d1 = delays(drop, workload, alloc, batch_size=2, local_iterations=2, rounds=2).total_s
     assert got == pytest.approx(d2, rel=1e-9) and abs(d2 - d1) > 1e-6 * d1

@@ -47,7 +47,7 @@ def test_seeds_give_common_random_numbers():
     c = draw_drop(s.system, seeds.drop_rng(11, 1, 3))
     np.testing.assert_array_equal(a.positions_m, b.positions_m)
     assert not np.allclose(a.positions_m, c.positions_m)
-    draws = {k: seeds.scheme_rng(11, 1, 2, k).random() for k in ("a", "b", "c", "d")}
+    draws = {k: seeds.scheme_rng(11, 1, 2, scheme=k).random() for k in ("a", "b", "c", "d")}
     assert len(set(draws.values())) == 4
     assert seeds.engine_rng(11, 0, 0).random() == seeds.engine_rng(11, 0, 0).random()
 
@@ -65,8 +65,8 @@ def test_task_row_is_tidy_and_engine_matches_eq17():
 
 
 def test_one_engine_round_times_e_rounds_equals_the_full_engine():
-    full = run_task(small(montecarlo={"timing": "engine"}), 0, 1, "proposed")[0]
-    one = run_task(small(), 0, 1, "proposed")[0]
+    full = run_task(small(montecarlo={"timing": "engine"}), 0, 1, scheme="proposed")[0]
+    one = run_task(small(), 0, 1, scheme="proposed")[0]
     assert one["total_s"] == pytest.approx(full["total_s"], rel=1e-9)
     assert one["energy_j"] == pytest.approx(full["energy_j"], rel=1e-9)
     assert full["rounds_completed"] == one["rounds_completed"]

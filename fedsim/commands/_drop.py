@@ -178,7 +178,7 @@ def drop_settings(args, with_engine: bool = False) -> dict:
 
         sc = load_scenario(args.scenario, args.overrides)
         cfg = {
-            "system": model_from_args(args, SystemParams, "sys", sc.system),
+            "system": model_from_args(args, SystemParams, "sys", base=sc.system),
             "workload": workload_of(sc),
             "batch_size": sc.training.batch_size,
             "local_iterations": sc.training.local_iterations,
@@ -193,7 +193,7 @@ def drop_settings(args, with_engine: bool = False) -> dict:
     if with_engine:
         from fedsim.engine import EngineConfig
 
-        engine = model_from_args(args, EngineConfig, "eng", base_engine)
+        engine = model_from_args(args, EngineConfig, "eng", base=base_engine)
         upload = cfg["upload_every_local_iteration"] or engine.lora_upload_every_iteration
         cfg["upload_every_local_iteration"] = upload
         cfg["engine"] = engine_with_upload_reading(engine, upload)
@@ -208,13 +208,13 @@ def optimize_settings(cfg: dict, args):
         cfg["system"],
         cfg["workload"],
         cfg["batch_size"],
-        cfg["local_iterations"],
-        cfg["rounds_by_rank"],
-        0 if args.seed is None else args.seed,
-        args.scheme,
-        cfg["power_solver"],
-        cfg["upload_every_local_iteration"],
-        cfg["per_client_cuts"],
+        local_iterations=cfg["local_iterations"],
+        rounds_by_rank=cfg["rounds_by_rank"],
+        seed=0 if args.seed is None else args.seed,
+        scheme=args.scheme,
+        power_solver=cfg["power_solver"],
+        upload_every_local_iteration=cfg["upload_every_local_iteration"],
+        per_client_cuts=cfg["per_client_cuts"],
         refine=not args.no_refine,
         radio=cfg.get("radio"),
     )

@@ -49,7 +49,7 @@ def add_model_options(group, model: type[BaseModel], prefix: str) -> None:
             )
 
 
-def model_from_args(args, model: type[BaseModel], prefix: str, base: BaseModel | None = None) -> BaseModel:
+def model_from_args(args, model: type[BaseModel], prefix: str, *, base: BaseModel | None = None) -> BaseModel:
     """``model`` from the given options on top of ``base`` (or the defaults), validated."""
     values = base.model_dump() if base is not None else {}
     values.update(

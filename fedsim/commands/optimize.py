@@ -71,8 +71,8 @@ def format_result(drop: Drop, result: Result, label) -> str:
         f"{'t_F s':>8} {'t_A s':>8} {'t_B s':>8} {'t_U s':>8}",
     ]
     n_main, n_fed = client_counts(a.owner_main, k), client_counts(a.owner_fed, k)
-    p_main = client_power_w(a.owner_main, a.psd_main_w_hz, drop.main.subchannel_hz, k)
-    p_fed = client_power_w(a.owner_fed, a.psd_fed_w_hz, drop.fed.subchannel_hz, k)
+    p_main = client_power_w(a.owner_main, a.psd_main_w_hz, drop.main.subchannel_hz, num_clients=k)
+    p_fed = client_power_w(a.owner_fed, a.psd_fed_w_hz, drop.fed.subchannel_hz, num_clients=k)
     for c in range(k):
         lines.append(
             f"{c:>6} {n_main[c]:>6} {p_main[c]:>9.4f} {n_fed[c]:>5} {p_fed[c]:>8.4f} {a.cuts[c]:>4} "

@@ -101,11 +101,11 @@ def _simulate(args):
         drop,
         cfg["workload"],
         result.allocation,
-        cfg["batch_size"],
-        cfg["local_iterations"],
-        rounds,
-        cfg["engine"],
-        np.random.default_rng([seed, 2]),
+        batch_size=cfg["batch_size"],
+        local_iterations=cfg["local_iterations"],
+        rounds=rounds,
+        config=cfg["engine"],
+        rng=np.random.default_rng([seed, 2]),
     )
     return drop, result, sim, head, seed, rounds
 

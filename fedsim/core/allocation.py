@@ -33,7 +33,7 @@ class Allocation:
 
 
 def client_power_w(
-    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, num_clients: int
+    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, *, num_clients: int
 ) -> np.ndarray:
     """Transmit power of each client on one link, sum of p_i B_i over its subchannels, (K,) [W]."""
     owner = np.asarray(owner, dtype=int)
@@ -49,7 +49,7 @@ def uniform_ranks(num_clients: int, num_layers: int, rank: int) -> np.ndarray:
     return np.full((num_clients, num_layers), int(rank), dtype=int)
 
 
-def cut_layer_ranks(cuts: np.ndarray, num_layers: int, rank_cut: int, rank_others: int) -> np.ndarray:
+def cut_layer_ranks(cuts: np.ndarray, num_layers: int, rank_cut: int, *, rank_others: int) -> np.ndarray:
     """SplitFT ranks (spec §10c): ``rank_cut`` on each client's cut blocks c_k and c_k+1, else ``rank_others``."""
     cuts = np.asarray(cuts, dtype=int)
     ranks = np.full((cuts.shape[0], num_layers), int(rank_others), dtype=int)

@@ -27,6 +27,7 @@ def decide(
     cuts: Sequence[int],
     compute: Sequence[float],
     quality: Sequence[float],
+    *,
     gamma: float,
     epsilon: float,
     cut_min: int,
@@ -52,6 +53,7 @@ def steady_cuts(
     cuts: Sequence[int],
     compute: Sequence[float],
     gamma: float,
+    *,
     epsilon: float,
     cut_min: int,
     cut_max: Sequence[int],
@@ -59,7 +61,7 @@ def steady_cuts(
     """Where the rule leaves the cuts when every client's quality is equal (compute alone decides)."""
     cuts = [int(c) for c in cuts]
     for _ in range(max(cut_max) + 1):  # each decision moves a cut one block toward its bound
-        rows = decide(cuts, compute, [1.0] * len(cuts), gamma, epsilon, cut_min, cut_max)
+        rows = decide(cuts, compute, [1.0] * len(cuts), gamma=gamma, epsilon=epsilon, cut_min=cut_min, cut_max=cut_max)
         if not rows:
             break
         for row in rows:
@@ -74,7 +76,7 @@ def time_bound(block_flops: Sequence[float], flops_per_s: float, budget_s: float
 
 
 def balanced_cuts(
-    block_flops: Sequence[float], flops_per_s: Sequence[float], cut_min: int, cut_max: Sequence[int]
+    block_flops: Sequence[float], flops_per_s: Sequence[float], cut_min: int, *, cut_max: Sequence[int]
 ) -> list[int]:
     """**balance**: the cuts that make every client's iteration time sum_{j<=c} block_flops_j / F_k as equal
     as the block grid allows. A round waits for its slowest client, so the budget is tau = the largest time

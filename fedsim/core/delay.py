@@ -88,14 +88,14 @@ def lora_bits(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> np.nda
     return (_client_mask(workload, cuts) * _checked_ranks(ranks)) @ workload.lora_bits_per_rank
 
 
-def link_rates_bps(link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, num_clients: int) -> np.ndarray:
+def link_rates_bps(link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int) -> np.ndarray:
     """Each client's rate on one link, eqs. (9) and (14), (K,) [bit/s]; through the link's rate model when it
     has one (``fedsim.radio``), else the paper's Shannon rate."""
     if link.rate is not None:
         from fedsim.core.link import link_client_rates_bps
 
-        return link_client_rates_bps(link, owner, psd_w_hz, num_clients)
-    return client_rates_bps(owner, psd_w_hz, link.gain, link.subchannel_hz, link.noise_psd_w_hz, num_clients)
+        return link_client_rates_bps(link, owner, psd_w_hz, num_clients=num_clients)
+    return client_rates_bps(owner, psd_w_hz, link.gain, bandwidth_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz, num_clients=num_clients)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def total_delay_s(iteration_s, T3_s, rounds, local_iterations: int, upload_every_local_iteration: bool):
+def total_delay_s(iteration_s, T3_s, rounds, *, local_iterations: int, upload_every_local_iteration: bool):
     """Eq. (17): T = E(r) (I t + T3) (reading D1, LoRA uploaded once per global round) or
     T = E(r) I (t + T3) (reading D2, uploaded every local iteration). Broadcasts over arrays [s]."""
     if upload_every_local_iteration:
@@ -118,6 +118,7 @@ def delays(
     drop: Drop,
     workload: Workload,
     alloc: Allocation,
+    *,
     batch_size: int,
     local_iterations: int,
     rounds: float,
@@ -142,8 +143,8 @@ def delays(
     k = drop.num_clients
     c_fwd, c_bwd = client_flops(workload, alloc.cuts, alloc.ranks)
     s_fwd, s_bwd = server_flops(workload, alloc.cuts, alloc.ranks)
-    rate_main = link_rates_bps(drop.main, alloc.owner_main, alloc.psd_main_w_hz, k)
-    rate_fed = link_rates_bps(drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, k)
+    rate_main = link_rates_bps(drop.main, alloc.owner_main, alloc.psd_main_w_hz, num_clients=k)
+    rate_fed = link_rates_bps(drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, num_clients=k)
     t_f = batch_size * c_fwd / drop.client_flops_per_s
     t_b = batch_size * c_bwd / drop.client_flops_per_s
     t_a = _safe_div(batch_size * activation_bits(workload, alloc.cuts), rate_main)
@@ -152,7 +153,7 @@ def delays(
     t_sb = float(batch_size * s_bwd.sum() / drop.server_flops_per_s)
     T1, T2, T3 = float(np.max(t_f + t_a)), float(np.max(t_b)), float(np.max(t_u))
     t = T1 + t_sf + t_sb + T2
-    total = total_delay_s(t, T3, rounds, local_iterations, upload_every_local_iteration)
+    total = total_delay_s(t, T3, rounds, local_iterations=local_iterations, upload_every_local_iteration=upload_every_local_iteration)
     return Delays(
         t_client_fwd_s=t_f,
         t_upload_act_s=t_a,

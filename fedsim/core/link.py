@@ -87,7 +87,7 @@ class ShannonRate:
 
 
 def client_power_and_counts(
-    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, num_clients: int
+    owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, *, num_clients: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(K,) total power [W] (sum of p_i B over a client's subchannels) and (K,) subchannel counts."""
     owner = np.asarray(owner, dtype=int)
@@ -99,7 +99,7 @@ def client_power_and_counts(
 
 
 def link_client_rates_bps(
-    link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, num_clients: int
+    link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int
 ) -> np.ndarray:
     """Each client's rate on a link with a ``LinkRate`` (its power spread over its subchannels), (K,) [bit/s].
 
@@ -107,11 +107,11 @@ def link_client_rates_bps(
     subchannels (the optimum on a flat channel, and what 3GPP uplink power control does)."""
     if np.asarray(link.gain).ndim != 1:
         raise ValueError(f"rate model {link.rate.name!r} needs a flat channel (gain of shape (K,))")
-    power, counts = client_power_and_counts(owner, psd_w_hz, link.subchannel_hz, num_clients)
+    power, counts = client_power_and_counts(owner, psd_w_hz, link.subchannel_hz, num_clients=num_clients)
     return np.asarray(link.rate.rate_bps(power, counts, np.asarray(link.gain, float)), float)
 
 
-def finish_time_rate_s(rate, power_w, n_sub, gain, offset_s, load_bits) -> np.ndarray:
+def finish_time_rate_s(rate, power_w, n_sub, *, gain, offset_s, load_bits) -> np.ndarray:
     """offset + load / R(power, n, gain), broadcast [s]; load 0 finishes at its offset, rate 0 never (inf)."""
     load_bits = np.asarray(load_bits, float)
     r = rate.rate_bps(power_w, n_sub, gain)
@@ -121,16 +121,16 @@ def finish_time_rate_s(rate, power_w, n_sub, gain, offset_s, load_bits) -> np.nd
     return offset_s + t
 
 
-def open_loop_psd(link: Link, owner: np.ndarray, p_max_w: np.ndarray, offset_s, load_bits):
+def open_loop_psd(link: Link, owner: np.ndarray, p_max_w: np.ndarray, *, offset_s, load_bits):
     """PSDs (S,) of the 38.213 open-loop powers on one link for assignment ``owner`` (within the link's p_th),
     and the link's worst finish time [s] with them."""
     owner = np.asarray(owner, dtype=int)
     k = np.asarray(p_max_w).shape[0]
     counts = np.bincount(owner[owner >= 0], minlength=k)
-    power = link.rate.open_loop.power_w(link.gain, counts, np.asarray(p_max_w, float), link.p_th_w)
+    power = link.rate.open_loop.power_w(link.gain, counts, np.asarray(p_max_w, float), p_th_w=link.p_th_w)
     psd = np.zeros(owner.shape[0])
     used = owner >= 0
     psd[used] = power[owner[used]] / (counts[owner[used]] * link.subchannel_hz)
-    total, n = client_power_and_counts(owner, psd, link.subchannel_hz, k)
-    time_s = float(np.max(finish_time_rate_s(link.rate, total, n, link.gain, offset_s, load_bits)))
+    total, n = client_power_and_counts(owner, psd, link.subchannel_hz, num_clients=k)
+    time_s = float(np.max(finish_time_rate_s(link.rate, total, n, gain=link.gain, offset_s=offset_s, load_bits=load_bits)))
     return psd, time_s

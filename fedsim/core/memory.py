@@ -42,7 +42,7 @@ def block_activation_floats(arch, batch_size: int, seq_len: int) -> int:
     return batch_size * seq_len * per_token + batch_size * seq_len * seq_len
 
 
-def client_memory_bytes(config, cut: int, batch_size: int, seq_len: int, rank: int) -> float:
+def client_memory_bytes(config, cut: int, batch_size: int, *, seq_len: int, rank: int) -> float:
     """Bytes client memory needs with blocks 1..cut at batch b and length L (weights, LoRA state, activations)."""
     arch = architecture(config)
     embeddings = arch.vocab * arch.d + (arch.max_positions * arch.d if arch.family == "gpt2" else 0)

@@ -117,6 +117,7 @@ def workload_from_config(
     config,
     seq_len: int = 512,
     bits: int = 32,
+    *,
     mode: str = "analytic",
     lora_targets=("q", "v"),
     bwd_factor: float = 2.0,

@@ -64,7 +64,7 @@ def _upload_lora(ctx: RunContext, rs: RoundState, k: int, it):
     ctx.energy_tx_j[k] += transmit_energy_j(costs.power_fed_w[k], dur)
 
 
-def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int):
+def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, *, k: int):
     """Client k in one round: I local iterations, then (reading D1) the LoRA upload."""
     cfg = ctx.config
     # A client's back-to-back events on its own GPU and subchannels (which no other process requests) are
@@ -99,7 +99,7 @@ def _local_iteration(env: simpy.Environment, ctx: RunContext, rs: RoundState, k:
     yield from (_fused_forward_and_upload if fuse else _forward_and_upload)(ctx, rs, k, it)
     rs.check_in("arrive", k, it)
     if cfg.pipelined_server:
-        yield env.process(main_server_job(env, ctx, rs, k, it))
+        yield env.process(main_server_job(env, ctx, rs, k=k, it=it))
     else:
         yield rs.grads[it]  # the main server has sent this iteration's gradients
     if cfg.download:
@@ -242,7 +242,7 @@ def main_server(env: simpy.Environment, ctx: RunContext, rs: RoundState):
         rs.grads[it].succeed()
 
 
-def main_server_job(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int, it: int):
+def main_server_job(env: simpy.Environment, ctx: RunContext, rs: RoundState, *, k: int, it: int):
     """Pipelined main server: FP then BP on client k's batch as soon as it arrives (queues on the GPU)."""
     costs = ctx.costs
     yield from _server_pass(

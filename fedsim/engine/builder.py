@@ -122,6 +122,7 @@ def simulate(
     drop: Drop,
     workload: Workload,
     alloc: Allocation,
+    *,
     batch_size: int,
     local_iterations: int,
     rounds: float,
@@ -178,7 +179,7 @@ def simulate(
     )
     log: list[dict] = []
     n_rounds = int(math.ceil(rounds)) if trainer is None else int(math.floor(rounds))
-    proc = env.process(fed_server(env, ctx, _round_plan(ctx, chan, rng), max(n_rounds, 1), log))
+    proc = env.process(fed_server(env, ctx, _round_plan(ctx, chan, rng), rounds=max(n_rounds, 1), log=log))
     reached = env.run(until=proc)
     return _result(log, rounds, trainer, reached, ctx, k)
 

@@ -113,7 +113,7 @@ class Costs:
         self._bwd_s = sizes.client_bwd_flops / drop.client_flops_per_s
         per_cycle = _flops_per_cycle(drop, config)
         energy = lambda flops: compute_energy_j(  # noqa: E731
-            flops, drop.client_flops_per_s, per_cycle, config.effective_capacitance
+            flops, drop.client_flops_per_s, per_cycle, capacitance=config.effective_capacitance
         )
         self.fwd_j = energy(sizes.client_fwd_flops).tolist()
         self.bwd_j = energy(sizes.client_bwd_flops).tolist()

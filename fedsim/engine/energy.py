@@ -15,7 +15,7 @@ def transmit_energy_j(power_w: float, duration_s: float) -> float:
 
 
 def compute_energy_j(
-    flops: np.ndarray, flops_per_s: np.ndarray, flops_per_cycle: np.ndarray | float, capacitance: float
+    flops: np.ndarray, flops_per_s: np.ndarray, flops_per_cycle: np.ndarray | float, *, capacitance: float
 ) -> np.ndarray:
     """Energy of a computation of ``flops`` on a chip of ``flops_per_s`` [J], elementwise.
 

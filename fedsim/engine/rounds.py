@@ -15,7 +15,7 @@ from fedsim.engine.state import RoundState, RunContext
 from fedsim.engine.trace import TraceRow
 
 
-def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: list[dict]):
+def fed_server(env: simpy.Environment, ctx: RunContext, plan, *, rounds: int, log: list[dict]):
     """Drive the global rounds: start the clients, collect LoRA uploads (until the deadline), aggregate.
 
     ``plan(e) -> (clients, summary)`` draws round e's channel block, failures and stragglers and
@@ -32,7 +32,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, rounds: int, log: 
         if not cfg.pipelined_server:
             env.process(main_server(env, ctx, rs))
         for k in clients:
-            rs.processes[k] = env.process(client(env, ctx, rs, k))
+            rs.processes[k] = env.process(client(env, ctx, rs, k=k))
         if cfg.round_deadline_s is None:
             yield rs.upload.event
         else:

@@ -27,6 +27,7 @@ def run_sweep(
     scenario: Scenario,
     store: ResultsStore,
     executor: str = "process",
+    *,
     workers: int | None = None,
     ray_address: str | None = None,
     progress: bool = True,
@@ -54,7 +55,7 @@ def run_sweep(
     try:
         if todo:
             # closing(): on an interruption the executor stops its workers at once
-            with closing(run_units(scenario, todo, executor, workers, ray_address, kind=kind)) as finished:
+            with closing(run_units(scenario, todo, executor, workers=workers, ray_address=ray_address, kind=kind)) as finished:
                 for point, drop, rows in finished:
                     store.write_part(point, drop, rows)
                     bar.update(per_unit)
@@ -63,7 +64,7 @@ def run_sweep(
     return store.consolidate(set(plan))
 
 
-def sweep_tables(kind: Kind, rows: pd.DataFrame, scenario: Scenario, store: ResultsStore) -> list[str]:
+def sweep_tables(kind: Kind, rows: pd.DataFrame, scenario: Scenario, *, store: ResultsStore) -> list[str]:
     """The kind's tables of a finished sweep, written under the results folder; the summary's lines."""
     return kind.tables(rows, _with_out(scenario, store), store.root)
 

@@ -18,6 +18,7 @@ def optimize_drop(
     system: SystemParams,
     workload: Workload,
     batch_size: int,
+    *,
     local_iterations: int,
     rounds_by_rank: dict[int, float],
     seed: int,

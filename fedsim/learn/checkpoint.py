@@ -28,7 +28,7 @@ _RESUMABLE = {"steps", "checkpoint_every", "checkpoint_path", "target_ppl", "tes
               "max_new_tokens"}  # fmt: skip
 
 
-def save_checkpoint(path: str | Path, config: dict, step: int, curve: list[dict], system_state: dict,
+def save_checkpoint(path: str | Path, config: dict, step: int, *, curve: list[dict], system_state: dict,
                     extra: dict | None = None) -> None:  # fmt: skip
     """Atomically write the whole training state to ``path`` (checksum header + torch format); ``extra``'s
     entries (plain Python values, e.g. the live run's engine log under ``live``) join the payload."""

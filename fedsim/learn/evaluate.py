@@ -72,6 +72,7 @@ def greedy_generate(
     model_or_fn,
     tokenizer,
     prompts_ids: Sequence[Sequence[int]],
+    *,
     max_new_tokens: int = 64,
     batch_size: int = 16,
 ) -> list[list[int]]:
@@ -152,6 +153,7 @@ def evaluate_generation(
     model_or_fn,
     tokenizer,
     pairs: Sequence[tuple[str, str]],
+    *,
     max_new_tokens: int = 64,
     batch_size: int = 16,
     limit: int | None = None,
@@ -162,8 +164,8 @@ def evaluate_generation(
     Returns ``{"bleu", "rouge_l", "num_mrs", "samples": [{"mr", "hypothesis", "references"}, ...]}``.
     """
     groups = group_by_mr(pairs)[:limit]
-    prompts = [encode_pair(tokenizer, mr, None, max_len)[0] for mr, _ in groups]
-    outputs = greedy_generate(model_or_fn, tokenizer, prompts, max_new_tokens, batch_size)
+    prompts = [encode_pair(tokenizer, mr, None, max_len=max_len)[0] for mr, _ in groups]
+    outputs = greedy_generate(model_or_fn, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     hyps = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
     refs = [r for _, r in groups]
     return {

@@ -76,7 +76,7 @@ class LiveTrainer:
         return self._resume is not None
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, model=None, data: TrainData | None = None, progress: bool = True,
+    def from_config(cls, cfg: TrainConfig, model=None, data: TrainData | None = None, *, progress: bool = True,
                     source: str = "") -> LiveTrainer:  # fmt: skip
         """Load the model and E2E data ``cfg`` names (unless given) and build the split-federated system."""
         if cfg.scheme != "split_fed":
@@ -85,7 +85,7 @@ class LiveTrainer:
             from fedsim.learn.setup import load
 
             model, _, data = load(cfg, progress=progress)
-        return cls(build_system(model, cfg, data.train, data.partition), cfg, data, progress, source)
+        return cls(build_system(model, cfg, data.train, partition=data.partition), cfg, data, progress, source)
 
     # --- the engine's Trainer protocol ---
     def client_forward(self, client: int) -> None:
@@ -151,8 +151,8 @@ class LiveTrainer:
         if self._ckpt is not None and (self.steps // every > before // every or reached):
             live = _plain({"rounds": self._rounds, "sim_time_s": float(sim_time_s), "log": self._log,
                            "cut_rows": self._cut_rows, "last_eval_step": self._last_eval_step})  # fmt: skip
-            save_checkpoint(self._ckpt, self.cfg.model_dump(), self.steps, self.curve,
-                            self.system.state_dict(), extra={"live": live})  # fmt: skip
+            save_checkpoint(self._ckpt, self.cfg.model_dump(), self.steps, curve=self.curve,
+                            system_state=self.system.state_dict(), extra={"live": live})  # fmt: skip
         return reached
 
     def _replayed(self, round_index: int, sim_time_s: float) -> bool:
@@ -210,7 +210,7 @@ class LiveTrainer:
 
     def record(self) -> ConvergenceRecord:
         """The convergence record so far (curve rows also carry ``sim_time_s``; ``final`` once computed)."""
-        return make_record(self.cfg, self.curve, self.source, self.final)
+        return make_record(self.cfg, self.curve, self.source, final=self.final)
 
 
 def _plain(value):

@@ -25,10 +25,10 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
         parts = partition.iid(len(train), k, rng)
     elif cfg.partition == "dirichlet":
         parts = partition.dirichlet_by_attribute([mr for mr, _ in pairs], cfg.partition_attribute, k,
-                                                 cfg.dirichlet_alpha, rng)  # fmt: skip
+                                                 alpha=cfg.dirichlet_alpha, rng=rng)  # fmt: skip
     else:
         lengths = [len(train.encoded(i)[0]) for i in range(len(train))]
-        parts = partition.length_dirichlet(lengths, k, cfg.dirichlet_alpha, rng)
+        parts = partition.length_dirichlet(lengths, k, cfg.dirichlet_alpha, rng=rng)
     n_eval = len(validation) if cfg.eval_samples is None else min(cfg.eval_samples, len(validation))
     test = e2e.E2EExamples(splits["test"], tokenizer, cfg.seq_len)
     return TrainData(train, validation, [np.asarray(p) for p in parts], np.arange(n_eval), test=test,

@@ -43,7 +43,7 @@ def perplexity(system, data: TrainData, batch_size: int) -> float:
     return math.exp(total / max(count, 1))
 
 
-def evaluate_validation(system, data: TrainData, batch_size: int, halves: bool = False) -> dict:
+def evaluate_validation(system, data: TrainData, batch_size: int, *, halves: bool = False) -> dict:
     """``{"val_ppl": ...}``; with ``halves`` also ``val_ppl_a`` / ``val_ppl_b``, the perplexity of the even and
     odd positions of ``data.eval_indices`` (same forward passes: val_ppl pools both halves' tokens)."""
     if not halves:
@@ -80,7 +80,7 @@ def final_metrics(system, cfg: TrainConfig, data: TrainData) -> dict:
         with system.deployed() as forward:
             result = evaluate_generation(
                 lambda input_ids, attention_mask: forward(input_ids.to(device), attention_mask.to(device)),
-                data.tokenizer, data.test_pairs, cfg.max_new_tokens, batch_size=batch, limit=cfg.generate_mrs,
+                data.tokenizer, data.test_pairs, max_new_tokens=cfg.max_new_tokens, batch_size=batch, limit=cfg.generate_mrs,
                 max_len=cfg.seq_len,
             )  # fmt: skip
         out.update(bleu=result["bleu"], rouge_l=result["rouge_l"], n_mrs=result["num_mrs"])
@@ -89,10 +89,10 @@ def final_metrics(system, cfg: TrainConfig, data: TrainData) -> dict:
 
 
 def train(
-    cfg: TrainConfig, model, data: TrainData, progress: bool = True, source: str = ""
+    cfg: TrainConfig, model, data: TrainData, *, progress: bool = True, source: str = ""
 ) -> ConvergenceRecord:
     """Run ``cfg.steps`` local iterations of ``cfg.scheme`` on ``model`` (a plain HF causal LM)."""
-    system = build_system(model, cfg, data.train, data.partition)
+    system = build_system(model, cfg, data.train, partition=data.partition)
     eval_batch = cfg.batch_size * cfg.num_clients
     step, curve = 0, []
     ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
@@ -102,7 +102,7 @@ def train(
         step, curve = int(payload["step"]), list(payload["curve"])
         restore_rng(payload)
     else:
-        curve.append({"step": 0, "round": 0.0, **evaluate_validation(system, data, eval_batch, cfg.eval_halves)})
+        curve.append({"step": 0, "round": 0.0, **evaluate_validation(system, data, eval_batch, halves=cfg.eval_halves)})
 
     bar = tqdm(
         total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.scheme} r={cfg.rank}", unit="step"
@@ -119,14 +119,14 @@ def train(
         train_s += time.perf_counter() - started
         row = {"step": step, "round": step / cfg.local_iterations, "train_loss": loss}
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            row.update(evaluate_validation(system, data, eval_batch, cfg.eval_halves))
+            row.update(evaluate_validation(system, data, eval_batch, halves=cfg.eval_halves))
         curve.append(row)
         if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            save_checkpoint(ckpt, cfg.model_dump(), step, curve, system.state_dict())
+            save_checkpoint(ckpt, cfg.model_dump(), step, curve=curve, system_state=system.state_dict())
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("train_loss", "val_ppl")})
     bar.close()
-    record = make_record(cfg, curve, source, final_metrics(system, cfg, data))
+    record = make_record(cfg, curve, source, final=final_metrics(system, cfg, data))
     trained = system.tokens - tokens_before  # this process's steps (a resumed run counts its own)
     if train_s > 0:
         record.measured = {"train_tokens_per_s": trained / train_s, "peak_memory_bytes": peak_memory_bytes(device),
@@ -135,7 +135,7 @@ def train(
 
 
 def make_record(
-    cfg: TrainConfig, curve: list[dict], source: str, final: dict | None = None
+    cfg: TrainConfig, curve: list[dict], source: str, *, final: dict | None = None
 ) -> ConvergenceRecord:
     clean = [{k: float(v) if k != "step" else int(v) for k, v in r.items() if not _is_nan(v)} for r in curve]
     if final is not None:

@@ -39,6 +39,7 @@ def optimize(
     problem: Problem,
     scheme: str | Scheme = "proposed",
     rng: np.random.Generator | None = None,
+    *,
     power_solver: str = "exact",
     refine: bool = True,
 ) -> Result:

@@ -37,10 +37,10 @@ def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_s
     if getattr(link.rate, "open_loop", None) is not None:  # the radio sets the powers (38.213 open loop)
         from fedsim.core.link import open_loop_psd
 
-        psd, time_s = open_loop_psd(link, owner, problem.drop.p_max_w, offset_s, load_bits)
+        psd, time_s = open_loop_psd(link, owner, problem.drop.p_max_w, offset_s=offset_s, load_bits=load_bits)
         return psd, time_s, "open_loop (38.213)" if np.isfinite(time_s) else "infeasible"
     if power_solver == "exact" and np.asarray(link.gain).ndim == 1:
-        sol = solve_power_exact(link, owner, problem.drop.p_max_w, offset_s, load_bits)
+        sol = solve_power_exact(link, owner, problem.drop.p_max_w, offset_s=offset_s, load_bits=load_bits)
         return sol.psd_w_hz, sol.time_s, sol.status
     if link.rate is not None:
         raise InputError(
@@ -49,7 +49,7 @@ def _power_step(problem, link, owner, offset_s, load_bits, previous_psd, power_s
         )
     from fedsim.optimize.power_cvx import solve_power_cvx
 
-    sol = solve_power_cvx(link, owner, problem.drop.p_max_w, offset_s, load_bits)
+    sol = solve_power_cvx(link, owner, problem.drop.p_max_w, offset_s=offset_s, load_bits=load_bits)
     if sol.status in ("optimal", "optimal_inaccurate"):
         return sol.psd_w_hz, sol.time_s, sol.status
     return previous_psd, float("inf"), f"{sol.status} (kept previous PSDs)"
@@ -59,10 +59,10 @@ def _channels_and_power(problem, link, offset_s, load_bits, psd, power_solver, r
     """Steps 1-2 of Algorithm 3 on one link: Algorithm 2, then power control (25). With ``refine`` on a flat
     channel, the counts are then re-chosen jointly with the powers (``joint.exact_counts``) and kept if the
     link gets faster."""
-    owner = greedy_assign(link, problem.drop.p_max_w, offset_s, load_bits)
+    owner = greedy_assign(link, problem.drop.p_max_w, offset_s, load_bits=load_bits)
     psd, time_s, status = _power_step(problem, link, owner, offset_s, load_bits, psd, power_solver)
     if refine and np.asarray(link.gain).ndim == 1:
-        counts = exact_counts(link, problem.drop.p_max_w, offset_s, load_bits, time_s)
+        counts = exact_counts(link, problem.drop.p_max_w, offset_s, load_bits=load_bits, upper_s=time_s)
         if counts is not None and not np.array_equal(counts, client_counts(owner, problem.drop.num_clients)):
             owner2 = np.repeat(np.arange(counts.shape[0]), counts)
             psd2, time2, status2 = _power_step(problem, link, owner2, offset_s, load_bits, psd, power_solver)
@@ -178,8 +178,8 @@ def _links_step(
         )
     else:
         if spec.channels == "greedy":
-            b.owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_main)
-            b.owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_fed)
+            b.owner_main = greedy_assign(drop.main, drop.p_max_w, offset_main, load_bits=load_main)
+            b.owner_fed = greedy_assign(drop.fed, drop.p_max_w, np.zeros(k), load_bits=load_fed)
         b.psd_main = uniform_psd(drop.main, b.owner_main, drop.p_max_w)
         b.psd_fed = uniform_psd(drop.fed, b.owner_fed, drop.p_max_w)
 
@@ -188,14 +188,14 @@ def _split_step(problem: Problem, model: CostModel, blocks: _Blocks, rate_main, 
     """Step 3 of Algorithm 3: the best common cut, or per-client cuts, for the current rates and rank."""
     k, cuts, rank = problem.drop.num_clients, blocks.cuts, blocks.rank
     if not problem.per_client_cuts:
-        return np.full(k, best_common_cut(model, rank, rate_main, rate_fed)[0])
+        return np.full(k, best_common_cut(model, rank, rate_main, rate_fed=rate_fed)[0])
     # descent on a max-type objective can stall where moving one client alone does not pay (it becomes
     # the straggler); starting from the better of the current and the best common cut guarantees
     # per-client cuts never do worse than a common cut
-    common, t_common = best_common_cut(model, rank, rate_main, rate_fed)
-    if t_common < float(model.total_s(cuts, rank, rate_main, rate_fed)):
+    common, t_common = best_common_cut(model, rank, rate_main, rate_fed=rate_fed)
+    if t_common < float(model.total_s(cuts, rank, rate_main, rate_fed_bps=rate_fed)):
         cuts = np.full(k, common)
-    return best_client_cuts(model, cuts, rank, rate_main, rate_fed)[0]
+    return best_client_cuts(model, cuts, rank, rate_main=rate_main, rate_fed=rate_fed)[0]
 
 
 def _result(
@@ -213,10 +213,10 @@ def _result(
         problem.drop,
         problem.workload,
         alloc,
-        problem.batch_size,
-        problem.local_iterations,
-        problem.rounds_by_rank[rank],
-        problem.upload_every_local_iteration,
+        batch_size=problem.batch_size,
+        local_iterations=problem.local_iterations,
+        rounds=problem.rounds_by_rank[rank],
+        upload_every_local_iteration=problem.upload_every_local_iteration,
     )
     if not result_delays.feasible:
         failed = any("kept previous" in v for v in solver_status.values())
@@ -228,6 +228,7 @@ def run_bcd(
     problem: Problem,
     spec: SchemeSpec,
     scheme: str,
+    *,
     rng: np.random.Generator | None,
     power_solver: str = "exact",
     max_iterations: int = MAX_ITERATIONS,
@@ -258,14 +259,14 @@ def run_bcd(
             power_solver=power_solver,
             refine=refine,
         )
-        rate_main = link_rates_bps(drop.main, blocks.owner_main, blocks.psd_main, k)
-        rate_fed = link_rates_bps(drop.fed, blocks.owner_fed, blocks.psd_fed, k)
+        rate_main = link_rates_bps(drop.main, blocks.owner_main, blocks.psd_main, num_clients=k)
+        rate_fed = link_rates_bps(drop.fed, blocks.owner_fed, blocks.psd_fed, num_clients=k)
         if spec.cut == "optimal":
             blocks.cuts = _split_step(problem, model, blocks, rate_main, rate_fed)
         if spec.rank == "optimal":
-            blocks.rank, total = best_rank(model, blocks.cuts, rate_main, rate_fed)
+            blocks.rank, total = best_rank(model, blocks.cuts, rate_main, rate_fed=rate_fed)
         else:
-            total = float(model.total_s(blocks.cuts, blocks.rank, rate_main, rate_fed))
+            total = float(model.total_s(blocks.cuts, blocks.rank, rate_main, rate_fed_bps=rate_fed))
         history.append(total)
         if best is None or total < best[0]:
             best = (total, blocks.allocation(problem), int(blocks.rank))

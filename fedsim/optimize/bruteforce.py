@@ -50,9 +50,9 @@ def _link_min_time(link, counts, offset_s, load_bits, p_max_w):
     if link.rate is not None:  # any monotone rate model (fedsim.radio): bisection, exact as well
         from fedsim.optimize.power_rate import min_time_rate
 
-        return min_time_rate(link.rate, counts, gain, offset_s, load_bits, p_max_w, link.p_th_w)
+        return min_time_rate(link.rate, counts, gain, offset_s=offset_s, load_bits=load_bits, p_max_w=p_max_w, p_th_w=link.p_th_w)
     return min_time_flat(
-        counts, gain, offset_s, load_bits, p_max_w, link.p_th_w, link.subchannel_hz, link.noise_psd_w_hz
+        counts, gain, offset_s, load_bits=load_bits, p_max_w=p_max_w, p_th_w=link.p_th_w, sub_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz
     )
 
 
@@ -102,8 +102,8 @@ def brute_force(problem: Problem) -> Result:
                 t,
                 t3,
                 problem.rounds_by_rank[r],
-                problem.local_iterations,
-                problem.upload_every_local_iteration,
+                local_iterations=problem.local_iterations,
+                upload_every_local_iteration=problem.upload_every_local_iteration,
             )
         )
     g = int(np.argmin(totals))
@@ -125,10 +125,10 @@ def brute_force(problem: Problem) -> Result:
         drop,
         problem.workload,
         alloc,
-        problem.batch_size,
-        problem.local_iterations,
-        problem.rounds_by_rank[r],
-        problem.upload_every_local_iteration,
+        batch_size=problem.batch_size,
+        local_iterations=problem.local_iterations,
+        rounds=problem.rounds_by_rank[r],
+        upload_every_local_iteration=problem.upload_every_local_iteration,
     )
     status = "optimal" if d.feasible else "infeasible"
     n_candidates = len(comp_main) * len(grid) + len(comp_fed)

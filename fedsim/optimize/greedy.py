@@ -33,8 +33,8 @@ def _finish_table_s(link, power_w, offset_s, load_bits, n, rows=slice(None)) -> 
     if link.rate is not None:  # a rate model of fedsim.radio (non-decreasing in n, so phase 2 still fits)
         from fedsim.core.link import finish_time_rate_s
 
-        return finish_time_rate_s(link.rate, power, n, g, offset, load)
-    return finish_time_s(power, n, g, offset, load, link.subchannel_hz, link.noise_psd_w_hz)
+        return finish_time_rate_s(link.rate, power, n, gain=g, offset_s=offset, load_bits=load)
+    return finish_time_s(power, n, g, offset_s=offset, load_bits=load, sub_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz)
 
 
 def _phase2_heap(table: np.ndarray, steps: int) -> np.ndarray:
@@ -130,7 +130,7 @@ def _greedy_fading(link, power_w, offset_s, load_bits) -> np.ndarray:
 
     # phase 1: weakest first, judged by D_k(1) on the client's best subchannel
     best1 = np.max(gain, axis=1)
-    d1 = finish_time_s(power_w, 1, best1, offset_s, load_bits, link.subchannel_hz, link.noise_psd_w_hz)
+    d1 = finish_time_s(power_w, 1, best1, offset_s=offset_s, load_bits=load_bits, sub_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz)
     for c in np.argsort(-d1, kind="stable"):
         take(int(c))
     current = np.array([delay(c) for c in range(k)])
@@ -141,7 +141,7 @@ def _greedy_fading(link, power_w, offset_s, load_bits) -> np.ndarray:
     return owner
 
 
-def greedy_assign(link, p_max_w, offset_s, load_bits, power_w=None) -> np.ndarray:
+def greedy_assign(link, p_max_w, offset_s, *, load_bits, power_w=None) -> np.ndarray:
     """Algorithm 2 on one link. Returns owner (S,): the client of each subchannel, every entry >= 0.
 
     Args:

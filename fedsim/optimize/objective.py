@@ -131,13 +131,13 @@ class CostModel:
         return self._client_lora(self.cum_lora_bits, self.lora_bits, cuts, rank)
 
     def total_s(
-        self, cuts: np.ndarray, rank: int, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray
+        self, cuts: np.ndarray, rank: int, rate_main_bps: np.ndarray, *, rate_fed_bps: np.ndarray
     ) -> np.ndarray:
         """T, eq. (17), for cuts (..., K) and fixed per-client rates (K,) [s]; inf if a rate is 0."""
         return self._total_s(cuts, rank, self.rounds_by_rank[rank], rate_main_bps, rate_fed_bps)
 
     def total_by_rank_s(
-        self, cuts: np.ndarray, ranks, rate_main_bps: np.ndarray, rate_fed_bps: np.ndarray
+        self, cuts: np.ndarray, ranks, rate_main_bps: np.ndarray, *, rate_fed_bps: np.ndarray
     ) -> np.ndarray:
         """T for each rank in ``ranks`` (R,) at one set of cuts (K,), in one evaluation: (R,) [s], entry i
         equal to ``total_s(cuts, ranks[i], ...)``."""
@@ -157,16 +157,16 @@ class CostModel:
         t2 = np.max(self.client_bwd_s(cuts, rank), axis=-1)
         t3 = np.max(t_u, axis=-1)
         t = t1 + self.server_s(cuts, rank) + t2
-        return total_delay_s(t, t3, rounds, self.local_iterations, self.upload_every_local_iteration)
+        return total_delay_s(t, t3, rounds, local_iterations=self.local_iterations, upload_every_local_iteration=self.upload_every_local_iteration)
 
 
 def best_common_cut(
-    model: CostModel, rank: int, rate_main: np.ndarray, rate_fed: np.ndarray
+    model: CostModel, rank: int, rate_main: np.ndarray, *, rate_fed: np.ndarray
 ) -> tuple[int, float]:
     """Eq. (26): the common cut c in 1..J minimising T with rates fixed; returns (c, T)."""
     k = model.client_flops_per_s.shape[0]
     cands = np.repeat(np.arange(1, model.num_layers + 1)[:, None], k, axis=1)
-    totals = model.total_s(cands, rank, rate_main, rate_fed)
+    totals = model.total_s(cands, rank, rate_main, rate_fed_bps=rate_fed)
     i = int(np.argmin(totals))
     return i + 1, float(totals[i])
 
@@ -175,6 +175,7 @@ def best_client_cuts(
     model: CostModel,
     cuts: np.ndarray,
     rank: int,
+    *,
     rate_main: np.ndarray,
     rate_fed: np.ndarray,
     max_sweeps: int = 50,
@@ -185,13 +186,13 @@ def best_client_cuts(
     cut when that is better)."""
     cuts = np.array(cuts, dtype=int)
     j = model.num_layers
-    best = float(model.total_s(cuts, rank, rate_main, rate_fed))
+    best = float(model.total_s(cuts, rank, rate_main, rate_fed_bps=rate_fed))
     for _ in range(max_sweeps):
         changed = False
         for k in range(cuts.shape[0]):
             cands = np.repeat(cuts[None, :], j, axis=0)
             cands[:, k] = np.arange(1, j + 1)
-            totals = model.total_s(cands, rank, rate_main, rate_fed)
+            totals = model.total_s(cands, rank, rate_main, rate_fed_bps=rate_fed)
             i = int(np.argmin(totals))
             if totals[i] < best * (1 - 1e-12):
                 cuts[k], best, changed = i + 1, float(totals[i]), True
@@ -201,10 +202,10 @@ def best_client_cuts(
 
 
 def best_rank(
-    model: CostModel, cuts: np.ndarray, rate_main: np.ndarray, rate_fed: np.ndarray
+    model: CostModel, cuts: np.ndarray, rate_main: np.ndarray, *, rate_fed: np.ndarray
 ) -> tuple[int, float]:
     """Eq. (27): the rank in R minimising T with cuts and rates fixed; returns (r, T)."""
     ranks = sorted(model.rounds_by_rank)
-    totals = model.total_by_rank_s(cuts, ranks, rate_main, rate_fed)
+    totals = model.total_by_rank_s(cuts, ranks, rate_main, rate_fed_bps=rate_fed)
     i = int(np.argmin(totals))
     return ranks[i], float(totals[i])

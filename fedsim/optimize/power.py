@@ -38,7 +38,7 @@ class PowerSolution:
 
 
 def finish_time_s(
-    power_w, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float
+    power_w, n_sub, gain, *, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float
 ) -> np.ndarray:
     """offset + load / R with total power spread uniformly over n subchannels, broadcast [s].
 
@@ -53,7 +53,7 @@ def finish_time_s(
     return offset_s + t
 
 
-def min_power_w(time_s, n_sub, gain, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float) -> np.ndarray:
+def min_power_w(time_s, n_sub, gain, *, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float) -> np.ndarray:
     """P_k(T): the least total power that finishes by time_s, broadcast [W]; inf if impossible."""
     n_sub, load_bits = np.asarray(n_sub, float), np.asarray(load_bits, float)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -94,7 +94,7 @@ class _NewtonTerms:
 
 
 def min_time_flat(
-    n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float, sub_hz: float, noise_psd_w_hz: float
+    n_sub, gain, offset_s, *, load_bits, p_max_w, p_th_w: float, sub_hz: float, noise_psd_w_hz: float
 ):
     """Least worst-case finish time of one link and each client's power at it.
 
@@ -110,11 +110,12 @@ def min_time_flat(
     Returns:
         (time_s (...), power_w (..., K)): the optimal T (inf if no finite T exists) and P_k(T) <= budgets.
     """
-    args = (n_sub, gain, offset_s, load_bits, sub_hz, noise_psd_w_hz)
+    args = (n_sub, gain)
+    kw = dict(offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=noise_psd_w_hz)
     k = np.shape(n_sub)[-1]
     # lower bound: everyone at full power ignoring p_th; upper bound: everyone at an equal share of p_th
-    lo = np.max(finish_time_s(p_max_w, *args), axis=-1)
-    hi = np.max(finish_time_s(np.minimum(p_max_w, p_th_w / k), *args), axis=-1)
+    lo = np.max(finish_time_s(p_max_w, *args, **kw), axis=-1)
+    hi = np.max(finish_time_s(np.minimum(p_max_w, p_th_w / k), *args, **kw), axis=-1)
     lo, hi = np.broadcast_arrays(np.asarray(lo, float), np.asarray(hi, float))
     lo, hi = lo.copy(), hi.copy()
     ok = np.isfinite(hi)
@@ -122,7 +123,7 @@ def min_time_flat(
     # and decreasing: Newton started at lo (g >= 0) climbs monotonically to the root without overshooting.
     t = np.where(ok, lo, 0.0)
     todo = ok.copy()
-    newton = _NewtonTerms(*args)
+    newton = _NewtonTerms(n_sub, gain, offset_s, load_bits, sub_hz, noise_psd_w_hz)
     for _ in range(_NEWTON_STEPS):
         p, dp = newton(t[..., None])
         g = np.sum(p, axis=-1) - p_th_w
@@ -136,13 +137,13 @@ def min_time_flat(
     lo = t.copy()
     for _ in range(200 if np.any(todo) else 0):
         mid = 0.5 * (lo + hi)
-        feas = np.sum(min_power_w(mid[..., None], *args), axis=-1) <= p_th_w
+        feas = np.sum(min_power_w(mid[..., None], *args, **kw), axis=-1) <= p_th_w
         hi, lo = np.where(todo & feas, mid, hi), np.where(todo & ~feas, mid, lo)
         if np.all(~todo | (hi - lo <= 1e-15 * hi)):
             break
     hi = np.where(ok & ~todo, t, hi)
     time = np.where(ok, hi, np.inf)
-    power = min_power_w(np.where(ok, hi, 0.0)[..., None], *args)
+    power = min_power_w(np.where(ok, hi, 0.0)[..., None], *args, **kw)
     power = np.where(ok[..., None], np.minimum(power, p_max_w), 0.0)
     # floating-point guard so the returned powers never exceed p_th by rounding
     total = np.sum(power, axis=-1, keepdims=True)
@@ -156,7 +157,7 @@ def client_counts(owner: np.ndarray, num_clients: int) -> np.ndarray:
     return np.bincount(owner[owner >= 0], minlength=num_clients)
 
 
-def solve_power_exact(link, owner, p_max_w, offset_s, load_bits) -> PowerSolution:
+def solve_power_exact(link, owner, p_max_w, *, offset_s, load_bits) -> PowerSolution:
     """Optimal PSDs of one flat-channel link (gain (K,)) for a fixed assignment ``owner`` (S,)."""
     gain = np.asarray(link.gain, dtype=float)
     if gain.ndim != 1:
@@ -172,21 +173,21 @@ def solve_power_exact(link, owner, p_max_w, offset_s, load_bits) -> PowerSolutio
             link.rate,
             n,
             gain,
-            np.asarray(offset_s, float),
-            np.asarray(load_bits, float),
-            np.asarray(p_max_w, float),
-            float(link.p_th_w),
+            offset_s=np.asarray(offset_s, float),
+            load_bits=np.asarray(load_bits, float),
+            p_max_w=np.asarray(p_max_w, float),
+            p_th_w=float(link.p_th_w),
         )
     else:
         time, power = min_time_flat(
             n,
             gain,
             np.asarray(offset_s, float),
-            np.asarray(load_bits, float),
-            np.asarray(p_max_w, float),
-            float(link.p_th_w),
-            float(link.subchannel_hz),
-            float(link.noise_psd_w_hz),
+            load_bits=np.asarray(load_bits, float),
+            p_max_w=np.asarray(p_max_w, float),
+            p_th_w=float(link.p_th_w),
+            sub_hz=float(link.subchannel_hz),
+            noise_psd_w_hz=float(link.noise_psd_w_hz),
         )
     owner = np.asarray(owner, dtype=int)
     psd = np.zeros(owner.shape[0])

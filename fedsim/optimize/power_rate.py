@@ -19,7 +19,7 @@ _REL_TOL = 1e-13
 _DOUBLINGS = 80
 
 
-def min_power_rate_w(rate, time_s, n_sub, gain, offset_s, load_bits) -> np.ndarray:
+def min_power_rate_w(rate, time_s, n_sub, *, gain, offset_s, load_bits) -> np.ndarray:
     """P_k(T): the least total power that finishes by ``time_s``, broadcast [W]; inf if impossible."""
     load_bits = np.asarray(load_bits, float)
     slack = np.asarray(time_s - offset_s, float)
@@ -32,11 +32,11 @@ def min_power_rate_w(rate, time_s, n_sub, gain, offset_s, load_bits) -> np.ndarr
 
 
 def _feasible(rate, t, args, p_max_w, p_th_w):
-    p = min_power_rate_w(rate, t[..., None], *args)
+    p = min_power_rate_w(rate, t[..., None], **args)
     return np.all(p <= p_max_w, axis=-1) & (np.sum(p, axis=-1) <= p_th_w)
 
 
-def min_time_rate(rate, n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float):
+def min_time_rate(rate, n_sub, gain, *, offset_s, load_bits, p_max_w, p_th_w: float):
     """Least worst-case finish time of one link and each client's power at it, for a monotone ``rate``.
 
     Args:
@@ -49,11 +49,11 @@ def min_time_rate(rate, n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float
         (time_s (...), power_w (..., K)): the optimal T (inf if no finite T exists) and P_k(T) within the
         budgets.
     """
-    args = (n_sub, gain, offset_s, load_bits)
+    args = dict(n_sub=n_sub, gain=gain, offset_s=offset_s, load_bits=load_bits)
     k = np.shape(n_sub)[-1]
     p_max_w = np.asarray(p_max_w, float)
-    lo = np.max(finish_time_rate_s(rate, p_max_w, *args), axis=-1)
-    hi = np.max(finish_time_rate_s(rate, np.minimum(p_max_w, p_th_w / k), *args), axis=-1)
+    lo = np.max(finish_time_rate_s(rate, p_max_w, **args), axis=-1)
+    hi = np.max(finish_time_rate_s(rate, np.minimum(p_max_w, p_th_w / k), **args), axis=-1)
     lo, hi = np.broadcast_arrays(np.asarray(lo, float), np.asarray(hi, float))
     lo, hi = lo.copy(), hi.copy()
     possible = np.isfinite(lo)
@@ -85,7 +85,7 @@ def min_time_rate(rate, n_sub, gain, offset_s, load_bits, p_max_w, p_th_w: float
         lo = np.where(todo & ~feas, mid, lo)
         todo &= hi - lo > _REL_TOL * hi
     time = np.where(ok, hi, np.inf)
-    power = min_power_rate_w(rate, np.where(ok, hi, 0.0)[..., None], *args)
+    power = min_power_rate_w(rate, np.where(ok, hi, 0.0)[..., None], **args)
     power = np.where(ok[..., None], np.minimum(power, p_max_w), 0.0)
     total = np.sum(power, axis=-1, keepdims=True)
     power = power * np.minimum(1.0, p_th_w / np.where(total > 0, total, 1.0))

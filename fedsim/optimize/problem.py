@@ -52,7 +52,7 @@ class Problem:
         j = self.workload.num_layers
         if self.rank_cut is None:
             return uniform_ranks(len(cuts), j, int(rank))
-        return cut_layer_ranks(np.asarray(cuts, dtype=int), j, int(self.rank_cut), int(rank))
+        return cut_layer_ranks(np.asarray(cuts, dtype=int), j, int(self.rank_cut), rank_others=int(rank))
 
     @property
     def ranks(self) -> tuple[int, ...]:

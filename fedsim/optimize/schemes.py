@@ -141,10 +141,10 @@ def evaluate(
         problem.drop,
         problem.workload,
         allocation,
-        problem.batch_size,
-        problem.local_iterations,
-        problem.rounds_by_rank[rank],
-        problem.upload_every_local_iteration,
+        batch_size=problem.batch_size,
+        local_iterations=problem.local_iterations,
+        rounds=problem.rounds_by_rank[rank],
+        upload_every_local_iteration=problem.upload_every_local_iteration,
     )
     final = status if d.feasible else "infeasible"
     return Result(

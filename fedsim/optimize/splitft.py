@@ -44,7 +44,7 @@ class SplitFTScheme:
         owner_fed = random_average_assign(drop.fed.num_subchannels, k, rng)
         start = [min(self.start_cut, max(j - 1, 1))] * k
         cuts = np.asarray(
-            steady_cuts(start, drop.client_flops_per_s, self.gamma, self.epsilon, 1, [max(j - 1, 1)] * k)
+            steady_cuts(start, drop.client_flops_per_s, self.gamma, epsilon=self.epsilon, cut_min=1, cut_max=[max(j - 1, 1)] * k)
         )
         r_others = max(problem.ranks)
         r_cut = max(1, r_others // 2) if problem.rank_cut is None else int(problem.rank_cut)
@@ -54,10 +54,10 @@ class SplitFTScheme:
             uniform_psd(drop.main, owner_main, drop.p_max_w),
             uniform_psd(drop.fed, owner_fed, drop.p_max_w),
             cuts.astype(int),
-            cut_layer_ranks(cuts, j, r_cut, r_others),
+            cut_layer_ranks(cuts, j, r_cut, rank_others=r_others),
         )
-        d = delays(drop, work, alloc, problem.batch_size, problem.local_iterations,
-                   problem.rounds_by_rank[r_others], problem.upload_every_local_iteration)  # fmt: skip
+        d = delays(drop, work, alloc, batch_size=problem.batch_size, local_iterations=problem.local_iterations,
+                   rounds=problem.rounds_by_rank[r_others], upload_every_local_iteration=problem.upload_every_local_iteration)  # fmt: skip
         status = "optimal" if d.feasible else "infeasible"
         return Result(self.name, alloc, d, status, {"power_solver": "uniform", "cuts": "splitft_rule"}, 1,
                       [float(d.total_s)], problem)  # fmt: skip
@@ -71,10 +71,10 @@ def with_cut_layer_rank(problem: Problem, result: Result, rank_cut: int) -> Resu
     blocks c_k and c_k + 1, the scheme's rank elsewhere; delays re-evaluated with E(r) at the scheme's rank."""
     alloc = result.allocation
     rank = int(np.asarray(alloc.ranks).max())
-    ranks = cut_layer_ranks(alloc.cuts, problem.workload.num_layers, int(rank_cut), rank)
+    ranks = cut_layer_ranks(alloc.cuts, problem.workload.num_layers, int(rank_cut), rank_others=rank)
     new = replace(alloc, ranks=ranks)
-    d = delays(problem.drop, problem.workload, new, problem.batch_size, problem.local_iterations,
-               problem.rounds_by_rank[rank], problem.upload_every_local_iteration)  # fmt: skip
+    d = delays(problem.drop, problem.workload, new, batch_size=problem.batch_size, local_iterations=problem.local_iterations,
+               rounds=problem.rounds_by_rank[rank], upload_every_local_iteration=problem.upload_every_local_iteration)  # fmt: skip
     status = result.status if d.feasible else "infeasible"
     return replace(
         result, allocation=new, delays=d, status=status, history=[*result.history, float(d.total_s)]

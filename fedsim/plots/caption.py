@@ -49,7 +49,7 @@ def wins_text(paired: pd.DataFrame) -> str:
     return f"Proposed faster on the same drop{where}: " + ", ".join(parts) + " of drops"
 
 
-def caption(rows: pd.DataFrame, band: str, paired: pd.DataFrame | None = None, extra: str = "") -> str:
+def caption(rows: pd.DataFrame, band: str, paired: pd.DataFrame | None = None, *, extra: str = "") -> str:
     """The caption: band meaning, drops per point, E(r) source, wins, and any figure-specific note."""
     parts = [band, drops_text(rows), rounds_text(rows)]
     if paired is not None and not paired.empty:

@@ -60,7 +60,7 @@ def _list_stat(column: pd.Series, fn) -> pd.Series:
     return column.map(lambda s: float(fn(json.loads(s))))
 
 
-def decisions_figure(rows, axis=None, x_label=None, x_scale=1.0, x_dbm=False, title=None):
+def decisions_figure(rows, axis=None, x_label=None, *, x_scale=1.0, x_dbm=False, title=None):
     """Four panels against the swept axis: cut layer, LoRA rank, subchannels per client (main link; the
     most any client got) and total main-link transmit power with p_th and K·p_max; returns the figure."""
     x = _positions(rows, axis, x_scale, x_dbm)
@@ -126,7 +126,7 @@ def _components(rows: pd.DataFrame) -> list[str]:
     return columns
 
 
-def breakdown_figure(rows, axis=None, x_label=None, x_scale=1.0, x_dbm=False, title=None):
+def breakdown_figure(rows, axis=None, x_label=None, *, x_scale=1.0, x_dbm=False, title=None):
     """Mean delay split into its terms (stacked), one panel per scheme against the swept axis, or one
     stacked bar per scheme when nothing is swept; the mean client energy beside it when the rows have it
     (engine energy model on). Returns the figure."""

@@ -76,6 +76,7 @@ def delay_vs_axis(
     rows: pd.DataFrame,
     axis: str,
     x_label: str | None = None,
+    *,
     x_scale: float = 1.0,
     x_dbm: bool = False,
     title: str | None = None,
@@ -140,7 +141,7 @@ def delay_vs_axis(
     if uncertain:
         extra += (f"; dotted: mean over drops of the 5 % and 95 % predicted delay (eq. 17) with E(r) drawn from its "
                   f"seeds ({int(rows['e_draws'].iloc[0])} draws per drop)")
-    add_caption(fig, caption(rows, BAND_TEXT[stat], paired, "; ".join(p for p in (extra, note) if p)))
+    add_caption(fig, caption(rows, BAND_TEXT[stat], paired, extra="; ".join(p for p in (extra, note) if p)))
     return fig
 
 

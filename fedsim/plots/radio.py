@@ -13,7 +13,7 @@ import pandas as pd
 from fedsim.plots.style import add_caption, paper_style, plt, save
 
 
-def se_vs_snr(rows: pd.DataFrame, stem: Path, formats=("png", "pdf"), caption: str = "") -> list[Path]:
+def se_vs_snr(rows: pd.DataFrame, stem: Path, formats=("png", "pdf"), *, caption: str = "") -> list[Path]:
     """Shannon log2(1 + SNR) and the NR goodput per data RE of each MCS table against SNR [dB]; below,
     the SNR gap of NR to Shannon at equal spectral efficiency."""
     with paper_style():

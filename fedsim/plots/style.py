@@ -67,7 +67,7 @@ def rowwise(items: Sequence, ncol: int) -> list:
     return [item for col in range(ncol) for item in itertools.islice(items, col, None, ncol)]
 
 
-def figure_legend(fig, handles: Sequence, labels: Sequence[str], ncol: int = 2) -> None:
+def figure_legend(fig, handles: Sequence, labels: Sequence[str], *, ncol: int = 2) -> None:
     """One legend above all panels, entries in reading order (left to right, then down)."""
     ncol = max(1, min(ncol, len(labels)))
     fig.legend(

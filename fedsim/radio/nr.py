@@ -53,13 +53,13 @@ def prbs_per_subchannel(radio: RadioSection, subchannel_hz: float, where: str) -
 
 
 def nr_link_rate(
-    radio: RadioSection, num_subchannels: int, subchannel_hz: float, noise_psd_w_hz: float, where: str
+    radio: RadioSection, num_subchannels: int, subchannel_hz: float, *, noise_psd_w_hz: float, where: str
 ):
     """The ``NRLinkRate`` of one uplink of ``num_subchannels`` subchannels of ``subchannel_hz``."""
     prbs = prbs_per_subchannel(radio, subchannel_hz, where)
     re_per_prb = 12 * (SYMBOLS_PER_SLOT - radio.dmrs_symbols) - radio.overhead_re_per_prb
     counts = usable_prb_counts(num_subchannels, prbs)
-    table = goodput_table(counts, re_per_prb, radio.mcs_table, float(radio.bler_target))
+    table = goodput_table(counts, re_per_prb, radio.mcs_table, bler_target=float(radio.bler_target))
     rate = NRLinkRate(
         table,
         prb_counts=counts,
@@ -94,7 +94,7 @@ class OpenLoopPower:
         self.p0_dbm, self.alpha, self.prbs_per_sub = radio.p0_dbm, radio.alpha, prbs_per_sub
         self.scs_factor = radio.subcarrier_spacing_hz // 15000  # 2^mu
 
-    def power_w(self, gain: np.ndarray, n_sub: np.ndarray, p_max_w: np.ndarray, p_th_w: float = np.inf):
+    def power_w(self, gain: np.ndarray, n_sub: np.ndarray, p_max_w: np.ndarray, *, p_th_w: float = np.inf):
         """(K,) transmit power [W] of clients with gains ``gain`` on ``n_sub`` subchannels (0 for none), their
         sum within the link's budget ``p_th_w`` [W]."""
         with sionna_call():
@@ -153,9 +153,9 @@ class NRRadio:
         servers = [main_xy, (0.0, 0.0)]
         if radio.placement == "hexgrid":
             low = radio.ut_height_m
-            cell = hex_cell(radio.scenario, radio.isd_m, low, radio.ut_height_max_m or low)
+            cell = hex_cell(radio.scenario, radio.isd_m, low, ut_height_max_m=radio.ut_height_max_m or low)
             seed = int(rng.integers(2**63 - 1))
-            positions, heights = hexgrid_positions(k, radio.scenario, cell, radio.bs_height(), seed)
+            positions, heights = hexgrid_positions(k, radio.scenario, cell, bs_height_m=radio.bs_height(), seed=seed)
         else:
             positions, heights = channel.client_positions_in_disc(k, system.radius_m, rng), radio.ut_height_m
         positions = push_out(positions, servers, radio.min_distance_m)
@@ -165,13 +165,13 @@ class NRRadio:
             radio.scenario,
             radio.carrier_frequency_hz,
             positions,
-            servers,
-            radio.bs_height(),
-            heights,
-            indoor,
-            radio.o2i_model,
-            radio.los,
-            radio.shadow_fading,
+            servers_xy_m=servers,
+            bs_height_m=radio.bs_height(),
+            ut_height_m=heights,
+            indoor=indoor,
+            o2i_model=radio.o2i_model,
+            los=radio.los,
+            shadow_fading=radio.shadow_fading,
             seed=int(rng.integers(2**63 - 1)),
         )
         g_client = channel.db_to_lin(system.gain_client_dbi)
@@ -182,7 +182,7 @@ class NRRadio:
         def link(s: int, bandwidth_hz: float, p_th_w: float, gain: np.ndarray, name: str) -> Link:
             sub_hz = channel.subchannel_bandwidth_hz(bandwidth_hz, s)
             rate = nr_link_rate(
-                radio, s, sub_hz, noise, f"system.bandwidth_{name}_hz / num_subchannels_{name}"
+                radio, s, sub_hz, noise_psd_w_hz=noise, where=f"system.bandwidth_{name}_hz / num_subchannels_{name}"
             )
             return Link(s, sub_hz, noise, p_th_w, gain, rate=rate)
 

@@ -13,7 +13,7 @@ from fedsim.radio.nr_link import SNR_DB_MIN, SNR_DB_STEP, SYMBOLS_PER_SLOT, good
 
 
 def spectral_efficiency_table(
-    snr_db, mcs_table: int = 1, num_prbs: int = 52, bler_target: float = 0.1, dmrs_symbols: int = 1
+    snr_db, mcs_table: int = 1, num_prbs: int = 52, *, bler_target: float = 0.1, dmrs_symbols: int = 1
 ) -> dict[str, np.ndarray]:
     """Columns (arrays over ``snr_db``, which must lie on the 0.05 dB grid of -10..40 dB).
 
@@ -24,7 +24,7 @@ def spectral_efficiency_table(
     """
     snr_db = np.asarray(snr_db, float)
     re_per_prb = 12 * (SYMBOLS_PER_SLOT - dmrs_symbols)
-    table = goodput_table((int(num_prbs),), re_per_prb, int(mcs_table), float(bler_target))
+    table = goodput_table((int(num_prbs),), re_per_prb, int(mcs_table), bler_target=float(bler_target))
     idx = np.rint((snr_db - SNR_DB_MIN) / SNR_DB_STEP).astype(int)
     if np.any(idx < 0) or np.any(idx >= table.snr_db.size) or not np.allclose(table.snr_db[idx], snr_db):
         raise ValueError("snr_db must lie on the 0.05 dB grid from -10 to 40 dB")

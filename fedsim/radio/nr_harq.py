@@ -33,7 +33,7 @@ EXACT_TBS, STATIONARY_TBS = 500, 20_000
 
 
 def harq_duration_s(
-    bits: float, rate_bps: float, tb_bits: float, tbler: float, rng: np.random.Generator
+    bits: float, rate_bps: float, tb_bits: float, *, tbler: float, rng: np.random.Generator
 ) -> float:
     """One transfer of ``bits`` with its HARQ retransmissions sampled in aggregate [s].
 
@@ -60,7 +60,7 @@ class InnerLoopHarq:
 
     def duration_s(self, k: int, bits: float, rng: np.random.Generator) -> float:
         """One transfer of client k [s]."""
-        return harq_duration_s(bits, self.rate_bps[k], self.tb_bits[k], self.tbler[k], rng)
+        return harq_duration_s(bits, self.rate_bps[k], self.tb_bits[k], tbler=self.tbler[k], rng=rng)
 
 
 class OuterLoopHarq:

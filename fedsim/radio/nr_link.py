@@ -82,11 +82,11 @@ class LinkAdaptation:
 
 @functools.lru_cache(maxsize=8)
 def mcs_tables(
-    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, downlink: bool = False
+    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, *, downlink: bool = False
 ) -> McsTables:
     """TBS and TB error rate of every MCS for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached);
     PUSCH, or PDSCH for the ``downlink``."""
-    phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP, downlink)
+    phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP, downlink=downlink)
     with sionna_call():
         import torch
         from sionna.phy.nr.utils import TransportBlockNR, decode_mcs_index
@@ -120,11 +120,11 @@ def mcs_tables(
 
 @functools.lru_cache(maxsize=64)
 def goodput_table(
-    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, bler_target: float, downlink: bool = False
+    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, *, bler_target: float, downlink: bool = False
 ) -> GoodputTable:
     """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached);
     PUSCH, or PDSCH for the ``downlink``."""
-    every = mcs_tables(prb_counts, re_per_prb, mcs_table, downlink)
+    every = mcs_tables(prb_counts, re_per_prb, mcs_table, downlink=downlink)
     snr_db, mcs, tbs, tbler = every.snr_db, every.mcs, every.tb_bits, every.tbler
     shape = tbler.shape
     ok = np.isfinite(tbler) & (tbler <= bler_target)  # rows of MCS without BLER data are +inf

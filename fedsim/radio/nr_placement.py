@@ -38,7 +38,7 @@ class HexCell:
     ut_height_max_m: float
 
 
-def hex_cell(scenario: str, isd_m: float | None, ut_height_min_m: float, ut_height_max_m: float) -> HexCell:
+def hex_cell(scenario: str, isd_m: float | None, ut_height_min_m: float, *, ut_height_max_m: float) -> HexCell:
     """The cell's bounds: the ISD and minimum BS-UT distance default to Sionna's 38.901 values of ``scenario``."""
     with sionna_call():
         from sionna.phy.channel.utils import set_3gpp_scenario_parameters
@@ -53,7 +53,7 @@ def hex_cell(scenario: str, isd_m: float | None, ut_height_min_m: float, ut_heig
 
 
 def hexgrid_positions(
-    num_clients: int, scenario: str, cell: HexCell, bs_height_m: float, seed: int
+    num_clients: int, scenario: str, cell: HexCell, *, bs_height_m: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(K, 2) client positions [m] (the site at the origin) and (K,) heights [m], from one Sionna drop."""
     per_sector = math.ceil(num_clients / SECTORS)

@@ -62,6 +62,7 @@ def large_scale(
     scenario: str,
     carrier_frequency_hz: float,
     positions_m: np.ndarray,
+    *,
     servers_xy_m: list[tuple[float, float]],
     bs_height_m: float,
     ut_height_m,

@@ -50,7 +50,7 @@ def sionna_call(seed: int | None = None):
 
 
 @functools.lru_cache(maxsize=2)
-def phy_abstraction(snr_db_min: float, snr_db_max: float, snr_db_step: float, downlink: bool = False):
+def phy_abstraction(snr_db_min: float, snr_db_max: float, snr_db_step: float, *, downlink: bool = False):
     """Sionna's ``PHYAbstraction`` with the BLER tables fedsim uses, built once per process on the SNR grid
     [dB] given: uplink PUSCH table 1 (and PDSCH table 2 as the 256QAM proxy), or downlink PDSCH tables 1
     and 2 (a separate instance, so the uplink's tables are the same whatever the downlink does)."""

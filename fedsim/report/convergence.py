@@ -37,7 +37,7 @@ def targets(folder: Path) -> list[float]:
 
 
 def rows(folder: Path, runs) -> pd.DataFrame:
-    return pd.DataFrame([study_row(rec, i, targets(folder), path.name) for i, (path, rec) in enumerate(runs)])
+    return pd.DataFrame([study_row(rec, i, targets(folder), record_path=path.name) for i, (path, rec) in enumerate(runs)])
 
 
 def evals(record: ConvergenceRecord) -> list[dict]:

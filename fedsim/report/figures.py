@@ -61,7 +61,7 @@ def overview(results: Path, runs) -> str:
     return md_table(OVERVIEW_HEADER, rows)
 
 
-def run_section(results: Path, name: str, label: str, level: str = "##") -> list[str]:
+def run_section(results: Path, name: str, label: str, *, level: str = "##") -> list[str]:
     """One run: its description, mean delay per point, E(r) line and its figures."""
     folder = results / name
     summary = read_summary(folder)

@@ -223,8 +223,8 @@ def run_ray(
     scenario: Scenario,
     units: Iterable[Unit],
     address: str | None = None,
-    workers: int | None = None,
     *,
+    workers: int | None = None,
     kind,
 ) -> Iterator[Done]:
     """Run units as Ray tasks: on the cluster at ``address``, or a local Ray instance when None.
@@ -277,9 +277,9 @@ def run_units(
     scenario: Scenario,
     units: Iterable[Unit],
     executor: str = "process",
+    *,
     workers: int | None = None,
     ray_address: str | None = None,
-    *,
     kind,
 ) -> Iterator[Done]:
     """Dispatch to one executor by name; ``kind`` (``fedsim.experiments.kinds``) says what a unit runs."""
@@ -288,5 +288,5 @@ def run_units(
     if executor == "process":
         return run_process(scenario, units, workers, kind=kind)
     if executor == "ray":
-        return run_ray(scenario, units, ray_address, workers, kind=kind)
+        return run_ray(scenario, units, ray_address, workers=workers, kind=kind)
     raise InputError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")

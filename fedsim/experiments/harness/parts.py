@@ -39,7 +39,7 @@ def scenario_key(comparable: dict[str, Any]) -> str:
     return sha256_text(canonical(comparable))
 
 
-def encode_part(point: int, drop: int, key: str, rows: list[dict]) -> str:
+def encode_part(point: int, drop: int, key: str, *, rows: list[dict]) -> str:
     """The text of a part file."""
     body = {
         "fedsim_part": FORMAT,
@@ -56,7 +56,7 @@ class BadPart(ValueError):
     """A part file that cannot be trusted; the message says why in a few words."""
 
 
-def check_part(path: Path, point: int, drop: int, key: str) -> list[dict]:
+def check_part(path: Path, point: int, drop: int, *, key: str) -> list[dict]:
     """The rows of the part at ``path`` if it is whole, intact and of unit (point, drop) of scenario ``key``."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))

@@ -34,14 +34,14 @@ def scheme_key(scheme: str) -> list[int]:
     return [len(SCHEME_NAMES), int.from_bytes(digest[:8], "little")]
 
 
-def scheme_rng(base_seed: int, point: int, drop: int, scheme: str) -> np.random.Generator:
+def scheme_rng(base_seed: int, point: int, drop: int, *, scheme: str) -> np.random.Generator:
     """The stream of one scheme's random decisions (``scheme`` is its row name)."""
     return np.random.default_rng(
         np.random.SeedSequence([*task_entropy(base_seed, point, drop), _SCHEME, *scheme_key(scheme)])
     )
 
 
-def e_draw_rng(base_seed: int, point: int, drop: int, scheme: str) -> np.random.Generator:
+def e_draw_rng(base_seed: int, point: int, drop: int, *, scheme: str) -> np.random.Generator:
     """The stream that draws E(r) from its seeds for one scheme's uncertainty columns (``training.e_draws``)."""
     return np.random.default_rng(
         np.random.SeedSequence([*task_entropy(base_seed, point, drop), _E_DRAWS, *scheme_key(scheme)])

@@ -163,7 +163,7 @@ class ResultsStore:
         for point, drop in sorted(self.done()):
             path = self.part_path(point, drop)
             try:
-                check_part(path, point, drop, self.key())
+                check_part(path, point, drop, key=self.key())
             except BadPart as why:
                 self.set_aside(path, f"{why}; its unit is recomputed")
                 continue
@@ -172,11 +172,11 @@ class ResultsStore:
 
     def set_aside(self, path: Path, why: str) -> Path:
         """Move a file or folder that cannot be trusted to ``set-aside/`` (never delete it) and say so."""
-        return set_aside(self.root, path, why, self.say)
+        return set_aside(self.root, path, why, say=self.say)
 
     def write_part(self, point: int, drop: int, rows: list[dict]) -> None:
         """Save one unit's rows (with their checksum and the scenario key) atomically."""
-        atomic_write_text(self.part_path(point, drop), encode_part(point, drop, self.key(), rows))
+        atomic_write_text(self.part_path(point, drop), encode_part(point, drop, self.key(), rows=rows))
 
     def read_parts(self, units: set[tuple[int, int]] | None = None) -> pd.DataFrame:
         """All saved rows (of ``units`` if given), sorted by point, drop and scheme order; every part is
@@ -186,7 +186,7 @@ class ResultsStore:
             if units is None or (point, drop) in units:
                 path = self.part_path(point, drop)
                 try:
-                    rows.extend(check_part(path, point, drop, self.key()))
+                    rows.extend(check_part(path, point, drop, key=self.key()))
                 except BadPart as why:
                     raise InputError(f"{path}: {why}; rerun to recompute it") from None
         frame = pd.DataFrame(rows)

@@ -47,7 +47,7 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     # every arm runs all its rounds (final PPLs compare at equal rounds); the target marks the curve's first hit
     run_cfg = cfg.model_copy(update={"target_ppl": None})
     source = f"fedsim run {scenario.name} (live arm {name})"
-    sim, trainer, _ = simulate_live(scenario, run_cfg, progress, source)
+    sim, trainer, _ = simulate_live(scenario, run_cfg, progress, source=source)
     atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     final = trainer.final_metrics()
     record = trainer.record()

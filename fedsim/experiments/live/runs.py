@@ -50,7 +50,7 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     result = optimize(
         problem,
         scenario.live.scheme,
-        rng=seeds.scheme_rng(base, _LIVE_POINT, d, scheme_name(scenario.live.scheme)),
+        rng=seeds.scheme_rng(base, _LIVE_POINT, d, scheme=scheme_name(scenario.live.scheme)),
         power_solver=scenario.schemes.power_solver,
     )
     k, j = drop.num_clients, workload.num_layers
@@ -60,7 +60,7 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     )
 
 
-def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
+def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
     """One live co-simulation of training config ``cfg`` on the scenario's system: (SimResult, trainer, alloc).
 
     With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
@@ -98,13 +98,13 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, source: str):
         drop,
         workload,
         alloc,
-        cfg.batch_size,
-        cfg.local_iterations,
-        float(max_rounds),
-        engine_config(
+        batch_size=cfg.batch_size,
+        local_iterations=cfg.local_iterations,
+        rounds=float(max_rounds),
+        config=engine_config(
             scenario, trace=scenario.engine.trace
         ),  # the upload reading of [training], as the sweep
-        seeds.engine_rng(base, _LIVE_POINT, live.drop),
+        rng=seeds.engine_rng(base, _LIVE_POINT, live.drop),
         trainer=trainer,
     )
     return sim, trainer, alloc
@@ -125,7 +125,7 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
     cfg = with_checkpoint(live.training.model_copy(update={"rank": int(rank)}), folder)
     started = time.perf_counter()
     sim, trainer, alloc = simulate_live(
-        scenario, cfg, progress, f"fedsim run {scenario.name} (live, rank {rank})"
+        scenario, cfg, progress, source=f"fedsim run {scenario.name} (live, rank {rank})"
     )
     atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
     if len(sim.trace_rows):

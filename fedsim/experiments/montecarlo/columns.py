@@ -45,7 +45,7 @@ def breakdown(d: Delays) -> dict[str, float]:
     }
 
 
-def decision_columns(drop: Drop, alloc: Allocation, d: Delays, rounds_from: str) -> dict:
+def decision_columns(drop: Drop, alloc: Allocation, d: Delays, *, rounds_from: str) -> dict:
     """Subchannel counts and transmit powers per client on both links (JSON lists, [W]), their totals
     beside the thresholds p_th, the drop's compute (client mean and server [FLOP/s]) and p_max [W], the
     delay breakdown [s], and whether E(r) came from an inline table or measured records."""

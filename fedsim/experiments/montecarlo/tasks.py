@@ -119,7 +119,7 @@ def _rounds_per_seed(training_json: str) -> tuple[tuple[int, tuple[float, ...]],
     return tuple(sorted((rank, tuple(values)) for rank, values in table.items()))
 
 
-def uncertainty_columns(scenario: Scenario, point_index: int, drop_index: int, scheme: str, result) -> dict:
+def uncertainty_columns(scenario: Scenario, point_index: int, drop_index: int, *, scheme: str, result) -> dict:
     """How sure the optimiser's answer is, given how sure E(r) is: the task re-optimised ``training.e_draws``
     times with each rank's E(r) drawn from its seeds (independently per rank, a seeded stream per task and
     scheme); the share of draws whose chosen rank differs from the row's, and the 5 % and 95 % quantiles of
@@ -133,12 +133,12 @@ def uncertainty_columns(scenario: Scenario, point_index: int, drop_index: int, s
     per_seed = dict(_rounds_per_seed(at.training.model_dump_json()))
     chosen = get_scheme(scheme)
     base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
-    rng = seeds.e_draw_rng(base, seed_at, drop_index, chosen.name)
+    rng = seeds.e_draw_rng(base, seed_at, drop_index, scheme=chosen.name)
     ranks, totals = [], []
     for _ in range(draws):
         table = {rank: float(rng.choice(values)) for rank, values in sorted(per_seed.items())}
         problem = dataclasses.replace(result.problem, rounds_by_rank=table)
-        again = optimize(problem, chosen, rng=seeds.scheme_rng(base, seed_at, drop_index, chosen.name),
+        again = optimize(problem, chosen, rng=seeds.scheme_rng(base, seed_at, drop_index, scheme=chosen.name),
                          power_solver=at.schemes.power_solver)  # fmt: skip
         ranks.append(int(again.rank))
         totals.append(float(again.delays.total_s))
@@ -228,13 +228,13 @@ def problem_at(scenario: Scenario, point_index: int, drop_index: int):
     )
 
 
-def optimize_at(scenario: Scenario, point_index: int, drop_index: int, scheme: str, refine: bool = True):
+def optimize_at(scenario: Scenario, point_index: int, drop_index: int, *, scheme: str, refine: bool = True):
     """The ``Result`` of ``scheme`` on one (point, drop), with the scheme's own stream of that unit."""
     from fedsim.optimize import get_scheme, optimize
 
     at = _point_scenario(scenario, point_index)
     chosen = get_scheme(scheme)
-    rng = seeds.scheme_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index, chosen.name)
+    rng = seeds.scheme_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index, scheme=chosen.name)
     problem = problem_at(scenario, point_index, drop_index)
     result = optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
     ranks = np.asarray(result.allocation.ranks)
@@ -251,7 +251,7 @@ def _optimize_reporting_where(scenario: Scenario, point_index: int, drop_index: 
     """``optimize_at``, with a failure of the scheme's code turned into ``SchemeFailed`` (or an InputError
     that names the scheme, point and drop); an interruption passes as it is."""
     try:
-        return optimize_at(scenario, point_index, drop_index, scheme)
+        return optimize_at(scenario, point_index, drop_index, scheme=scheme)
     except InputError as exc:
         raise type(exc)(f"scheme {scheme!r} at sweep point {point_index}, drop {drop_index}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any error of a scheme's code: say where, keep its traceback
@@ -262,7 +262,7 @@ def _optimize_reporting_where(scenario: Scenario, point_index: int, drop_index: 
         raise SchemeFailed(scheme, point_index, drop_index, error, text) from None
 
 
-def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str) -> list[dict]:
+def run_task(scenario: Scenario, point_index: int, drop_index: int, *, scheme: str) -> list[dict]:
     """Optimise and time one (point, drop, scheme); returns one tidy row (a list, for uniformity).
 
     ``scheme`` is any reference ``[schemes] names`` accepts; the row carries the scheme's name. The drop
@@ -309,8 +309,8 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, scheme: str)
                 "engine_status": "analytic",
             }
         )
-    row.update(decision_columns(drop, result.allocation, d, "records" if at.training.records else "inline"))
-    row.update(uncertainty_columns(scenario, point_index, drop_index, scheme_ref, result))
+    row.update(decision_columns(drop, result.allocation, d, rounds_from="records" if at.training.records else "inline"))
+    row.update(uncertainty_columns(scenario, point_index, drop_index, scheme=scheme_ref, result=result))
     return [row]
 
 
@@ -362,5 +362,5 @@ def run_unit(scenario: Scenario, point_index: int, drop_index: int) -> list[dict
     """Every selected scheme at one (point, drop): the unit an executor runs and the store saves at once."""
     rows: list[dict] = []
     for scheme in scenario.schemes.names:
-        rows.extend(run_task(scenario, point_index, drop_index, scheme))
+        rows.extend(run_task(scenario, point_index, drop_index, scheme=scheme))
     return rows

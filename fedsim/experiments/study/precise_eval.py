@@ -24,7 +24,7 @@ from fedsim.errors import InputError
 BOOTSTRAP_RESAMPLES = 4000
 
 
-def example_nll(forward, dataset, indices, batch_size: int, device=None, progress: bool = False):
+def example_nll(forward, dataset, indices, *, batch_size: int, device=None, progress: bool = False):
     """(nll, tokens): per example of ``indices``, summed token NLL [nats] and labelled-token count of
     ``forward(input_ids, attention_mask) -> logits``."""
     from fedsim.learn.data.batches import collate
@@ -63,6 +63,7 @@ def evaluate_checkpoint(
     path: Path,
     samples: int | None = None,
     progress: bool = True,
+    *,
     device: str | None = None,
     payload: dict | None = None,
 ) -> pd.DataFrame:
@@ -79,14 +80,14 @@ def evaluate_checkpoint(
     payload = read_payload(path) if payload is None else payload
     cfg = TrainConfig.parse({**payload["config"], **({} if device is None else {"device": device})})
     model, _, data = load(cfg, progress=False)
-    system = build_system(model, cfg, data.train, data.partition)
+    system = build_system(model, cfg, data.train, partition=data.partition)
     system.load_state_dict(payload["system"])
     n = len(data.validation) if samples is None else min(int(samples), len(data.validation))
     indices = np.arange(n)
     where = next(system.model.parameters()).device
     with system.deployed() as forward:
-        nll, tokens = example_nll(forward, data.validation, indices, cfg.batch_size * cfg.num_clients, where,
-                                  progress)  # fmt: skip
+        nll, tokens = example_nll(forward, data.validation, indices, batch_size=cfg.batch_size * cfg.num_clients, device=where,
+                                  progress=progress)  # fmt: skip
     mr_ids = {mr: i for i, mr in enumerate(dict.fromkeys(mr for mr, _ in data.validation.pairs))}
     return pd.DataFrame(
         {
@@ -127,6 +128,7 @@ def run_summary(examples: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_gap(a: pd.DataFrame, b: pd.DataFrame, rng: np.random.Generator,
+               *,
                resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, float]:  # fmt: skip
     """PPL(a) - PPL(b) on the same examples (also in percent of PPL(b)) and its 95 % percentile-bootstrap CI
     over the MRs (each resample draws the distinct MRs with replacement and keeps all their references)."""
@@ -189,7 +191,7 @@ def rank_table(examples: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def evaluate_study(
-    root: Path, samples: int | None = None, progress: bool = True, device: str | None = None
+    root: Path, samples: int | None = None, progress: bool = True, *, device: str | None = None
 ) -> list[str]:
     """Evaluate every finished run's final checkpoint under ``root`` (kept per run in ``precise/``, reused
     on a rerun), write ``tables/precise_eval.{csv,md}``, ``tables/precise_gap.csv`` (split-fed - centralized) and
@@ -217,7 +219,7 @@ def evaluate_study(
                 if step != steps:  # a run still training (or stopped): not scored
                     skipped.append(f"{path.stem} (step {step} of {steps})")
                     continue
-                frame = evaluate_checkpoint(path, samples, progress, device, payload=payload)
+                frame = evaluate_checkpoint(path, samples, progress, device=device, payload=payload)
                 atomic_write_csv(kept, frame)
             parts.append(frame)
     if not parts:

@@ -76,7 +76,7 @@ def run_study_unit(scenario, point_index: int) -> list[dict]:
     if record is None:
         record = _train(cfg, study.threads)
         record.save(path)
-    return [study_row(record, point_index, study.targets, path.relative_to(study.out_dir))]
+    return [study_row(record, point_index, study.targets, record_path=path.relative_to(study.out_dir))]
 
 
 def _train(cfg: TrainConfig, threads: int) -> ConvergenceRecord:

@@ -15,7 +15,7 @@ import pandas as pd
 from fedsim.learn.records import ConvergenceRecord, rounds_to_target, rounds_to_target_interpolated
 
 
-def study_row(record: ConvergenceRecord, point: int, targets, record_path) -> dict:
+def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) -> dict:
     """One tidy row per run: its settings, final metrics, evaluation noise, flatness and E(r) per target."""
     cfg = record.config or {}
     evals = [r for r in record.curve if "val_ppl" in r]
@@ -302,7 +302,7 @@ def rounds_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_study_tables(rows: pd.DataFrame, targets, folder: Path, relative_pcts=()) -> list[str]:
+def write_study_tables(rows: pd.DataFrame, targets, folder: Path, *, relative_pcts=()) -> list[str]:
     """Write ``tables/`` (E(r) per target and per plateau-relative target, Table IV; CSV and markdown) and
     return the summary's lines."""
     from fedsim.atomic import atomic_write_csv, atomic_write_text

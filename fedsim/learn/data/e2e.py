@@ -79,7 +79,7 @@ def prompt_text(mr: str) -> str:
     return mr + SEPARATOR
 
 
-def encode_pair(tokenizer, mr: str, ref: str | None, max_len: int) -> tuple[list[int], int]:
+def encode_pair(tokenizer, mr: str, ref: str | None, *, max_len: int) -> tuple[list[int], int]:
     """Token ids of ``prompt + " " + ref + EOS`` truncated to ``max_len``, and the prompt's length in tokens.
 
     Prompt and reference are tokenised separately so the prompt/reference boundary is exact. With
@@ -120,7 +120,7 @@ class E2EExamples(Dataset):
         """Unpadded token ids and prompt length of example ``index``."""
         if index not in self._cache:
             mr, ref = self.pairs[index]
-            self._cache[index] = encode_pair(self.tokenizer, mr, ref, self.max_len)
+            self._cache[index] = encode_pair(self.tokenizer, mr, ref, max_len=self.max_len)
         return self._cache[index]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -138,6 +138,7 @@ def make_loader(
     dataset: Dataset,
     indices: Sequence[int],
     batch_size: int,
+    *,
     generator: torch.Generator,
     shuffle: bool = True,
 ) -> DataLoader:

@@ -51,7 +51,7 @@ def iid(n: int, num_clients: int, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def dirichlet_split(
-    labels: Sequence, num_clients: int, alpha: float, rng: np.random.Generator
+    labels: Sequence, num_clients: int, alpha: float, *, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """Label-skewed split: for each class c, client shares q_c ~ Dir(alpha·1_K); the class's shuffled samples
     are cut into K consecutive chunks of sizes round(q_c·|c|) (largest-remainder rounding, so sizes sum up)."""
@@ -76,7 +76,7 @@ def _round_preserving_sum(x: np.ndarray) -> np.ndarray:
 
 
 def dirichlet_by_attribute(
-    mrs: Sequence[str], attribute: str, num_clients: int, alpha: float, rng: np.random.Generator
+    mrs: Sequence[str], attribute: str, num_clients: int, *, alpha: float, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """Dirichlet split whose classes are the values of one MR attribute (e.g. ``eatType``, ``food``,
     ``area``); MRs without that attribute form their own class."""
@@ -84,7 +84,7 @@ def dirichlet_by_attribute(
     if values and all(v == MISSING for v in values):
         raise InputError(f"attribute: no MR mentions {attribute!r}; E2E has name, eatType, food, priceRange, "
                          "customer rating, area, familyFriendly, near")  # fmt: skip
-    return dirichlet_split(values, num_clients, alpha, rng)
+    return dirichlet_split(values, num_clients, alpha, rng=rng)
 
 
 def length_classes(lengths: Sequence[int], num_classes: int = 10) -> np.ndarray:
@@ -103,6 +103,7 @@ def length_dirichlet(
     lengths: Sequence[int],
     num_clients: int,
     alpha: float,
+    *,
     rng: np.random.Generator,
     num_classes: int = 10,
     equal_size: bool = False,
@@ -116,7 +117,7 @@ def length_dirichlet(
     """
     classes = length_classes(lengths, num_classes)
     if not equal_size:
-        return dirichlet_split(classes, num_clients, alpha, rng)
+        return dirichlet_split(classes, num_clients, alpha, rng=rng)
     n = len(classes)
     _check(n, num_clients, alpha)
     pools = [rng.permutation(np.flatnonzero(classes == c)) for c in range(num_classes)]

@@ -190,7 +190,7 @@ class FederatedServer:
                 states.append(lora_state(server.part.blocks[j - first]))
                 weights.append(served)
             if states:
-                out[j] = aggregate_block(states, weights, module_rank(block), self.scale, self.method)
+                out[j] = aggregate_block(states, weights, module_rank(block), alpha=self.scale, method=self.method)
         return out
 
     def load_global(self, states: dict[int, BlockState]) -> None:
@@ -211,7 +211,7 @@ class FederatedServer:
             if j >= first:
                 holders.append(server.part.blocks[j - first])
             for block in holders:
-                load_lora(block, project(state, module_rank(block), self.scale, self.method))
+                load_lora(block, project(state, module_rank(block), self.scale, method=self.method))
         return states
 
 

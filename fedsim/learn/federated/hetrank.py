@@ -108,6 +108,7 @@ def aggregate_block(
     states: Sequence[Mapping[str, torch.Tensor]],
     weights: Sequence[float],
     rank: int,
+    *,
     alpha: float | LoraScale,
     method: str,
 ) -> BlockState:
@@ -131,7 +132,7 @@ def aggregate_block(
 
 
 def project(
-    state: Mapping[str, torch.Tensor], rank: int, alpha: float | LoraScale, method: str
+    state: Mapping[str, torch.Tensor], rank: int, alpha: float | LoraScale, *, method: str
 ) -> BlockState:
     """What a holder of rank ``rank`` receives from the global block ``state`` (whose rank is >= rank)."""
     scale = as_scale(alpha)
@@ -150,7 +151,7 @@ def project(
 
 
 def project_moments(
-    moments: Mapping[str, Mapping], old_rank: int, new_rank: int, scale: LoraScale | None = None
+    moments: Mapping[str, Mapping], old_rank: int, new_rank: int, *, scale: LoraScale | None = None
 ) -> dict[str, dict]:
     """AdamW state of a block copy mapped from rank ``old_rank`` to ``new_rank`` like its factors (zero_pad).
 

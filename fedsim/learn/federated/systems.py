@@ -144,7 +144,7 @@ class SplitFedSystem:
         self._grads: dict[int, torch.Tensor] = {}
         self.last_loss = float("nan")
 
-    def fit_ranks(self, blocks: nn.ModuleList, offset: int, rank_of, init: bool = False) -> list[nn.Module]:
+    def fit_ranks(self, blocks: nn.ModuleList, offset: int, rank_of, *, init: bool = False) -> list[nn.Module]:
         """Give each block (global index offset + i) the rank ``rank_of(j)``: a resized block gets the
         global block projected to its rank (at init: truncated, B = 0). Returns the resized blocks."""
         resized = []
@@ -152,10 +152,10 @@ class SplitFedSystem:
             j, rank = offset + i, rank_of(offset + i)
             if module_rank(block) != rank:
                 set_module_rank(
-                    block, rank, self.lora_config, peft_alpha(self.scale.alpha, self.scale.policy, rank)
+                    block, rank, self.lora_config, alpha=peft_alpha(self.scale.alpha, self.scale.policy, rank)
                 )
                 method = "zero_pad" if init else self.cfg.rank_aggregation
-                load_lora(block, project(lora_state(self.global_blocks[j]), rank, self.scale, method))
+                load_lora(block, project(lora_state(self.global_blocks[j]), rank, self.scale, method=method))
                 resized.append(block)
         return resized
 
@@ -292,7 +292,7 @@ class CentralizedSystem:
         self.stream.load_state_dict(state["stream"])
 
 
-def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequence[np.ndarray]):
+def build_system(model: nn.Module, cfg: TrainConfig, dataset, *, partition: Sequence[np.ndarray]):
     """Add LoRA to a plain HF causal LM (seeded) and build the system ``cfg.scheme`` names.
 
     peft wraps ``model``'s target layers in place: build each system from a freshly loaded model.
@@ -303,9 +303,9 @@ def build_system(model: nn.Module, cfg: TrainConfig, dataset, partition: Sequenc
         model,
         cfg.rank,
         cfg.lora_alpha,
-        cfg.lora_dropout,
-        cfg.seed,
-        cfg.targets,
+        dropout=cfg.lora_dropout,
+        seed=cfg.seed,
+        targets=cfg.targets,
         block_ranks=layout.block_ranks(),
         alpha_policy=cfg.lora_alpha_policy,
     )

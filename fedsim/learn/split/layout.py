@@ -98,7 +98,7 @@ def check_config(cfg, model_config) -> None:
     if not all(a.cut_min <= c <= top for c in cuts):
         raise InputError(f"cuts: {cuts} must lie in adaptive_cuts.cut_min..cut_max = {a.cut_min}..{top}")
     if a.memory_bytes is not None:
-        one = client_memory_bytes(model_config, 1, cfg.batch_size, cfg.seq_len, cfg.rank)
+        one = client_memory_bytes(model_config, 1, cfg.batch_size, seq_len=cfg.seq_len, rank=cfg.rank)
         for k, budget in enumerate(a.memory_bytes):
             if budget < one:
                 raise InputError(

@@ -58,6 +58,7 @@ def add_lora(
     model: nn.Module,
     rank: int,
     alpha: float,
+    *,
     dropout: float,
     seed: int,
     targets: Sequence[str] | None = None,
@@ -187,7 +188,7 @@ def module_rank(module: nn.Module) -> int:
     return ranks.pop()
 
 
-def set_module_rank(module: nn.Module, rank: int, config: LoraConfig, alpha: float) -> None:
+def set_module_rank(module: nn.Module, rank: int, config: LoraConfig, *, alpha: float) -> None:
     """Re-create every LoRA layer of ``module`` at ``rank`` with peft alpha ``alpha`` (``peft_alpha``)
     through peft (``LoraLayer.update_layer``).
 
