@@ -65,3 +65,29 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
     (pkg / "b.py").write_text("from cyc import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert _cycles(grimp.build_graph("cyc")) == [["cyc.a", "cyc.b"]]
+
+
+def _wide_positional_functions() -> list[str]:
+    """Public functions and methods (outside private classes) with more than three positional parameters."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "fedsim").rglob("*.py")) + sorted((ROOT / "channel").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+
+        def visit(node, private_class=False):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef):
+                    visit(child, child.name.startswith("_"))
+                elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    params = [a.arg for a in child.args.posonlyargs + child.args.args]
+                    params = params[1:] if params[:1] in (["self"], ["cls"]) else params
+                    if not child.name.startswith("_") and not private_class and len(params) > 3:
+                        found.append(f"{path.relative_to(ROOT)}:{child.lineno} {child.name}")
+
+        visit(tree)
+    return found
+
+
+def test_public_functions_take_at_most_three_positional_arguments():
+    assert _wide_positional_functions() == []
