@@ -28,7 +28,6 @@ from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.costs import Costs, event_sizes
 
 
-
 def _engine_kw(args, rounds, config) -> dict:
     """simulate's keyword arguments for one timing: b = 16, the benchmark's iterations and rounds, seed 0."""
     return dict(

@@ -72,7 +72,9 @@ def bcd_times(sizes, drops) -> list[dict]:
 
 def power_solvers(drops: int) -> dict:
     t_exact, t_cvx, rel = [], [], []
-    solve_power_cvx(*power_cases(0)[0][:3], offset_s=power_cases(0)[0][3], load_bits=power_cases(0)[0][4])  # warm-up: cvxpy import and first compile
+    solve_power_cvx(
+        *power_cases(0)[0][:3], offset_s=power_cases(0)[0][3], load_bits=power_cases(0)[0][4]
+    )  # warm-up: cvxpy import and first compile
     for seed in range(drops):
         for case in power_cases(seed):
             t0 = time.perf_counter()

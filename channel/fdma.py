@@ -66,5 +66,7 @@ def client_rates_bps(
     gain = np.asarray(gain_lin, dtype=float)
     sub = np.flatnonzero(used)
     g = gain[owner[sub]] if gain.ndim == 1 else gain[owner[sub], sub]
-    per_sub = shannon_rate_bps(bandwidth_hz, np.asarray(psd_w_hz, dtype=float)[sub], g, noise_psd_w_hz=noise_psd_w_hz)
+    per_sub = shannon_rate_bps(
+        bandwidth_hz, np.asarray(psd_w_hz, dtype=float)[sub], g, noise_psd_w_hz=noise_psd_w_hz
+    )
     return np.bincount(owner[sub], weights=per_sub, minlength=num_clients).astype(float)

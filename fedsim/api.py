@@ -119,7 +119,9 @@ def run(
             report += run_live(scenario, store, progress=progress)
         rows = pd.DataFrame()
         if kind is not None:  # a Monte Carlo sweep, or a study: a sweep of training runs
-            rows = run_sweep(scenario, store, executor, workers=workers, ray_address=ray_address, progress=progress)
+            rows = run_sweep(
+                scenario, store, executor, workers=workers, ray_address=ray_address, progress=progress
+            )
             report += sweep_tables(kind, rows, scenario, store=store)
         if figures:
             from fedsim.plots import make_figures
@@ -214,7 +216,14 @@ def simulate_drop(
     p = result.problem
     rng = seeds.engine_rng(at.montecarlo.base_seed, seed_point(at, int(point)), int(drop))
     sim = simulate(
-        p.drop, p.workload, result.allocation, batch_size=p.batch_size, local_iterations=p.local_iterations, rounds=rounds, config=config, rng=rng
+        p.drop,
+        p.workload,
+        result.allocation,
+        batch_size=p.batch_size,
+        local_iterations=p.local_iterations,
+        rounds=rounds,
+        config=config,
+        rng=rng,
     )
     return result, sim
 

@@ -73,7 +73,9 @@ def power_cases(seed: int) -> list[tuple]:
     off = rng.uniform(0.5, 2.0, k)
     load = np.full(k, 2.01e8)
     owner = (
-        greedy_assign(drop.main, drop.p_max_w, off, load_bits=load) if seed % 2 else random_average_assign(20, k, rng)
+        greedy_assign(drop.main, drop.p_max_w, off, load_bits=load)
+        if seed % 2
+        else random_average_assign(20, k, rng)
     )
     return [
         (drop.main, owner, drop.p_max_w, off, load),

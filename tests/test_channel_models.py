@@ -125,7 +125,9 @@ def test_shannon_rate_hand_values():
     assert shannon_rate_bps(500e3, psd, gain, noise_psd_w_hz=N0) == pytest.approx(1e6)
     # a 100 m client at 0.2 W over 10 MHz (PSD 2e-8 W/Hz): SNR = 2e-8 * 10^-9.05 / N0
     snr = 2e-8 * 10 ** (-9.05) / N0
-    assert shannon_rate_bps(10e6, 2e-8, large_scale_gain(100.0), noise_psd_w_hz=N0) == pytest.approx(10e6 * np.log2(1 + snr))
+    assert shannon_rate_bps(10e6, 2e-8, large_scale_gain(100.0), noise_psd_w_hz=N0) == pytest.approx(
+        10e6 * np.log2(1 + snr)
+    )
     assert shannon_rate_bps(1e6, 0.0, gain, noise_psd_w_hz=N0) == 0.0
     with pytest.raises(ValueError, match="noise_psd_w_hz"):
         shannon_rate_bps(1e6, 1.0, 1.0, noise_psd_w_hz=0.0)
@@ -149,7 +151,9 @@ def test_client_rates_sum_owned_subchannels():
         return b * np.log2(1 + p * g / N0)
 
     expected = [rate(1e-9, 1e-11) + rate(4e-9, 1e-11), rate(2e-9, 1e-12) + rate(3e-9, 1e-12), 0.0, 0.0]
-    np.testing.assert_allclose(client_rates_bps(owner, psd, gain, bandwidth_hz=b, noise_psd_w_hz=N0, num_clients=4), expected)
+    np.testing.assert_allclose(
+        client_rates_bps(owner, psd, gain, bandwidth_hz=b, noise_psd_w_hz=N0, num_clients=4), expected
+    )
     # per-(client, subchannel) gains with fading: each subchannel uses its own column
     fading = np.arange(1, 25, dtype=float).reshape(4, 6) * 1e-12
     got = client_rates_bps(owner, psd, fading, bandwidth_hz=b, noise_psd_w_hz=N0, num_clients=4)
@@ -171,7 +175,9 @@ def test_rate_nonnegative_and_monotone(bandwidth_hz, psd_w_hz, gain, factor):
     assert shannon_rate_bps(factor * bandwidth_hz, psd_w_hz, gain, noise_psd_w_hz=N0) >= base
     assert shannon_rate_bps(bandwidth_hz, factor * psd_w_hz, gain, noise_psd_w_hz=N0) >= base
     # the same total power spread over more bandwidth also never lowers the rate
-    assert shannon_rate_bps(factor * bandwidth_hz, psd_w_hz / factor, gain, noise_psd_w_hz=N0) >= base * (1 - 1e-12)
+    assert shannon_rate_bps(factor * bandwidth_hz, psd_w_hz / factor, gain, noise_psd_w_hz=N0) >= base * (
+        1 - 1e-12
+    )
 
 
 def test_package_exports_everything_it_lists():

@@ -108,7 +108,15 @@ def test_delays_match_hand_computation_both_readings():
     b, i, e = 4, 3, 10.0
     hand = _hand(b, i, e)
     d1 = delays(_drop(), _workload(), _alloc(), batch_size=b, local_iterations=i, rounds=e)
-    d2 = delays(_drop(), _workload(), _alloc(), batch_size=b, local_iterations=i, rounds=e, upload_every_local_iteration=True)
+    d2 = delays(
+        _drop(),
+        _workload(),
+        _alloc(),
+        batch_size=b,
+        local_iterations=i,
+        rounds=e,
+        upload_every_local_iteration=True,
+    )
     np.testing.assert_allclose(d1.t_client_fwd_s, hand["tF"], rtol=1e-12)
     np.testing.assert_allclose(d1.t_upload_act_s, hand["tA"], rtol=1e-12)
     np.testing.assert_allclose(d1.t_client_bwd_s, hand["tB"], rtol=1e-12)
@@ -166,7 +174,9 @@ def test_cut_layer_ranks_splitft():
 
 
 def test_client_without_subchannel_gives_inf_not_nan():
-    d = delays(_drop(), _workload(), _alloc(owner_main=[0, 0, -1]), batch_size=4, local_iterations=3, rounds=10.0)
+    d = delays(
+        _drop(), _workload(), _alloc(owner_main=[0, 0, -1]), batch_size=4, local_iterations=3, rounds=10.0
+    )
     assert np.isinf(d.t_upload_act_s[1]) and np.isinf(d.total_s) and not d.feasible
     assert not np.isnan(d.total_s)
 
@@ -192,7 +202,14 @@ def test_bad_allocation_is_rejected(change, word):
 def test_bad_training_arguments_are_rejected(args, word):
     batch_size, local_iterations, rounds = args
     with pytest.raises(ValueError, match=word):
-        delays(_drop(), _workload(), _alloc(), batch_size=batch_size, local_iterations=local_iterations, rounds=rounds)
+        delays(
+            _drop(),
+            _workload(),
+            _alloc(),
+            batch_size=batch_size,
+            local_iterations=local_iterations,
+            rounds=rounds,
+        )
 
 
 def _round_robin(drop: Drop, cuts, ranks) -> Allocation:
@@ -226,7 +243,15 @@ def test_total_never_grows_with_bandwidth_or_compute(
     alloc = _round_robin(drop, np.full(k, cut), uniform_ranks(k, 12, 4))
 
     def total(d: Drop) -> float:
-        return delays(d, gpt2_workload, alloc, batch_size=8, local_iterations=3, rounds=50.0, upload_every_local_iteration=per_iteration).total_s
+        return delays(
+            d,
+            gpt2_workload,
+            alloc,
+            batch_size=8,
+            local_iterations=3,
+            rounds=50.0,
+            upload_every_local_iteration=per_iteration,
+        ).total_s
 
     base = total(drop)
     assert np.isfinite(base) and base > 0

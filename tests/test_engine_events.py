@@ -41,7 +41,16 @@ def test_one_iteration_logs_the_paper_event_sequence():
         ("fed_server", "aggregate", s2 + d.T2_s + d.T3_s, s2 + d.T2_s + d.T3_s),
     }
     # Execute
-    trace = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=EngineConfig(), rng=np.random.default_rng(0)).trace
+    trace = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=1,
+        config=EngineConfig(),
+        rng=np.random.default_rng(0),
+    ).trace
     # Assert
     assert tuple(trace.columns) == TRACE_COLUMNS
     got = list(zip(trace["actor"], trace["phase"], trace["start_s"], trace["end_s"], strict=True))
@@ -54,7 +63,16 @@ def test_one_iteration_logs_the_paper_event_sequence():
 
 def test_trace_rows_carry_bits_flops_and_resources():
     work, drop, alloc = _small(1)
-    trace = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1, config=EngineConfig(), rng=np.random.default_rng(0)).trace
+    trace = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=1,
+        config=EngineConfig(),
+        rng=np.random.default_rng(0),
+    ).trace
     up = trace[(trace["phase"] == "upload_activation") & (trace["actor"] == "client1")]
     assert (up["bits"] == B * work.act_bits[alloc.cuts[1] - 1]).all()
     subs = ",".join(str(i) for i in np.flatnonzero(alloc.owner_main == 1))
@@ -74,7 +92,17 @@ def test_stub_trainer_is_called_in_event_order_and_stops_the_run():
     upload_order = tuple(np.argsort(d.t_upload_lora_s).tolist())
     trainer = StubTrainer(stop_after=2)
     # Execute
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=10, config=EngineConfig(trace=False), rng=np.random.default_rng(0), trainer=trainer)
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=10,
+        config=EngineConfig(trace=False),
+        rng=np.random.default_rng(0),
+        trainer=trainer,
+    )
     # Assert
     bwd_order = np.argsort(d.t_client_bwd_s).tolist()  # the order clients reach the iteration barrier
 
@@ -93,7 +121,17 @@ def test_stub_trainer_is_called_in_event_order_and_stops_the_run():
 
 def test_live_run_that_never_converges_stops_at_the_maximum():
     work, drop, alloc = _small(3)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=3, config=EngineConfig(), rng=np.random.default_rng(0), trainer=StubTrainer())
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=3,
+        config=EngineConfig(),
+        rng=np.random.default_rng(0),
+        trainer=StubTrainer(),
+    )
     assert res.rounds_completed == 3 and not res.converged
 
 
@@ -105,7 +143,17 @@ def test_an_excluded_client_gets_no_backward_call():
     deadline = float(np.sort(arrival)[1] + np.sort(arrival)[2]) / 2
     trainer = StubTrainer()
     cfg = EngineConfig(activation_deadline_s=deadline)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1, config=cfg, rng=np.random.default_rng(0), trainer=trainer)
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+        trainer=trainer,
+    )
     assert ("client_backward", late) not in trainer.calls
     assert trainer.calls.count(("client_forward", late)) == 1
     on_time = tuple(sorted(set(range(3)) - {late}, key=lambda k: arrival[k]))
@@ -122,7 +170,16 @@ def test_an_excluded_client_gets_no_backward_call():
 def test_server_gpu_capacity_bounds_concurrent_jobs(capacity):
     work, drop, alloc = _small(5, k=4)
     cfg = EngineConfig(pipelined_server=True, server_gpu_capacity=capacity)
-    trace = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1, config=cfg, rng=np.random.default_rng(0)).trace
+    trace = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    ).trace
     jobs = trace[trace["actor"] == "main_server"]
     times = sorted({*jobs["start_s"], *jobs["end_s"]})
     busy = [((jobs["start_s"] <= t) & (jobs["end_s"] > t)).sum() for t in times]
@@ -149,7 +206,16 @@ def test_allocation_for_another_number_of_clients_is_refused():
     work, drop, alloc = _small(7, k=2)
     _, drop3, _ = _small(8, k=3)
     with pytest.raises(InputError, match="clients"):
-        simulate(drop3, work, alloc, batch_size=2, local_iterations=1, rounds=1, config=EngineConfig(), rng=np.random.default_rng(0))
+        simulate(
+            drop3,
+            work,
+            alloc,
+            batch_size=2,
+            local_iterations=1,
+            rounds=1,
+            config=EngineConfig(),
+            rng=np.random.default_rng(0),
+        )
 
 
 def test_engine_config_rejects_unknown_keys_and_bad_values():

@@ -32,7 +32,9 @@ def test_total_matches_delay_model_on_1000_drops_all_cuts():
             alloc = random_allocation(rng, drop, 3, cut=cut, rank=rank)
             # Execute
             ref = delays(drop, work, alloc, batch_size=4, local_iterations=iters, rounds=rounds).total_s
-            got = simulate(drop, work, alloc, batch_size=4, local_iterations=iters, rounds=rounds, config=FAST, rng=rng).total_s
+            got = simulate(
+                drop, work, alloc, batch_size=4, local_iterations=iters, rounds=rounds, config=FAST, rng=rng
+            ).total_s
             # Assert
             worst = max(worst, _rel(got, ref))
             checked += 1
@@ -52,7 +54,22 @@ def test_total_matches_on_1000_drops_times_every_cut_and_rank():
             for rank in RANKS:
                 alloc = random_allocation(rng, drop, 3, cut=cut, rank=rank)
                 ref = delays(drop, work, alloc, batch_size=4, local_iterations=2, rounds=1.5).total_s
-                worst = max(worst, _rel(simulate(drop, work, alloc, batch_size=4, local_iterations=2, rounds=1.5, config=FAST, rng=rng).total_s, ref))
+                worst = max(
+                    worst,
+                    _rel(
+                        simulate(
+                            drop,
+                            work,
+                            alloc,
+                            batch_size=4,
+                            local_iterations=2,
+                            rounds=1.5,
+                            config=FAST,
+                            rng=rng,
+                        ).total_s,
+                        ref,
+                    ),
+                )
     assert worst < 1e-9
 
 
@@ -63,7 +80,15 @@ def test_total_matches_with_per_client_cuts_and_per_layer_ranks():
         drop = random_drop(rng)
         alloc = random_allocation(rng, drop, work.num_layers)
         ref = delays(drop, work, alloc, batch_size=3, local_iterations=2, rounds=2).total_s
-        assert _rel(simulate(drop, work, alloc, batch_size=3, local_iterations=2, rounds=2, config=FAST, rng=rng).total_s, ref) < 1e-9
+        assert (
+            _rel(
+                simulate(
+                    drop, work, alloc, batch_size=3, local_iterations=2, rounds=2, config=FAST, rng=rng
+                ).total_s,
+                ref,
+            )
+            < 1e-9
+        )
 
 
 @pytest.mark.parametrize("rank", RANKS)
@@ -74,7 +99,16 @@ def test_gpt2_all_cuts(gpt2_workload, rank):
         for cut in range(1, gpt2_workload.num_layers + 1):
             alloc = random_allocation(rng, drop, gpt2_workload.num_layers, cut=cut, rank=rank)
             ref = delays(drop, gpt2_workload, alloc, batch_size=16, local_iterations=10, rounds=1.5)
-            got = simulate(drop, gpt2_workload, alloc, batch_size=16, local_iterations=10, rounds=1.5, config=FAST, rng=rng)
+            got = simulate(
+                drop,
+                gpt2_workload,
+                alloc,
+                batch_size=16,
+                local_iterations=10,
+                rounds=1.5,
+                config=FAST,
+                rng=rng,
+            )
             assert _rel(got.total_s, ref.total_s) < 1e-9
 
 
@@ -82,8 +116,19 @@ def test_trace_on_and_off_give_the_same_total(gpt2_workload):
     rng = np.random.default_rng(3)
     drop = random_drop(rng, k=4)
     alloc = round_robin(drop, 12, cut=3, rank=2)
-    on = simulate(drop, gpt2_workload, alloc, batch_size=16, local_iterations=3, rounds=2, config=EngineConfig(), rng=rng)
-    off = simulate(drop, gpt2_workload, alloc, batch_size=16, local_iterations=3, rounds=2, config=FAST, rng=rng)
+    on = simulate(
+        drop,
+        gpt2_workload,
+        alloc,
+        batch_size=16,
+        local_iterations=3,
+        rounds=2,
+        config=EngineConfig(),
+        rng=rng,
+    )
+    off = simulate(
+        drop, gpt2_workload, alloc, batch_size=16, local_iterations=3, rounds=2, config=FAST, rng=rng
+    )
     assert _rel(on.total_s, off.total_s) < 1e-12
     assert len(on.trace) > 0 and len(off.trace) == 0
 
@@ -97,7 +142,9 @@ def test_eq16_term_by_term_from_trace():
         alloc = random_allocation(rng, drop, 4)
         ref = delays(drop, work, alloc, batch_size=2, local_iterations=3, rounds=2)
         # Execute
-        res = simulate(drop, work, alloc, batch_size=2, local_iterations=3, rounds=2, config=EngineConfig(), rng=rng)
+        res = simulate(
+            drop, work, alloc, batch_size=2, local_iterations=3, rounds=2, config=EngineConfig(), rng=rng
+        )
         terms = iteration_terms(res.trace)
         # Assert: every (round, iteration) reproduces T1, t_sF, t_sB, T2 of eq. (16)
         assert len(terms) == 6
@@ -121,8 +168,18 @@ def test_reading_d2_uploads_lora_every_iteration():
         work = random_workload(rng, 3)
         drop = random_drop(rng)
         alloc = random_allocation(rng, drop, 3)
-        ref = delays(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2, upload_every_local_iteration=True).total_s
-        assert _rel(simulate(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2, config=cfg, rng=rng).total_s, ref) < 1e-9
+        ref = delays(
+            drop, work, alloc, batch_size=4, local_iterations=3, rounds=2, upload_every_local_iteration=True
+        ).total_s
+        assert (
+            _rel(
+                simulate(
+                    drop, work, alloc, batch_size=4, local_iterations=3, rounds=2, config=cfg, rng=rng
+                ).total_s,
+                ref,
+            )
+            < 1e-9
+        )
 
 
 def test_client_without_subchannel_gives_infinite_total_like_the_model():
@@ -134,7 +191,9 @@ def test_client_without_subchannel_gives_infinite_total_like_the_model():
     owner[owner == 2] = -1
     alloc = replace(alloc, owner_main=owner)
     assert math.isinf(delays(drop, work, alloc, batch_size=4, local_iterations=2, rounds=1).total_s)
-    assert math.isinf(simulate(drop, work, alloc, batch_size=4, local_iterations=2, rounds=1, config=FAST, rng=rng).total_s)
+    assert math.isinf(
+        simulate(drop, work, alloc, batch_size=4, local_iterations=2, rounds=1, config=FAST, rng=rng).total_s
+    )
 
 
 def test_paper_mode_does_not_touch_the_rng():
@@ -152,7 +211,9 @@ def test_fractional_rounds_are_charged_pro_rata():
     work = random_workload(rng, 3)
     drop = random_drop(rng)
     alloc = random_allocation(rng, drop, 3)
-    res = simulate(drop, work, alloc, batch_size=4, local_iterations=2, rounds=2.4, config=EngineConfig(), rng=rng)
+    res = simulate(
+        drop, work, alloc, batch_size=4, local_iterations=2, rounds=2.4, config=EngineConfig(), rng=rng
+    )
     per_round = res.round_rows[0]["duration_s"]
     assert res.rounds_completed == 3
     assert res.total_s == pytest.approx(2.4 * per_round, rel=1e-12)

@@ -22,7 +22,14 @@ def _case(seed: int):
 def _total(case, **switches) -> float:
     work, drop, alloc = case
     return simulate(
-        drop, work, alloc, batch_size=2, local_iterations=2, rounds=2, config=EngineConfig(trace=False, **switches), rng=np.random.default_rng(0)
+        drop,
+        work,
+        alloc,
+        batch_size=2,
+        local_iterations=2,
+        rounds=2,
+        config=EngineConfig(trace=False, **switches),
+        rng=np.random.default_rng(0),
     ).total_s
 
 
@@ -51,7 +58,16 @@ def test_pipelining_and_more_server_capacity_never_hurt(seed):
 def test_energy_and_times_are_finite_and_nonnegative(seed, p):
     work, drop, alloc = _case(seed)
     cfg = EngineConfig(failure_prob=p, fading_every_round=True, download=True)
-    res = simulate(drop, work, alloc, batch_size=2, local_iterations=2, rounds=3, config=cfg, rng=np.random.default_rng(seed))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=2,
+        local_iterations=2,
+        rounds=3,
+        config=cfg,
+        rng=np.random.default_rng(seed),
+    )
     assert np.isfinite(res.total_s) and res.total_s >= 0
     assert (res.energy_tx_j >= 0).all() and (res.energy_compute_j >= 0).all()
     assert all(r["end_s"] >= r["start_s"] for r in res.round_rows)

@@ -42,7 +42,14 @@ def test_fading_every_round_uses_a_fresh_block_per_round():
     _, work, drop, alloc = _setup(1)
     k, m, n = drop.num_clients, drop.main.num_subchannels, drop.fed.num_subchannels
     res = simulate(
-        drop, work, alloc, batch_size=B, local_iterations=3, rounds=4, config=EngineConfig(fading_every_round=True), rng=np.random.default_rng(42)
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=3,
+        rounds=4,
+        config=EngineConfig(fading_every_round=True),
+        rng=np.random.default_rng(42),
     )
     # the same draws, in the documented order: main (K, M), fed (K, N), downlink (K,) per round
     rng = np.random.default_rng(42)
@@ -50,7 +57,9 @@ def test_fading_every_round_uses_a_fresh_block_per_round():
         g_main = drop.main.gain[:, None] * rng.exponential(1.0, (k, m))
         g_fed = drop.fed.gain[:, None] * rng.exponential(1.0, (k, n))
         rng.exponential(1.0, k)
-        want = delays(_with_gains(drop, g_main, g_fed), work, alloc, batch_size=B, local_iterations=3, rounds=1).total_s
+        want = delays(
+            _with_gains(drop, g_main, g_fed), work, alloc, batch_size=B, local_iterations=3, rounds=1
+        ).total_s
         assert row["duration_s"] == pytest.approx(want, rel=1e-9)
     assert len({round(r["duration_s"], 9) for r in res.round_rows}) == 4  # the rounds differ
 
@@ -59,7 +68,14 @@ def test_fading_every_iteration_redraws_per_iteration_and_for_the_upload():
     _, work, drop, alloc = _setup(2)
     k, m, n = drop.num_clients, drop.main.num_subchannels, drop.fed.num_subchannels
     res = simulate(
-        drop, work, alloc, batch_size=B, local_iterations=3, rounds=1, config=EngineConfig(fading_every_iteration=True), rng=np.random.default_rng(5)
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=3,
+        rounds=1,
+        config=EngineConfig(fading_every_iteration=True),
+        rng=np.random.default_rng(5),
     )
     rng = np.random.default_rng(5)
     want = 0.0
@@ -78,7 +94,16 @@ def test_fading_keeps_the_mean_rate_of_a_subchannel():
     work = random_workload(np.random.default_rng(0), 1)
     alloc = round_robin(drop, 1, power_w=0.1)
     cfg = EngineConfig(fading_every_round=True, trace=False)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=4000, config=cfg, rng=np.random.default_rng(3))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=4000,
+        config=cfg,
+        rng=np.random.default_rng(3),
+    )
     # the upload is the only random term of a round: rate = bits / (round time - the fixed terms)
     ref = delays(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1)
     fixed = ref.t_client_fwd_s[0] + ref.t_server_fwd_s + ref.t_server_bwd_s + ref.t_client_bwd_s[0]
@@ -112,7 +137,16 @@ def _down_rate(drop, cfg, slots):
 def test_download_time_is_bits_over_downlink_rate_one_client():
     _, work, drop, alloc = _setup(3, k=1)
     cfg = EngineConfig(download=True)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1, config=cfg, rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    )
     ref = delays(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1)
     t_dl = B * work.act_bits[alloc.cuts[0] - 1] / _down_rate(drop, cfg, 1)[0]
     dl = res.trace[res.trace["phase"] == "download_gradient"]
@@ -136,7 +170,16 @@ def test_downloads_share_the_downlink(slots):
         got_dl = server_end + t_dl
     want = np.max(got_dl + ref.t_client_bwd_s) + ref.T3_s
     # Execute
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=cfg, rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    )
     # Assert
     assert res.total_s == pytest.approx(want, rel=1e-9)
 
@@ -157,7 +200,16 @@ def test_pipelined_equal_clients_match_the_cyclic_tandem_queue(server_flops_per_
     b = ref.t_client_bwd_s[0]
     s = (ref.t_server_fwd_s + ref.t_server_bwd_s) / k
     cfg = EngineConfig(pipelined_server=True, iteration_barrier=False)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=iters, rounds=1, config=cfg, rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=iters,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    )
     want = a + b + k * s + (iters - 1) * max(k * s, a + b + s) + ref.T3_s
     assert res.total_s == pytest.approx(want, rel=1e-9)
 
@@ -172,7 +224,16 @@ def test_pipelined_heterogeneous_clients_follow_the_lindley_recursion():
         free = max(arrival[c], free) + sf[c] + sb[c]
         done[c] = free
     want = np.max(done + ref.t_client_bwd_s) + ref.T3_s
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=EngineConfig(pipelined_server=True), rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=1,
+        config=EngineConfig(pipelined_server=True),
+        rng=np.random.default_rng(0),
+    )
     assert res.total_s == pytest.approx(want, rel=1e-9)
     assert res.total_s <= ref.total_s * (1 + 1e-12)  # pipelining never hurts one iteration
 
@@ -184,7 +245,16 @@ def test_server_capacity_k_serves_everyone_at_once():
     arrival = ref.t_client_fwd_s + ref.t_upload_act_s
     want = np.max(arrival + sf + sb + ref.t_client_bwd_s) + ref.T3_s
     cfg = EngineConfig(pipelined_server=True, server_gpu_capacity=3)
-    assert simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=cfg, rng=np.random.default_rng(0)).total_s == pytest.approx(want)
+    assert simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    ).total_s == pytest.approx(want)
 
 
 def test_no_iteration_barrier_lets_clients_run_ahead():
@@ -197,7 +267,14 @@ def test_no_iteration_barrier_lets_clients_run_ahead():
         start = server_end + tb
     want = np.max(start + tu)
     res = simulate(
-        drop, work, alloc, batch_size=B, local_iterations=3, rounds=1, config=EngineConfig(iteration_barrier=False), rng=np.random.default_rng(0)
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=3,
+        rounds=1,
+        config=EngineConfig(iteration_barrier=False),
+        rng=np.random.default_rng(0),
     )
     assert res.total_s == pytest.approx(want, rel=1e-9)
 
@@ -219,7 +296,16 @@ def _subset_total(ref, drop, work, alloc, clients, iters, slow=1.0):
 def test_failures_remove_clients_for_the_round():
     _, work, drop, alloc = _setup(9, k=6)
     ref = delays(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=5, config=EngineConfig(failure_prob=0.4), rng=np.random.default_rng(17))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=5,
+        config=EngineConfig(failure_prob=0.4),
+        rng=np.random.default_rng(17),
+    )
     rng = np.random.default_rng(17)
     for row in res.round_rows:
         alive = np.flatnonzero(rng.random(6) >= 0.4)
@@ -229,7 +315,16 @@ def test_failures_remove_clients_for_the_round():
 
 def test_everyone_failing_gives_empty_rounds():
     _, work, drop, alloc = _setup(10)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=3, config=EngineConfig(failure_prob=1.0), rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=3,
+        config=EngineConfig(failure_prob=1.0),
+        rng=np.random.default_rng(0),
+    )
     assert res.total_s == 0.0 and [r["clients_aggregated"] for r in res.round_rows] == [0, 0, 0]
 
 
@@ -237,7 +332,16 @@ def test_stragglers_slow_their_compute_by_the_factor():
     _, work, drop, alloc = _setup(11, k=5)
     ref = delays(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1)
     cfg = EngineConfig(straggler_prob=0.5, straggler_slowdown=4.0)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=4, config=cfg, rng=np.random.default_rng(23))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=4,
+        config=cfg,
+        rng=np.random.default_rng(23),
+    )
     rng = np.random.default_rng(23)
     sf, sb = _server_each_s(drop, work, alloc)
     for row in res.round_rows:
@@ -253,7 +357,14 @@ def test_round_deadline_drops_exactly_the_clients_slower_than_it():
     finish = 2 * ref.iteration_s + ref.t_upload_lora_s  # each client's LoRA arrival
     deadline = float(np.median(finish))
     res = simulate(
-        drop, work, alloc, batch_size=B, local_iterations=2, rounds=2, config=EngineConfig(round_deadline_s=deadline), rng=np.random.default_rng(0)
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=2,
+        config=EngineConfig(round_deadline_s=deadline),
+        rng=np.random.default_rng(0),
     )
     on_time = set(np.flatnonzero(finish <= deadline).tolist())
     for e, row in enumerate(res.round_rows):
@@ -273,7 +384,14 @@ def test_activation_deadline_lets_the_server_proceed_without_late_clients():
     t_on = _subset_total(ref, drop, work, alloc, on_time, 1) - ref.t_upload_lora_s[on_time].max()
     want = first + 2 * t_on + ref.t_upload_lora_s[on_time].max()
     res = simulate(
-        drop, work, alloc, batch_size=B, local_iterations=3, rounds=1, config=EngineConfig(activation_deadline_s=deadline), rng=np.random.default_rng(0)
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=3,
+        rounds=1,
+        config=EngineConfig(activation_deadline_s=deadline),
+        rng=np.random.default_rng(0),
     )
     assert res.client_status[0]["aggregated"] == set(on_time.tolist())
     assert res.client_status[0]["excluded"] == set(range(6)) - set(on_time.tolist())
@@ -286,7 +404,16 @@ def test_activation_deadline_lets_the_server_proceed_without_late_clients():
 def test_energy_is_transmit_power_times_time_plus_capacitance_model():
     _, work, drop, alloc = _setup(14, k=4)
     cfg = EngineConfig(effective_capacitance=2e-28)
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=3, rounds=2, config=cfg, rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=3,
+        rounds=2,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    )
     ref = delays(drop, work, alloc, batch_size=B, local_iterations=3, rounds=1)
     p_main = np.bincount(
         alloc.owner_main[alloc.owner_main >= 0],
@@ -312,13 +439,40 @@ def test_energy_is_transmit_power_times_time_plus_capacitance_model():
 
 def test_energy_flops_per_cycle_comes_from_the_config_or_the_drop():
     _, work, drop, alloc = _setup(17, k=2)
-    base = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=EngineConfig(), rng=np.random.default_rng(0)).energy_compute_j
+    base = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=1,
+        config=EngineConfig(),
+        rng=np.random.default_rng(0),
+    ).energy_compute_j
     cfg = EngineConfig(energy_flops_per_cycle=160.0)  # twice the drop's 80: f halves, cycles halve -> 1/8
-    half = simulate(drop, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=cfg, rng=np.random.default_rng(0)).energy_compute_j
+    half = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=1,
+        rounds=1,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    ).energy_compute_j
     np.testing.assert_allclose(half, base / 8, rtol=1e-12)
     bare = dataclasses.replace(drop, client_cycles_per_s=None)
     with pytest.raises(InputError, match="energy_flops_per_cycle"):
-        simulate(bare, work, alloc, batch_size=B, local_iterations=1, rounds=1, config=EngineConfig(), rng=np.random.default_rng(0))
+        simulate(
+            bare,
+            work,
+            alloc,
+            batch_size=B,
+            local_iterations=1,
+            rounds=1,
+            config=EngineConfig(),
+            rng=np.random.default_rng(0),
+        )
 
 
 def test_aggregation_and_broadcast_add_their_times():
@@ -327,7 +481,16 @@ def test_aggregation_and_broadcast_add_their_times():
     ref = delays(drop, work, alloc, batch_size=B, local_iterations=2, rounds=1)
     lora = (np.arange(1, 4)[None, :] <= alloc.cuts[:, None]) * alloc.ranks @ work.lora_bits_per_rank
     t_bc = lora.max() / _down_rate(drop, cfg, 1).min()
-    res = simulate(drop, work, alloc, batch_size=B, local_iterations=2, rounds=2, config=cfg, rng=np.random.default_rng(0))
+    res = simulate(
+        drop,
+        work,
+        alloc,
+        batch_size=B,
+        local_iterations=2,
+        rounds=2,
+        config=cfg,
+        rng=np.random.default_rng(0),
+    )
     assert res.total_s == pytest.approx(2 * (ref.total_s + 0.25 + t_bc), rel=1e-9)
 
 

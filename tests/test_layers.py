@@ -73,17 +73,17 @@ def _wide_positional_functions() -> list[str]:
 
     found = []
     for path in sorted((ROOT / "fedsim").rglob("*.py")) + sorted((ROOT / "channel").rglob("*.py")):
-        tree = ast.parse(path.read_text())
+        tree, where = ast.parse(path.read_text()), path.relative_to(ROOT)
 
-        def visit(node, private_class=False):
+        def visit(node, private_class=False, where=where):
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.ClassDef):
-                    visit(child, child.name.startswith("_"))
+                    visit(child, child.name.startswith("_"), where)
                 elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     params = [a.arg for a in child.args.posonlyargs + child.args.args]
                     params = params[1:] if params[:1] in (["self"], ["cls"]) else params
                     if not child.name.startswith("_") and not private_class and len(params) > 3:
-                        found.append(f"{path.relative_to(ROOT)}:{child.lineno} {child.name}")
+                        found.append(f"{where}:{child.lineno} {child.name}")
 
         visit(tree)
     return found

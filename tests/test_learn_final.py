@@ -67,7 +67,9 @@ def _merged_unsplit(system, cfg: TrainConfig, family: str):
     average = fedavg(clients, [len(c.stream.indices) for c in system.clients])
     server = lora_state(system.server.part)
     model, _ = tiny_model(family, seed=cfg.seed)  # the same frozen base weights
-    model = add_lora(model, cfg.rank, cfg.lora_alpha, dropout=0.0, seed=123, targets=cfg.targets)  # other init
+    model = add_lora(
+        model, cfg.rank, cfg.lora_alpha, dropout=0.0, seed=123, targets=cfg.targets
+    )  # other init
     blocks = decoder_parts(model).blocks
     placed = 0
     for offset, state in ((0, average), (cfg.cut, server)):
@@ -101,7 +103,9 @@ def test_final_metrics_equal_the_unsplit_merged_model(e2e, family):
         prompts = [tok("name[Blue Spice], eatType[coffee shop] |||")["input_ids"],
                    tok("name[The Wrestlers] |||")["input_ids"]]  # fmt: skip
         split_tokens = greedy_generate(forward, tok, prompts, max_new_tokens=8)
-    expected_gen = evaluate_generation(merged, tok, data.test_pairs, max_new_tokens=6, limit=3, max_len=SEQ_LEN)
+    expected_gen = evaluate_generation(
+        merged, tok, data.test_pairs, max_new_tokens=6, limit=3, max_len=SEQ_LEN
+    )
     # Assert: test PPL to 1e-5, the same generated tokens, and the record's scores from those tokens
     assert record.final["test_ppl"] == pytest.approx(expected_ppl, rel=1e-5)
     assert record.final["test_samples"] == 10 and record.final["n_mrs"] == expected_gen["num_mrs"] == 3
@@ -169,7 +173,9 @@ def test_record_roundtrip_with_and_without_final(tmp_path):
     # records written before the field existed (no "final" key) still load
     for path in sorted((ROOT / "results" / "records").glob("*_r*.json")):
         assert ConvergenceRecord.load(path).rank in (1, 2, 4, 6, 8)
-    old = {k: v for k, v in json.loads((tmp_path / "r.json").read_text()).items() if k not in ("final", "sha256")}  # old records: neither
+    old = {
+        k: v for k, v in json.loads((tmp_path / "r.json").read_text()).items() if k not in ("final", "sha256")
+    }  # old records: neither
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert ConvergenceRecord.load(tmp_path / "old.json").final is None
     (tmp_path / "bad.json").write_text(json.dumps({**old, "final": [1, 2]}))

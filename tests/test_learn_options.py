@@ -78,7 +78,9 @@ def test_copies_at_different_ranks_keep_their_update_under_every_policy(policy, 
     # one copy held at a larger global rank and sent back at its own: the same update (the scale folds in)
     padded = aggregate_block([small], [1.0], 4, alpha=scale, method=method)
     torch.testing.assert_close(update(padded), update(small), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(update(project(padded, 2, scale, method=method)), update(small), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        update(project(padded, 2, scale, method=method)), update(small), rtol=1e-10, atol=1e-10
+    )
     if method == "svd":  # a rank-2 and a rank-1 update average exactly at rank 4
         mean = aggregate_block([small, other], [1.0, 3.0], 4, alpha=scale, method=method)
         want = (update(small) + 3 * update(other)) / 4
@@ -107,7 +109,9 @@ def test_the_schedule_equals_torchs_schedulers(kind):
     np.testing.assert_allclose(mine, seen, rtol=1e-12, atol=1e-15)
 
 
-def test_scheduled_training_steps_every_optimiser_at_the_scheduled_rate_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+def test_scheduled_training_steps_every_optimiser_at_the_scheduled_rate_and_resumes_bit_for_bit(
+    tmp_path, monkeypatch
+):
     cfg = _cfg(lr_schedule="cosine", warmup_steps=2, lora_alpha_policy="rslora")
     from fedsim.learn.federated.systems import build_system
 
@@ -144,7 +148,9 @@ def test_scheduled_training_steps_every_optimiser_at_the_scheduled_rate_and_resu
 def test_the_schedule_and_the_policy_change_training():
     base = [r.get("train_loss") for r in train(_cfg(), tiny_lm("gpt2"), _data(), progress=False).curve]
     for change in ({"lr_schedule": "linear", "warmup_steps": 3}, {"lora_alpha_policy": "rslora"}):
-        other = [r.get("train_loss") for r in train(_cfg(**change), tiny_lm("gpt2"), _data(), progress=False).curve]
+        other = [
+            r.get("train_loss") for r in train(_cfg(**change), tiny_lm("gpt2"), _data(), progress=False).curve
+        ]
         assert other[1:] != base[1:]
 
 

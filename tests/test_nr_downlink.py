@@ -69,12 +69,28 @@ def test_engine_charges_the_pdsch_download():
     work = gpt2_workload()
 
     def total(**cfg):
-        return simulate(drop, work, alloc, batch_size=16, local_iterations=10, rounds=1.0, config=EngineConfig(**cfg), rng=np.random.default_rng(0)).total_s
+        return simulate(
+            drop,
+            work,
+            alloc,
+            batch_size=16,
+            local_iterations=10,
+            rounds=1.0,
+            config=EngineConfig(**cfg),
+            rng=np.random.default_rng(0),
+        ).total_s
 
     drop_s, _ = _setup(harq="expected", downlink="shannon")
     base, pdsch = total(), total(download=True)
     shannon = simulate(
-        drop_s, work, alloc, batch_size=16, local_iterations=10, rounds=1.0, config=EngineConfig(download=True), rng=np.random.default_rng(0)
+        drop_s,
+        work,
+        alloc,
+        batch_size=16,
+        local_iterations=10,
+        rounds=1.0,
+        config=EngineConfig(download=True),
+        rng=np.random.default_rng(0),
     ).total_s
     assert base < shannon < pdsch  # the PDSCH download is slower than Shannon's, and it is charged
 

@@ -93,7 +93,14 @@ def test_engine_sampled_harq_inner_loop_is_unchanged_and_outer_loop_is_reproduci
     def run(problem, res, seed):
         cfg = EngineConfig(trace=False)
         return simulate(
-            problem.drop, problem.workload, res.allocation, batch_size=16, local_iterations=10, rounds=3.0, config=cfg, rng=np.random.default_rng(seed)
+            problem.drop,
+            problem.workload,
+            res.allocation,
+            batch_size=16,
+            local_iterations=10,
+            rounds=3.0,
+            config=cfg,
+            rng=np.random.default_rng(seed),
         ).total_s
 
     # golden number of the sampled inner loop from before link adaptation options existed (seed 21 / 5)

@@ -45,7 +45,15 @@ def test_fast_objective_matches_reference_delay_model(d2):
         )
         alloc, r = _random_alloc(problem, rng)
         k = problem.drop.num_clients
-        ref = delays(problem.drop, problem.workload, alloc, batch_size=16, local_iterations=10, rounds=ROUNDS[r], upload_every_local_iteration=d2).total_s
+        ref = delays(
+            problem.drop,
+            problem.workload,
+            alloc,
+            batch_size=16,
+            local_iterations=10,
+            rounds=ROUNDS[r],
+            upload_every_local_iteration=d2,
+        ).total_s
         rm = link_rates_bps(problem.drop.main, alloc.owner_main, alloc.psd_main_w_hz, num_clients=k)
         rf = link_rates_bps(problem.drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, num_clients=k)
         fast = CostModel.of(problem).total_s(alloc.cuts, r, rm, rate_fed_bps=rf)

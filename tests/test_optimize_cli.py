@@ -25,7 +25,13 @@ def test_json_matches_library(capsys, gpt2_workload):
     record = json.loads(capsys.readouterr().out)
     assert record["scheme"] == "b" and record["system"]["bandwidth_main_hz"] == 2e7
     _, result = optimize_drop(
-        SystemParams(bandwidth_main_hz=2e7), gpt2_workload, 16, local_iterations=10, rounds_by_rank=parse_rounds("1,2,4,6,8", None), seed=5, scheme="b"
+        SystemParams(bandwidth_main_hz=2e7),
+        gpt2_workload,
+        16,
+        local_iterations=10,
+        rounds_by_rank=parse_rounds("1,2,4,6,8", None),
+        seed=5,
+        scheme="b",
     )
     assert record["delays"]["total_s"] == pytest.approx(result.delays.total_s, rel=1e-12)
     assert record["problem"]["rounds_by_rank"]["8"] == 170.0
@@ -50,8 +56,18 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, match):
 
 def test_same_seed_same_drop_for_every_scheme(gpt2_workload):
     rounds = parse_rounds("1,2,4,6,8", None)
-    d1, _ = optimize_drop(SystemParams(), gpt2_workload, 16, local_iterations=10, rounds_by_rank=rounds, seed=11, scheme="proposed")
-    d2, _ = optimize_drop(SystemParams(), gpt2_workload, 16, local_iterations=10, rounds_by_rank=rounds, seed=11, scheme="a")
+    d1, _ = optimize_drop(
+        SystemParams(),
+        gpt2_workload,
+        16,
+        local_iterations=10,
+        rounds_by_rank=rounds,
+        seed=11,
+        scheme="proposed",
+    )
+    d2, _ = optimize_drop(
+        SystemParams(), gpt2_workload, 16, local_iterations=10, rounds_by_rank=rounds, seed=11, scheme="a"
+    )
     np.testing.assert_array_equal(d1.positions_m, d2.positions_m)
 
 
@@ -73,7 +89,12 @@ def test_scenario_file_and_set_override_supply_the_settings(capsys, gpt2_workloa
     # Assert: the scenario's system with the override, same result as the library on those settings
     assert record["system"]["num_clients"] == 3
     _, result = optimize_drop(
-        SystemParams(num_clients=3), gpt2_workload, 16, local_iterations=10, rounds_by_rank=parse_rounds("1,2,4,6,8", None), seed=2
+        SystemParams(num_clients=3),
+        gpt2_workload,
+        16,
+        local_iterations=10,
+        rounds_by_rank=parse_rounds("1,2,4,6,8", None),
+        seed=2,
     )
     assert record["delays"]["total_s"] == pytest.approx(result.delays.total_s, rel=1e-12)
 

@@ -45,9 +45,15 @@ def test_greedy_counts_minimise_the_worst_delay_for_fixed_powers():
         off, load, p_max = rng.uniform(0, 2, k), rng.uniform(1e7, 3e8, k), np.full(k, 0.2)
         power = assignment_power_w(link, p_max)
         counts = client_counts(greedy_assign(link, p_max, off, load_bits=load), k)
-        greedy_worst = finish_time_s(power, counts, link.gain, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0).max()
+        greedy_worst = finish_time_s(
+            power, counts, link.gain, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0
+        ).max()
         comps = compositions(s, k)
-        best = finish_time_s(power, comps, link.gain, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0).max(axis=1).min()
+        best = (
+            finish_time_s(power, comps, link.gain, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0)
+            .max(axis=1)
+            .min()
+        )
         assert greedy_worst == pytest.approx(best, rel=1e-12)
 
 
@@ -56,7 +62,15 @@ def test_fading_weakest_client_gets_its_best_subchannel():
     link = _link(4, 12, rng, fading=True)
     off, load = np.zeros(4), np.full(4, 1e8)
     owner = greedy_assign(link, np.full(4, 0.2), off, load_bits=load)
-    d1 = finish_time_s(assignment_power_w(link, np.full(4, 0.2)), 1, link.gain.max(axis=1), offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0)
+    d1 = finish_time_s(
+        assignment_power_w(link, np.full(4, 0.2)),
+        1,
+        link.gain.max(axis=1),
+        offset_s=off,
+        load_bits=load,
+        sub_hz=B,
+        noise_psd_w_hz=N0,
+    )
     weakest = int(np.argmax(d1))
     assert owner[int(np.argmax(link.gain[weakest]))] == weakest
 
@@ -79,9 +93,18 @@ def test_exact_counts_reach_the_composition_optimum():
         p_max = inst.drop.p_max_w
         comps = compositions(link.num_subchannels, k)
         t_all, _ = min_time_flat(
-            comps, link.gain, off, load_bits=load, p_max_w=p_max, p_th_w=link.p_th_w, sub_hz=B * 0 + link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz
+            comps,
+            link.gain,
+            off,
+            load_bits=load,
+            p_max_w=p_max,
+            p_th_w=link.p_th_w,
+            sub_hz=B * 0 + link.subchannel_hz,
+            noise_psd_w_hz=link.noise_psd_w_hz,
         )
-        start = solve_power_exact(link, greedy_assign(link, p_max, off, load_bits=load), p_max, offset_s=off, load_bits=load).time_s
+        start = solve_power_exact(
+            link, greedy_assign(link, p_max, off, load_bits=load), p_max, offset_s=off, load_bits=load
+        ).time_s
         counts = exact_counts(link, p_max, off, load_bits=load, upper_s=start)
         owner = np.repeat(np.arange(k), counts)
         t = solve_power_exact(link, owner, p_max, offset_s=off, load_bits=load).time_s

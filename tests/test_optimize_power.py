@@ -37,7 +37,14 @@ def test_single_client_is_full_power_closed_form():
     g, n, off, load = 1e-10, 4, 0.3, 2e8
     for p_max, p_th in ((0.2, 0.6), (0.2, 0.05)):
         t, p = min_time_flat(
-            np.array([n]), np.array([g]), np.array([off]), load_bits=np.array([load]), p_max_w=np.array([p_max]), p_th_w=p_th, sub_hz=B, noise_psd_w_hz=N0
+            np.array([n]),
+            np.array([g]),
+            np.array([off]),
+            load_bits=np.array([load]),
+            p_max_w=np.array([p_max]),
+            p_th_w=p_th,
+            sub_hz=B,
+            noise_psd_w_hz=N0,
         )
         p_use = min(p_max, p_th)
         expect = off + load / (n * B * np.log2(1 + p_use * g / (N0 * n * B)))
@@ -53,7 +60,9 @@ def test_min_power_inverts_finish_time():
     off = rng.uniform(0, 2, 50)
     load = rng.uniform(1e6, 3e8, 50)
     t = finish_time_s(p, n, g, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0)
-    np.testing.assert_allclose(min_power_w(t, n, g, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0), p, rtol=1e-9)
+    np.testing.assert_allclose(
+        min_power_w(t, n, g, offset_s=off, load_bits=load, sub_hz=B, noise_psd_w_hz=N0), p, rtol=1e-9
+    )
 
 
 def test_binding_threshold_equalises_finish_times_and_spends_p_th():
@@ -162,4 +171,6 @@ def test_cvxpy_fading_beats_uniform_psd():
 def test_exact_solver_rejects_fading():
     drop = draw_drop(SystemParams(fading=True), np.random.default_rng(3))
     with pytest.raises(ValueError, match="flat"):
-        solve_power_exact(drop.main, np.arange(20) % 5, drop.p_max_w, offset_s=np.zeros(5), load_bits=np.ones(5))
+        solve_power_exact(
+            drop.main, np.arange(20) % 5, drop.p_max_w, offset_s=np.zeros(5), load_bits=np.ones(5)
+        )

@@ -88,9 +88,19 @@ def reference_exact_counts(link, p_max_w, offset_s, load_bits, upper_s):
     gain = np.asarray(link.gain, float)
     k, s = gain.shape[0], link.num_subchannels
     args = (gain, offset_s, load_bits, p_max_w, float(link.subchannel_hz), float(link.noise_psd_w_hz), s)
-    lo = float(np.max(finish_time_s(
-        p_max_w, s - k + 1, gain, offset_s=offset_s, load_bits=load_bits, sub_hz=args[4], noise_psd_w_hz=args[5]
-    )))
+    lo = float(
+        np.max(
+            finish_time_s(
+                p_max_w,
+                s - k + 1,
+                gain,
+                offset_s=offset_s,
+                load_bits=load_bits,
+                sub_hz=args[4],
+                noise_psd_w_hz=args[5],
+            )
+        )
+    )
     hi = float(upper_s)
     if not np.isfinite(hi):
         return None
@@ -168,8 +178,12 @@ def test_exact_counts_equal_the_bisection_reference(i):
     if ref is None:
         assert fast is None
         return
-    t_fast = solve_power_exact(link, np.repeat(np.arange(fast.size), fast), p_max, offset_s=offset, load_bits=load).time_s
-    t_ref = solve_power_exact(link, np.repeat(np.arange(ref.size), ref), p_max, offset_s=offset, load_bits=load).time_s
+    t_fast = solve_power_exact(
+        link, np.repeat(np.arange(fast.size), fast), p_max, offset_s=offset, load_bits=load
+    ).time_s
+    t_ref = solve_power_exact(
+        link, np.repeat(np.arange(ref.size), ref), p_max, offset_s=offset, load_bits=load
+    ).time_s
     # the same counts, or (never seen) counts at least as fast
     assert np.array_equal(fast, ref) or t_fast <= t_ref
 

@@ -155,10 +155,21 @@ def test_delay_and_engine_use_the_link_rate():
             else (alloc.owner_fed, alloc.psd_fed_w_hz)
         )
         np.testing.assert_allclose(
-            link_rates_bps(b, owner, psd, num_clients=5), link_rates_bps(a, owner, psd, num_clients=5), rtol=1e-12
+            link_rates_bps(b, owner, psd, num_clients=5),
+            link_rates_bps(a, owner, psd, num_clients=5),
+            rtol=1e-12,
         )
     d = delays(generic, problem.workload, alloc, batch_size=16, local_iterations=10, rounds=2.0)
-    sim = simulate(generic, problem.workload, alloc, batch_size=16, local_iterations=10, rounds=2.0, config=EngineConfig(), rng=np.random.default_rng(0))
+    sim = simulate(
+        generic,
+        problem.workload,
+        alloc,
+        batch_size=16,
+        local_iterations=10,
+        rounds=2.0,
+        config=EngineConfig(),
+        rng=np.random.default_rng(0),
+    )
     assert sim.total_s == pytest.approx(d.total_s, rel=1e-12)
 
 

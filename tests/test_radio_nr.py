@@ -181,7 +181,14 @@ def test_engine_expected_goodput_equals_analytical_model():
     res = optimize(problem)
     d = delays(problem.drop, problem.workload, res.allocation, batch_size=16, local_iterations=10, rounds=3.5)
     sim = simulate(
-        problem.drop, problem.workload, res.allocation, batch_size=16, local_iterations=10, rounds=3.5, config=EngineConfig(), rng=np.random.default_rng(1)
+        problem.drop,
+        problem.workload,
+        res.allocation,
+        batch_size=16,
+        local_iterations=10,
+        rounds=3.5,
+        config=EngineConfig(),
+        rng=np.random.default_rng(1),
     )
     assert sim.total_s == pytest.approx(d.total_s, rel=1e-9)
 
@@ -213,7 +220,14 @@ def test_engine_sampled_harq_mean_converges_to_the_analytical_model():
     totals = np.array(
         [
             simulate(
-                drop, tiny, res.allocation, batch_size=1, local_iterations=2, rounds=40.0, config=EngineConfig(trace=False), rng=np.random.default_rng(s)
+                drop,
+                tiny,
+                res.allocation,
+                batch_size=1,
+                local_iterations=2,
+                rounds=40.0,
+                config=EngineConfig(trace=False),
+                rng=np.random.default_rng(s),
             ).total_s
             for s in range(40)
         ]

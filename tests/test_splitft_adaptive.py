@@ -100,7 +100,9 @@ def test_memory_bound_matches_measured_memory_within_20_percent(family, batch, s
     mask = torch.stack([data[i]["attention_mask"] for i in range(batch)])
     part, _ = split_model(model, cut)
     measured = _measured_bytes(part, ids, mask)
-    assert client_memory_bytes(model.config, cut, batch, seq_len=seq_len, rank=4) == pytest.approx(measured, rel=0.2)
+    assert client_memory_bytes(model.config, cut, batch, seq_len=seq_len, rank=4) == pytest.approx(
+        measured, rel=0.2
+    )
 
 
 def _adaptive_cfg(**kw):
@@ -111,7 +113,9 @@ def _adaptive_cfg(**kw):
 
 
 def test_a_moved_block_keeps_its_lora_and_adamw_moments_exactly():
-    system = build_system(tiny_lm("gpt2"), _adaptive_cfg(), SyntheticLM(12), partition=np.array_split(np.arange(12), 3))
+    system = build_system(
+        tiny_lm("gpt2"), _adaptive_cfg(), SyntheticLM(12), partition=np.array_split(np.arange(12), 3)
+    )
     for _ in range(2):
         system.local_iteration()
     server, first = system.server, system.server.part.first
@@ -242,5 +246,9 @@ def test_the_balance_rule_moves_each_cut_one_block_a_round_to_the_balanced_cuts(
     seen = _trained_system(cfg)
     rows = seen["system"].adapter.rows
     # target [1, 2, 3]: round 1 moves clients 1 and 2 one block each, round 2 client 2 once more
-    assert [(r["round"], r["client"], r["old"], r["new"]) for r in rows] == [(1, 1, 1, 2), (1, 2, 1, 2), (2, 2, 2, 3)]
+    assert [(r["round"], r["client"], r["old"], r["new"]) for r in rows] == [
+        (1, 1, 1, 2),
+        (1, 2, 1, 2),
+        (2, 2, 2, 3),
+    ]
     assert seen["system"].layout.cuts == [1, 2, 3]

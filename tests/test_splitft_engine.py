@@ -31,7 +31,15 @@ def test_paper_mode_equals_the_delay_model_with_heterogeneous_cuts_and_cut_layer
         base = random_allocation(rng, drop, j)
         alloc = replace(base, cuts=cuts, ranks=cut_layer_ranks(cuts, j, rank_cut=4, rank_others=8))
         ref = delays(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2.0).total_s
-        worst = max(worst, _rel(simulate(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2.0, config=FAST, rng=rng).total_s, ref))
+        worst = max(
+            worst,
+            _rel(
+                simulate(
+                    drop, work, alloc, batch_size=4, local_iterations=3, rounds=2.0, config=FAST, rng=rng
+                ).total_s,
+                ref,
+            ),
+        )
     assert worst < 1e-9
 
 
@@ -67,11 +75,25 @@ def test_live_cut_change_is_charged_and_retimes_the_next_round():
     a1 = replace(base, cuts=after, ranks=cut_layer_ranks(after, 4, 4, rank_others=8))
     trainer = _MovingTrainer(before, a1.ranks, stop_after=2)
     # Execute: two live rounds in paper mode
-    sim = simulate(drop, work, a0, batch_size=4, local_iterations=2, rounds=5, config=EngineConfig(), rng=np.random.default_rng(0), trainer=trainer)
+    sim = simulate(
+        drop,
+        work,
+        a0,
+        batch_size=4,
+        local_iterations=2,
+        rounds=5,
+        config=EngineConfig(),
+        rng=np.random.default_rng(0),
+        trainer=trainer,
+    )
     # Assert: round 1 at the old cuts, the block's LoRA values + 2 AdamW moments on the downlink, round 2 new
     rate_down = ChannelState(drop, a0, EngineConfig(), np.random.default_rng(0)).rate_down_bps[0]
     move_s = 3 * work.lora_bits_per_rank[2] * 8 / rate_down
-    want = delays(drop, work, a0, batch_size=4, local_iterations=2, rounds=1).total_s + move_s + delays(drop, work, a1, batch_size=4, local_iterations=2, rounds=1).total_s
+    want = (
+        delays(drop, work, a0, batch_size=4, local_iterations=2, rounds=1).total_s
+        + move_s
+        + delays(drop, work, a1, batch_size=4, local_iterations=2, rounds=1).total_s
+    )
     assert sim.rounds_completed == 2
     assert _rel(sim.total_s, want) < 1e-9
     moves = sim.trace[sim.trace["phase"] == "move_block_to_client"]

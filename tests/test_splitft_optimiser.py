@@ -76,9 +76,13 @@ def test_cost_model_equals_the_delay_model_for_every_cut_and_rank():
             link_rates_bps(drop.fed, owner_fed, psd_fed, num_clients=k),
         )
         cuts = rng.integers(1, j + 1, k)
-        alloc = Allocation(owner, owner_fed, psd, psd_fed, cuts, cut_layer_ranks(cuts, j, rank_cut, rank_others=rank))
+        alloc = Allocation(
+            owner, owner_fed, psd, psd_fed, cuts, cut_layer_ranks(cuts, j, rank_cut, rank_others=rank)
+        )
         ref = delays(drop, work, alloc, batch_size=4, local_iterations=3, rounds=2.0).total_s
-        assert float(model.total_s(cuts, rank, rate_main, rate_fed_bps=rate_fed)) == pytest.approx(ref, rel=1e-12)
+        assert float(model.total_s(cuts, rank, rate_main, rate_fed_bps=rate_fed)) == pytest.approx(
+            ref, rel=1e-12
+        )
 
 
 @pytest.mark.parametrize("per_client", [False, True])
@@ -95,18 +99,33 @@ def test_bcd_chooses_cuts_and_rank_with_the_cut_layer_rank_and_the_engine_agrees
         alloc, r = result.allocation, result.rank
         np.testing.assert_array_equal(alloc.ranks, cut_layer_ranks(alloc.cuts, 5, 1, rank_others=r))
         # the predicted delay is the delay model of the allocation with r_cut, E(r) read at r
-        assert result.delays.total_s == delays(drop, work, alloc, batch_size=4, local_iterations=2, rounds=e_r[r]).total_s
+        assert (
+            result.delays.total_s
+            == delays(drop, work, alloc, batch_size=4, local_iterations=2, rounds=e_r[r]).total_s
+        )
         assert min(result.history) == pytest.approx(result.delays.total_s, rel=1e-9)
         # the same decisions timed with one rank everywhere would be slower (r_cut = 1 < r saves time)
         uniform = replace(alloc, ranks=np.full_like(alloc.ranks, r))
-        assert result.delays.total_s < delays(drop, work, uniform, batch_size=4, local_iterations=2, rounds=e_r[r]).total_s
+        assert (
+            result.delays.total_s
+            < delays(drop, work, uniform, batch_size=4, local_iterations=2, rounds=e_r[r]).total_s
+        )
         # and the optimiser that knows r_cut does no worse than applying r_cut after a plain optimisation
         after = optimize(plain, "proposed", rng=np.random.default_rng(0)).allocation
         after = replace(after, ranks=cut_layer_ranks(after.cuts, 5, 1, rank_others=int(after.ranks.max())))
         assert result.delays.total_s <= delays(
             drop, work, after, batch_size=4, local_iterations=2, rounds=e_r[int(after.ranks.max())]
         ).total_s * (1 + 1e-9)
-        sim = simulate(drop, work, alloc, batch_size=4, local_iterations=2, rounds=e_r[r], config=EngineConfig(trace=False), rng=np.random.default_rng(1))
+        sim = simulate(
+            drop,
+            work,
+            alloc,
+            batch_size=4,
+            local_iterations=2,
+            rounds=e_r[r],
+            config=EngineConfig(trace=False),
+            rng=np.random.default_rng(1),
+        )
         worst = max(worst, abs(sim.total_s - result.delays.total_s) / result.delays.total_s)
     assert worst < 1e-9
 

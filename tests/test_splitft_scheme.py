@@ -14,8 +14,15 @@ from fedsim.optimize.schemes import get_scheme, registered_schemes
 
 def test_steady_cuts_send_fast_clients_up_and_slow_ones_down():
     # gamma 0.5, equal quality: s = 0.5 F/mean F + 0.5 -> 1.5, 0.75, 0.75 for F = 4, 1, 1
-    assert steady_cuts([2, 2, 2], [4.0, 1.0, 1.0], 0.5, epsilon=0.1, cut_min=1, cut_max=[5, 5, 5]) == [5, 1, 1]
-    assert steady_cuts([2, 2], [1.0, 1.05], 0.5, epsilon=0.1, cut_min=1, cut_max=[5, 5]) == [2, 2]  # inside the band: stay
+    assert steady_cuts([2, 2, 2], [4.0, 1.0, 1.0], 0.5, epsilon=0.1, cut_min=1, cut_max=[5, 5, 5]) == [
+        5,
+        1,
+        1,
+    ]
+    assert steady_cuts([2, 2], [1.0, 1.05], 0.5, epsilon=0.1, cut_min=1, cut_max=[5, 5]) == [
+        2,
+        2,
+    ]  # inside the band: stay
 
 
 def test_splitft_scheme_is_registered_and_its_delays_are_the_delay_model():
@@ -30,7 +37,9 @@ def test_splitft_scheme_is_registered_and_its_delays_are_the_delay_model():
     want = steady_cuts([2] * 5, drop.client_flops_per_s, 0.5, epsilon=0.1, cut_min=1, cut_max=[5] * 5)
     assert list(cuts) == want
     np.testing.assert_array_equal(result.allocation.ranks, cut_layer_ranks(cuts, 6, 4, rank_others=8))
-    ref = delays(drop, work, result.allocation, batch_size=4, local_iterations=2, rounds=120.0)  # E(r) at r_others = 8
+    ref = delays(
+        drop, work, result.allocation, batch_size=4, local_iterations=2, rounds=120.0
+    )  # E(r) at r_others = 8
     assert result.delays.total_s == ref.total_s and result.status == "optimal"
 
 
@@ -74,5 +83,12 @@ def test_splitft_scheme_takes_the_scenarios_rank_cut_and_halves_its_rank_without
         alloc = result.allocation
         np.testing.assert_array_equal(alloc.ranks, cut_layer_ranks(alloc.cuts, 12, r_cut, rank_others=8))
         pb = result.problem
-        want = delays(pb.drop, pb.workload, alloc, batch_size=pb.batch_size, local_iterations=pb.local_iterations, rounds=pb.rounds_by_rank[8])
+        want = delays(
+            pb.drop,
+            pb.workload,
+            alloc,
+            batch_size=pb.batch_size,
+            local_iterations=pb.local_iterations,
+            rounds=pb.rounds_by_rank[8],
+        )
         assert result.delays.total_s == want.total_s

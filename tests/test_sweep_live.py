@@ -132,6 +132,8 @@ def test_live_run_honours_the_upload_reading_and_workload_settings(tmp_path, mon
     drop, workload, alloc = captured["timed"]
     np.testing.assert_allclose(workload.bwd_flops, 3.0 * workload.fwd_flops)
     got = pd.read_csv(tmp_path / "live" / "summary.csv")["sim_total_s"].item()
-    d2 = delays(drop, workload, alloc, batch_size=2, local_iterations=2, rounds=2, upload_every_local_iteration=True).total_s
+    d2 = delays(
+        drop, workload, alloc, batch_size=2, local_iterations=2, rounds=2, upload_every_local_iteration=True
+    ).total_s
     d1 = delays(drop, workload, alloc, batch_size=2, local_iterations=2, rounds=2).total_s
     assert got == pytest.approx(d2, rel=1e-9) and abs(d2 - d1) > 1e-6 * d1

@@ -94,7 +94,16 @@ def test_engine_equals_the_delay_model_on_opt(opt):
         for cut in range(1, work.num_layers + 1):
             alloc = random_allocation(rng, drop, work.num_layers, cut=cut, rank=rank)
             ref = delays(drop, work, alloc, batch_size=16, local_iterations=10, rounds=1.5).total_s
-            got = simulate(drop, work, alloc, batch_size=16, local_iterations=10, rounds=1.5, config=EngineConfig(trace=False), rng=rng).total_s
+            got = simulate(
+                drop,
+                work,
+                alloc,
+                batch_size=16,
+                local_iterations=10,
+                rounds=1.5,
+                config=EngineConfig(trace=False),
+                rng=rng,
+            ).total_s
             assert abs(got - ref) / ref < 1e-9
 
 

@@ -61,7 +61,9 @@ def steady_cuts(
     """Where the rule leaves the cuts when every client's quality is equal (compute alone decides)."""
     cuts = [int(c) for c in cuts]
     for _ in range(max(cut_max) + 1):  # each decision moves a cut one block toward its bound
-        rows = decide(cuts, compute, [1.0] * len(cuts), gamma=gamma, epsilon=epsilon, cut_min=cut_min, cut_max=cut_max)
+        rows = decide(
+            cuts, compute, [1.0] * len(cuts), gamma=gamma, epsilon=epsilon, cut_min=cut_min, cut_max=cut_max
+        )
         if not rows:
             break
         for row in rows:
@@ -99,5 +101,7 @@ def toward(cuts: Sequence[int], target: Sequence[int], reason: str) -> list[dict
     for k, (c, t) in enumerate(zip(cuts, target, strict=True)):
         if c != t:
             new = c + (1 if t > c else -1)
-            rows.append({"client": k, "old": int(c), "new": int(new), "score": float("nan"), "reason": reason})
+            rows.append(
+                {"client": k, "old": int(c), "new": int(new), "score": float("nan"), "reason": reason}
+            )
     return rows

@@ -95,7 +95,14 @@ def link_rates_bps(link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_c
         from fedsim.core.link import link_client_rates_bps
 
         return link_client_rates_bps(link, owner, psd_w_hz, num_clients=num_clients)
-    return client_rates_bps(owner, psd_w_hz, link.gain, bandwidth_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz, num_clients=num_clients)
+    return client_rates_bps(
+        owner,
+        psd_w_hz,
+        link.gain,
+        bandwidth_hz=link.subchannel_hz,
+        noise_psd_w_hz=link.noise_psd_w_hz,
+        num_clients=num_clients,
+    )
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -153,7 +160,13 @@ def delays(
     t_sb = float(batch_size * s_bwd.sum() / drop.server_flops_per_s)
     T1, T2, T3 = float(np.max(t_f + t_a)), float(np.max(t_b)), float(np.max(t_u))
     t = T1 + t_sf + t_sb + T2
-    total = total_delay_s(t, T3, rounds, local_iterations=local_iterations, upload_every_local_iteration=upload_every_local_iteration)
+    total = total_delay_s(
+        t,
+        T3,
+        rounds,
+        local_iterations=local_iterations,
+        upload_every_local_iteration=upload_every_local_iteration,
+    )
     return Delays(
         t_client_fwd_s=t_f,
         t_upload_act_s=t_a,

@@ -132,5 +132,9 @@ def open_loop_psd(link: Link, owner: np.ndarray, p_max_w: np.ndarray, *, offset_
     used = owner >= 0
     psd[used] = power[owner[used]] / (counts[owner[used]] * link.subchannel_hz)
     total, n = client_power_and_counts(owner, psd, link.subchannel_hz, num_clients=k)
-    time_s = float(np.max(finish_time_rate_s(link.rate, total, n, gain=link.gain, offset_s=offset_s, load_bits=load_bits)))
+    time_s = float(
+        np.max(
+            finish_time_rate_s(link.rate, total, n, gain=link.gain, offset_s=offset_s, load_bits=load_bits)
+        )
+    )
     return psd, time_s

@@ -50,8 +50,12 @@ class ChannelState:
     def __init__(self, drop: Drop, alloc: Allocation, config: EngineConfig, rng: np.random.Generator):
         self._drop, self._alloc, self._config, self._rng = drop, alloc, config, rng
         k = drop.num_clients
-        self.power_main_w = client_power_w(alloc.owner_main, alloc.psd_main_w_hz, drop.main.subchannel_hz, num_clients=k)
-        self.power_fed_w = client_power_w(alloc.owner_fed, alloc.psd_fed_w_hz, drop.fed.subchannel_hz, num_clients=k)
+        self.power_main_w = client_power_w(
+            alloc.owner_main, alloc.psd_main_w_hz, drop.main.subchannel_hz, num_clients=k
+        )
+        self.power_fed_w = client_power_w(
+            alloc.owner_fed, alloc.psd_fed_w_hz, drop.fed.subchannel_hz, num_clients=k
+        )
         self._base_main = mean_gain(drop.main.gain)
         self._base_fed = mean_gain(drop.fed.gain)
         self._set_gains(drop.main.gain, drop.fed.gain, self._base_main)
@@ -67,7 +71,9 @@ class ChannelState:
             return None
         from fedsim.core.link import client_power_and_counts
 
-        power, counts = client_power_and_counts(owner, psd, link.subchannel_hz, num_clients=self._drop.num_clients)
+        power, counts = client_power_and_counts(
+            owner, psd, link.subchannel_hz, num_clients=self._drop.num_clients
+        )
         return link.rate.harq_transfers(power, counts, np.asarray(link.gain, float))
 
     def _rates(self, link: Link, owner: np.ndarray, psd: np.ndarray, gain: np.ndarray) -> np.ndarray:
@@ -76,7 +82,12 @@ class ChannelState:
 
             return link_client_rates_bps(link, owner, psd, num_clients=self._drop.num_clients)
         return channel.client_rates_bps(
-            owner, psd, gain, bandwidth_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz, num_clients=self._drop.num_clients
+            owner,
+            psd,
+            gain,
+            bandwidth_hz=link.subchannel_hz,
+            noise_psd_w_hz=link.noise_psd_w_hz,
+            num_clients=self._drop.num_clients,
         )
 
     def _set_gains(self, gain_main: np.ndarray, gain_fed: np.ndarray, gain_down: np.ndarray) -> None:
@@ -84,7 +95,9 @@ class ChannelState:
         self.rate_main_bps = self._rates(d.main, a.owner_main, a.psd_main_w_hz, gain_main)
         self.rate_fed_bps = self._rates(d.fed, a.owner_fed, a.psd_fed_w_hz, gain_fed)
         downlink = getattr(d.main.rate, "downlink", None)
-        self.rate_down_bps = downlink_rates_bps(gain_down, self._config, d.main.noise_psd_w_hz, downlink=downlink)
+        self.rate_down_bps = downlink_rates_bps(
+            gain_down, self._config, d.main.noise_psd_w_hz, downlink=downlink
+        )
 
     def redraw(self) -> None:
         """Draw a new fading block (only call when a fading switch is on)."""

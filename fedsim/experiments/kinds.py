@@ -86,7 +86,9 @@ def _study_unit(scenario: Scenario, point: int, drop: int) -> list[dict]:
 
 def _study_tables(rows: pd.DataFrame, scenario: Scenario, root: Path) -> list[str]:
     study = scenario.study
-    return study_tables.write_study_tables(rows, study.targets, root / "tables", relative_pcts=study.relative_targets_pct)
+    return study_tables.write_study_tables(
+        rows, study.targets, root / "tables", relative_pcts=study.relative_targets_pct
+    )
 
 
 def _nothing(scenario: Scenario) -> dict[str, Any]:

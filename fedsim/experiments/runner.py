@@ -55,7 +55,9 @@ def run_sweep(
     try:
         if todo:
             # closing(): on an interruption the executor stops its workers at once
-            with closing(run_units(scenario, todo, executor, workers=workers, ray_address=ray_address, kind=kind)) as finished:
+            with closing(
+                run_units(scenario, todo, executor, workers=workers, ray_address=ray_address, kind=kind)
+            ) as finished:
                 for point, drop, rows in finished:
                     store.write_part(point, drop, rows)
                     bar.update(per_unit)

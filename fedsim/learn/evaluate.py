@@ -165,7 +165,9 @@ def evaluate_generation(
     """
     groups = group_by_mr(pairs)[:limit]
     prompts = [encode_pair(tokenizer, mr, None, max_len=max_len)[0] for mr, _ in groups]
-    outputs = greedy_generate(model_or_fn, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    outputs = greedy_generate(
+        model_or_fn, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     hyps = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in outputs]
     refs = [r for _, r in groups]
     return {

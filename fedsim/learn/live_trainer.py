@@ -76,8 +76,15 @@ class LiveTrainer:
         return self._resume is not None
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, model=None, data: TrainData | None = None, *, progress: bool = True,
-                    source: str = "") -> LiveTrainer:  # fmt: skip
+    def from_config(
+        cls,
+        cfg: TrainConfig,
+        model=None,
+        data: TrainData | None = None,
+        *,
+        progress: bool = True,
+        source: str = "",
+    ) -> LiveTrainer:
         """Load the model and E2E data ``cfg`` names (unless given) and build the split-federated system."""
         if cfg.scheme != "split_fed":
             raise ValueError("live co-simulation drives the split_fed scheme")
@@ -85,7 +92,9 @@ class LiveTrainer:
             from fedsim.learn.setup import load
 
             model, _, data = load(cfg, progress=progress)
-        return cls(build_system(model, cfg, data.train, partition=data.partition), cfg, data, progress, source)
+        return cls(
+            build_system(model, cfg, data.train, partition=data.partition), cfg, data, progress, source
+        )
 
     # --- the engine's Trainer protocol ---
     def client_forward(self, client: int) -> None:

@@ -80,9 +80,13 @@ def final_metrics(system, cfg: TrainConfig, data: TrainData) -> dict:
         with system.deployed() as forward:
             result = evaluate_generation(
                 lambda input_ids, attention_mask: forward(input_ids.to(device), attention_mask.to(device)),
-                data.tokenizer, data.test_pairs, max_new_tokens=cfg.max_new_tokens, batch_size=batch, limit=cfg.generate_mrs,
+                data.tokenizer,
+                data.test_pairs,
+                max_new_tokens=cfg.max_new_tokens,
+                batch_size=batch,
+                limit=cfg.generate_mrs,
                 max_len=cfg.seq_len,
-            )  # fmt: skip
+            )
         out.update(bleu=result["bleu"], rouge_l=result["rouge_l"], n_mrs=result["num_mrs"])
         out["max_new_tokens"] = cfg.max_new_tokens
     return out
@@ -102,7 +106,9 @@ def train(
         step, curve = int(payload["step"]), list(payload["curve"])
         restore_rng(payload)
     else:
-        curve.append({"step": 0, "round": 0.0, **evaluate_validation(system, data, eval_batch, halves=cfg.eval_halves)})
+        curve.append(
+            {"step": 0, "round": 0.0, **evaluate_validation(system, data, eval_batch, halves=cfg.eval_halves)}
+        )
 
     bar = tqdm(
         total=cfg.steps, initial=step, disable=not progress, desc=f"{cfg.scheme} r={cfg.rank}", unit="step"

@@ -40,7 +40,9 @@ class BcdScheme:
         return replace(self, power_solver=power_solver, refine=refine)
 
     def allocate(self, problem: Problem, rng: np.random.Generator | None) -> Result:
-        return run_bcd(problem, self.spec, self.name, rng=rng, power_solver=self.power_solver, refine=self.refine)
+        return run_bcd(
+            problem, self.spec, self.name, rng=rng, power_solver=self.power_solver, refine=self.refine
+        )
 
 
 _DESCRIPTIONS = {

@@ -50,9 +50,24 @@ def _link_min_time(link, counts, offset_s, load_bits, p_max_w):
     if link.rate is not None:  # any monotone rate model (fedsim.radio): bisection, exact as well
         from fedsim.optimize.power_rate import min_time_rate
 
-        return min_time_rate(link.rate, counts, gain, offset_s=offset_s, load_bits=load_bits, p_max_w=p_max_w, p_th_w=link.p_th_w)
+        return min_time_rate(
+            link.rate,
+            counts,
+            gain,
+            offset_s=offset_s,
+            load_bits=load_bits,
+            p_max_w=p_max_w,
+            p_th_w=link.p_th_w,
+        )
     return min_time_flat(
-        counts, gain, offset_s, load_bits=load_bits, p_max_w=p_max_w, p_th_w=link.p_th_w, sub_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz
+        counts,
+        gain,
+        offset_s,
+        load_bits=load_bits,
+        p_max_w=p_max_w,
+        p_th_w=link.p_th_w,
+        sub_hz=link.subchannel_hz,
+        noise_psd_w_hz=link.noise_psd_w_hz,
     )
 
 

@@ -34,7 +34,15 @@ def _finish_table_s(link, power_w, offset_s, load_bits, n, rows=slice(None)) -> 
         from fedsim.core.link import finish_time_rate_s
 
         return finish_time_rate_s(link.rate, power, n, gain=g, offset_s=offset, load_bits=load)
-    return finish_time_s(power, n, g, offset_s=offset, load_bits=load, sub_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz)
+    return finish_time_s(
+        power,
+        n,
+        g,
+        offset_s=offset,
+        load_bits=load,
+        sub_hz=link.subchannel_hz,
+        noise_psd_w_hz=link.noise_psd_w_hz,
+    )
 
 
 def _phase2_heap(table: np.ndarray, steps: int) -> np.ndarray:
@@ -130,7 +138,15 @@ def _greedy_fading(link, power_w, offset_s, load_bits) -> np.ndarray:
 
     # phase 1: weakest first, judged by D_k(1) on the client's best subchannel
     best1 = np.max(gain, axis=1)
-    d1 = finish_time_s(power_w, 1, best1, offset_s=offset_s, load_bits=load_bits, sub_hz=link.subchannel_hz, noise_psd_w_hz=link.noise_psd_w_hz)
+    d1 = finish_time_s(
+        power_w,
+        1,
+        best1,
+        offset_s=offset_s,
+        load_bits=load_bits,
+        sub_hz=link.subchannel_hz,
+        noise_psd_w_hz=link.noise_psd_w_hz,
+    )
     for c in np.argsort(-d1, kind="stable"):
         take(int(c))
     current = np.array([delay(c) for c in range(k)])

@@ -119,7 +119,13 @@ def _least_time_s(
     (never below the full-power bound, where a client would exceed p_max) [s]."""
     n = counts.astype(float)
     sending = load_bits > 0
-    lo = float(np.max(finish_time_s(p_max_w, n, gain, offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=n0)))
+    lo = float(
+        np.max(
+            finish_time_s(
+                p_max_w, n, gain, offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=n0
+            )
+        )
+    )
     coef_n = coef_w * n
     ln2_load = LN2 * load_bits / (n * sub_hz)
 
@@ -232,7 +238,13 @@ def _exact_counts_rate(link, p_max_w, offset_s, load_bits, upper_s: float) -> np
         link.rate,
     )
     # nobody can beat full power on every spare subchannel
-    lo = float(np.max(finish_time_rate_s(link.rate, p_max_w, s - k + 1, gain=gain, offset_s=offset_s, load_bits=load_bits)))
+    lo = float(
+        np.max(
+            finish_time_rate_s(
+                link.rate, p_max_w, s - k + 1, gain=gain, offset_s=offset_s, load_bits=load_bits
+            )
+        )
+    )
     hi = float(upper_s)
     if not np.isfinite(hi):
         return None

@@ -157,7 +157,13 @@ class CostModel:
         t2 = np.max(self.client_bwd_s(cuts, rank), axis=-1)
         t3 = np.max(t_u, axis=-1)
         t = t1 + self.server_s(cuts, rank) + t2
-        return total_delay_s(t, t3, rounds, local_iterations=self.local_iterations, upload_every_local_iteration=self.upload_every_local_iteration)
+        return total_delay_s(
+            t,
+            t3,
+            rounds,
+            local_iterations=self.local_iterations,
+            upload_every_local_iteration=self.upload_every_local_iteration,
+        )
 
 
 def best_common_cut(

@@ -53,7 +53,9 @@ def finish_time_s(
     return offset_s + t
 
 
-def min_power_w(time_s, n_sub, gain, *, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float) -> np.ndarray:
+def min_power_w(
+    time_s, n_sub, gain, *, offset_s, load_bits, sub_hz: float, noise_psd_w_hz: float
+) -> np.ndarray:
     """P_k(T): the least total power that finishes by time_s, broadcast [W]; inf if impossible."""
     n_sub, load_bits = np.asarray(n_sub, float), np.asarray(load_bits, float)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

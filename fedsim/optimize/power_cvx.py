@@ -103,10 +103,18 @@ def _budget_share_guess(owner, gain, p_max_w, offset_s, load_bits, link) -> np.n
     mean_gain = np.divide(mean_gain, n, out=np.zeros(k), where=n > 0)
     share = np.minimum(p_max_w, link.p_th_w / k)
     sub_hz, n0 = float(link.subchannel_hz), link.noise_psd_w_hz
-    t_uniform = float(np.max(finish_time_s(share, n, mean_gain, offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=n0)))
+    t_uniform = float(
+        np.max(
+            finish_time_s(
+                share, n, mean_gain, offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=n0
+            )
+        )
+    )
     if not np.isfinite(t_uniform):
         return np.ones(k)
-    need = min_power_w(t_uniform, n, mean_gain, offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=n0)
+    need = min_power_w(
+        t_uniform, n, mean_gain, offset_s=offset_s, load_bits=load_bits, sub_hz=sub_hz, noise_psd_w_hz=n0
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         x0 = np.where(np.isfinite(need), need / p_max_w, 1.0)
     return np.clip(x0, 1e-12, 1.0)

@@ -44,7 +44,14 @@ class SplitFTScheme:
         owner_fed = random_average_assign(drop.fed.num_subchannels, k, rng)
         start = [min(self.start_cut, max(j - 1, 1))] * k
         cuts = np.asarray(
-            steady_cuts(start, drop.client_flops_per_s, self.gamma, epsilon=self.epsilon, cut_min=1, cut_max=[max(j - 1, 1)] * k)
+            steady_cuts(
+                start,
+                drop.client_flops_per_s,
+                self.gamma,
+                epsilon=self.epsilon,
+                cut_min=1,
+                cut_max=[max(j - 1, 1)] * k,
+            )
         )
         r_others = max(problem.ranks)
         r_cut = max(1, r_others // 2) if problem.rank_cut is None else int(problem.rank_cut)
@@ -56,8 +63,15 @@ class SplitFTScheme:
             cuts.astype(int),
             cut_layer_ranks(cuts, j, r_cut, rank_others=r_others),
         )
-        d = delays(drop, work, alloc, batch_size=problem.batch_size, local_iterations=problem.local_iterations,
-                   rounds=problem.rounds_by_rank[r_others], upload_every_local_iteration=problem.upload_every_local_iteration)  # fmt: skip
+        d = delays(
+            drop,
+            work,
+            alloc,
+            batch_size=problem.batch_size,
+            local_iterations=problem.local_iterations,
+            rounds=problem.rounds_by_rank[r_others],
+            upload_every_local_iteration=problem.upload_every_local_iteration,
+        )
         status = "optimal" if d.feasible else "infeasible"
         return Result(self.name, alloc, d, status, {"power_solver": "uniform", "cuts": "splitft_rule"}, 1,
                       [float(d.total_s)], problem)  # fmt: skip
@@ -73,8 +87,15 @@ def with_cut_layer_rank(problem: Problem, result: Result, rank_cut: int) -> Resu
     rank = int(np.asarray(alloc.ranks).max())
     ranks = cut_layer_ranks(alloc.cuts, problem.workload.num_layers, int(rank_cut), rank_others=rank)
     new = replace(alloc, ranks=ranks)
-    d = delays(problem.drop, problem.workload, new, batch_size=problem.batch_size, local_iterations=problem.local_iterations,
-               rounds=problem.rounds_by_rank[rank], upload_every_local_iteration=problem.upload_every_local_iteration)  # fmt: skip
+    d = delays(
+        problem.drop,
+        problem.workload,
+        new,
+        batch_size=problem.batch_size,
+        local_iterations=problem.local_iterations,
+        rounds=problem.rounds_by_rank[rank],
+        upload_every_local_iteration=problem.upload_every_local_iteration,
+    )
     status = result.status if d.feasible else "infeasible"
     return replace(
         result, allocation=new, delays=d, status=status, history=[*result.history, float(d.total_s)]

@@ -28,7 +28,9 @@ def _ratios(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     return wide.drop(columns="proposed").div(wide["proposed"], axis=0)
 
 
-def delay_cdf(rows: pd.DataFrame, value: str = "total_s", title: str | None = None, *, quantile: float = 0.99):
+def delay_cdf(
+    rows: pd.DataFrame, value: str = "total_s", title: str | None = None, *, quantile: float = 0.99
+):
     """Empirical CDF of ``value`` over every drop (and point) per scheme, the x axis logarithmic and cut
     at the ``quantile`` of all finite delays; below it, the CDF of T_baseline / T_proposed per drop."""
     seconds, unit = time_unit(rows[value])

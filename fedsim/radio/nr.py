@@ -155,7 +155,9 @@ class NRRadio:
             low = radio.ut_height_m
             cell = hex_cell(radio.scenario, radio.isd_m, low, ut_height_max_m=radio.ut_height_max_m or low)
             seed = int(rng.integers(2**63 - 1))
-            positions, heights = hexgrid_positions(k, radio.scenario, cell, bs_height_m=radio.bs_height(), seed=seed)
+            positions, heights = hexgrid_positions(
+                k, radio.scenario, cell, bs_height_m=radio.bs_height(), seed=seed
+            )
         else:
             positions, heights = channel.client_positions_in_disc(k, system.radius_m, rng), radio.ut_height_m
         positions = push_out(positions, servers, radio.min_distance_m)
@@ -182,7 +184,11 @@ class NRRadio:
         def link(s: int, bandwidth_hz: float, p_th_w: float, gain: np.ndarray, name: str) -> Link:
             sub_hz = channel.subchannel_bandwidth_hz(bandwidth_hz, s)
             rate = nr_link_rate(
-                radio, s, sub_hz, noise_psd_w_hz=noise, where=f"system.bandwidth_{name}_hz / num_subchannels_{name}"
+                radio,
+                s,
+                sub_hz,
+                noise_psd_w_hz=noise,
+                where=f"system.bandwidth_{name}_hz / num_subchannels_{name}",
             )
             return Link(s, sub_hz, noise, p_th_w, gain, rate=rate)
 

@@ -45,7 +45,9 @@ class NRDownlink:
         if prbs in self._rates:
             return self._rates[prbs]
         counts = usable_prb_counts(1, prbs)
-        table = goodput_table(counts, self.re_per_prb, self.mcs_table, bler_target=float(self.bler_target), downlink=True)
+        table = goodput_table(
+            counts, self.re_per_prb, self.mcs_table, bler_target=float(self.bler_target), downlink=True
+        )
         self._rates[prbs] = NRLinkRate(
             table,
             prb_counts=counts,

@@ -120,7 +120,12 @@ def mcs_tables(
 
 @functools.lru_cache(maxsize=64)
 def goodput_table(
-    prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, *, bler_target: float, downlink: bool = False
+    prb_counts: tuple[int, ...],
+    re_per_prb: int,
+    mcs_table: int,
+    *,
+    bler_target: float,
+    downlink: bool = False,
 ) -> GoodputTable:
     """Link adaptation to ``bler_target`` for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached);
     PUSCH, or PDSCH for the ``downlink``."""

@@ -38,7 +38,9 @@ class HexCell:
     ut_height_max_m: float
 
 
-def hex_cell(scenario: str, isd_m: float | None, ut_height_min_m: float, *, ut_height_max_m: float) -> HexCell:
+def hex_cell(
+    scenario: str, isd_m: float | None, ut_height_min_m: float, *, ut_height_max_m: float
+) -> HexCell:
     """The cell's bounds: the ISD and minimum BS-UT distance default to Sionna's 38.901 values of ``scenario``."""
     with sionna_call():
         from sionna.phy.channel.utils import set_3gpp_scenario_parameters

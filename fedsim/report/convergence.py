@@ -37,7 +37,9 @@ def targets(folder: Path) -> list[float]:
 
 
 def rows(folder: Path, runs) -> pd.DataFrame:
-    return pd.DataFrame([study_row(rec, i, targets(folder), record_path=path.name) for i, (path, rec) in enumerate(runs)])
+    return pd.DataFrame(
+        [study_row(rec, i, targets(folder), record_path=path.name) for i, (path, rec) in enumerate(runs)]
+    )
 
 
 def evals(record: ConvergenceRecord) -> list[dict]:
@@ -50,7 +52,11 @@ def late_change(record: ConvergenceRecord) -> tuple[float, int, int]:
     e = evals(record)
     end = e[-1]
     start = [r for r in e if r["step"] <= (1 - FLAT_FRACTION) * end["step"]][-1]
-    return 100.0 * (end["val_ppl"] - start["val_ppl"]) / start["val_ppl"], int(start["step"]), int(end["step"])
+    return (
+        100.0 * (end["val_ppl"] - start["val_ppl"]) / start["val_ppl"],
+        int(start["step"]),
+        int(end["step"]),
+    )
 
 
 def noise_pct(record: ConvergenceRecord) -> float:
@@ -157,7 +163,9 @@ def long_runs(results: Path) -> list[str]:
 
 def repeat_check(results: Path, long) -> list[str]:
     """The long runs' first steps against the study's runs of the same scheme, rank and seed."""
-    study = {(r.scheme, r.rank, (r.config or {}).get("seed")): r for _, r in records(results / "convergence_study")}
+    study = {
+        (r.scheme, r.rank, (r.config or {}).get("seed")): r for _, r in records(results / "convergence_study")
+    }
     worst, compared, steps = 0.0, 0, set()
     for _, rec in long:
         twin = study.get((rec.scheme, rec.rank, (rec.config or {}).get("seed")))

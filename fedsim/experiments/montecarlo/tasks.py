@@ -119,7 +119,9 @@ def _rounds_per_seed(training_json: str) -> tuple[tuple[int, tuple[float, ...]],
     return tuple(sorted((rank, tuple(values)) for rank, values in table.items()))
 
 
-def uncertainty_columns(scenario: Scenario, point_index: int, drop_index: int, *, scheme: str, result) -> dict:
+def uncertainty_columns(
+    scenario: Scenario, point_index: int, drop_index: int, *, scheme: str, result
+) -> dict:
     """How sure the optimiser's answer is, given how sure E(r) is: the task re-optimised ``training.e_draws``
     times with each rank's E(r) drawn from its seeds (independently per rank, a seeded stream per task and
     scheme); the share of draws whose chosen rank differs from the row's, and the 5 % and 95 % quantiles of
@@ -234,7 +236,9 @@ def optimize_at(scenario: Scenario, point_index: int, drop_index: int, *, scheme
 
     at = _point_scenario(scenario, point_index)
     chosen = get_scheme(scheme)
-    rng = seeds.scheme_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index, scheme=chosen.name)
+    rng = seeds.scheme_rng(
+        at.montecarlo.base_seed, seed_point(at, point_index), drop_index, scheme=chosen.name
+    )
     problem = problem_at(scenario, point_index, drop_index)
     result = optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
     ranks = np.asarray(result.allocation.ranks)
@@ -309,7 +313,11 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, *, scheme: s
                 "engine_status": "analytic",
             }
         )
-    row.update(decision_columns(drop, result.allocation, d, rounds_from="records" if at.training.records else "inline"))
+    row.update(
+        decision_columns(
+            drop, result.allocation, d, rounds_from="records" if at.training.records else "inline"
+        )
+    )
     row.update(uncertainty_columns(scenario, point_index, drop_index, scheme=scheme_ref, result=result))
     return [row]
 

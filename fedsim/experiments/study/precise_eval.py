@@ -86,8 +86,14 @@ def evaluate_checkpoint(
     indices = np.arange(n)
     where = next(system.model.parameters()).device
     with system.deployed() as forward:
-        nll, tokens = example_nll(forward, data.validation, indices, batch_size=cfg.batch_size * cfg.num_clients, device=where,
-                                  progress=progress)  # fmt: skip
+        nll, tokens = example_nll(
+            forward,
+            data.validation,
+            indices,
+            batch_size=cfg.batch_size * cfg.num_clients,
+            device=where,
+            progress=progress,
+        )
     mr_ids = {mr: i for i, mr in enumerate(dict.fromkeys(mr for mr, _ in data.validation.pairs))}
     return pd.DataFrame(
         {

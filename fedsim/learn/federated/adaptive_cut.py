@@ -38,8 +38,12 @@ class CutAdapter:
         self.cut_max = [top] * k
         tcfg = system.cfg
         if cfg.memory_bytes is not None:
-            need = [client_memory_bytes(system.model.config, c, tcfg.batch_size, seq_len=tcfg.seq_len, rank=tcfg.rank)
-                    for c in range(1, j)]  # fmt: skip
+            need = [
+                client_memory_bytes(
+                    system.model.config, c, tcfg.batch_size, seq_len=tcfg.seq_len, rank=tcfg.rank
+                )
+                for c in range(1, j)
+            ]
             for i, budget in enumerate(cfg.memory_bytes):
                 fits = [c for c, n in zip(range(1, j), need, strict=True) if n <= budget]
                 if not fits:
@@ -91,8 +95,15 @@ class CutAdapter:
             rows = toward(self.system.layout.cuts, target, "toward the compute-balanced cut")
         else:
             quality = [math.exp(-x) for x in loss]
-            rows = decide(self.system.layout.cuts, self.compute, quality, gamma=self.cfg.gamma, epsilon=self.cfg.epsilon,
-                          cut_min=self.cfg.cut_min, cut_max=self.cut_max)  # fmt: skip
+            rows = decide(
+                self.system.layout.cuts,
+                self.compute,
+                quality,
+                gamma=self.cfg.gamma,
+                epsilon=self.cfg.epsilon,
+                cut_min=self.cfg.cut_min,
+                cut_max=self.cut_max,
+            )
         for row in rows:
             c, blocks = row["old"], []
             while c != row["new"]:

@@ -103,5 +103,7 @@ def _fit(system, optimizer: torch.optim.Optimizer, part, offset: int, rank_of) -
     if system.cfg.rank_aggregation == "zero_pad":
         for block in resized:
             rank, moments = before[id(block)]
-            _put_moments(optimizer, block, project_moments(moments, rank, module_rank(block), scale=system.scale))
+            _put_moments(
+                optimizer, block, project_moments(moments, rank, module_rank(block), scale=system.scale)
+            )
     return optimizer

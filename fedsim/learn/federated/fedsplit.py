@@ -190,7 +190,9 @@ class FederatedServer:
                 states.append(lora_state(server.part.blocks[j - first]))
                 weights.append(served)
             if states:
-                out[j] = aggregate_block(states, weights, module_rank(block), alpha=self.scale, method=self.method)
+                out[j] = aggregate_block(
+                    states, weights, module_rank(block), alpha=self.scale, method=self.method
+                )
         return out
 
     def load_global(self, states: dict[int, BlockState]) -> None:

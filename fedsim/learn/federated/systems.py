@@ -144,7 +144,9 @@ class SplitFedSystem:
         self._grads: dict[int, torch.Tensor] = {}
         self.last_loss = float("nan")
 
-    def fit_ranks(self, blocks: nn.ModuleList, offset: int, rank_of, *, init: bool = False) -> list[nn.Module]:
+    def fit_ranks(
+        self, blocks: nn.ModuleList, offset: int, rank_of, *, init: bool = False
+    ) -> list[nn.Module]:
         """Give each block (global index offset + i) the rank ``rank_of(j)``: a resized block gets the
         global block projected to its rank (at init: truncated, B = 0). Returns the resized blocks."""
         resized = []

