@@ -88,17 +88,22 @@ def lora_bits(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> np.nda
     return (_client_mask(workload, cuts) * _checked_ranks(ranks)) @ workload.lora_bits_per_rank
 
 
-def link_rates_bps(link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int) -> np.ndarray:
-    """Each client's rate on one link, eqs. (9) and (14), (K,) [bit/s]; through the link's rate model when it
-    has one (``fedsim.radio``), else the paper's Shannon rate."""
+def link_rates_bps(
+    link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int, gain=None
+) -> np.ndarray:
+    """Each client's rate on one link, eqs. (9) and (14), (K,) [bit/s]: the one place that asks whether a link
+    has a rate model (``fedsim.radio``: each client's total power and count through it) or not (the paper's
+    Shannon rate per subchannel, fading gains (K, S) allowed). ``gain`` replaces the link's own gains (the
+    engine's block-fading draws)."""
+    gain = link.gain if gain is None else gain
     if link.rate is not None:
         from fedsim.core.link import link_client_rates_bps
 
-        return link_client_rates_bps(link, owner, psd_w_hz, num_clients=num_clients)
+        return link_client_rates_bps(link, owner, psd_w_hz, num_clients=num_clients, gain=gain)
     return client_rates_bps(
         owner,
         psd_w_hz,
-        link.gain,
+        gain,
         bandwidth_hz=link.subchannel_hz,
         noise_psd_w_hz=link.noise_psd_w_hz,
         num_clients=num_clients,

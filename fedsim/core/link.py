@@ -9,6 +9,9 @@ the event engine all ask that one object, so they can never disagree about the r
 ``Link.rate is None`` means the paper's Shannon FDMA rate evaluated by ``channel.fdma`` and the closed forms
 of ``fedsim.optimize.power`` (kept verbatim so built-in results stay bit for bit). ``ShannonRate`` is the same
 model through this interface; tests run the generic solvers on it and compare them with the closed forms.
+``link_rate(link)`` gives every link a rate object. Where the two paths are different algorithms, one function
+picks: client rates in ``fedsim.core.delay.link_rates_bps`` (delay model and engine), power control in
+``fedsim.optimize.power.min_time_on_link`` and count refinement in ``fedsim.optimize.joint.exact_counts``.
 
 A link rate must be **non-decreasing in power and in the number of subchannels**; that is what makes the
 bisection power solver exact for a fixed assignment (``fedsim.optimize.power_rate``), whatever the rate's
@@ -86,6 +89,12 @@ class ShannonRate:
         return np.where((rate_bps > 0) & ~((bw > 0) & (np.asarray(gain) > 0)), np.inf, p)
 
 
+def link_rate(link: Link) -> LinkRate:
+    """The rate model a link's clients see: its own (``Link.rate``), or the paper's eq. (9) when it has none.
+    ``ShannonRate`` computes D_k(n) with the same float operations as ``fedsim.optimize.power.finish_time_s``."""
+    return link.rate if link.rate is not None else ShannonRate(link.subchannel_hz, link.noise_psd_w_hz)
+
+
 def client_power_and_counts(
     owner: np.ndarray, psd_w_hz: np.ndarray, subchannel_hz: float, *, num_clients: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,16 +108,18 @@ def client_power_and_counts(
 
 
 def link_client_rates_bps(
-    link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int
+    link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int, gain=None
 ) -> np.ndarray:
     """Each client's rate on a link with a ``LinkRate`` (its power spread over its subchannels), (K,) [bit/s].
 
     A rate model sees a client's total power and count only: the PSD is uniform over a client's
-    subchannels (the optimum on a flat channel, and what 3GPP uplink power control does)."""
-    if np.asarray(link.gain).ndim != 1:
+    subchannels (the optimum on a flat channel, and what 3GPP uplink power control does). ``gain`` replaces
+    the link's own gains (K,) when given."""
+    gain = np.asarray(link.gain if gain is None else gain, float)
+    if gain.ndim != 1:
         raise ValueError(f"rate model {link.rate.name!r} needs a flat channel (gain of shape (K,))")
     power, counts = client_power_and_counts(owner, psd_w_hz, link.subchannel_hz, num_clients=num_clients)
-    return np.asarray(link.rate.rate_bps(power, counts, np.asarray(link.gain, float)), float)
+    return np.asarray(link.rate.rate_bps(power, counts, gain), float)
 
 
 def finish_time_rate_s(rate, power_w, n_sub, *, gain, offset_s, load_bits) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 
 import channel
 from fedsim.core.allocation import Allocation, client_power_w
+from fedsim.core.delay import link_rates_bps
 from fedsim.core.system import Drop, Link
 from fedsim.engine.config import EngineConfig
 
@@ -76,24 +77,14 @@ class ChannelState:
         )
         return link.rate.harq_transfers(power, counts, np.asarray(link.gain, float))
 
-    def _rates(self, link: Link, owner: np.ndarray, psd: np.ndarray, gain: np.ndarray) -> np.ndarray:
-        if link.rate is not None:  # the drop's rate model (fedsim.radio); its links are flat
-            from fedsim.core.link import link_client_rates_bps
-
-            return link_client_rates_bps(link, owner, psd, num_clients=self._drop.num_clients)
-        return channel.client_rates_bps(
-            owner,
-            psd,
-            gain,
-            bandwidth_hz=link.subchannel_hz,
-            noise_psd_w_hz=link.noise_psd_w_hz,
-            num_clients=self._drop.num_clients,
-        )
-
     def _set_gains(self, gain_main: np.ndarray, gain_fed: np.ndarray, gain_down: np.ndarray) -> None:
         d, a = self._drop, self._alloc
-        self.rate_main_bps = self._rates(d.main, a.owner_main, a.psd_main_w_hz, gain_main)
-        self.rate_fed_bps = self._rates(d.fed, a.owner_fed, a.psd_fed_w_hz, gain_fed)
+        self.rate_main_bps = link_rates_bps(
+            d.main, a.owner_main, a.psd_main_w_hz, num_clients=d.num_clients, gain=gain_main
+        )
+        self.rate_fed_bps = link_rates_bps(
+            d.fed, a.owner_fed, a.psd_fed_w_hz, num_clients=d.num_clients, gain=gain_fed
+        )
         downlink = getattr(d.main.rate, "downlink", None)
         self.rate_down_bps = downlink_rates_bps(
             gain_down, self._config, d.main.noise_psd_w_hz, downlink=downlink

@@ -18,7 +18,7 @@ from fedsim.core.allocation import Allocation
 from fedsim.core.delay import delays, total_delay_s
 from fedsim.errors import InputError
 from fedsim.optimize.objective import CostModel
-from fedsim.optimize.power import min_time_flat
+from fedsim.optimize.power import min_time_on_link
 from fedsim.optimize.problem import Problem, Result, validate_problem
 
 MAX_COMPOSITIONS = 200_000
@@ -44,33 +44,6 @@ def _psd_from_power(link, counts: np.ndarray, power_w: np.ndarray) -> np.ndarray
     return np.repeat(power_w / (counts * link.subchannel_hz), counts)
 
 
-def _link_min_time(link, counts, offset_s, load_bits, p_max_w):
-    """Exact flat-channel power control on one link for subchannel counts (broadcast); (time_s, psd)."""
-    gain = np.asarray(link.gain, float)
-    if link.rate is not None:  # any monotone rate model (fedsim.radio): bisection, exact as well
-        from fedsim.optimize.power_rate import min_time_rate
-
-        return min_time_rate(
-            link.rate,
-            counts,
-            gain,
-            offset_s=offset_s,
-            load_bits=load_bits,
-            p_max_w=p_max_w,
-            p_th_w=link.p_th_w,
-        )
-    return min_time_flat(
-        counts,
-        gain,
-        offset_s,
-        load_bits=load_bits,
-        p_max_w=p_max_w,
-        p_th_w=link.p_th_w,
-        sub_hz=link.subchannel_hz,
-        noise_psd_w_hz=link.noise_psd_w_hz,
-    )
-
-
 def brute_force(problem: Problem) -> Result:
     """The exact optimum (common cut, common rank, flat channels). Raises InputError when the instance is
     too large to enumerate, uses per-client cuts or has per-subchannel fading."""
@@ -94,7 +67,9 @@ def brute_force(problem: Problem) -> Result:
     main, fed = drop.main, drop.fed
 
     # federated link: T3(c, r) = Lambda(c, r) * T3(unit load), one solve for all (c, r)
-    t3_unit, _ = _link_min_time(fed, comp_fed, np.zeros(k), np.full(k, _UNIT_LOAD_BITS), p_max)
+    t3_unit, _ = min_time_on_link(
+        fed, comp_fed, offset_s=np.zeros(k), load_bits=np.full(k, _UNIT_LOAD_BITS), p_max_w=p_max
+    )
     i_fed = int(np.argmin(t3_unit))
     t3_per_bit = float(t3_unit[i_fed]) / _UNIT_LOAD_BITS
 
@@ -102,8 +77,8 @@ def brute_force(problem: Problem) -> Result:
     grid = [(c, r) for c in range(1, j + 1) for r in problem.ranks]
     offsets = np.stack([model.client_fwd_s(np.full(k, c), r) for c, r in grid])  # (G, K)
     loads = np.stack([model.main_load_bits(np.full(k, c)) for c, _ in grid])  # (G, K)
-    t1_all, _ = _link_min_time(
-        main, comp_main[None], offsets[:, None, :], loads[:, None, :], p_max
+    t1_all, _ = min_time_on_link(
+        main, comp_main[None], offset_s=offsets[:, None, :], load_bits=loads[:, None, :], p_max_w=p_max
     )  # (G, compositions)
     i_main = np.argmin(t1_all, axis=1)
     t1 = t1_all[np.arange(len(grid)), i_main]
@@ -126,8 +101,10 @@ def brute_force(problem: Problem) -> Result:
     cuts = np.full(k, c)
     counts_main = comp_main[i_main[g]]
     counts_fed = comp_fed[i_fed]
-    _, p_main = _link_min_time(main, counts_main, offsets[g], loads[g], p_max)
-    _, p_fed = _link_min_time(fed, counts_fed, np.zeros(k), model.fed_load_bits(cuts, r), p_max)
+    _, p_main = min_time_on_link(main, counts_main, offset_s=offsets[g], load_bits=loads[g], p_max_w=p_max)
+    _, p_fed = min_time_on_link(
+        fed, counts_fed, offset_s=np.zeros(k), load_bits=model.fed_load_bits(cuts, r), p_max_w=p_max
+    )
     alloc = Allocation(
         _owner_from_counts(counts_main),
         _owner_from_counts(counts_fed),

@@ -13,6 +13,7 @@ import heapq
 
 import numpy as np
 
+from fedsim.core.link import finish_time_rate_s, link_rate
 from fedsim.optimize.power import finish_time_s
 
 
@@ -30,19 +31,8 @@ def _finish_table_s(link, power_w, offset_s, load_bits, n, rows=slice(None)) -> 
     n = np.asarray(n, dtype=float)
     if n.ndim == 1:
         n = n[None, :]
-    if link.rate is not None:  # a rate model of fedsim.radio (non-decreasing in n, so phase 2 still fits)
-        from fedsim.core.link import finish_time_rate_s
-
-        return finish_time_rate_s(link.rate, power, n, gain=g, offset_s=offset, load_bits=load)
-    return finish_time_s(
-        power,
-        n,
-        g,
-        offset_s=offset,
-        load_bits=load,
-        sub_hz=link.subchannel_hz,
-        noise_psd_w_hz=link.noise_psd_w_hz,
-    )
+    # the link's rate model, or eq. (9) (its rate is non-decreasing in n, so phase 2 still fits)
+    return finish_time_rate_s(link_rate(link), power, n, gain=g, offset_s=offset, load_bits=load)
 
 
 def _phase2_heap(table: np.ndarray, steps: int) -> np.ndarray:

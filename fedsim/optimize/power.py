@@ -159,6 +159,36 @@ def client_counts(owner: np.ndarray, num_clients: int) -> np.ndarray:
     return np.bincount(owner[owner >= 0], minlength=num_clients)
 
 
+def min_time_on_link(link, n_sub, *, offset_s, load_bits, p_max_w):
+    """Least worst-case finish time of a flat link (gain (K,)) at subchannel counts ``n_sub`` (..., K) and
+    each client's power at it: Newton on the closed form of eq. (9) when the link has no rate model
+    (``min_time_flat``), else bisection on its rate model (``fedsim.optimize.power_rate``, exact for any
+    monotone rate). The one place that picks between the two."""
+    gain = np.asarray(link.gain, float)
+    if link.rate is not None:
+        from fedsim.optimize.power_rate import min_time_rate
+
+        return min_time_rate(
+            link.rate,
+            n_sub,
+            gain,
+            offset_s=offset_s,
+            load_bits=load_bits,
+            p_max_w=p_max_w,
+            p_th_w=float(link.p_th_w),
+        )
+    return min_time_flat(
+        n_sub,
+        gain,
+        offset_s,
+        load_bits=load_bits,
+        p_max_w=p_max_w,
+        p_th_w=float(link.p_th_w),
+        sub_hz=float(link.subchannel_hz),
+        noise_psd_w_hz=float(link.noise_psd_w_hz),
+    )
+
+
 def solve_power_exact(link, owner, p_max_w, *, offset_s, load_bits) -> PowerSolution:
     """Optimal PSDs of one flat-channel link (gain (K,)) for a fixed assignment ``owner`` (S,)."""
     gain = np.asarray(link.gain, dtype=float)
@@ -168,29 +198,13 @@ def solve_power_exact(link, owner, p_max_w, *, offset_s, load_bits) -> PowerSolu
         )
     k = gain.shape[0]
     n = client_counts(owner, k)
-    if link.rate is not None:  # any monotone rate model: bisection (fedsim.optimize.power_rate)
-        from fedsim.optimize.power_rate import min_time_rate
-
-        time, power = min_time_rate(
-            link.rate,
-            n,
-            gain,
-            offset_s=np.asarray(offset_s, float),
-            load_bits=np.asarray(load_bits, float),
-            p_max_w=np.asarray(p_max_w, float),
-            p_th_w=float(link.p_th_w),
-        )
-    else:
-        time, power = min_time_flat(
-            n,
-            gain,
-            np.asarray(offset_s, float),
-            load_bits=np.asarray(load_bits, float),
-            p_max_w=np.asarray(p_max_w, float),
-            p_th_w=float(link.p_th_w),
-            sub_hz=float(link.subchannel_hz),
-            noise_psd_w_hz=float(link.noise_psd_w_hz),
-        )
+    time, power = min_time_on_link(
+        link,
+        n,
+        offset_s=np.asarray(offset_s, float),
+        load_bits=np.asarray(load_bits, float),
+        p_max_w=np.asarray(p_max_w, float),
+    )
     owner = np.asarray(owner, dtype=int)
     psd = np.zeros(owner.shape[0])
     used = owner >= 0
