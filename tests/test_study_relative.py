@@ -85,5 +85,6 @@ def test_the_lr_rule_takes_the_lowest_plateau_and_the_smaller_lr_on_a_tie():
         {"training_scheme": "split_fed", "rank": 4, "lr": lr, "seed": 0, "plateau_val_ppl": p}
         for lr, p in ((3e-4, 5.0), (1e-3, 5.0), (3e-3, 7.0))
     ])  # fmt: skip
-    chosen = chosen_lr_table(rows).set_index("rank")["chosen_lr"].to_dict()
-    assert chosen == {1: 1e-3, 4: 3e-4}
+    table = chosen_lr_table(rows).set_index("rank")
+    assert table["chosen_lr"].to_dict() == {1: 1e-3, 4: 3e-4}
+    assert table["at_grid_edge"].to_dict() == {1: False, 4: True}  # rank 4's best is the grid's smallest lr

@@ -150,12 +150,14 @@ def relative_targets_markdown(table: pd.DataFrame) -> str:
 def chosen_lr_table(rows: pd.DataFrame) -> pd.DataFrame:
     """The learning rate per (training scheme, rank) of a learning-rate sweep, by a rule fixed before the
     comparison it feeds: the lr with the lowest plateau PPL (mean over the sweep's seeds), the smaller lr on a
-    tie. Every lr's plateau is kept beside it."""
+    tie. Every lr's plateau is kept beside it; ``at_grid_edge`` says the choice is the grid's smallest or largest
+    lr, so the best lr may lie outside the grid (the sweep's rule then adds the next value beyond it)."""
     out = []
     for (scheme, rank), group in rows.groupby(["training_scheme", "rank"], sort=True):
         by_lr = group.groupby("lr")["plateau_val_ppl"].mean().sort_index()
         best = float(by_lr.idxmin())  # idxmin takes the first (smallest) lr of equal plateaus
-        out.append({"training_scheme": scheme, "rank": int(rank), "chosen_lr": best,
+        edge = len(by_lr) > 1 and best in (float(by_lr.index[0]), float(by_lr.index[-1]))
+        out.append({"training_scheme": scheme, "rank": int(rank), "chosen_lr": best, "at_grid_edge": edge,
                     **{f"plateau_ppl_lr{lr:g}": float(v) for lr, v in by_lr.items()}})  # fmt: skip
     return pd.DataFrame(out)
 
