@@ -105,3 +105,31 @@ def toward(cuts: Sequence[int], target: Sequence[int], reason: str) -> list[dict
                 {"client": k, "old": int(c), "new": int(new), "score": float("nan"), "reason": reason}
             )
     return rows
+
+
+def ema(losses: Sequence[Sequence[float]], beta: float) -> np.ndarray:
+    """Exponential moving average over rounds of per-client losses (R, K): ema_1 = loss_1 and
+    ema_t = beta · loss_t + (1 - beta) · ema_(t-1); a NaN loss (no measurement that round) keeps the previous
+    value (NaN until a client's first measurement)."""
+    x = np.asarray(losses, float)
+    out = np.full(x.shape, np.nan)
+    prev = np.full(x.shape[1:], np.nan)
+    for t, row in enumerate(x):
+        prev = np.where(np.isnan(prev), row, np.where(np.isnan(row), prev, beta * row + (1 - beta) * prev))
+        out[t] = prev
+    return out
+
+
+def step_std(series: Sequence[Sequence[float]]) -> np.ndarray:
+    """Per column (client), the standard deviation (ddof 1) of the round-to-round changes of a (R, K) series:
+    how much a signal jumps between consecutive rounds (NaN with fewer than 3 rounds)."""
+    d = np.diff(np.asarray(series, float), axis=0)
+    if d.shape[0] < 2:
+        return np.full(d.shape[1:], np.nan)
+    return np.nanstd(d, axis=0, ddof=1)
+
+
+def relative_quality(losses: Sequence[Sequence[float]]) -> np.ndarray:
+    """q_k / mean q per round with q = exp(-loss), (R, K): the quality term the score rule reads."""
+    q = np.exp(-np.asarray(losses, float))
+    return q / q.mean(axis=-1, keepdims=True)

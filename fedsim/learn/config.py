@@ -15,13 +15,30 @@ class AdaptiveCuts(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    rule: Literal["score", "balance"] = Field(
+    rule: Literal["score", "balance", "optimiser"] = Field(
         "score",
         description="score: fedsim's score (1-gamma) F_k/mean F + gamma q_k/mean q with a dead band; balance: "
         "one block per decision toward the cuts that equalise the clients' iteration times (the slowest "
-        "client at cut_min sets the budget; fedsim.core.cut_rule.balanced_cuts). SplitFT publishes no formula.",
+        "client at cut_min sets the budget; fedsim.core.cut_rule.balanced_cuts); optimiser: at each decision "
+        "the delay model's per-client-cut optimiser picks the cuts for the drop and the clients' compute, "
+        "within each client's cap (live runs only: fedsim.experiments.live). SplitFT publishes no formula.",
     )
     every: int = Field(1, ge=1, description="tau: apply the rule after every this many global rounds.")
+    probe_size: int = Field(
+        0,
+        ge=0,
+        description="Quality signal of the score rule: examples in each client's fixed probe set (drawn once, "
+        "seeded by the run's seed, from the client's own partition), on which the deployed model's loss is "
+        "measured after every aggregation. 0 = the loss on the client's own training batches since the last "
+        "decision (no extra forward passes, but as noisy as a few batches).",
+    )
+    ema_weight: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="beta in (0, 1]: each round's per-client loss enters an exponential moving average "
+        "ema_t = beta * loss_t + (1 - beta) * ema_(t-1) (ema_1 = loss_1), and q_k = exp(-ema_k). 1 = no smoothing.",
+    )
     gamma: float = Field(0.5, ge=0, le=1, description="Weight of model quality vs compute in the score.")
     epsilon: float = Field(0.1, ge=0, description="Dead band: move only when |score - 1| > epsilon.")
     cut_min: int = Field(1, ge=1, description="Fewest blocks a client runs.")

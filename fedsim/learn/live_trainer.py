@@ -145,6 +145,16 @@ class LiveTrainer:
         adapter = self.system.adapter
         return list(adapter.rows) if adapter is not None else []
 
+    def quality_rows(self) -> list[dict]:
+        """Adaptive cuts: per round and client the batch, probe and EMA loss (the score rule's quality signal)."""
+        adapter = self.system.adapter
+        return list(adapter.quality_rows) if adapter is not None else []
+
+    def quality_noise(self) -> list[dict]:
+        """Adaptive cuts: per client the round-to-round noise of each quality signal (``CutAdapter.quality_noise``)."""
+        adapter = self.system.adapter
+        return adapter.quality_noise() if adapter is not None else []
+
     def end_round(self, round_index: int, sim_time_s: float) -> bool:
         """Log the round; evaluate when due; checkpoint when due. True = target perplexity reached (the engine
         stops)."""

@@ -11,23 +11,51 @@ update it causes (a progressive-validation estimate: no extra forward passes). A
 takes one more block, one with s_k < 1 - eps one fewer, within [cut_min, cut_max,k]; cut_max,k is the
 smallest of the configured cut_max, the memory bound (``fedsim.core.memory``) and the per-iteration
 compute-time bound. Every decision that moves a cut is logged as a row.
+
+**A quality signal above noise** (``probe_size`` > 0): each client gets a fixed probe set (``probe_size``
+examples of its own partition, drawn once from a generator seeded by the run's seed), and after every
+aggregation the deployed model's loss on it is measured; an exponential moving average over rounds
+(``ema_weight`` = beta: ema_t = beta · loss_t + (1 - beta) · ema_(t-1)) of that loss gives q_k = exp(-ema_k).
+Without a probe the EMA runs over each round's batch loss; with neither (beta = 1, no probe) the rule reads the
+batches since the last decision, as before. Every round's batch, probe and EMA loss per client is kept
+(``quality_rows``) and their round-to-round jumps summarised (``quality_noise``): the noise of each signal.
+
+**optimiser**: at each decision a planner (given by the live runs, ``fedsim.experiments.live.cut_planner``:
+learn/ does not import the optimiser) returns the delay model's per-client cuts for the drop and the
+clients' compute within [cut_min, cut_max,k]; the cuts move there at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from fedsim.core.cut_rule import balanced_cuts, decide, time_bound, toward
+from fedsim.core.cut_rule import balanced_cuts, decide, ema, relative_quality, step_std, time_bound, toward
 from fedsim.errors import InputError
+
+PROBE_STREAM = 23  # seed slot of the probe sets, apart from the batch streams (seed, k)
+
+
+def probe_sets(partition: Sequence[Sequence[int]], size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each client's fixed probe set: ``size`` distinct examples of its own partition, drawn from ``rng``
+    (sorted). InputError naming ``adaptive_cuts.probe_size`` if a client has fewer examples."""
+    out = []
+    for k, part in enumerate(partition):
+        part = np.asarray(part, dtype=np.int64)
+        if size > len(part):
+            raise InputError(
+                f"adaptive_cuts.probe_size: {size} is more than client {k}'s {len(part)} training examples"
+            )
+        out.append(np.sort(rng.choice(part, size=size, replace=False)))
+    return out
 
 
 class CutAdapter:
     """Runs the rule on a ``SplitFedSystem`` after each aggregation and moves the cuts it decides."""
 
-    def __init__(self, system, cfg):
+    def __init__(self, system, cfg, *, dataset=None, partition: Sequence[Sequence[int]] | None = None):
         from fedsim.core.memory import client_memory_bytes
 
         self.system, self.cfg = system, cfg
@@ -57,6 +85,16 @@ class CutAdapter:
         self._pending: list[dict] = []
         self._nll = np.zeros(k)
         self._tokens = np.zeros(k)
+        self._round_nll, self._round_tokens = np.zeros(k), np.zeros(k)
+        self._ema = np.full(k, np.nan)
+        self.quality_rows: list[dict] = []  # per round and client: batch, probe and EMA loss
+        self.planner: Callable | None = None
+        self.dataset, self.probes = dataset, None
+        if cfg.probe_size:
+            if dataset is None or partition is None:
+                raise InputError("adaptive_cuts.probe_size: the probe needs the training data and partition")
+            rng = np.random.default_rng((system.cfg.seed, PROBE_STREAM))
+            self.probes = probe_sets(partition, cfg.probe_size, rng)
         self._check_bounds()
 
     def _check_bounds(self) -> None:
@@ -77,22 +115,98 @@ class CutAdapter:
                 self.cut_max[i] = min(self.cut_max[i], time_bound(block_flops, f, self.cfg.iteration_time_s))
             self._check_bounds()
 
+    def set_planner(self, planner: Callable) -> None:
+        """The ``optimiser`` rule's planner: ``planner(cuts, compute, cut_max) -> (cuts, predicted T [s])``,
+        the delay model's per-client cuts within [cut_min, cut_max_k] for client compute ``compute``."""
+        self.planner = planner
+
     def observe(self, clients: Sequence[int], per_client: Sequence[tuple[float, int]]) -> None:
         for k, (nll, n) in zip(clients, per_client, strict=True):
             self._nll[k] += nll
             self._tokens[k] += n
+            self._round_nll[k] += nll
+            self._round_tokens[k] += n
+
+    def _probe_losses(self) -> np.ndarray:
+        """The deployed model's token-mean loss on each client's probe set (after this round's aggregation)."""
+        system = self.system
+        batch = system.cfg.batch_size * len(system.clients)
+        sums = [system.eval_nll(self.dataset, p, batch) for p in self.probes]
+        return np.array([nll / max(n, 1) for nll, n in sums])
+
+    def _measure(self) -> np.ndarray:
+        """This round's per-client loss (probe, else this round's batches), into the EMA and the quality rows.
+        Returns the loss the rule reads."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            batch = np.where(self._round_tokens > 0, self._round_nll / self._round_tokens, np.nan)
+        probe = self._probe_losses() if self.probes is not None else np.full(len(batch), np.nan)
+        signal = probe if self.probes is not None else batch
+        self._ema = ema([self._ema, signal], self.cfg.ema_weight)[1]
+        self.quality_rows += [
+            {
+                "round": self.round,
+                "client": k,
+                "batch_loss": float(b),
+                "probe_loss": float(p),
+                "ema_loss": float(e),
+            }
+            for k, (b, p, e) in enumerate(zip(batch, probe, self._ema, strict=True))
+        ]
+        self._round_nll[:], self._round_tokens[:] = 0.0, 0.0
+        if self.probes is None and self.cfg.ema_weight == 1:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return self._nll / self._tokens  # as before: the batches since the last decision
+        return self._ema.copy()
+
+    def quality_noise(self) -> list[dict]:
+        """Per client, the noise of each quality signal over the rounds so far: the standard deviation of its
+        round-to-round change, of the loss (``*_loss_step_std``) and of the score's quality term q_k / mean q
+        (``*_rel_step_std``), for the batch loss, the probe loss and the EMA the rule reads."""
+        if not self.quality_rows:
+            return []
+        k = len(self.system.clients)
+        out = [{"client": c, "rounds": len(self.quality_rows) // k} for c in range(k)]
+        for name in ("batch", "probe", "ema"):
+            series = np.array([r[f"{name}_loss"] for r in self.quality_rows]).reshape(-1, k)
+            for c, (a, b) in enumerate(
+                zip(step_std(series), step_std(relative_quality(series)), strict=True)
+            ):
+                out[c][f"{name}_loss_step_std"], out[c][f"{name}_rel_step_std"] = float(a), float(b)
+        return out
 
     def end_round(self) -> list[dict]:
-        """Count a round; every tau rounds decide and move. Returns the rows of this round's moves."""
+        """Count a round and measure the quality signal; every tau rounds decide and move. Returns the rows of
+        this round's moves."""
         from fedsim.learn.federated.cutmove import move_cut
 
         self.round += 1
-        if self.round % self.cfg.every or not self._tokens.all():
+        loss = self._measure()
+        if self.round % self.cfg.every or not self._tokens.all() or np.isnan(loss).any():
             return []
-        loss = self._nll / self._tokens
         if self.cfg.rule == "balance":
             target = balanced_cuts(self.block_flops, self.compute, self.cfg.cut_min, cut_max=self.cut_max)
             rows = toward(self.system.layout.cuts, target, "toward the compute-balanced cut")
+        elif self.cfg.rule == "optimiser":
+            if self.planner is None:
+                raise InputError(
+                    "adaptive_cuts.rule: 'optimiser' needs the delay model of a drop; only live runs "
+                    "(fedsim run with a [live] section) give it one"
+                )
+            target, total_s = self.planner(
+                list(self.system.layout.cuts), list(self.compute), list(self.cut_max)
+            )
+            rows = [
+                {
+                    "client": k,
+                    "old": int(c),
+                    "new": int(t),
+                    "score": math.nan,
+                    "predicted_total_s": float(total_s),
+                    "reason": "the delay model's per-client-cut optimiser",
+                }
+                for k, (c, t) in enumerate(zip(self.system.layout.cuts, target, strict=True))
+                if c != t
+            ]
         else:
             quality = [math.exp(-x) for x in loss]
             rows = decide(
@@ -123,7 +237,9 @@ class CutAdapter:
 
     def state_dict(self) -> dict:
         return {"cuts": list(self.system.layout.cuts), "round": self.round, "rows": list(self.rows),
-                "nll": self._nll.tolist(), "tokens": self._tokens.tolist()}  # fmt: skip
+                "nll": self._nll.tolist(), "tokens": self._tokens.tolist(), "ema": self._ema.tolist(),
+                "round_nll": self._round_nll.tolist(), "round_tokens": self._round_tokens.tolist(),
+                "quality_rows": list(self.quality_rows)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         from fedsim.learn.federated.cutmove import move_cut
@@ -134,3 +250,8 @@ class CutAdapter:
                 move_cut(self.system, k, c + (1 if target > c else -1))
         self.round, self.rows = int(state["round"]), list(state["rows"])
         self._nll, self._tokens = np.array(state["nll"]), np.array(state["tokens"])
+        k = len(self._nll)  # checkpoints from before the quality signal lack the rest
+        self._ema = np.array(state.get("ema", [np.nan] * k), dtype=float)
+        self._round_nll = np.array(state.get("round_nll", [0.0] * k), dtype=float)
+        self._round_tokens = np.array(state.get("round_tokens", [0.0] * k), dtype=float)
+        self.quality_rows = list(state.get("quality_rows", []))

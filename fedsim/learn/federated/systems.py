@@ -139,7 +139,11 @@ class SplitFedSystem:
         )
         self.fed = FederatedServer(parts.blocks, self.scale, cfg.rank_aggregation)
         self.eval_client, self.eval_server = ClientPart(parts, first), ServerPart(parts, first)
-        self.adapter = None if cfg.adaptive_cuts is None else CutAdapter(self, cfg.adaptive_cuts)
+        self.adapter = (
+            None
+            if cfg.adaptive_cuts is None
+            else CutAdapter(self, cfg.adaptive_cuts, dataset=dataset, partition=partition)
+        )
         self._uploads: dict[int, Upload] = {}
         self._grads: dict[int, torch.Tensor] = {}
         self.last_loss = float("nan")
