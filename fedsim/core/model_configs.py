@@ -1,8 +1,10 @@
 """Model architecture configs shipped with fedsim, so cost models never need a download.
 
-``load_model_config("gpt2")`` returns a ``transformers.PretrainedConfig`` built from
-``fedsim/configs/gpt2.json``. A path to a ``config.json`` or to a model folder works too.
-``architecture(config)`` reads the dimensions the cost models need (GPT-2, Llama and OPT families).
+``load_model_config("gpt2")`` returns a ``ShippedConfig`` read from ``fedsim/configs/gpt2.json``: the fields the
+cost models read, without importing transformers (with torch, about 1.3 s of a ``fedsim optimize`` run); any other
+attribute builds the full ``transformers.PretrainedConfig``. A path to a ``config.json`` or to a model folder
+gives a ``PretrainedConfig`` directly. ``architecture(config)`` reads the dimensions the cost models need
+(GPT-2, Llama and OPT families) from either.
 """
 
 from __future__ import annotations
@@ -67,8 +69,94 @@ def _read_json(path: Path) -> dict:
         raise InputError(f"model config {path}: cannot read JSON ({exc})") from exc
 
 
-def load_model_config(name_or_path: str) -> PretrainedConfig:
-    """A ``PretrainedConfig`` for a shipped model name, a hub-id alias, a config.json or a model folder.
+# The fields the cost models and checks read (``architecture``, ``parameter_counts``, ``fedsim.core.memory``,
+# the position limit): the common ones, then per family {field: transformers' value when the JSON leaves it
+# out} (tests/test_workload_golden.py checks each against transformers' config of every shipped model).
+_COMMON = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
+_COMMON += ("vocab_size",)
+_FAMILY_FIELDS = {
+    "gpt2": {"n_inner": None, "tie_word_embeddings": True},
+    "opt": {"ffn_dim": 3072, "do_layer_norm_before": True, "word_embed_proj_dim": None, "enable_bias": True}
+    | {"tie_word_embeddings": True},
+    "llama": {"intermediate_size": 11008, "num_key_value_heads": None, "head_dim": None}
+    | {"attention_bias": False, "tie_word_embeddings": False},
+}
+_GPT2_NAMES = {  # GPT2Config's attribute_map: standard name -> GPT-2's own
+    "hidden_size": "n_embd",
+    "num_hidden_layers": "n_layer",
+    "num_attention_heads": "n_head",
+    "max_position_embeddings": "n_positions",
+}
+
+
+class ShippedConfig:
+    """A shipped model's config as ``load_model_config`` returns it: its transformers config, built on demand.
+
+    Importing transformers (and the torch it pulls in) takes over a second, far more than optimising a drop,
+    while the cost models read a dozen integers. So those fields (``_COMMON``, ``_FAMILY_FIELDS``) are read
+    from the JSON here; the first use of anything else (``to_dict()``, a dropout rate, setting a field,
+    ``isinstance`` or ``__class__``, handing it to a transformers model) builds the full ``PretrainedConfig``
+    once, and from then on every read and write goes to it, so the object acts as that config throughout.
+    ``pretrained()`` returns the config itself.
+    """
+
+    __slots__ = ("_name", "_data", "_fields", "_pretrained")
+
+    def __init__(self, name: str, data: dict):
+        family = data["model_type"]
+        fields = {key: data.get(key, default) for key, default in _FAMILY_FIELDS[family].items()}
+        fields |= {key: data[key] for key in _COMMON if key in data}
+        fields["name_or_path"] = data.get("_name_or_path", "")  # the workload's default name
+        if family == "gpt2":
+            fields |= {std: data[own] for std, own in _GPT2_NAMES.items()}
+        if family == "opt" and fields["word_embed_proj_dim"] is None:
+            fields["word_embed_proj_dim"] = fields["hidden_size"]
+        if family == "llama":
+            fields["num_key_value_heads"] = fields["num_key_value_heads"] or fields["num_attention_heads"]
+            fields["head_dim"] = fields["head_dim"] or fields["hidden_size"] // fields["num_attention_heads"]
+        for slot, value in zip(self.__slots__, (name, data, fields, None), strict=True):
+            object.__setattr__(self, slot, value)
+
+    def pretrained(self) -> PretrainedConfig:
+        """The full transformers config (built on first use, then kept)."""
+        if self._pretrained is None:
+            object.__setattr__(self, "_pretrained", _config_from_dict(self._data, self._name))
+        return self._pretrained
+
+    def __getattr__(self, key: str):  # called only for names that are not slots or class attributes
+        if self._pretrained is None and key in self._fields:
+            return self._fields[key]
+        return getattr(self.pretrained(), key)
+
+    def __setattr__(self, key: str, value) -> None:
+        setattr(self.pretrained(), key, value)
+
+    def __delattr__(self, key: str) -> None:
+        delattr(self.pretrained(), key)
+
+    @property
+    def __class__(self):  # isinstance(x, PretrainedConfig) and x.__class__(**kwargs) see the real config
+        return type(self.pretrained())
+
+    def __reduce__(self):  # copy and pickle: the light object while unbuilt, else the config itself
+        if self._pretrained is None:
+            return (ShippedConfig, (self._name, self._data))
+        return self._pretrained.__reduce_ex__(4)
+
+    def __eq__(self, other) -> bool:
+        return self.pretrained() == (other.pretrained() if type(other) is ShippedConfig else other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self._pretrained) if self._pretrained is not None else f"ShippedConfig({self._name!r})"
+
+
+def load_model_config(name_or_path: str) -> ShippedConfig | PretrainedConfig:
+    """The config of a shipped model name, a hub-id alias, a config.json or a model folder.
+
+    A shipped name (or alias) gives a ``ShippedConfig`` (no transformers import until a field beyond the cost
+    models' is read); a path gives a ``transformers.PretrainedConfig``.
 
     Never downloads. Shipped names: gpt2, gpt2-medium, smollm2-135m, opt-125m (aliases such as
     ``openai-community/gpt2``, ``HuggingFaceTB/SmolLM2-135M-Instruct`` and ``facebook/opt-125m`` are accepted).
@@ -79,7 +167,7 @@ def load_model_config(name_or_path: str) -> PretrainedConfig:
     name = shipped_name(str(name_or_path))
     if name is not None:
         text = resources.files("fedsim").joinpath("configs", SHIPPED[name]).read_text()
-        return _config_from_dict(json.loads(text), name)
+        return ShippedConfig(name, json.loads(text))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         path = path / "config.json"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from fedsim.core.allocation import Allocation
@@ -21,6 +21,9 @@ from fedsim.engine.state import RunContext
 from fedsim.engine.trace import TraceRow, trace_frame
 from fedsim.engine.trainer import Trainer
 from fedsim.errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where the trace frame is built (fedsim.engine.trace)
+    import pandas as pd
 
 
 @dataclass

@@ -8,9 +8,10 @@ backward, upload_lora, aggregate, broadcast, excluded (a deadline removed the cl
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a frame is built: an optimiser-only run never pays for it
+    import pandas as pd
 
 
 class TraceRow(NamedTuple):
@@ -32,6 +33,8 @@ TRACE_COLUMNS = TraceRow._fields
 
 def trace_frame(rows: list[TraceRow]) -> pd.DataFrame:
     """Trace rows -> DataFrame (columns ``TRACE_COLUMNS``) sorted by start time."""
+    import pandas as pd
+
     df = pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
     df["iteration"] = df["iteration"].astype("Int64")
     df["round"] = df["round"].astype(int)
@@ -47,6 +50,8 @@ def iteration_terms(trace: pd.DataFrame) -> pd.DataFrame:
     t_server_bwd_s (summed over server jobs), T2_s (last client BP end - last server BP end; includes
     any gradient download), end_s (last client BP end).
     """
+    import pandas as pd
+
     ev = trace[trace["iteration"].notna()]
     dur = ev["end_s"] - ev["start_s"]
     g = ev.assign(dur=dur).groupby(["round", "iteration"])
