@@ -122,11 +122,12 @@ def ema(losses: Sequence[Sequence[float]], beta: float) -> np.ndarray:
 
 def step_std(series: Sequence[Sequence[float]]) -> np.ndarray:
     """Per column (client), the standard deviation (ddof 1) of the round-to-round changes of a (R, K) series:
-    how much a signal jumps between consecutive rounds (NaN with fewer than 3 rounds)."""
+    how much a signal jumps between consecutive rounds (NaN with fewer than 2 changes)."""
     d = np.diff(np.asarray(series, float), axis=0)
-    if d.shape[0] < 2:
-        return np.full(d.shape[1:], np.nan)
-    return np.nanstd(d, axis=0, ddof=1)
+    out = np.full(d.shape[1:], np.nan)
+    enough = (~np.isnan(d)).sum(axis=0) >= 2  # a signal never measured (no probe set) stays NaN
+    out[enough] = np.nanstd(d[:, enough], axis=0, ddof=1)
+    return out
 
 
 def relative_quality(losses: Sequence[Sequence[float]]) -> np.ndarray:

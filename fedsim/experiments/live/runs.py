@@ -60,11 +60,36 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     )
 
 
+def _planner(scenario: Scenario, drop, workload, alloc, cfg):
+    """The ``optimiser`` cut rule's planner for this drop and allocation (``cut_planner``): the delay model of
+    one global round at the trained rank, with the config's cut-layer rank."""
+    from fedsim.errors import InputError
+    from fedsim.experiments.live.cut_planner import cut_planner
+    from fedsim.optimize import Problem
+
+    if cfg.rank_cut is not None and cfg.rank_cut_side != "both":
+        raise InputError(
+            "adaptive_cuts.rule: 'optimiser' times r_cut on both sides of each cut, as the delay model does; "
+            f"rank_cut_side = {cfg.rank_cut_side!r} is not modelled"
+        )
+    problem = Problem(
+        drop=drop,
+        workload=workload,
+        batch_size=cfg.batch_size,
+        local_iterations=cfg.local_iterations,
+        rounds_by_rank={int(cfg.rank): 1.0},
+        upload_every_local_iteration=scenario.training.upload_every_local_iteration,
+        rank_cut=cfg.rank_cut,
+    )
+    return cut_planner(problem, alloc, int(cfg.rank), cut_min=cfg.adaptive_cuts.cut_min)
+
+
 def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
     """One live co-simulation of training config ``cfg`` on the scenario's system: (SimResult, trainer, alloc).
 
     With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
-    cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it."""
+    cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it; the
+    ``optimiser`` rule gets the delay model of this drop and allocation (``cut_planner``)."""
     from fedsim.core.workload import workload_from_config
     from fedsim.engine import simulate
     from fedsim.learn.live_trainer import LiveTrainer
@@ -93,6 +118,8 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
     if adapter is not None and cfg.adaptive_cuts.client_flops_per_s is None:
         per_block = cfg.batch_size * (workload.fwd_flops + workload.bwd_flops)
         adapter.set_compute(drop.client_flops_per_s, per_block)
+    if adapter is not None and cfg.adaptive_cuts.rule == "optimiser":
+        adapter.set_planner(_planner(scenario, drop, workload, alloc, cfg))
     max_rounds = live.max_rounds or max(1, math.ceil(cfg.steps / cfg.local_iterations))
     sim = simulate(
         drop,

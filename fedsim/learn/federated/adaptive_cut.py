@@ -201,7 +201,7 @@ class CutAdapter:
                     "old": int(c),
                     "new": int(t),
                     "score": math.nan,
-                    "predicted_total_s": float(total_s),
+                    "predicted_s": float(total_s),
                     "reason": "the delay model's per-client-cut optimiser",
                 }
                 for k, (c, t) in enumerate(zip(self.system.layout.cuts, target, strict=True))
