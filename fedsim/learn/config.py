@@ -28,9 +28,9 @@ class AdaptiveCuts(BaseModel):
         0,
         ge=0,
         description="Quality signal of the score rule: examples in each client's fixed probe set (drawn once, "
-        "seeded by the run's seed, from the client's own partition), on which the deployed model's loss is "
-        "measured after every aggregation. 0 = the loss on the client's own training batches since the last "
-        "decision (no extra forward passes, but as noisy as a few batches).",
+        "seeded by the run's seed, from the client's own partition; all of it if smaller), on which the "
+        "deployed model's loss is measured after every aggregation. 0 = the loss on the client's own training "
+        "batches since the last decision (no extra forward passes, but as noisy as a few batches).",
     )
     ema_weight: float = Field(
         1.0,

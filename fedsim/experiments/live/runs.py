@@ -60,7 +60,7 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
     )
 
 
-def _planner(scenario: Scenario, drop, workload, alloc, cfg):
+def live_cut_planner(scenario: Scenario, cfg, *, drop, workload, alloc):
     """The ``optimiser`` cut rule's planner for this drop and allocation (``cut_planner``): the delay model of
     one global round at the trained rank, with the config's cut-layer rank."""
     from fedsim.errors import InputError
@@ -84,21 +84,15 @@ def _planner(scenario: Scenario, drop, workload, alloc, cfg):
     return cut_planner(problem, alloc, int(cfg.rank), cut_min=cfg.adaptive_cuts.cut_min)
 
 
-def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
-    """One live co-simulation of training config ``cfg`` on the scenario's system: (SimResult, trainer, alloc).
-
-    With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
-    cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it; the
-    ``optimiser`` rule gets the delay model of this drop and allocation (``cut_planner``)."""
+def live_drop(scenario: Scenario, cfg, model_config):
+    """The system a live run of ``cfg`` is timed on: (drop, workload, allocation) -- the scenario's live drop,
+    the workload of the trained model's config under ``[model]``'s counting settings, and the live scheme's
+    subchannels and power at ``cfg``'s common cut and rank (``simulate_live`` puts the trainer's own cuts
+    and ranks in)."""
     from fedsim.core.workload import workload_from_config
-    from fedsim.engine import simulate
-    from fedsim.learn.live_trainer import LiveTrainer
-    from fedsim.learn.setup import load
 
-    live = scenario.live
-    model, _, data = load(cfg, progress=progress)
-    workload = workload_from_config(  # [model]'s counting settings, on the trained model's own config
-        model.config,
+    workload = workload_from_config(
+        model_config,
         seq_len=cfg.seq_len,
         bits=scenario.model.bits,
         mode=scenario.model.workload_mode,
@@ -107,9 +101,25 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
         name=cfg.model,
     )
     system = scenario.system.model_copy(update={"num_clients": cfg.num_clients})
+    rng = seeds.drop_rng(scenario.montecarlo.base_seed, _LIVE_POINT, scenario.live.drop)
+    drop = draw_radio_drop(system, scenario.radio, rng)
+    return drop, workload, _allocation(scenario, drop, workload, cfg)
+
+
+def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
+    """One live co-simulation of training config ``cfg`` on the scenario's system: (SimResult, trainer, alloc).
+
+    With SplitFT settings (per-client cuts, cut-layer rank, adaptive cuts) the engine times the trainer's own
+    cuts and ranks, and the adaptive rule reads the drop's client compute unless the config gives it; the
+    ``optimiser`` rule gets the delay model of this drop and allocation (``cut_planner``)."""
+    from fedsim.engine import simulate
+    from fedsim.learn.live_trainer import LiveTrainer
+    from fedsim.learn.setup import load
+
+    live = scenario.live
+    model, _, data = load(cfg, progress=progress)
+    drop, workload, alloc = live_drop(scenario, cfg, model.config)
     base = scenario.montecarlo.base_seed
-    drop = draw_radio_drop(system, scenario.radio, seeds.drop_rng(base, _LIVE_POINT, live.drop))
-    alloc = _allocation(scenario, drop, workload, cfg)
     trainer = LiveTrainer.from_config(cfg, model=model, data=data, progress=progress, source=source)
     if cfg.cuts is not None or cfg.rank_cut is not None or cfg.adaptive_cuts is not None:
         cuts, ranks = trainer.layout()
@@ -119,7 +129,7 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
         per_block = cfg.batch_size * (workload.fwd_flops + workload.bwd_flops)
         adapter.set_compute(drop.client_flops_per_s, per_block)
     if adapter is not None and cfg.adaptive_cuts.rule == "optimiser":
-        adapter.set_planner(_planner(scenario, drop, workload, alloc, cfg))
+        adapter.set_planner(live_cut_planner(scenario, cfg, drop=drop, workload=workload, alloc=alloc))
     max_rounds = live.max_rounds or max(1, math.ceil(cfg.steps / cfg.local_iterations))
     sim = simulate(
         drop,

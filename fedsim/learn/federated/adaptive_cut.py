@@ -13,7 +13,8 @@ smallest of the configured cut_max, the memory bound (``fedsim.core.memory``) an
 compute-time bound. Every decision that moves a cut is logged as a row.
 
 **A quality signal above noise** (``probe_size`` > 0): each client gets a fixed probe set (``probe_size``
-examples of its own partition, drawn once from a generator seeded by the run's seed), and after every
+examples of its own partition, or all of them if it has fewer, drawn once from a generator seeded by the
+run's seed), and after every
 aggregation the deployed model's loss on it is measured; an exponential moving average over rounds
 (``ema_weight`` = beta: ema_t = beta · loss_t + (1 - beta) · ema_(t-1)) of that loss gives q_k = exp(-ema_k).
 Without a probe the EMA runs over each round's batch loss; with neither (beta = 1, no probe) the rule reads the
@@ -39,47 +40,52 @@ PROBE_STREAM = 23  # seed slot of the probe sets, apart from the batch streams (
 
 
 def probe_sets(partition: Sequence[Sequence[int]], size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Each client's fixed probe set: ``size`` distinct examples of its own partition, drawn from ``rng``
-    (sorted). InputError naming ``adaptive_cuts.probe_size`` if a client has fewer examples."""
+    """Each client's fixed probe set: ``size`` distinct examples of its own partition drawn from ``rng``
+    (sorted), or its whole partition when it has fewer (a skewed split can leave a client a handful)."""
     out = []
-    for k, part in enumerate(partition):
+    for part in partition:
         part = np.asarray(part, dtype=np.int64)
-        if size > len(part):
-            raise InputError(
-                f"adaptive_cuts.probe_size: {size} is more than client {k}'s {len(part)} training examples"
-            )
-        out.append(np.sort(rng.choice(part, size=size, replace=False)))
+        out.append(np.sort(rng.choice(part, size=min(size, len(part)), replace=False)))
     return out
+
+
+def memory_caps(config, tcfg, num_blocks: int) -> list[int]:
+    """Each client's memory bound: the largest cut in 1..J-1 whose client memory (``fedsim.core.memory``:
+    weights, LoRA state and activations at ``tcfg``'s b, L and r) fits its ``adaptive_cuts.memory_bytes``;
+    InputError naming the field if a budget is below one block."""
+    from fedsim.core.memory import client_memory_bytes
+
+    need = [
+        client_memory_bytes(config, c, tcfg.batch_size, seq_len=tcfg.seq_len, rank=tcfg.rank)
+        for c in range(1, num_blocks)
+    ]
+    caps = []
+    for i, budget in enumerate(tcfg.adaptive_cuts.memory_bytes):
+        fits = [c for c, n in zip(range(1, num_blocks), need, strict=True) if n <= budget]
+        if not fits:
+            raise InputError(
+                f"adaptive_cuts.memory_bytes: client {i}'s budget {budget:.3g} B is below one block "
+                f"({need[0]:.3g} B for cut 1 at b = {tcfg.batch_size}, L = {tcfg.seq_len})"
+            )
+        caps.append(fits[-1])
+    return caps
 
 
 class CutAdapter:
     """Runs the rule on a ``SplitFedSystem`` after each aggregation and moves the cuts it decides."""
 
     def __init__(self, system, cfg, *, dataset=None, partition: Sequence[Sequence[int]] | None = None):
-        from fedsim.core.memory import client_memory_bytes
-
         self.system, self.cfg = system, cfg
         k, j = len(system.clients), system.layout.num_blocks
         self.compute = list(cfg.client_flops_per_s) if cfg.client_flops_per_s else [1.0] * k
         self.block_flops = [1.0] * j  # per-block FP + BP work; equal blocks until set_compute says otherwise
         top = j - 1 if cfg.cut_max is None else cfg.cut_max
         self.cut_max = [top] * k
-        tcfg = system.cfg
         if cfg.memory_bytes is not None:
-            need = [
-                client_memory_bytes(
-                    system.model.config, c, tcfg.batch_size, seq_len=tcfg.seq_len, rank=tcfg.rank
-                )
-                for c in range(1, j)
+            self.cut_max = [
+                min(a, b)
+                for a, b in zip(self.cut_max, memory_caps(system.model.config, system.cfg, j), strict=True)
             ]
-            for i, budget in enumerate(cfg.memory_bytes):
-                fits = [c for c, n in zip(range(1, j), need, strict=True) if n <= budget]
-                if not fits:
-                    raise InputError(
-                        f"adaptive_cuts.memory_bytes: client {i}'s budget {budget:.3g} B is below one block "
-                        f"({need[0]:.3g} B for cut 1 at b = {tcfg.batch_size}, L = {tcfg.seq_len})"
-                    )
-                self.cut_max[i] = min(self.cut_max[i], fits[-1])
         self.round = 0
         self.rows: list[dict] = []
         self._pending: list[dict] = []
@@ -165,7 +171,10 @@ class CutAdapter:
         if not self.quality_rows:
             return []
         k = len(self.system.clients)
-        out = [{"client": c, "rounds": len(self.quality_rows) // k} for c in range(k)]
+        sizes = [0] * k if self.probes is None else [len(p) for p in self.probes]
+        out = [
+            {"client": c, "rounds": len(self.quality_rows) // k, "probe_examples": sizes[c]} for c in range(k)
+        ]
         for name in ("batch", "probe", "ema"):
             series = np.array([r[f"{name}_loss"] for r in self.quality_rows]).reshape(-1, k)
             for c, (a, b) in enumerate(
