@@ -6,6 +6,7 @@ import html
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -302,3 +303,21 @@ def test_breakdown_shows_engine_extra_and_energy_when_the_rows_have_them(tmp_pat
     make_figures(store.root)
     text, _ = _svg_text(store.root / "figures" / "breakdown.svg")
     assert "event engine beyond eq. (17)" in text and "Mean client energy [kJ]" in text
+
+
+def test_a_study_without_targets_draws_its_curves(tmp_path):
+    """The lr sweep sets no PPL targets: its rounds-to-target table is empty, and Fig. 3 is still drawn."""
+    from fedsim.experiments.study.tables import study_row, write_study_tables
+    from fedsim.learn.records import ConvergenceRecord
+
+    records = sorted(
+        (Path(__file__).resolve().parents[1] / "results" / "rank_lr_sweep" / "records").glob("*.json")
+    )
+    rows = pd.DataFrame(
+        [study_row(ConvergenceRecord.load(p), i, [], record_path=p) for i, p in enumerate(records)]
+    )
+    rows.to_parquet(tmp_path / "rows.parquet")
+    (tmp_path / "scenario.json").write_text(json.dumps({"study": {}, "outputs": {"formats": ["png"]}}))
+    write_study_tables(rows, [], tmp_path / "tables")
+    assert not (tmp_path / "tables" / "rounds_to_target.csv").read_text().strip()
+    assert [p.name for p in make_figures(tmp_path, ["png"])] == ["fig3_val_ppl.png"]

@@ -101,7 +101,7 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
     curves = pd.read_csv(curves_path) if curves_path.is_file() else study_curves(root, rows)
     made = save(fig3_curves(curves, rows), root / "figures" / "fig3_val_ppl", formats)
     table_path = root / "tables" / "rounds_to_target.csv"
-    if table_path.exists():
+    if table_path.exists() and table_path.read_text(encoding="utf-8").strip():  # empty: a study without targets
         table = pd.read_csv(table_path)
         for scheme in sorted(set(table["training_scheme"])):
             if table[table.training_scheme == scheme]["reached"].sum():
