@@ -85,6 +85,7 @@ def test_the_score_rule_reads_the_ema_of_each_clients_loss_on_its_fixed_probe_se
     for c in range(k):
         assert noise[c]["probe_loss_step_std"] == pytest.approx(step_std(probe)[c])
         assert noise[c]["batch_rel_step_std"] == pytest.approx(step_std(relative_quality(batch))[c])
+        assert noise[c]["ema_rel_mean"] == pytest.approx(relative_quality(ema(probe, 0.5))[:, c].mean())
         assert noise[c]["ema_rel_step_std"] == pytest.approx(
             step_std(relative_quality(ema(probe, 0.5)))[c]
         )

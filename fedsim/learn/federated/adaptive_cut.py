@@ -167,7 +167,8 @@ class CutAdapter:
     def quality_noise(self) -> list[dict]:
         """Per client, the noise of each quality signal over the rounds so far: the standard deviation of its
         round-to-round change, of the loss (``*_loss_step_std``) and of the score's quality term q_k / mean q
-        (``*_rel_step_std``), for the batch loss, the probe loss and the EMA the rule reads."""
+        (``*_rel_step_std``), beside the signal, the mean of q_k / mean q over the rounds (``*_rel_mean``), for
+        the batch loss, the probe loss and the EMA the rule reads."""
         if not self.quality_rows:
             return []
         k = len(self.system.clients)
@@ -177,10 +178,11 @@ class CutAdapter:
         ]
         for name in ("batch", "probe", "ema"):
             series = np.array([r[f"{name}_loss"] for r in self.quality_rows]).reshape(-1, k)
-            for c, (a, b) in enumerate(
-                zip(step_std(series), step_std(relative_quality(series)), strict=True)
-            ):
+            rel = relative_quality(series)  # the quality term; the signal is how far it sits from 1
+            for c, (a, b) in enumerate(zip(step_std(series), step_std(rel), strict=True)):
+                seen = rel[np.isfinite(rel[:, c]), c]
                 out[c][f"{name}_loss_step_std"], out[c][f"{name}_rel_step_std"] = float(a), float(b)
+                out[c][f"{name}_rel_mean"] = float(seen.mean()) if len(seen) else math.nan
         return out
 
     def end_round(self) -> list[dict]:
