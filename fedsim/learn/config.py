@@ -10,8 +10,9 @@ from fedsim.errors import InputError
 
 
 class AdaptiveCuts(BaseModel):
-    """fedsim's score rule for adaptive per-client cuts (spec §10b; SplitFT publishes no formula:
-    ``fedsim.core.cut_rule``, ``fedsim.learn.federated.adaptive_cut``)."""
+    """Adaptive per-client cuts (spec §10b) by one of fedsim's rules: score, balance or the delay model's
+    optimiser (SplitFT publishes no formula: ``fedsim.core.cut_rule``, ``fedsim.learn.federated.adaptive_cut``,
+    ``fedsim.experiments.live.cut_planner``)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -92,7 +93,7 @@ class TrainConfig(BaseModel):
         None, description="Per-client cuts c_k (SplitFT, spec §10), one per client in 1..J-1; None = cut."
     )
     adaptive_cuts: AdaptiveCuts | None = Field(
-        None, description="Move each client's cut by fedsim's score rule (spec §10b; SplitFT publishes no formula); "
+        None, description="Move each client's cut by an adaptive rule (adaptive_cuts.rule; SplitFT publishes no formula); "
         "None = fixed cuts."
     )
     rank_cut: int | None = Field(
