@@ -49,8 +49,11 @@ def test_the_scenario_builds_its_arms_and_the_live_drop_spreads_compute_about_10
     scenario = bound["scenario"]
     runs = arm_configs(scenario.live)
     arms = {tags["arm"] for _, tags, _ in runs}
-    assert arms == {"splitlora_fixed", "balance", "score_probe", "optimiser"}
-    assert len(runs) == 4 * 2 * 3  # x {iid, length-Dirichlet} x 3 seeds
+    assert arms == {"splitlora_fixed", "splitlora_fixed_rcut4", "balance", "score_probe", "optimiser",
+                    "optimiser_rcut4"}  # fmt: skip
+    assert len(runs) == 6 * 2 * 3  # x {iid, length-Dirichlet} x 3 seeds
+    # r_cut < r without a hidden scale change: every arm keeps alpha / r on the r_cut blocks
+    assert all(cfg.lora_alpha_policy == "proportional" for _, _, cfg in runs)
     assert all(cfg.local_iterations >= 5 and cfg.eval_samples >= 96 for _, _, cfg in runs)
     f = bound["drop"].client_flops_per_s
     assert 8.0 <= f.max() / f.min() <= 12.0
