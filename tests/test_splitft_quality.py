@@ -50,8 +50,8 @@ def test_probe_sets_are_fixed_seeded_and_inside_each_partition():
     assert [len(p) for p in small] == [7, 7, 6] and np.array_equal(small[2], parts[2])
 
 
-def _probe_cfg(steps: int = 4, **kw):
-    cfg = _adaptive_cfg(steps=steps)
+def _probe_cfg(steps: int = 4, checkpoint_every=None, checkpoint_path=None, **kw):
+    cfg = _adaptive_cfg(steps=steps, checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path)
     update = {"probe_size": 4, "ema_weight": 0.5, "gamma": 1.0, "epsilon": 0.0, **kw}
     return cfg.model_copy(update={"adaptive_cuts": cfg.adaptive_cuts.model_copy(update=update)})
 
@@ -120,3 +120,36 @@ def test_bad_quality_settings_are_one_input_error_naming_the_field(update, field
         system.local_iteration()
         system.aggregate()
     assert "\n" not in str(err.value)
+
+
+def test_a_resumed_run_continues_the_probe_ema_and_its_moves(tmp_path):
+    from fedsim.learn.federated.systems import SplitFedSystem
+    from fedsim.learn.train import TrainData, train
+
+    parts = np.array_split(np.random.default_rng(0).permutation(24), 3)
+    data = TrainData(SyntheticLM(24), SyntheticLM(8, seed=5), parts, np.arange(8))
+    seen = {}
+    original = SplitFedSystem.aggregate
+
+    def spy(self, clients=None):
+        original(self, clients)
+        seen["system"] = self
+
+    def run(**kw):
+        SplitFedSystem.aggregate = spy
+        try:
+            train(_probe_cfg(**kw), tiny_lm("llama"), data, progress=False)
+        finally:
+            SplitFedSystem.aggregate = original
+        return seen["system"].adapter
+
+    full = run(steps=4)
+    ckpt = str(tmp_path / "run.pt")
+    run(steps=2, checkpoint_every=1, checkpoint_path=ckpt)
+    resumed = run(steps=4, checkpoint_every=1, checkpoint_path=ckpt)
+    assert len(resumed.quality_rows) == len(full.quality_rows) == 12
+    for a, b in zip(resumed.quality_rows, full.quality_rows, strict=True):
+        assert a == pytest.approx(b, rel=1e-6)
+    assert full.rows and [(r["round"], r["client"], r["new"]) for r in resumed.rows] == [
+        (r["round"], r["client"], r["new"]) for r in full.rows
+    ]
