@@ -1,6 +1,7 @@
 """SplitFT's compute-bound system (issue 23, ``scenarios/splitft_compute_bound.toml``), checked against the
 delay model of its live drop without training: a ~10x client compute spread, memory caps that bind for some
-clients (and for the optimiser), compute dominating the round; the uplink-bound study as the contrast."""
+clients (and for the optimiser), compute dominating the round; the uplink-bound system (the first study's, and
+``scenarios/splitft_uplink_bound.toml`` with the same arms and caps) as the contrast."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ def test_compute_dominates_the_round_here_and_transfers_in_the_uplink_bound_stud
     assert d.t_client_fwd_s[slowest] > 50 * d.t_upload_act_s[slowest]  # T1's critical client is computing
     study = _round_terms("splitft_study.toml", "same_cut")
     assert study["transfer_s"] > study["compute_s"]  # the first system is uplink-bound
+    again = _round_terms("splitft_uplink_bound.toml", "splitlora_fixed")  # it, with this study's arms
+    assert again["transfer_s"] > again["compute_s"]
+    d = again["delays"]
+    assert (d.t_upload_act_s > d.t_client_fwd_s).all()  # activations dominate T1 for every client
+
+
+def test_in_the_uplink_bound_system_the_optimiser_sends_every_client_to_cut_1_and_no_cap_binds():
+    terms = _round_terms("splitft_uplink_bound.toml", "splitlora_fixed")
+    scenario, base = terms["scenario"], terms["cfg"]
+    cfg = TrainConfig(**{**base.model_dump(), **scenario.live.arms["optimiser"]})
+    caps = [min(c, 12) for c in memory_caps(terms["config"], cfg, terms["workload"].num_layers)]
+    assert caps == [2, 12, 3, 12, 12]  # the same caps as the compute-bound system
+    plan = live_cut_planner(scenario, cfg, drop=terms["drop"], workload=terms["workload"], alloc=terms["alloc"])
+    f = list(terms["drop"].client_flops_per_s)
+    assert plan(base.client_cuts(), f, caps) == plan(base.client_cuts(), f, [12] * 5)
+    cuts, total = plan(base.client_cuts(), f, caps)
+    assert cuts == [1] * 5 and total < terms["delays"].total_s
 
 
 def test_the_caps_bind_for_the_optimiser_and_adaptive_cuts_can_win_on_this_drop(bound):
