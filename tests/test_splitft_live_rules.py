@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_splitft_study import TRAINING, _toml
 
 ARMS = {
@@ -51,3 +52,24 @@ def test_probe_and_optimiser_rules_in_a_live_run(tmp_path):
     rounds = pd.read_csv(opt_run / "rounds.csv")
     assert len(rounds) == 4
     assert pd.read_csv(opt_run / "quality.csv")["probe_loss"].isna().all()  # no probe set in this arm
+
+
+@pytest.mark.parametrize(
+    "arm,message",
+    [
+        ({"adaptive_cuts": {"ema_weight": 0.0}}, "adaptive_cuts.ema_weight"),
+        ({"adaptive_cuts": {"ema_weight": 1.5}}, "adaptive_cuts.ema_weight"),
+        ({"adaptive_cuts": {"probe_size": -1}}, "adaptive_cuts.probe_size"),
+        ({"adaptive_cuts": {"rule": "best"}}, "adaptive_cuts.rule"),
+        ({"rank_cut": 2, "rank_cut_side": "client", "adaptive_cuts": {"rule": "optimiser"}}, "adaptive_cuts.rule"),
+    ],
+)
+def test_bad_rule_settings_in_a_scenario_are_one_line_exit_2_nothing_written(tmp_path, capsys, arm, message):
+    from fedsim.cli import main
+
+    scenario = _toml(tmp_path / "bad.toml", {"bad": {"cuts": [2, 2, 2], **arm}})
+    out = tmp_path / "out"
+    code = main(["run", str(scenario), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()

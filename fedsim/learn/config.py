@@ -181,6 +181,11 @@ class TrainConfig(BaseModel):
                     )
             if a.cut_max is not None and a.cut_max < a.cut_min:
                 raise ValueError(f"adaptive_cuts.cut_max: {a.cut_max} is below cut_min {a.cut_min}")
+            if a.rule == "optimiser" and self.rank_cut is not None and self.rank_cut_side != "both":
+                raise ValueError(
+                    "adaptive_cuts.rule: 'optimiser' times r_cut on both sides of each cut, as the delay model "
+                    f"does; rank_cut_side = {self.rank_cut_side!r} is not modelled"
+                )
         if self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps: {self.warmup_steps} must be below steps ({self.steps})")
         if self.scheme == "centralized" and (self.cuts or a or self.rank_cut):

@@ -62,16 +62,11 @@ def _allocation(scenario: Scenario, drop, workload, cfg):
 
 def live_cut_planner(scenario: Scenario, cfg, *, drop, workload, alloc):
     """The ``optimiser`` cut rule's planner for this drop and allocation (``cut_planner``): the delay model of
-    one global round at the trained rank, with the config's cut-layer rank."""
-    from fedsim.errors import InputError
+    one global round at the trained rank, with the config's cut-layer rank (on both sides of each cut: the
+    config refuses the optimiser with a one-sided r_cut)."""
     from fedsim.experiments.live.cut_planner import cut_planner
     from fedsim.optimize import Problem
 
-    if cfg.rank_cut is not None and cfg.rank_cut_side != "both":
-        raise InputError(
-            "adaptive_cuts.rule: 'optimiser' times r_cut on both sides of each cut, as the delay model does; "
-            f"rank_cut_side = {cfg.rank_cut_side!r} is not modelled"
-        )
     problem = Problem(
         drop=drop,
         workload=workload,
