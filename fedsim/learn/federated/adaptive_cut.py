@@ -14,12 +14,13 @@ compute-time bound. Every decision that moves a cut is logged as a row.
 
 **A quality signal above noise** (``probe_size`` > 0): each client gets a fixed probe set (``probe_size``
 examples of its own partition, or all of them if it has fewer, drawn once from a generator seeded by the
-run's seed), and after every
-aggregation the deployed model's loss on it is measured; an exponential moving average over rounds
-(``ema_weight`` = beta: ema_t = beta · loss_t + (1 - beta) · ema_(t-1)) of that loss gives q_k = exp(-ema_k).
-Without a probe the EMA runs over each round's batch loss; with neither (beta = 1, no probe) the rule reads the
-batches since the last decision, as before. Every round's batch, probe and EMA loss per client is kept
-(``quality_rows``) and their round-to-round jumps summarised (``quality_noise``): the noise of each signal.
+run's seed), and after every aggregation the deployed model's loss on it is measured (so q_k says how well
+the global model fits client k's data); an exponential moving average over rounds (``ema_weight`` = beta:
+ema_t = beta · loss_t + (1 - beta) · ema_(t-1)) of that loss gives q_k = exp(-ema_k). Without a probe the EMA
+runs over each round's batch loss; with neither (beta = 1, no probe) the rule reads the batches since the
+last decision, as before. Every round's batch, probe and EMA loss per client is kept (``quality_rows``) and
+their round-to-round jumps summarised (``quality_noise``): the noise of each signal. The probe's forward
+passes are measurement, not training: the event engine does not time them.
 
 **optimiser**: at each decision a planner (given by the live runs, ``fedsim.experiments.live.cut_planner``:
 learn/ does not import the optimiser) returns the delay model's per-client cuts for the drop and the
