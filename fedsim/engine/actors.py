@@ -90,6 +90,102 @@ def client(env: simpy.Environment, ctx: RunContext, rs: RoundState, *, k: int):
             _row(ctx, rs, it, actor=name, phase="excluded", start=env.now, bits=0.0, flops=0.0, resource="")
 
 
+def callback_clients_apply(ctx: RunContext) -> bool:
+    """Whether a round's clients and main server can run as ``BarrierRound`` (event callbacks), not processes.
+
+    That is the paper-mode round of an untraced replay: iteration barrier, barrier server, no deadline to
+    interrupt anyone, no gradient download, the LoRA uploaded once per round (reading D1), no fading redraw
+    or HARQ draw within the round and no live trainer; Monte Carlo sweeps and the scale benchmark run so.
+    """
+    cfg, chan = ctx.config, ctx.costs.chan
+    return (
+        ctx.trace is None
+        and ctx.trainer is None
+        and cfg.iteration_barrier
+        and not cfg.pipelined_server
+        and not cfg.download
+        and not cfg.lora_upload_every_iteration
+        and not cfg.fading_every_iteration
+        and cfg.activation_deadline_s is None
+        and cfg.round_deadline_s is None
+        and chan.harq_main is None
+        and chan.harq_fed is None
+    )
+
+
+class BarrierRound:
+    """The clients and the main server of one paper-mode round as event callbacks, not processes.
+
+    In such a round (``client`` with fused events, ``main_server`` without a deadline) a client only ever
+    waits for a timeout on resources of its own or for an event that every client waits for (the main
+    server's gradients, the end of the iteration's slowest backward pass), and the main server, the only
+    user of its GPU, for all activations. So each of those events gets one callback that starts, for
+    every waiting client, its next timeout, in the order the processes would have resumed (the order they
+    began waiting), and the server's FP and BP are two chained timeouts: the same timeouts, created at the
+    same instants in the same order, so every event time, arrival order and energy sum is the processes'
+    (tests/test_engine_callbacks.py). It saves SimPy's process machinery and the server GPU's request and
+    release events, most of an untraced run's time. Use only where ``callback_clients_apply(ctx)``.
+    """
+
+    def __init__(self, env: simpy.Environment, ctx: RunContext, rs: RoundState, clients: list[int]):
+        self._env, self._ctx, self._rs, self._clients = env, ctx, rs, clients
+        self._it = 0  # the local iteration under way (the barrier keeps every client in the same one)
+        self._finished: list[int] = []  # clients whose backward pass of that iteration is done, in order
+
+    def start(self) -> None:
+        """Start iteration 0 of every client, in the order of ``clients`` (their processes' start order)."""
+        if self._clients:
+            self._forward(self._clients, 0)
+
+    def _forward(self, order: list[int], it: int) -> None:
+        """FP and activation upload of iteration ``it`` (one fused timeout per client), then its arrival."""
+        env, costs = self._env, self._ctx.costs
+        for k in order:
+            env.timeout(costs.fwd_s[k] + costs.act_up_s[k], k).callbacks.append(self._arrived)
+        self._it, self._finished = it, []
+        self._rs.event("arrive", it).callbacks.append(self._server)
+
+    def _arrived(self, event) -> None:
+        k, ctx = event.value, self._ctx
+        costs = ctx.costs
+        ctx.energy_cpu_j[k] += costs.fwd_j[k]
+        ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], costs.act_up_s[k])
+        self._rs.check_in("arrive", k, self._it)
+
+    def _server(self, _event) -> None:
+        """All activations are in: the main server's FP, then its BP, on the batches of the clients in."""
+        env, arrived = self._env, self._rs.arrived[self._it]
+        fwd_s, bwd_s = self._ctx.costs.server_s(arrived, self._ctx.num_clients)
+        env.timeout(fwd_s).callbacks.append(lambda _: env.timeout(bwd_s).callbacks.append(self._backward))
+
+    def _backward(self, _event) -> None:
+        """The gradients are sent: every client that arrived starts its BP, in arrival order."""
+        env, bwd_s, it = self._env, self._ctx.costs.bwd_s, self._it
+        for k in self._rs.arrived[it]:
+            env.timeout(bwd_s[k], k).callbacks.append(self._backward_done)
+        last = self._ctx.local_iterations - 1
+        self._rs.event("bwd", it).callbacks.append(
+            (lambda _: self._forward(self._finished, it + 1)) if it < last else self._upload
+        )
+
+    def _backward_done(self, event) -> None:
+        k, ctx = event.value, self._ctx
+        ctx.energy_cpu_j[k] += ctx.costs.bwd_j[k]
+        self._finished.append(k)
+        self._rs.check_in("bwd", k, self._it)
+
+    def _upload(self, _event) -> None:
+        """After the last iteration's barrier: every client's LoRA upload, in the order BP ended."""
+        env, up_s = self._env, self._ctx.costs.lora_up_s
+        for k in self._finished:
+            env.timeout(up_s[k], k).callbacks.append(self._uploaded)
+
+    def _uploaded(self, event) -> None:
+        k, ctx = event.value, self._ctx
+        ctx.energy_tx_j[k] += transmit_energy_j(ctx.costs.power_fed_w[k], ctx.costs.lora_up_s[k])
+        self._rs.uploaded_lora(k)
+
+
 def _local_iteration(env: simpy.Environment, ctx: RunContext, rs: RoundState, k: int, it: int, fuse: bool):
     """Client k's local iteration ``it``: FP and activation upload, the main server's turn, [gradient
     download], BP, and (reading D2) the LoRA upload."""

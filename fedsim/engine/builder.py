@@ -13,6 +13,7 @@ import simpy
 from fedsim.core.allocation import Allocation
 from fedsim.core.system import Drop
 from fedsim.core.workload import Workload
+from fedsim.engine.actors import callback_clients_apply
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.config import EngineConfig
 from fedsim.engine.costs import Costs, event_sizes
@@ -85,14 +86,19 @@ def _check(drop: Drop, alloc: Allocation, batch_size: int, local_iterations: int
 
 
 def _labels(alloc: Allocation, k: int) -> dict[str, list[str]]:
-    def subs(owner: np.ndarray, c: int) -> str:
-        return ",".join(str(i) for i in np.flatnonzero(np.asarray(owner) == c))
+    def subs(owner: np.ndarray) -> list[str]:
+        """Each client's subchannel indices, comma-separated, in one pass over the owners (K x S was slow)."""
+        owned: list[list[str]] = [[] for _ in range(k)]
+        for i, c in enumerate(np.asarray(owner).tolist()):
+            if 0 <= c < k:
+                owned[c].append(str(i))
+        return [",".join(o) for o in owned]
 
     return {
         "client": [f"client{c}" for c in range(k)],
         "gpu": [f"gpu:client{c}" for c in range(k)],
-        "main": [f"main_subch:{subs(alloc.owner_main, c)}" for c in range(k)],
-        "fed": [f"fed_subch:{subs(alloc.owner_fed, c)}" for c in range(k)],
+        "main": [f"main_subch:{s}" for s in subs(alloc.owner_main)],
+        "fed": [f"fed_subch:{s}" for s in subs(alloc.owner_fed)],
     }
 
 
@@ -166,9 +172,9 @@ def simulate(
         costs=costs,
         num_clients=k,
         local_iterations=int(local_iterations),
-        client_gpu=[simpy.Resource(env, 1) for _ in range(k)],
-        main_subchannels=[simpy.Resource(env, 1) for _ in range(k)],
-        fed_subchannels=[simpy.Resource(env, 1) for _ in range(k)],
+        client_gpu=[],
+        main_subchannels=[],
+        fed_subchannels=[],
         server_gpu=simpy.Resource(env, config.server_gpu_capacity),
         downlink=simpy.Resource(env, config.downlink_slots),
         trainer=trainer,
@@ -180,6 +186,11 @@ def simulate(
         block_bits=block_bits,
         on_layout=on_layout,
     )
+    ctx.callback_rounds = callback_clients_apply(ctx)
+    if not ctx.callback_rounds:  # event-callback rounds never request a client's own resources
+        ctx.client_gpu = [simpy.Resource(env, 1) for _ in range(k)]
+        ctx.main_subchannels = [simpy.Resource(env, 1) for _ in range(k)]
+        ctx.fed_subchannels = [simpy.Resource(env, 1) for _ in range(k)]
     log: list[dict] = []
     n_rounds = int(math.ceil(rounds)) if trainer is None else int(math.floor(rounds))
     proc = env.process(fed_server(env, ctx, _round_plan(ctx, chan, rng), rounds=max(n_rounds, 1), log=log))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from fedsim.engine.actors import client, main_server
+from fedsim.engine.actors import BarrierRound, client, main_server
 from fedsim.engine.state import RoundState, RunContext
 from fedsim.engine.trace import TraceRow
 
@@ -29,10 +29,13 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, *, rounds: int, lo
         ctx.energy_tx_j[:] = [0.0] * ctx.num_clients
         ctx.energy_cpu_j[:] = [0.0] * ctx.num_clients
         rs = RoundState(ctx, e, clients)
-        if not cfg.pipelined_server:
-            env.process(main_server(env, ctx, rs))
-        for k in clients:
-            rs.processes[k] = env.process(client(env, ctx, rs, k=k))
+        if ctx.callback_rounds:
+            BarrierRound(env, ctx, rs, clients).start()
+        else:
+            if not cfg.pipelined_server:
+                env.process(main_server(env, ctx, rs))
+            for k in clients:
+                rs.processes[k] = env.process(client(env, ctx, rs, k=k))
         if cfg.round_deadline_s is None:
             yield rs.upload.event
         else:

@@ -66,6 +66,8 @@ class RunContext:
     # live mode with cut changes (SplitFT): bits of a moved block's state, and re-timing for new cuts/ranks
     block_bits: Callable[[int, int], float] | None = None
     on_layout: Callable[[np.ndarray, np.ndarray], None] | None = None
+    # rounds run as fedsim.engine.actors.BarrierRound (event callbacks), not processes: set by simulate
+    callback_rounds: bool = False
 
 
 class RoundState:
@@ -96,7 +98,8 @@ class RoundState:
             "arrive": [Countdown(env, n) for _ in range(iters)],
             # the phase that ends an iteration draws the next fading block when it completes
             "bwd": [Countdown(env, n, None if d2 else redraw) for _ in range(iters)],
-            "iter_upload": [Countdown(env, n if d2 else 0, redraw if d2 else None) for _ in range(iters)],
+            # reading D2 only (in D1 nobody waits for it; a countdown from 0 would fire an idle event)
+            "iter_upload": [Countdown(env, n, redraw) for _ in range(iters)] if d2 else [],
         }
         self.upload = Countdown(env, n)
         self._progress = {phase: dict.fromkeys(clients, 0) for phase in PHASES}
