@@ -28,8 +28,8 @@ class StudySection(Section):
     )
     lr_by_rank: dict[int, float] | None = Field(
         None,
-        description="the learning rate of each run by its LoRA rank (e.g. chosen by `fedsim study-lr` from a "
-        "learning-rate sweep); None = training.lr for every rank",
+        description="the learning rate of each run by its LoRA rank (e.g. the tables/chosen_lr.csv of a "
+        "learning-rate sweep such as scenarios/rank_lr_sweep.toml); None = training.lr for every rank",
     )
     threads: int = Field(1, ge=1, le=1024, description="torch CPU threads per run (per worker process)")
     existing_only: bool = Field(
