@@ -67,7 +67,7 @@ def _phase2_counts(link, power_w, offset_s, load_bits) -> tuple[np.ndarray, np.n
         return np.ones(k, dtype=int), d1
     values, clients = block.ravel(), np.repeat(everyone, width[0])
     cols = np.tile(np.arange(width[0]), k)
-    tail, monotone = block[:, -1].copy(), bool(np.all(block[:, 1:] <= block[:, :-1]))
+    tail, monotone = block[:, -1].copy(), bool((block[:, 1:] <= block[:, :-1]).all())
     while monotone:
         if steps <= values.size:
             threshold = -np.partition(-values, steps - 1)[steps - 1]  # the steps-th largest D
@@ -77,14 +77,14 @@ def _phase2_counts(link, power_w, offset_s, load_bits) -> tuple[np.ndarray, np.n
             taken[ties] = True
             per_client = np.bincount(clients[taken], minlength=k)
             full = (per_client == width) & (width < steps)
-            if not np.any(full):
+            if not full.any():
                 return 1 + per_client, d1
         else:
             full = width < steps
         rows = np.flatnonzero(full)
         n = width[rows, None] + np.arange(1, width[rows].max() + 1)[None, :]  # the next counts
         block = _finish_table_s(link, power_w, offset_s, load_bits, np.minimum(n, steps), rows)
-        monotone = bool(np.all(block[:, 1:] <= block[:, :-1]) and np.all(block[:, 0] <= tail[rows]))
+        monotone = bool((block[:, 1:] <= block[:, :-1]).all() and (block[:, 0] <= tail[rows]).all())
         tail[rows] = block[:, -1]
         keep = n <= steps
         values = np.concatenate([values, block[keep]])

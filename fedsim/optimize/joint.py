@@ -36,9 +36,10 @@ _CAP_SLACK = 1 + 1e-9  # rounding slack on p_max; the power solver re-solves exa
 
 
 def _shannon_power_w(coef_w, x, n):
-    """P_k(T; n) = (N0 B / g_k) n (2^{load_k / (slack_k n B)} - 1) = coef_k n expm1(x_k / n), broadcast [W]."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return coef_w * n * np.expm1(x / n)
+    """P_k(T; n) = (N0 B / g_k) n (2^{load_k / (slack_k n B)} - 1) = coef_k n expm1(x_k / n), broadcast [W].
+
+    Call it under ``np.errstate(divide=, invalid=, over="ignore")`` (its caller enters that once)."""
+    return coef_w * n * np.expm1(x / n)
 
 
 def _least_feasible_count(power, coef_w, x, cap_w, n_top: int) -> np.ndarray:
@@ -61,7 +62,7 @@ def _least_feasible_count(power, coef_w, x, cap_w, n_top: int) -> np.ndarray:
     if rows.size:  # bisection between an infeasible lo (0 stands for "none") and a feasible hi
         lo = np.where(ok[rows], 0, n[rows])
         hi = np.where(ok[rows], n[rows], n_top)
-        while np.any(hi - lo > 1):
+        while (hi - lo > 1).any():
             mid = (lo + hi) // 2
             good = power(mid.astype(float), rows) <= cap_w[rows]
             hi, lo = np.where(good, mid, hi), np.where(good, lo, mid)
@@ -72,42 +73,42 @@ def _least_feasible_count(power, coef_w, x, cap_w, n_top: int) -> np.ndarray:
 def _counts_at_flat(time_s: float, coef_w, load_bits, offset_s, p_max_w, sub_hz, num_sub):
     """Least-power counts (K,) at ``time_s`` on a Shannon link and their total power [W] (inf when no
     counts are feasible); the same rule as ``_counts_at`` on O(K) numbers (see module docstring)."""
-    k = coef_w.shape[0]
-    n_top = num_sub - k + 1  # the most subchannels one client can get
-    slack = time_s - offset_s
-    sending = load_bits > 0
-    if np.any(sending & ~(slack > 0)):
-        return np.ones(k, int), np.inf
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # once: it costs microseconds
+        k = coef_w.shape[0]
+        n_top = num_sub - k + 1  # the most subchannels one client can get
+        slack = time_s - offset_s
+        sending = load_bits > 0
+        if (sending & ~(slack > 0)).any():
+            return np.ones(k, int), np.inf
         x = np.where(sending, LN2 * load_bits / (slack * sub_hz), 0.0)
-    cap_w = p_max_w * _CAP_SLACK
+        cap_w = p_max_w * _CAP_SLACK
 
-    def power(n, rows=slice(None)):
-        return np.where(sending[rows], _shannon_power_w(coef_w[rows], x[rows], n), 0.0)
+        def power(n, rows=slice(None)):
+            return np.where(sending[rows], _shannon_power_w(coef_w[rows], x[rows], n), 0.0)
 
-    if not np.all(power(float(n_top)) <= cap_w):
-        return np.ones(k, int), np.inf
-    n_min = _least_feasible_count(power, coef_w, x, cap_w, n_top)
-    spare = num_sub - int(n_min.sum())
-    if spare < 0:
-        return n_min, np.inf
-    total = float(power(n_min.astype(float)).sum())
-    if spare == 0:
-        return n_min, total
-    # the top-`spare` marginals: each client's marginals decrease, so only a window of counts above n_min
-    # can hold its share; widen the window while some client takes all of it and could take more
-    width = min(n_top, max(4, 2 * (spare // k + 1)))
-    while True:
-        n = n_min[:, None] + np.arange(width + 1)[None, :]
-        p = power(n.astype(float), (slice(None), None))
-        marg = np.where(n[:, :-1] <= n_top, p[:, :-1] - p[:, 1:], -np.inf)  # saving of the (n+1)-th
-        flat = marg.ravel()
-        if spare <= flat.size:
-            top = np.argpartition(-flat, spare - 1)[:spare]
-            taken = np.bincount(top // width, minlength=k)
-            if not np.any((taken == width) & (n_min + width <= n_top)) or width >= n_top:
-                return n_min + taken, total - float(flat[top].sum())
-        width = min(n_top, 2 * width)
+        if not (power(float(n_top)) <= cap_w).all():
+            return np.ones(k, int), np.inf
+        n_min = _least_feasible_count(power, coef_w, x, cap_w, n_top)
+        spare = num_sub - int(n_min.sum())
+        if spare < 0:
+            return n_min, np.inf
+        total = float(power(n_min.astype(float)).sum())
+        if spare == 0:
+            return n_min, total
+        # the top-`spare` marginals: each client's marginals decrease, so only a window of counts above n_min
+        # can hold its share; widen the window while some client takes all of it and could take more
+        width = min(n_top, max(4, 2 * (spare // k + 1)))
+        while True:
+            n = n_min[:, None] + np.arange(width + 1)[None, :]
+            p = power(n.astype(float), (slice(None), None))
+            marg = np.where(n[:, :-1] <= n_top, p[:, :-1] - p[:, 1:], -np.inf)  # saving of the (n+1)-th
+            flat = marg.ravel()
+            if spare <= flat.size:
+                top = np.argpartition(-flat, spare - 1)[:spare]
+                taken = np.bincount(top // width, minlength=k)
+                if not ((taken == width) & (n_min + width <= n_top)).any() or width >= n_top:
+                    return n_min + taken, total - float(flat[top].sum())
+            width = min(n_top, 2 * width)
 
 
 def _least_time_s(

@@ -85,11 +85,11 @@ class _NewtonTerms:
         self.all_sending = bool(np.all(self.sending))
 
     def __call__(self, time_s):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            slack = time_s - self.offset_s
-            x = self.ln2_load / (slack * self.bw)
-            p = self.scale * np.expm1(x)
-            dp = self.neg_scale * np.exp(x) * x / slack
+        """(P, dP/dT) at ``time_s``; call it under ``np.errstate(divide=, invalid=, over="ignore")``."""
+        slack = time_s - self.offset_s
+        x = self.ln2_load / (slack * self.bw)
+        p = self.scale * np.expm1(x)
+        dp = self.neg_scale * np.exp(x) * x / slack
         if self.all_sending:
             return p, dp
         return np.where(self.sending, p, 0.0), np.where(self.sending, dp, 0.0)
@@ -126,18 +126,19 @@ def min_time_flat(
     t = np.where(ok, lo, 0.0)
     todo = ok.copy()
     newton = _NewtonTerms(n_sub, gain, offset_s, load_bits, sub_hz, noise_psd_w_hz)
-    for _ in range(_NEWTON_STEPS):
-        p, dp = newton(t[..., None])
-        g = np.sum(p, axis=-1) - p_th_w
-        todo &= g > 0
-        if not np.any(todo):
-            break
-        step = np.where(todo, -g / np.sum(dp, axis=-1), 0.0)
-        t = np.minimum(t + step, hi)
-        todo &= step > 1e-15 * t
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # once, not per step: it costs
+        for _ in range(_NEWTON_STEPS):
+            p, dp = newton(t[..., None])
+            g = p.sum(axis=-1) - p_th_w
+            todo &= g > 0
+            if not todo.any():
+                break
+            step = np.where(todo, -g / dp.sum(axis=-1), 0.0)
+            t = np.minimum(t + step, hi)
+            todo &= step > 1e-15 * t
     # safeguard: bisect whatever Newton left unconverged (never seen in tests, kept for robustness)
     lo = t.copy()
-    for _ in range(200 if np.any(todo) else 0):
+    for _ in range(200 if todo.any() else 0):
         mid = 0.5 * (lo + hi)
         feas = np.sum(min_power_w(mid[..., None], *args, **kw), axis=-1) <= p_th_w
         hi, lo = np.where(todo & feas, mid, hi), np.where(todo & ~feas, mid, lo)
@@ -148,7 +149,7 @@ def min_time_flat(
     power = min_power_w(np.where(ok, hi, 0.0)[..., None], *args, **kw)
     power = np.where(ok[..., None], np.minimum(power, p_max_w), 0.0)
     # floating-point guard so the returned powers never exceed p_th by rounding
-    total = np.sum(power, axis=-1, keepdims=True)
+    total = power.sum(axis=-1, keepdims=True)
     power = power * np.minimum(1.0, p_th_w / np.where(total > 0, total, 1.0))
     return time, power
 
