@@ -89,6 +89,7 @@ class OuterLoopHarq:
         self.delta_down_db = self.delta_up_db * bler_target / (1.0 - bler_target)
         k = len(self._true)
         self._steady: dict[int, tuple[float, float]] = {}
+        self._grid: dict[int, dict[int, tuple]] = {}  # client -> {grid index: ``_point``}
         self.offset_db, self.acks, self.nacks = (
             np.zeros(k),
             np.zeros(k, dtype=np.int64),
@@ -144,35 +145,68 @@ class OuterLoopHarq:
             self._steady[k] = (sent / slots, nacks / (acks + nacks))
         return self._steady[k]
 
+    def _point(self, k: int, g: int) -> tuple:
+        """Client k at estimated-SNR grid index g: (TBS, TBLER, log(1 - TBLER), the offset at which the
+        estimate reaches the next MCS change, or OFFSET_MIN_DB), the constants ``_walk`` reads per run
+        (kept per client in ``_grid`` as the walk meets them: it visits a few of the grid's indices)."""
+        mcs, changes = self._mcs[k][g], self._changes[k]
+        p = self._tbler[k][mcs]
+        nxt = bisect.bisect_right(changes, g)  # as _acks_to_next_mcs
+        target = OFFSET_MIN_DB
+        if nxt < len(changes):
+            target = max(target, self.bias_db - (changes[nxt] - self._true[k] - 1e-9) * self.step_db)
+        return self._tb[k][mcs], p, math.log1p(-p) if 0 < p < 1 else 0.0, target
+
     def _walk(self, k: int, offset: float, bits: float, max_tbs: int, rng: np.random.Generator):
         """Walk client k's loop from ``offset`` until ``bits`` are through or ``max_tbs`` TBs were sent:
-        (slots, bits sent, ACKs, NACKs, offset), or None when no MCS the loop can reach gets a TB through."""
+        (slots, bits sent, ACKs, NACKs, offset), or None when no MCS the loop can reach gets a TB through.
+
+        The hot loop of an OLLA run: ``_estimate_index`` and ``_acks_to_next_mcs`` are inlined on the
+        per-grid-point constants of ``_point`` (the same arithmetic, so the same draws and numbers)."""
+        points, true_g, top_g = self._grid.setdefault(k, {}), self._true[k], len(self._mcs[k]) - 1
+        bias, step, down, up = self.bias_db, self.step_db, self.delta_down_db, self.delta_up_db
+        floor, ceil, log, inf = math.floor, math.ceil, math.log, math.inf
         slots = sent = 0.0
         acks = nacks = 0
         uniforms, used = [], 0  # drawn in batches from rng: ACK runs by inversion, Geometric(TBLER)
         while acks + nacks < max_tbs:
-            g = self._estimate_index(k, offset)
-            mcs = self._mcs[k][g]
-            tb, p = self._tb[k][mcs], self._tbler[k][mcs]
+            g = true_g + floor((bias - offset) / step + 1e-9)  # _estimate_index, clamped to the grid
+            g = 0 if g < 0 else (top_g if g > top_g else g)
+            point = points.get(g)
+            if point is None:
+                point = points[g] = self._point(k, g)
+            tb, p, log_q, target = point
             if tb <= 0 or (p >= 1.0 and offset >= OFFSET_MAX_DB):
                 return None
             if 0 < p < 1:  # ACKs before the next NACK: floor(log U / log(1 - p)), U uniform on (0, 1]
                 if used == len(uniforms):
                     uniforms, used = (1.0 - rng.random(_BATCH)).tolist(), 0
-                run = math.floor(math.log(uniforms[used]) / math.log1p(-p))
+                run = floor(log(uniforms[used]) / log_q)
                 used += 1
             else:
-                run = math.inf if p <= 0 else 0
-            finish = math.ceil((bits - sent) / tb - 1e-12) if bits < math.inf else math.inf
-            m = min(run, finish, self._acks_to_next_mcs(k, g, offset), max_tbs - acks - nacks)
+                run = inf if p <= 0 else 0
+            finish = ceil((bits - sent) / tb - 1e-12) if bits < inf else inf
+            # _acks_to_next_mcs: ACKs until the estimate reaches the next MCS change (or the offset its floor)
+            if offset <= OFFSET_MIN_DB or down <= 0:
+                to_next = inf
+            else:
+                to_next = ceil((offset - target) / down - 1e-9)
+                to_next = 1 if to_next < 1 else to_next
+            # m = min(run, finish, to_next, TBs left), written out (as are the clamps below: they are hot)
+            m, left = run, max_tbs - acks - nacks
+            m = finish if finish < m else m
+            m = to_next if to_next < m else m
+            m = left if left < m else m
             if m == finish:  # the last TB is charged for the bits it carries, like bits / rate
                 slots += (bits - sent) / tb
                 sent, acks = bits, acks + finish
-                offset = max(offset - finish * self.delta_down_db, OFFSET_MIN_DB)
+                offset = max(offset - finish * down, OFFSET_MIN_DB)
                 break
             slots, sent, acks = slots + m, sent + m * tb, acks + m
-            offset = max(offset - m * self.delta_down_db, OFFSET_MIN_DB)
+            offset -= m * down
+            offset = OFFSET_MIN_DB if offset < OFFSET_MIN_DB else offset
             if m == run and acks + nacks < max_tbs:  # the run ends in a NACK
                 slots, nacks = slots + 1, nacks + 1
-                offset = min(offset + self.delta_up_db, OFFSET_MAX_DB)
+                offset += up
+                offset = OFFSET_MAX_DB if offset > OFFSET_MAX_DB else offset
         return slots, sent, acks, nacks, offset
