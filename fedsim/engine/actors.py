@@ -143,14 +143,18 @@ class BarrierRound:
         for k in order:
             env.timeout(costs.fwd_s[k] + costs.act_up_s[k], k).callbacks.append(self._arrived)
         self._it, self._finished = it, []
-        self._rs.event("arrive", it).callbacks.append(self._server)
+        # RoundState.check_in's work, less the progress it keeps for excluding a client (none is, here)
+        self._arrived_list, self._arrive = self._rs.arrived[it], self._rs.countdowns["arrive"][it]
+        self._finished_countdown = self._rs.countdowns["bwd"][it]
+        self._arrive.event.callbacks.append(self._server)
 
     def _arrived(self, event) -> None:
         k, ctx = event.value, self._ctx
         costs = ctx.costs
         ctx.energy_cpu_j[k] += costs.fwd_j[k]
         ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], costs.act_up_s[k])
-        self._rs.check_in("arrive", k, self._it)
+        self._arrived_list.append(k)
+        self._arrive.dec()
 
     def _server(self, _event) -> None:
         """All activations are in: the main server's FP, then its BP, on the batches of the clients in."""
@@ -164,7 +168,7 @@ class BarrierRound:
         for k in self._rs.arrived[it]:
             env.timeout(bwd_s[k], k).callbacks.append(self._backward_done)
         last = self._ctx.local_iterations - 1
-        self._rs.event("bwd", it).callbacks.append(
+        self._finished_countdown.event.callbacks.append(
             (lambda _: self._forward(self._finished, it + 1)) if it < last else self._upload
         )
 
@@ -172,7 +176,7 @@ class BarrierRound:
         k, ctx = event.value, self._ctx
         ctx.energy_cpu_j[k] += ctx.costs.bwd_j[k]
         self._finished.append(k)
-        self._rs.check_in("bwd", k, self._it)
+        self._finished_countdown.dec()
 
     def _upload(self, _event) -> None:
         """After the last iteration's barrier: every client's LoRA upload, in the order BP ended."""

@@ -180,14 +180,15 @@ def simulate(
         trainer=trainer,
         new_block=new_block if config.fading_every_iteration else None,
         trace=[] if config.trace else None,
-        names=_labels(alloc, k),
+        names={},
         energy_tx_j=[0.0] * k,
         energy_cpu_j=[0.0] * k,
         block_bits=block_bits,
         on_layout=on_layout,
     )
     ctx.callback_rounds = callback_clients_apply(ctx)
-    if not ctx.callback_rounds:  # event-callback rounds never request a client's own resources
+    if not ctx.callback_rounds:  # event-callback rounds never request a client's own resources nor label
+        ctx.names = _labels(alloc, k)
         ctx.client_gpu = [simpy.Resource(env, 1) for _ in range(k)]
         ctx.main_subchannels = [simpy.Resource(env, 1) for _ in range(k)]
         ctx.fed_subchannels = [simpy.Resource(env, 1) for _ in range(k)]
