@@ -1,0 +1,45 @@
+"""The rank study takes each rank's learning rate from the committed lr sweep by the rule fixed before it
+(chosen_lr_table: lowest plateau PPL, smaller lr on a tie), and trains exactly as the sweep did otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fedsim.experiments.study.tables import chosen_lr_table, study_row
+from fedsim.learn.records import ConvergenceRecord
+from fedsim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP_RECORDS = ROOT / "results" / "rank_lr_sweep" / "records"
+
+
+def _sweep_choice() -> pd.DataFrame:
+    rows = [
+        study_row(ConvergenceRecord.load(path), 0, [], record_path=path.name)
+        for path in sorted(SWEEP_RECORDS.glob("*.json"))
+    ]
+    return chosen_lr_table(pd.DataFrame(rows)).set_index("rank")
+
+
+def test_the_rank_study_uses_the_lr_the_sweep_rule_chose_for_each_rank():
+    study = load_scenario(ROOT / "scenarios" / "rank_study.toml").study
+    chosen = _sweep_choice()
+    assert set(study.lr_by_rank) == set(chosen.index)
+    for rank, lr in study.lr_by_rank.items():
+        assert lr == chosen.loc[rank, "chosen_lr"], (rank, lr, chosen.loc[rank].to_dict())
+    # no choice sits at the edge of the swept grid: the best lr is inside it, not beyond it
+    assert not chosen["at_grid_edge"].any(), chosen[["chosen_lr", "at_grid_edge"]]
+
+
+def test_the_rank_study_trains_as_the_sweep_did_apart_from_seed_scheme_and_lr():
+    study = load_scenario(ROOT / "scenarios" / "rank_study.toml")
+    sweep = load_scenario(ROOT / "scenarios" / "rank_lr_sweep.toml")
+    differ = {"seed", "scheme", "lr", "rank", "eval_every"}
+    a = study.study.training.model_dump()
+    b = sweep.study.training.model_dump()
+    assert {k: v for k, v in a.items() if k not in differ} == {k: v for k, v in b.items() if k not in differ}
+    sweep_seeds = set(sweep.sweep.axes.get("study.training.seed", [sweep.study.training.seed]))
+    assert not sweep_seeds & set(study.sweep.axes["study.training.seed"])  # lr chosen on a seed never reused
+    assert len(study.sweep.axes["study.training.seed"]) >= 5
