@@ -17,6 +17,7 @@ from fedsim.experiments.study.tables import (
     plateau_ppl,
     relative_targets_table,
     smoothed,
+    write_study_tables,
 )
 from fedsim.learn.records import rounds_to_target_interpolated
 
@@ -88,3 +89,33 @@ def test_the_lr_rule_takes_the_lowest_plateau_and_the_smaller_lr_on_a_tie():
     table = chosen_lr_table(rows).set_index("rank")
     assert table["chosen_lr"].to_dict() == {1: 1e-3, 4: 3e-4}
     assert table["at_grid_edge"].to_dict() == {1: False, 4: True}  # rank 4's best is the grid's smallest lr
+
+
+def test_an_lr_sweeps_table_iv_holds_each_rank_at_its_chosen_lr_and_a_study_writes_no_lr_choice(tmp_path):
+    """Runs at several lrs per rank are a sweep: chosen_lr.csv, and Table IV over the chosen lr's runs only.
+    One lr per rank (a study's lr_by_rank), even if ranks differ in lr, is no sweep: no chosen_lr.csv."""
+    import json
+
+    runs = [(1, 1e-3, 6.0), (1, 3e-3, 5.0), (4, 1e-3, 4.0), (4, 3e-3, 9.0)]
+    rows = []
+    for rank, lr, ppl in runs:
+        name = f"r{rank}_lr{lr:g}.json"
+        curve = [{"step": 0, "round": 0.0, "val_ppl": 20.0}, {"step": 8, "round": 4.0, "val_ppl": ppl}]
+        for folder in ("sweep", "study"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            (tmp_path / folder / name).write_text(json.dumps({"curve": curve}))
+        rows.append({"training_scheme": "split_fed", "rank": rank, "lr": lr, "seed": 0, "steps": 8,
+                     "first_val_ppl": 20.0, "final_val_ppl": ppl, "plateau_val_ppl": ppl,
+                     "eval_noise_pct": 1.0, "last20_change_pct": 0.5, "record": name})  # fmt: skip
+    sweep = pd.DataFrame(rows)
+    sweep_lines = write_study_tables(sweep, [], tmp_path / "sweep" / "tables")
+    study_lines = write_study_tables(sweep.iloc[[1, 2]], [], tmp_path / "study" / "tables")
+    assert (tmp_path / "sweep" / "tables" / "chosen_lr.csv").exists()
+    assert any("each rank at its chosen lr" in line for line in sweep_lines)
+    assert not (tmp_path / "study" / "tables" / "chosen_lr.csv").exists()
+    assert not any("chosen lr" in line for line in study_lines)
+    # the sweep's Table IV is the study's: rank 1 at 3e-3 (5.0), rank 4 at 1e-3 (4.0)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "sweep" / "tables" / "table4.csv"),
+        pd.read_csv(tmp_path / "study" / "tables" / "table4.csv"),
+    )

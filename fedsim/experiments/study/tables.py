@@ -318,12 +318,18 @@ def write_study_tables(rows: pd.DataFrame, targets, folder: Path, *, relative_pc
         atomic_write_csv(folder / "rounds_to_relative_target.csv", relative)
         atomic_write_text(folder / "rounds_to_relative_target.md", relative_md + "\n")
         relative_lines = ["## E(r) at targets relative to the plateau", "", relative_md]
-    if not rows.empty and rows["lr"].nunique() > 1:  # a learning-rate sweep: the lr each rank gets
+    table_rows, at = rows, ""
+    if not rows.empty and rows.groupby(["training_scheme", "rank"])["lr"].nunique().max() > 1:
+        # a learning-rate sweep: the lr each rank gets; Table IV and the flatness line at that lr only
         chosen = chosen_lr_table(rows)
         atomic_write_csv(folder / "chosen_lr.csv", chosen)
         relative_lines += ["## Learning rate per rank (lowest plateau PPL of the sweep; smaller lr on a tie)",
                            "", chosen.to_markdown(index=False, floatfmt=".4g"), ""]  # fmt: skip
-    rounds, table = rounds_table(rows, targets), table_iv(rows)
+        pick = {(c.training_scheme, c.rank): c.chosen_lr for c in chosen.itertuples()}
+        chosen_lr = [pick[key] for key in zip(rows.training_scheme, rows["rank"], strict=True)]
+        table_rows = rows[rows["lr"].to_numpy() == chosen_lr]
+        at = ", each rank at its chosen lr"
+    rounds, table = rounds_table(rows, targets), table_iv(table_rows)
     rounds_md, table_md = rounds_markdown(rounds), table_iv_markdown(table)
     atomic_write_csv(folder / "rounds_to_target.csv", rounds)
     atomic_write_text(folder / "rounds_to_target.md", rounds_md + "\n")
@@ -331,11 +337,13 @@ def write_study_tables(rows: pd.DataFrame, targets, folder: Path, *, relative_pc
     atomic_write_text(folder / "table4.md", table_md + "\n")
     atomic_write_csv(folder / "curves.csv", curves)
     noise = rows["eval_noise_pct"].to_numpy(dtype=float)
-    best = rows.groupby(["training_scheme", "rank"])["final_val_ppl"].mean().idxmin()
-    flat = rows[(rows.training_scheme == best[0]) & (rows["rank"] == best[1])]["last20_change_pct"]
+    best = table_rows.groupby(["training_scheme", "rank"])["final_val_ppl"].mean().idxmin()
+    flat = table_rows[(table_rows.training_scheme == best[0]) & (table_rows["rank"] == best[1])][
+        "last20_change_pct"
+    ]
     lines = [
         "## E(r): global rounds to the target validation PPL", "", rounds_md, *relative_lines,
-        "## Table IV (mean ± std over seeds; SF = split_fed, C = centralized; gap paired by seed)", "",
+        f"## Table IV (mean ± std over seeds; SF = split_fed, C = centralized; gap paired by seed{at})", "",
         table_md, "",
         f"Evaluation noise (|PPL of the two interleaved halves of the validation subset| / PPL, final "
         f"evaluation): median {np.nanmedian(noise):.2f} %, max {np.nanmax(noise):.2f} % over {len(noise)} runs.",
