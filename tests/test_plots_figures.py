@@ -306,7 +306,8 @@ def test_breakdown_shows_engine_extra_and_energy_when_the_rows_have_them(tmp_pat
 
 
 def test_a_study_without_targets_draws_its_curves(tmp_path):
-    """The lr sweep sets no PPL targets: its rounds-to-target table is empty, and Fig. 3 is still drawn."""
+    """The lr sweep sets no PPL targets: its rounds-to-target table is empty, and its curves are still drawn
+    (one panel per rank, one line per lr)."""
     from fedsim.experiments.study.tables import study_row, write_study_tables
     from fedsim.learn.records import ConvergenceRecord
 
@@ -320,4 +321,4 @@ def test_a_study_without_targets_draws_its_curves(tmp_path):
     (tmp_path / "scenario.json").write_text(json.dumps({"study": {}, "outputs": {"formats": ["png"]}}))
     write_study_tables(rows, [], tmp_path / "tables")
     assert not (tmp_path / "tables" / "rounds_to_target.csv").read_text().strip()
-    assert [p.name for p in make_figures(tmp_path, ["png"])] == ["fig3_val_ppl.png"]
+    assert [p.name for p in make_figures(tmp_path, ["png"])] == ["lr_sweep_val_ppl.png"]  # an lr sweep

@@ -44,6 +44,33 @@ def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
     return fig
 
 
+def fig_lr_sweep(curves: pd.DataFrame, rows: pd.DataFrame):
+    """A learning-rate sweep: validation PPL vs local iterations, one panel per rank, one line per lr (mean over
+    seeds); the lr the sweep's rule chose (lowest plateau PPL, ``chosen_lr_table``) drawn thick."""
+    from fedsim.experiments.study.tables import chosen_lr_table
+
+    chosen = {(c.training_scheme, c.rank): c.chosen_lr for c in chosen_lr_table(rows).itertuples()}
+    keys = sorted(chosen)
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.8), sharey=True, squeeze=False)
+    lrs = sorted(curves["lr"].unique())
+    colors = dict(zip(lrs, plt.cm.plasma(np.linspace(0.05, 0.85, len(lrs))), strict=True))
+    for ax, (scheme, rank) in zip(axes[0], keys, strict=True):
+        part = curves[(curves.training_scheme == scheme) & (curves["rank"] == rank)]
+        for lr in sorted(part["lr"].unique()):
+            mean = part[part["lr"] == lr].groupby("step")["val_ppl"].mean()
+            best = lr == chosen[(scheme, rank)]
+            ax.plot(mean.index, mean.to_numpy(), color=colors[lr], marker="o", markersize=2.5,
+                    linewidth=2.2 if best else 1.0, label=f"lr {lr:g}" + (" (chosen)" if best else ""))  # fmt: skip
+        ax.set_title(f"r = {rank}" + ("" if scheme == "split_fed" else f", {scheme}"))
+        ax.set_xlabel("Local iterations (steps)")
+        ax.set_yscale("log")
+        plain_log_axis(ax.yaxis)
+        ax.legend(frameon=False, fontsize=6)
+    axes[0][0].set_ylabel("Validation perplexity (log)")
+    _finish(fig, _setting(rows) + " Line: mean over seeds per lr; thick: the lr with the lowest plateau PPL.")
+    return fig
+
+
 def fig4_rounds(table: pd.DataFrame, rows: pd.DataFrame, scheme: str = "split_fed"):
     """Global rounds to reach each target PPL vs the target, per rank; error bars = min..max over seeds;
     targets not reached by every seed of a rank are drawn hollow at the mean of the seeds that did."""
@@ -84,8 +111,14 @@ def _finish(fig, caption: str) -> None:
 def _setting(rows: pd.DataFrame) -> str:
     r = rows.iloc[0]
     seeds = rows["seed"].nunique()
-    lr = r["lr"] if math.isfinite(r["lr"]) else float("nan")
-    return (f"{r['model']}, E2E, lr {lr:g}, I = {int(r['local_iterations'])}, {int(rows['steps'].max())} steps, "
+    by_rank = rows.groupby("rank")["lr"].unique()
+    if rows["lr"].nunique() <= 1:
+        lr = f"lr {r['lr'] if math.isfinite(r['lr']) else float('nan'):g}"
+    elif by_rank.map(len).max() == 1:  # one lr per rank (a study's lr_by_rank)
+        lr = "lr by rank " + ", ".join(f"{rank}: {lrs[0]:g}" for rank, lrs in by_rank.items())
+    else:
+        lr = "lr " + " / ".join(f"{v:g}" for v in sorted(rows["lr"].unique()))
+    return (f"{r['model']}, E2E, {lr}, I = {int(r['local_iterations'])}, {int(rows['steps'].max())} steps, "
             f"{seeds} seed(s).")  # fmt: skip
 
 
@@ -99,6 +132,8 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
         return []
     curves_path = root / "tables" / "curves.csv"  # written with the tables; older folders: from the records
     curves = pd.read_csv(curves_path) if curves_path.is_file() else study_curves(root, rows)
+    if rows.groupby(["training_scheme", "rank"])["lr"].nunique().max() > 1:  # a learning-rate sweep
+        return save(fig_lr_sweep(curves, rows), root / "figures" / "lr_sweep_val_ppl", formats)
     made = save(fig3_curves(curves, rows), root / "figures" / "fig3_val_ppl", formats)
     table_path = root / "tables" / "rounds_to_target.csv"
     if table_path.exists() and table_path.read_text(encoding="utf-8").strip():  # empty: a study without targets
