@@ -91,6 +91,18 @@ def _committed(pattern: str) -> list[Path]:
     return [ROOT / line for line in out.stdout.splitlines()]
 
 
+def test_rank_study_page_states_the_lr_rule_its_choices_and_what_is_not_claimed(pages, tmp_path):
+    text = pages["rank-study.md"]
+    assert "the smaller lr on a tie" in text and "seed 100" in text
+    # rank 16's plateau val PPL is lowest at lr 3e-3 (4.035 vs 4.074 at 1e-2): chosen, bold, 1.0 % ahead
+    assert "| 16 | 5.674 | 4.376 | **4.035** | 4.074 | - | 0.003 | no |" in text
+    assert "rank 16: 1.0 %" in text
+    # a results folder without the study's records claims nothing about a rank effect
+    (tmp_path / "rank_lr_sweep").mkdir()
+    empty = report.rank_study.page(tmp_path)
+    assert "No records of `scenarios/rank_lr_sweep.toml`" in empty and "nothing is claimed" in empty
+
+
 def test_no_machine_path_in_committed_results():
     machine_path = re.compile(r'"/(?:work|home|root|tmp|Users|mnt|opt|var)/')
     files = [p for p in _committed("results") if p.suffix in {".json", ".csv", ".md"} and p.is_file()]

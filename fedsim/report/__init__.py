@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fedsim.report import convergence, figures, radio, splitft
+from fedsim.report import convergence, figures, radio, rank_study, splitft
 from fedsim.report.common import GENERATED, md_table, provenance
 
 PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
@@ -21,11 +21,12 @@ PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "measured-figures.md": ("Fig. 5-8 with measured E(r)", figures.measured_page),
     "radio.md": ("Radio study: paper vs 3GPP NR", radio.page),
     "convergence.md": ("Convergence study", convergence.page),
+    "rank-study.md": ("Rank study: lr per rank, E(r) over seeds", rank_study.page),
     "splitft.md": ("SplitFT study", splitft.page),
 }
 FOLDERS = [name for name, _ in figures.PAPER + figures.MEASURED] + [
     "quickstart", *radio.RUNS["fig5"], *radio.RUNS["fig8"], "radio_study", "convergence_study",
-    "convergence_long", "splitft_study",
+    "convergence_long", "rank_lr_sweep", "rank_study", "splitft_study",
 ]  # fmt: skip
 
 

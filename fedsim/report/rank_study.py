@@ -1,0 +1,167 @@
+"""The rank study (issue 22) in its two steps: the learning-rate sweep per rank (``results/rank_lr_sweep``)
+and the seeded comparison at each rank's chosen lr (``results/rank_study``), recomputed from the committed
+convergence records with the study's own table code, and the evaluation-noise measurement
+(``results/rank_study/eval_noise.csv``). A step without records says so; nothing is claimed from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedsim.experiments.study.tables import (
+    chosen_lr_table,
+    relative_targets_markdown,
+    relative_targets_table,
+    study_curves,
+    study_row,
+    table_iv,
+    table_iv_markdown,
+)
+from fedsim.learn.records import ConvergenceRecord
+from fedsim.report.common import GENERATED, image, md_table, provenance
+
+
+def study_rows(folder: Path) -> pd.DataFrame:
+    """One row per committed record of a study folder (``record`` relative to the folder)."""
+    paths = sorted((folder / "records").glob("*.json"))
+    rows = [
+        study_row(ConvergenceRecord.load(p), i, [], record_path=f"records/{p.name}")
+        for i, p in enumerate(paths)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _planned_runs(folder: Path) -> int | None:
+    """Runs the folder's scenario plans (product or zip of its sweep axes), if its scenario.json is committed."""
+    path = folder / "scenario.json"
+    if not path.is_file():
+        return None
+    sweep = json.loads(path.read_text(encoding="utf-8")).get("sweep") or {}
+    sizes = [len(v) for v in (sweep.get("axes") or {}).values()]
+    if not sizes:
+        return 1
+    return sizes[0] if sweep.get("mode") == "zip" else int(np.prod(sizes))
+
+
+def sweep_section(results: Path) -> list[str]:
+    folder = results / "rank_lr_sweep"
+    rows = study_rows(folder) if (folder / "records").is_dir() else pd.DataFrame()
+    lines = ["## Step 1: a learning rate per rank", ""]
+    if rows.empty:
+        return lines + ["No records of `scenarios/rank_lr_sweep.toml` are committed yet.", ""]
+    chosen = chosen_lr_table(rows)
+    lrs = sorted(rows["lr"].unique())
+    table = []
+    for c in chosen.itertuples():
+        cells = [c.rank]
+        for lr in lrs:
+            value = float(chosen.loc[c.Index, f"plateau_ppl_lr{lr:g}"])
+            cell = f"{value:.3f}" if np.isfinite(value) else "-"
+            cells.append(f"**{cell}**" if lr == c.chosen_lr else cell)
+        cells += [f"{c.chosen_lr:g}", "yes" if c.at_grid_edge else "no"]
+        table.append(cells)
+    noise = rows["eval_noise_pct"].to_numpy(float)
+    seeds = sorted(rows["seed"].unique())
+    lines += [
+        f"Source: {provenance(folder, results)}.", "",
+        f"{len(rows)} runs, split-fed, seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)} "
+        "(a seed the study itself never uses). The rule, fixed before the study: each rank takes the lr with "
+        "the lowest plateau PPL (the mean of the last 3 validation evaluations), the smaller lr on a tie; "
+        "while a rank's choice is the top of its grid, the next lr (x3) is added for that rank.", "",
+        "Plateau validation PPL per rank and lr (bold: chosen; one run each, so no CI):", "",
+        md_table(["rank", *(f"lr {lr:g}" for lr in lrs), "chosen lr", "at the grid's edge"], table), "",
+        f"Evaluation noise of these runs (|PPL of the two interleaved halves| / PPL at the final evaluation): "
+        f"median {np.nanmedian(noise):.1f} %, max {np.nanmax(noise):.1f} % over {len(noise)} runs. "
+        f"{_margins(chosen, lrs)} With one seed per lr the seed-to-seed spread is not measured here, so margins "
+        "of a few percent pick an lr without showing it is better.", "",
+    ]  # fmt: skip
+    if (folder / "figures" / "lr_sweep_val_ppl.png").is_file():
+        lines += [image("rank_lr_sweep/lr_sweep_val_ppl.png", "lr sweep: val PPL per rank and lr"), ""]
+    return lines
+
+
+def _margins(chosen: pd.DataFrame, lrs) -> str:
+    """How far each rank's chosen lr is ahead of its runner-up, in % of plateau PPL."""
+    parts = []
+    for c in chosen.itertuples():
+        plateau = {lr: float(chosen.loc[c.Index, f"plateau_ppl_lr{lr:g}"]) for lr in lrs}
+        others = [v for lr, v in plateau.items() if lr != c.chosen_lr and np.isfinite(v)]
+        if others:
+            parts.append(f"rank {c.rank}: {100 * (min(others) / plateau[c.chosen_lr] - 1):.1f} %")
+        else:
+            parts.append(f"rank {c.rank}: one lr only")
+    return "The chosen lr's lead over the next best: " + ", ".join(parts) + "."
+
+
+def study_section(results: Path) -> list[str]:
+    folder = results / "rank_study"
+    rows = study_rows(folder) if (folder / "records").is_dir() else pd.DataFrame()
+    planned = _planned_runs(folder)
+    lines = ["## Step 2: E(r) over seeds at each rank's lr", ""]
+    if rows.empty:
+        return lines + [
+            "`scenarios/rank_study.toml` (5 seeds x split-fed / centralized x ranks 1, 4, 16) has no committed "
+            "records yet: nothing is claimed about a rank effect.",
+            "",
+        ]
+    done = f"{len(rows)} of {planned}" if planned else f"{len(rows)}"
+    scenario = json.loads((folder / "scenario.json").read_text(encoding="utf-8")) if planned else {}
+    pcts = (scenario.get("study") or {}).get("relative_targets_pct") or [2, 5, 10]
+    curves = study_curves(folder, rows)
+    lines += [
+        f"Source: {provenance(folder, results)}.", "",
+        f"Runs committed: {done}. Seeds per (scheme, rank): "
+        + ", ".join(f"{s} r{r}: {n}" for (s, r), n in rows.groupby(["training_scheme", "rank"]).size().items())
+        + ". Until every run is in, the tables below are interim.", "",
+        "### E(r) at targets relative to the plateau", "",
+        "Target p % = the best plateau PPL any rank reaches (per scheme) x (1 + p/100); rounds interpolated "
+        "in log PPL between evaluations; mean [95 % t-CI over seeds] (reached/runs).", "",
+        relative_targets_markdown(relative_targets_table(curves, rows, pcts)), "",
+        "### Table IV", "",
+        "Mean ± std over seeds; SF = split_fed, C = centralized; SF − C paired by seed with its 95 % t-CI.", "",
+        table_iv_markdown(table_iv(rows)), "",
+    ]  # fmt: skip
+    for fig in ("fig3_val_ppl", "fig4_rounds_split_fed"):
+        if (folder / "figures" / f"{fig}.png").is_file():
+            lines += [image(f"rank_study/{fig}.png", f"rank study: {fig}"), ""]
+    return lines
+
+
+def noise_section(results: Path) -> list[str]:
+    path = results / "rank_study" / "eval_noise.csv"
+    if not path.is_file():
+        return []
+    noise = pd.read_csv(path)
+    rows = [
+        [
+            r.model_state,
+            int(r.examples),
+            int(r.mrs),
+            f"{r.halves_gap_pct:.1f} %",
+            f"{r.mr_halves_gap_pct:.1f} %",
+        ]
+        for r in noise.itertuples()
+    ]
+    return [
+        "## How many validation examples: the evaluation noise", "",
+        "`python benchmarks/eval_noise.py`: the PPL gap between two halves of the first N validation examples, "
+        "split by parity (interleaved) and by meaning representation (MR-grouped, so that references of one MR "
+        "never fall in both halves), for the pre-trained model and after 24 training steps.", "",
+        md_table(["model", "examples N", "MRs", "parity halves gap", "MR-grouped halves gap"], rows), "",
+        "Every run of the study is scored on the same fixed examples, so runs are compared on one example set; "
+        "the halves gap says how far one subset's PPL may stand from another subset's, not how far two runs "
+        "on the same subset are apart.", "",
+    ]  # fmt: skip
+
+
+def page(results: Path) -> str:
+    lines = [GENERATED, "", "# Rank study: a learning rate per rank, then E(r) over seeds", "",
+             "Does the LoRA rank change E(r), the global rounds to a target? The scale alpha/r is the same at every "
+             "rank (alpha = 2r), each rank gets its own learning rate from a sweep on a separate seed, and E(r) is "
+             "read at targets relative to the plateau. How to run it: "
+             "[Convergence and SplitFT studies](../guides/studies.md).", "",
+             *sweep_section(results), *study_section(results), *noise_section(results)]  # fmt: skip
+    return "\n".join(lines).rstrip() + "\n"
