@@ -43,3 +43,29 @@ def test_the_rank_study_trains_as_the_sweep_did_apart_from_seed_scheme_and_lr():
     sweep_seeds = set(sweep.sweep.axes.get("study.training.seed", [sweep.study.training.seed]))
     assert not sweep_seeds & set(study.sweep.axes["study.training.seed"])  # lr chosen on a seed never reused
     assert len(study.sweep.axes["study.training.seed"]) >= 5
+
+
+def test_the_split_fed_vs_centralized_study_runs_rank_4_at_its_swept_lr_with_one_record_name_per_run():
+    from fedsim.experiments.study.runs import name_fields, record_stem, run_config
+
+    scenario = load_scenario(ROOT / "scenarios" / "splitfed_vs_centralized.toml")
+    assert scenario.study.training.lr == _sweep_choice().loc[scenario.study.training.rank, "chosen_lr"]
+    configs = [run_config(scenario, p) for p in range(len(scenario.sweep.axes["study.training.seed"]))]
+    names = {record_stem(c, name_fields(scenario)) for c in configs}
+    assert len(names) == len(configs) == 35
+    split = {(c.cut, c.partition) for c in configs if c.scheme == "split_fed"}
+    assert split == {(c, p) for c in (2, 8, 15) for p in ("iid", "length_dirichlet")}
+    for setting in split:  # 5 seeds per split-fed setting, and 5 centralized references
+        assert sorted(
+            c.seed for c in configs if (c.cut, c.partition) == setting and c.scheme == "split_fed"
+        ) == [0, 1, 2, 3, 4]
+    assert sorted(c.seed for c in configs if c.scheme == "centralized") == [0, 1, 2, 3, 4]
+
+
+def test_record_names_of_the_committed_studies_are_unchanged():
+    from fedsim.experiments.study.runs import name_fields, record_stem, run_config
+
+    sweep = load_scenario(ROOT / "scenarios" / "rank_lr_sweep.toml")
+    assert record_stem(run_config(sweep, 3), name_fields(sweep)) == "smollm2-135m_split_fed_r1_s100_lr0.01"
+    study = load_scenario(ROOT / "scenarios" / "convergence_study.toml")
+    assert record_stem(run_config(study, 0), name_fields(study)) == "smollm2-135m_split_fed_r1_s0"

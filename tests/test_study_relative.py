@@ -119,3 +119,21 @@ def test_an_lr_sweeps_table_iv_holds_each_rank_at_its_chosen_lr_and_a_study_writ
         pd.read_csv(tmp_path / "sweep" / "tables" / "table4.csv"),
         pd.read_csv(tmp_path / "study" / "tables" / "table4.csv"),
     )
+
+
+def test_table_iv_has_a_row_per_cut_paired_with_the_centralized_runs_by_seed():
+    from fedsim.experiments.study.tables import table_iv, table_iv_markdown
+
+    rows = []
+    for seed, central in enumerate((5.0, 5.2, 4.9)):
+        rows.append({"training_scheme": "centralized", "rank": 4, "seed": seed, "cut": 2, "partition": "iid",
+                     "plateau_val_ppl": central})  # fmt: skip
+        for cut, cost in ((2, 0.1), (8, 0.3)):
+            rows.append({"training_scheme": "split_fed", "rank": 4, "seed": seed, "cut": cut, "partition": "iid",
+                         "plateau_val_ppl": central + cost + 0.01 * seed})  # fmt: skip
+    table = table_iv(pd.DataFrame(rows)).set_index("cut")
+    assert list(table.index) == [2, 8]
+    for cut, cost in ((2, 0.1), (8, 0.3)):  # the seed-paired gap: cost + 0.01 x seed, mean over seeds 0-2
+        assert table.loc[cut, "gap_plateau_val_ppl"] == pytest.approx(cost + 0.01)
+        assert table.loc[cut, "paired_seeds"] == 3 and table.loc[cut, "centralized_seeds"] == 3
+    assert "| SF cut |" in table_iv_markdown(table.reset_index())

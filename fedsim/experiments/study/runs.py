@@ -23,16 +23,29 @@ from fedsim.learn.records import ConvergenceRecord
 _NOT_THE_RUN = {"checkpoint_every", "checkpoint_path", "target_ppl", "device"}
 
 
-def record_stem(cfg: TrainConfig, lr_in_name: bool = False) -> str:
-    """``<model>_<scheme>_r<rank>_s<seed>`` (``_lr<lr>`` too in a study whose runs differ in lr): one file
-    name per run of a study."""
-    lr = f"_lr{cfg.lr:g}" if lr_in_name else ""
-    return f"{Path(cfg.model).name}_{cfg.scheme}_r{cfg.rank}_s{cfg.seed}{lr}"
+def record_stem(cfg: TrainConfig, varying: tuple[str, ...] = ()) -> str:
+    """``<model>_<scheme>_r<rank>_s<seed>``, then ``_lr<lr>`` and ``_<field>-<value>`` for each other training
+    field the study's runs differ in (``varying``, from ``name_fields``): one file name per run of a study."""
+    parts = [f"{Path(cfg.model).name}_{cfg.scheme}_r{cfg.rank}_s{cfg.seed}"]
+    for field in varying:
+        value = getattr(cfg, field)
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(f"_lr{text}" if field == "lr" else f"_{field}-{text}")
+    return "".join(parts)
 
 
-def lr_in_name(scenario) -> bool:
-    """Whether the study's runs differ in learning rate (a swept lr, or one per rank)."""
-    return scenario.study.lr_by_rank is not None or "study.training.lr" in scenario.sweep.axes
+_IN_EVERY_NAME = {"scheme", "rank", "seed"}
+
+
+def name_fields(scenario) -> tuple[str, ...]:
+    """The training fields besides scheme, rank and seed that the study's runs differ in, in the order of its
+    sweep axes (lr first: a swept lr, or one per rank): the suffix of each record's name."""
+    fields = ["lr"] if scenario.study.lr_by_rank is not None or "study.training.lr" in scenario.sweep.axes else []
+    for axis in scenario.sweep.axes:
+        field = axis.removeprefix("study.training.")
+        if axis.startswith("study.training.") and field not in _IN_EVERY_NAME and field not in fields:
+            fields.append(field)
+    return tuple(fields)
 
 
 def run_config(scenario, point_index: int) -> TrainConfig:
@@ -48,21 +61,21 @@ def run_config(scenario, point_index: int) -> TrainConfig:
             )
         cfg = cfg.model_copy(update={"lr": float(study.lr_by_rank[cfg.rank])})
     if cfg.checkpoint_every and study.out_dir:
-        path = Path(study.out_dir) / "checkpoints" / f"{record_stem(cfg, lr_in_name(scenario))}.pt"
+        path = Path(study.out_dir) / "checkpoints" / f"{record_stem(cfg, name_fields(scenario))}.pt"
         cfg = cfg.model_copy(update={"checkpoint_path": str(path)})
     return cfg
 
 
-def record_path(out_dir, cfg: TrainConfig, with_lr: bool = False) -> Path:
+def record_path(out_dir, cfg: TrainConfig, varying: tuple[str, ...] = ()) -> Path:
     """Where the record of the run ``cfg`` of a study whose results folder is ``out_dir`` lives."""
-    return Path(out_dir) / "records" / f"{record_stem(cfg, with_lr)}.json"
+    return Path(out_dir) / "records" / f"{record_stem(cfg, varying)}.json"
 
 
 def finished_units(scenario, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The units of ``plan`` whose record exists (``study.existing_only``)."""
     out_dir = scenario.study.out_dir
-    with_lr = lr_in_name(scenario)
-    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p), with_lr).is_file()]
+    varying = name_fields(scenario)
+    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p), varying).is_file()]
 
 
 def run_study_unit(scenario, point_index: int) -> list[dict]:
@@ -71,7 +84,7 @@ def run_study_unit(scenario, point_index: int) -> list[dict]:
     if study.out_dir is None:
         raise InputError("study: no results folder (run a study with fedsim run)")
     cfg = run_config(scenario, point_index)
-    path = record_path(study.out_dir, cfg, lr_in_name(scenario))
+    path = record_path(study.out_dir, cfg, name_fields(scenario))
     record = _kept_record(path, cfg, study.out_dir, fix=not study.existing_only)
     if record is None:
         record = _train(cfg, study.threads)
@@ -119,7 +132,7 @@ def kept_units(scenario, units: set[tuple[int, int]]) -> set[tuple[int, int]]:
     root, kept = scenario.study.out_dir, set()
     for point, drop in units:
         cfg = run_config(scenario, point)
-        if _kept_record(record_path(root, cfg, lr_in_name(scenario)), cfg, root) is not None:
+        if _kept_record(record_path(root, cfg, name_fields(scenario)), cfg, root) is not None:
             kept.add((point, drop))
     return kept
 

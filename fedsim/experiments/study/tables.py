@@ -28,6 +28,9 @@ def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) ->
         "rank": int(record.rank),
         "seed": int(cfg.get("seed", 0)),
         "lr": float(cfg.get("lr", math.nan)),
+        "cut": int(cfg.get("cut", 0) or 0),
+        "partition": str(cfg.get("partition", "")),
+        "dirichlet_alpha": float(cfg.get("dirichlet_alpha", math.nan) or math.nan),
         "steps": int(record.curve[-1]["step"]) if record.curve else 0,
         "local_iterations": int(record.local_iterations),
         "first_val_ppl": float(evals[0]["val_ppl"]) if evals else math.nan,
@@ -215,33 +218,55 @@ def rounds_table(rows: pd.DataFrame, targets) -> pd.DataFrame:
 _METRICS = ("plateau_val_ppl", "final_val_ppl", "test_ppl", "bleu", "rouge_l")
 
 
+# training settings a study may vary for split-fed beside the rank: Table IV gets one row per value of each
+SETTING_FIELDS = ("cut", "partition", "dirichlet_alpha")
+
+
+def varied_settings(rows: pd.DataFrame) -> list[str]:
+    """The SETTING_FIELDS whose value differs between the study's split-fed runs."""
+    sf = rows[rows.training_scheme == "split_fed"]
+    return [f for f in SETTING_FIELDS if f in rows and sf[f].nunique() > 1]
+
+
 def table_iv(rows: pd.DataFrame) -> pd.DataFrame:
     """Table IV: per rank and training scheme the mean ± std over seeds of final val PPL, test PPL, BLEU and
-    ROUGE-L; per rank the paired (same seed) split_fed - centralized gap of each with its 95 % t-CI."""
+    ROUGE-L; per rank the paired (same seed) split_fed - centralized gap of each with its 95 % t-CI. When the
+    split-fed runs differ in cut or data partition (``varied_settings``), one row per rank and setting, each
+    paired with the rank's centralized runs (centralized training pools the data and has no cut)."""
     metrics = [m for m in _METRICS if m in rows]  # rows of an older study may lack the plateau
+    setting = varied_settings(rows)
     out = []
     for rank, group in rows.groupby("rank", sort=True):
-        entry: dict = {"rank": int(rank)}
-        for scheme in ("split_fed", "centralized"):
-            g = group[group.training_scheme == scheme]
-            entry[f"{scheme}_seeds"] = len(g)
-            for m in metrics:
-                v = g[m].to_numpy(dtype=float)
-                entry[f"{scheme}_{m}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
-                entry[f"{scheme}_{m}_std"] = (
-                    float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
-                )
-        paired = group.pivot_table(index="seed", columns="training_scheme", values=metrics)
-        for m in metrics:
-            if ("split_fed" in paired.get(m, {})) and ("centralized" in paired.get(m, {})):
-                gap = (paired[m]["split_fed"] - paired[m]["centralized"]).dropna()
-                mean, lo, hi = t_interval(gap.to_numpy())
-            else:
-                mean = lo = hi = math.nan
-                gap = []
-            entry.update({f"gap_{m}": mean, f"gap_{m}_lo": lo, f"gap_{m}_hi": hi, "paired_seeds": len(gap)})
-        out.append(entry)
+        if not setting:
+            out.append(_table_iv_entry({"rank": int(rank)}, group, metrics))
+            continue
+        central = group[group.training_scheme == "centralized"]
+        split = group[group.training_scheme == "split_fed"]
+        for key, g in split.groupby(setting, sort=True):
+            values = key if isinstance(key, tuple) else (key,)
+            entry = {"rank": int(rank), **dict(zip(setting, values, strict=True))}
+            out.append(_table_iv_entry(entry, pd.concat([g, central]), metrics))
     return pd.DataFrame(out)
+
+
+def _table_iv_entry(entry: dict, group: pd.DataFrame, metrics) -> dict:
+    for scheme in ("split_fed", "centralized"):
+        g = group[group.training_scheme == scheme]
+        entry[f"{scheme}_seeds"] = len(g)
+        for m in metrics:
+            v = g[m].to_numpy(dtype=float)
+            entry[f"{scheme}_{m}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            entry[f"{scheme}_{m}_std"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
+    paired = group.pivot_table(index="seed", columns="training_scheme", values=metrics)
+    for m in metrics:
+        if ("split_fed" in paired.get(m, {})) and ("centralized" in paired.get(m, {})):
+            gap = (paired[m]["split_fed"] - paired[m]["centralized"]).dropna()
+            mean, lo, hi = t_interval(gap.to_numpy())
+        else:
+            mean = lo = hi = math.nan
+            gap = []
+        entry.update({f"gap_{m}": mean, f"gap_{m}_lo": lo, f"gap_{m}_hi": hi, "paired_seeds": len(gap)})
+    return entry
 
 
 def table_iv_markdown(table: pd.DataFrame) -> str:
@@ -261,13 +286,15 @@ def table_iv_markdown(table: pd.DataFrame) -> str:
 
     names = {"plateau_val_ppl": f"plateau PPL (last {PLATEAU_EVALS} evals)", "final_val_ppl": "val PPL",
              "test_ppl": "test PPL", "bleu": "BLEU", "rouge_l": "ROUGE-L"}  # fmt: skip
-    head = ["rank", "seeds (SF/C)"]
+    setting = [f for f in SETTING_FIELDS if f in table]
+    head = ["rank", *(f"SF {f}" for f in setting), "seeds (SF/C)"]
     metrics = [m for m in _METRICS if f"gap_{m}" in table]
     for m in metrics:
         head += [f"SF {names[m]}", f"C {names[m]}", f"SF−C {names[m]} [95 % CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
-        cells = [str(int(row["rank"])), f"{int(row['split_fed_seeds'])}/{int(row['centralized_seeds'])}"]
+        cells = [str(int(row["rank"])), *(f"{row[f]:g}" if isinstance(row[f], float) else str(row[f]) for f in setting)]
+        cells.append(f"{int(row['split_fed_seeds'])}/{int(row['centralized_seeds'])}")
         for m in metrics:
             cells += [pm(row, "split_fed", m), pm(row, "centralized", m), gap(row, m)]
         lines.append("| " + " | ".join(cells) + " |")
