@@ -8,14 +8,19 @@ against REV (it needs a newer API), REV's own copy of the script is tried. Every
 JSON is printed with its median on each side and the ratio working tree / REV. Times shrink and
 throughputs grow when things get faster; read each figure by its name.
 
-    python benchmarks/compare.py REV [--bench scale optimize engine radio] [--repeat 1]
+    python benchmarks/compare.py REV [--bench scale optimize engine radio] [--repeat 1] [--out FILE.md]
+
+``--out`` also writes the figures as markdown tables headed by the date, the machine (CPU model, cores,
+platform), the library versions and both commits, so that a figure quoted anywhere points at that file.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -74,7 +79,8 @@ def _median(values: list[float]) -> float:
     return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
-def compare(rev_tree: Path, name: str, repeat: int) -> None:
+def compare(rev_tree: Path, name: str, repeat: int) -> list[str]:
+    """Run one benchmark on both sides, print its figures and return them as markdown lines."""
     script, args = BENCHMARKS[name]
     mine = ROOT / "benchmarks" / script
     runs: dict[str, list[dict]] = {"rev": [], "work": []}
@@ -89,7 +95,7 @@ def compare(rev_tree: Path, name: str, repeat: int) -> None:
             runs["work"].append(_leaves(work))
     if not runs["rev"] or not runs["work"]:
         print(f"  {name}: n/a (see above)")
-        return
+        return [f"## {name}", "", f"n/a: `{script}` did not run on both sides.", ""]
     labels = (".K", ".M=N", ".drops", "instances", "link_problems")  # what was run, not how fast
     keys = [
         k
@@ -98,11 +104,46 @@ def compare(rev_tree: Path, name: str, repeat: int) -> None:
     ]
     print(f"  {name} ({script}, {repeat} run(s) each side)")
     print(f"    {'figure':<58} {'REV':>12} {'work':>12} {'work/REV':>9}")
+    md = [f"## {name}", "", f"`{script} {' '.join(args)}`, {repeat} run(s) each side, medians.", "",
+          "| figure | REV | work | work/REV |", "|---|---|---|---|"]  # fmt: skip
     for key in keys:
         a = _median([r[key] for r in runs["rev"]])
         b = _median([r[key] for r in runs["work"]])
         ratio = f"{b / a:9.3f}" if a else f"{'-':>9}"
         print(f"    {key:<58} {a:>12.4g} {b:>12.4g} {ratio}", flush=True)
+        md.append(f"| `{key}` | {a:.4g} | {b:.4g} | {ratio.strip()} |")
+    return [*md, ""]
+
+
+def machine() -> str:
+    """CPU model, cores, platform and the libraries that set the speed."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for module in ("numpy", "simpy", "torch"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            pass
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {platform.platform()}, Python {platform.python_version()}, "
+        + (", ".join(versions))
+    )
+
+
+def _head() -> str:
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return sha.stdout.strip() + (" with uncommitted changes" if dirty else "")
 
 
 def main() -> None:
@@ -112,6 +153,7 @@ def main() -> None:
         "--bench", nargs="+", default=["scale", "optimize", "engine"], choices=list(BENCHMARKS)
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per side, alternating (medians)")
+    parser.add_argument("--out", type=Path, help="also write the figures as markdown, with date and machine")
     args = parser.parse_args()
     sha = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.rev], capture_output=True, text=True, check=True
@@ -124,8 +166,17 @@ def main() -> None:
         )
         try:
             print(f"working tree {ROOT} vs {args.rev} ({sha}), same machine, same run")
+            when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            lines = [f"# Benchmarks: working tree ({_head()}) vs {args.rev} ({sha})", "",
+                     f"Measured {when} on {machine()}; both sides in one run, alternating. Ratios below 1 "
+                     "are faster for times, slower for throughputs (read each figure by its name). Timings "
+                     "move with the machine and its load; the ratios are what carry over.", ""]  # fmt: skip
             for name in args.bench:
-                compare(tree, name, args.repeat)
+                lines += compare(tree, name, args.repeat)
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text("\n".join(lines), encoding="utf-8")
+                print(f"written: {args.out}")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
