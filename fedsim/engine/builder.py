@@ -37,7 +37,8 @@ class SimResult:
         converged: live mode: the trainer reported the target; replay: all ``rounds`` were timed.
         round_rows: one dict per round: round, start_s, end_s, duration_s, clients_started,
             clients_failed, stragglers, clients_excluded, clients_aggregated, energy_tx_j,
-            energy_compute_j, energy_j.
+            energy_compute_j, energy_j; with a trainer that ``reallocates`` also allocation_version (0 = the
+            allocation passed in, +1 at each re-optimisation of the radio after a cut move).
         trace_rows: the trace, one ``TraceRow`` per charged event; empty when tracing is off.
         trace: the same as a DataFrame, one row per event (see ``fedsim.engine.trace``).
         energy_tx_j, energy_compute_j: (rounds, K) per-client energy per round [J].
@@ -163,6 +164,13 @@ def simulate(
     def on_layout(cuts: np.ndarray, ranks: np.ndarray) -> None:  # live SplitFT: cuts/ranks changed
         costs.set_sizes(event_sizes(workload, replace(alloc, cuts=cuts, ranks=ranks), batch_size))
 
+    def on_allocation(new: Allocation) -> None:  # live SplitFT: the radio was re-optimised after a cut move
+        chan.set_allocation(new)
+        costs.set_sizes(costs.sizes)  # client powers and transfer times of the new subchannels and PSDs
+        if ctx.names:
+            labels = _labels(new, k)
+            ctx.names["main"], ctx.names["fed"] = labels["main"], labels["fed"]
+
     def block_bits(block: int, rank: int) -> float:  # LoRA values + two AdamW moments of block (1-based)
         return 3.0 * float(workload.lora_bits_per_rank[block - 1]) * rank
 
@@ -185,6 +193,8 @@ def simulate(
         energy_cpu_j=[0.0] * k,
         block_bits=block_bits,
         on_layout=on_layout,
+        on_allocation=on_allocation,
+        reallocates=bool(getattr(trainer, "reallocates", False)),
     )
     ctx.callback_rounds = callback_clients_apply(ctx)
     if not ctx.callback_rounds:  # event-callback rounds never request a client's own resources nor label
@@ -217,6 +227,7 @@ def _result(log: list[dict], rounds: float, trainer, reached: bool, ctx: RunCont
                 "energy_tx_j": tx,
                 "energy_compute_j": cpu,
                 "energy_j": tx + cpu,
+                **({"allocation_version": r["allocation_version"]} if "allocation_version" in r else {}),
             }
         )
         status.append({name: set(r[name]) for name in ("failed", "stragglers", "excluded", "aggregated")})

@@ -77,8 +77,25 @@ class ChannelState:
         )
         return link.rate.harq_transfers(power, counts, np.asarray(link.gain, float))
 
+    def set_allocation(self, alloc: Allocation) -> None:
+        """Live SplitFT with re-optimised radio: use ``alloc``'s subchannels and PSDs from now on. Client powers
+        and HARQ samplers are rebuilt and the rates recomputed from the current gains (the fading block, if
+        any, is kept: nothing is drawn). The caller refreshes the per-event costs."""
+        d = self._drop
+        self._alloc = alloc
+        self.power_main_w = client_power_w(
+            alloc.owner_main, alloc.psd_main_w_hz, d.main.subchannel_hz, num_clients=d.num_clients
+        )
+        self.power_fed_w = client_power_w(
+            alloc.owner_fed, alloc.psd_fed_w_hz, d.fed.subchannel_hz, num_clients=d.num_clients
+        )
+        self.harq_main = self._harq(d.main, alloc.owner_main, alloc.psd_main_w_hz)
+        self.harq_fed = self._harq(d.fed, alloc.owner_fed, alloc.psd_fed_w_hz)
+        self._set_gains(*self._gains)
+
     def _set_gains(self, gain_main: np.ndarray, gain_fed: np.ndarray, gain_down: np.ndarray) -> None:
         d, a = self._drop, self._alloc
+        self._gains = (gain_main, gain_fed, gain_down)
         self.rate_main_bps = link_rates_bps(
             d.main, a.owner_main, a.psd_main_w_hz, num_clients=d.num_clients, gain=gain_main
         )

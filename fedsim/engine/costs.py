@@ -7,6 +7,7 @@ the reference the engine is tested against.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,6 +162,18 @@ class Costs:
         """A moved block's LoRA state to client k (downlink) or from it to the main server (main link) [s]."""
         rate = self.chan.rate_down_bps if to_client else self.chan.rate_main_bps
         return float(transfer_s(bits, rate[client]))
+
+    def reallocate_bits(self) -> float:
+        """Size of the broadcast of a new radio allocation: (M + N) (ceil(log2 K) + 32) bits, each subchannel's
+        owner index and its PSD as a 32-bit float."""
+        d = self._drop
+        owner_bits = math.ceil(math.log2(d.num_clients)) if d.num_clients > 1 else 0
+        return float((d.main.num_subchannels + d.fed.num_subchannels) * (owner_bits + 32))
+
+    def reallocate_s(self) -> float:
+        """The new allocation's broadcast to all clients at the weakest downlink rate [s]:
+        (M + N) (ceil(log2 K) + 32) / min_k R_down,k."""
+        return float(transfer_s(self.reallocate_bits(), self.chan.rate_down_bps.min()))
 
     def broadcast_s(self, clients: list[int]) -> float:
         """Multicast of the aggregated LoRA to ``clients``: largest LoRA at the weakest downlink rate [s]."""

@@ -24,7 +24,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, *, rounds: int, lo
     """
     cfg, trainer = ctx.config, ctx.trainer
     for e in range(rounds):
-        start = env.now
+        start, version = env.now, ctx.allocation_version
         clients, summary = plan(e)
         ctx.energy_tx_j[:] = [0.0] * ctx.num_clients
         ctx.energy_cpu_j[:] = [0.0] * ctx.num_clients
@@ -70,6 +70,8 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, *, rounds: int, lo
                         "downlink",
                     )
                 )
+        if ctx.reallocates:
+            summary = dict(summary, allocation_version=version)
         log.append(
             dict(
                 summary,
@@ -91,7 +93,9 @@ def _move_blocks(env: simpy.Environment, ctx: RunContext, e: int):
 
     Each move sends the block's LoRA values and both AdamW moments (``ctx.block_bits``): server -> client on
     the downlink, client -> server on the client's main-link subchannels. A client's moves run one after
-    another, different clients' in parallel; the round continues when the last one is done.
+    another, different clients' in parallel; the round continues when the last one is done. A trainer with
+    ``take_allocation(round) -> Allocation | None`` may then hand a re-optimised radio allocation, broadcast
+    (``_reallocate``) and used from the next round on.
     """
     take = getattr(ctx.trainer, "take_cut_moves", None)
     moves = take() if take is not None else []
@@ -113,4 +117,20 @@ def _move_blocks(env: simpy.Environment, ctx: RunContext, e: int):
     if ctx.trace is not None:
         ctx.trace.extend(rows)
     cuts, ranks = ctx.trainer.layout()
+    take_alloc = getattr(ctx.trainer, "take_allocation", None)
+    alloc = take_alloc(e) if take_alloc is not None and ctx.on_allocation is not None else None
+    if alloc is not None:
+        yield from _reallocate(env, ctx, e, alloc)
     ctx.on_layout(np.asarray(cuts, dtype=int), np.asarray(ranks, dtype=int))
+
+
+def _reallocate(env: simpy.Environment, ctx: RunContext, e: int, alloc):
+    """Live SplitFT with the radio re-optimised after a cut move: broadcast the new allocation (each
+    subchannel's owner and PSD, ``Costs.reallocate_bits``: (M + N) (ceil(log2 K) + 32) bits at the weakest
+    downlink rate), charged once per aggregation with moves, then switch the channel to it."""
+    start, bits = env.now, ctx.costs.reallocate_bits()
+    yield env.timeout(ctx.costs.reallocate_s())
+    if ctx.trace is not None:
+        ctx.trace.append(TraceRow(e, None, "fed_server", "reallocate", start, env.now, bits, 0.0, "downlink"))
+    ctx.on_allocation(alloc)
+    ctx.allocation_version += 1

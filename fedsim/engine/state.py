@@ -66,6 +66,11 @@ class RunContext:
     # live mode with cut changes (SplitFT): bits of a moved block's state, and re-timing for new cuts/ranks
     block_bits: Callable[[int, int], float] | None = None
     on_layout: Callable[[np.ndarray, np.ndarray], None] | None = None
+    # live mode with the radio re-optimised after cut moves: switch to a new Allocation (subchannels, PSDs);
+    # ``reallocates`` (the trainer's attribute) adds each round's allocation version to the round rows
+    on_allocation: Callable[[object], None] | None = None
+    reallocates: bool = False
+    allocation_version: int = 0
     # rounds run as fedsim.engine.actors.BarrierRound (event callbacks), not processes: set by simulate
     callback_rounds: bool = False
 

@@ -56,6 +56,14 @@ class AdaptiveCuts(BaseModel):
     iteration_time_s: float | None = Field(
         None, gt=0, description="Per-iteration client compute budget [s] (FP + BP of its blocks)."
     )
+    reoptimise_allocation: bool = Field(
+        False,
+        description="Live runs: after every aggregation that moved cuts, re-choose the subchannels and power "
+        "for the new cuts (the optimiser's link step, fedsim.optimize.allocate_links); the engine charges the "
+        "new allocation's broadcast, (M + N)(ceil(log2 K) + 32) bits at the weakest downlink rate, and times "
+        "the following rounds with it; the run writes allocations.csv. False = the allocation chosen before "
+        "training is kept throughout.",
+    )
 
 
 class TrainConfig(BaseModel):

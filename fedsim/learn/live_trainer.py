@@ -66,6 +66,7 @@ class LiveTrainer:
             ppl = perplexity(system, data, self.eval_batch)
             self.curve = [{"step": 0, "round": 0.0, "val_ppl": ppl, "sim_time_s": 0.0}]
         self._cut_rows = [{"round": 0, "client": k, "cut": c} for k, c in enumerate(system.layout.cuts)]
+        self.allocator = None  # set_allocator: the radio re-optimised after cut moves (issue 23)
         self._bar = tqdm(
             total=cfg.steps // cfg.local_iterations, disable=not progress, desc="live", unit="round"
         )
@@ -128,6 +129,26 @@ class LiveTrainer:
             layout = [cuts, ranks]
         self._log.append(_plain({"moves": moves, "layout": layout, "stop": False}))
         return moves
+
+    def set_allocator(self, allocator) -> None:
+        """SplitFT with the radio re-optimised after cut moves: ``allocator(round_index, cuts, ranks)`` returns
+        the new radio allocation for the layout after a move (built above ``fedsim.learn``, which may not import
+        the optimiser; ``fedsim.experiments.live.cut_planner.LinkReallocator``)."""
+        self.allocator = allocator
+
+    @property
+    def reallocates(self) -> bool:
+        """True when the engine is to take a new radio allocation after each cut move (``take_allocation``)."""
+        return self.allocator is not None
+
+    def take_allocation(self, round_index: int):
+        """The radio allocation for the layout after the moves of round ``round_index`` (the engine calls this
+        after ``take_cut_moves`` returned moves), or None without an allocator. Deterministic in the layout, so
+        a resumed run's replayed rounds get the same allocations."""
+        if self.allocator is None:
+            return None
+        cuts, ranks = self.layout()
+        return self.allocator(round_index, cuts, ranks)
 
     def layout(self):
         """(cuts (K,), ranks (K, J)) as the engine times them (``fedsim.learn.split.layout.Layout``)."""

@@ -4,6 +4,7 @@ Public API::
 
     optimize(problem, scheme="proposed", rng=None, power_solver="exact") -> Result
     brute_force(problem) -> Result
+    allocate_links(problem, previous, cuts=..., rank=...) -> Allocation  (BCD's link step for given cuts)
     register_scheme(scheme), get_scheme(ref), evaluate(problem, allocation, name)  (``schemes.py``)
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from fedsim.errors import InputError
 from fedsim.optimize.baselines import BcdScheme
+from fedsim.optimize.bcd import allocate_links
 from fedsim.optimize.bruteforce import brute_force
 from fedsim.optimize.problem import Problem, Result, validate_problem
 from fedsim.optimize.scheme_spec import SCHEMES, SchemeSpec
@@ -27,6 +29,7 @@ __all__ = [
     "SCHEMES",
     "Scheme",
     "SchemeSpec",
+    "allocate_links",
     "brute_force",
     "evaluate",
     "get_scheme",

@@ -274,3 +274,40 @@ def run_bcd(
             status = "converged"
             break
     return _result(problem, scheme, best[1], best[2], status, solver_status, iterations, history)
+
+
+def allocate_links(
+    problem: Problem,
+    previous: Allocation,
+    *,
+    cuts: np.ndarray,
+    rank: int,
+    spec: SchemeSpec | None = None,
+    power_solver: str = "exact",
+    refine: bool = True,
+) -> Allocation:
+    """Subchannels and power for GIVEN per-client ``cuts`` and ``rank``: steps 1-2 of Algorithm 3 (the BCD's
+    link step, ``_links_step``) once, the cut and rank steps skipped; what BCD's link step chooses for these
+    cuts and rank. ``previous`` supplies what the scheme ``spec`` (default: the proposed scheme's) leaves
+    fixed (random subchannels) and the PSDs kept if a power solver fails. Returns the new Allocation with
+    ``cuts`` and ``problem.rank_layout(cuts, rank)``; nothing is drawn at random."""
+    spec = spec if spec is not None else SchemeSpec("greedy", "optimal", "optimal", "optimal")
+    blocks = _Blocks(
+        np.asarray(previous.owner_main).copy(),
+        np.asarray(previous.owner_fed).copy(),
+        np.asarray(previous.psd_main_w_hz, dtype=float).copy(),
+        np.asarray(previous.psd_fed_w_hz, dtype=float).copy(),
+        np.asarray(cuts, dtype=int).copy(),
+        int(rank),
+    )
+    _links_step(
+        problem,
+        spec,
+        CostModel.of(problem),
+        blocks,
+        memo={},
+        solver_status=_solver_labels(problem, spec, power_solver, refine),
+        power_solver=power_solver,
+        refine=refine,
+    )
+    return blocks.allocation(problem)

@@ -2,7 +2,8 @@
 co-simulation (real split-LoRA training timed by the event engine, ``fedsim.experiments.live.runs.simulate_live``).
 
 Writes under ``live/``: one folder per run (record, engine rounds, cut per client per round, every cut
-change; adaptive arms also the quality signal per round and client and its round-to-round noise) and, across runs, ``arms_summary.csv`` (final val / test PPL, BLEU, ROUGE-L, simulated time to the
+change; adaptive arms also the quality signal per round and client and its round-to-round noise, and with
+``adaptive_cuts.reoptimise_allocation`` every radio allocation, ``allocations.csv``) and, across runs, ``arms_summary.csv`` (final val / test PPL, BLEU, ROUGE-L, simulated time to the
 target PPL (every arm runs all its rounds; the target only marks the first hit), bits sent each way, cuts at
 start and end), ``arms_curve.csv`` and ``arms_cuts.csv`` for figures.
 """
@@ -22,6 +23,7 @@ from fedsim.experiments.live.runs import (
     run_done,
     simulate_live,
     with_checkpoint,
+    write_allocations,
     write_done,
 )
 from fedsim.experiments.montecarlo.summary import to_markdown
@@ -55,6 +57,7 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     cuts = pd.DataFrame(trainer.cut_rows()).assign(run=name, **tags)
     atomic_write_csv(folder / "cuts.csv", cuts)
     atomic_write_csv(folder / "cut_changes.csv", pd.DataFrame(trainer.cut_changes()))
+    write_allocations(folder, trainer)  # with adaptive_cuts.reoptimise_allocation only
     if cfg.adaptive_cuts is not None:  # the quality signal per round, and its measured noise
         atomic_write_csv(folder / "quality.csv", pd.DataFrame(trainer.quality_rows()))
         atomic_write_csv(folder / "quality_noise.csv", pd.DataFrame(trainer.quality_noise()))

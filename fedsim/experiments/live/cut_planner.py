@@ -65,3 +65,59 @@ def cut_planner(problem: Problem, allocation, rank: int, *, cut_min: int) -> Cal
         return [int(c) for c in best], float(total)
 
     return plan
+
+
+class LinkReallocator:
+    """The radio re-optimised after every cut move (issue 23, ``adaptive_cuts.reoptimise_allocation``):
+    ``self(round_index, cuts, ranks)`` returns the subchannels and power of the optimiser's link step for the
+    new cuts (``fedsim.optimize.allocate_links`` on ``problem`` at rank ``rank``, scheme ``spec``) with the
+    trainer's own cuts and ranks, which the engine times from the next round on. ``on_change(alloc)`` is called
+    with each new allocation (the ``optimiser`` rule's planner is rebuilt on its rates).
+
+    ``rows``: one per (allocation version, client): the round from which it times the run (0: the allocation
+    chosen before training), subchannel counts on the main and federated links and transmit powers [W]."""
+
+    def __init__(self, problem: Problem, initial, *, rank: int, spec=None, power_solver: str = "exact",
+                 on_change: Callable | None = None):  # fmt: skip
+        self.problem, self.rank, self.spec, self.power_solver = problem, int(rank), spec, power_solver
+        self.on_change, self.current, self.rows = on_change, initial, []
+        self._record(0, initial)
+
+    def __call__(self, round_index: int, cuts: Sequence[int], ranks) -> object:
+        from fedsim.optimize import allocate_links
+
+        cuts = np.asarray(cuts, dtype=int)
+        links = allocate_links(
+            self.problem,
+            self.current,
+            cuts=cuts,
+            rank=self.rank,
+            spec=self.spec,
+            power_solver=self.power_solver,
+        )
+        self.current = replace(links, cuts=cuts, ranks=np.asarray(ranks, dtype=int))
+        self._record(int(round_index) + 1, self.current)
+        if self.on_change is not None:
+            self.on_change(self.current)
+        return self.current
+
+    def _record(self, round_from: int, alloc) -> None:
+        from fedsim.core.allocation import client_power_w
+
+        drop, k = self.problem.drop, self.problem.drop.num_clients
+        version = len(self.rows) // k if k else 0
+        p_main = client_power_w(alloc.owner_main, alloc.psd_main_w_hz, drop.main.subchannel_hz, num_clients=k)
+        p_fed = client_power_w(alloc.owner_fed, alloc.psd_fed_w_hz, drop.fed.subchannel_hz, num_clients=k)
+        for c in range(k):
+            self.rows.append(
+                {
+                    "version": version,
+                    "round": round_from,
+                    "client": c,
+                    "cut": int(alloc.cuts[c]),
+                    "subchannels_main": int(np.sum(np.asarray(alloc.owner_main) == c)),
+                    "subchannels_fed": int(np.sum(np.asarray(alloc.owner_fed) == c)),
+                    "power_main_w": float(p_main[c]),
+                    "power_fed_w": float(p_fed[c]),
+                }
+            )

@@ -79,6 +79,55 @@ def live_cut_planner(scenario: Scenario, cfg, *, drop, workload, alloc):
     return cut_planner(problem, alloc, int(cfg.rank), cut_min=cfg.adaptive_cuts.cut_min)
 
 
+def live_reallocator(scenario: Scenario, cfg, *, drop, workload, alloc, adapter):
+    """``adaptive_cuts.reoptimise_allocation``: the ``LinkReallocator`` that re-chooses subchannels and power
+    after each cut move with the live scheme's link step (``fedsim.optimize.allocate_links``; the delay model
+    of one global round at the trained rank with the config's cut-layer rank, as ``live_cut_planner``), starting
+    from ``alloc``; with the ``optimiser`` rule each new allocation also rebuilds the planner on its rates."""
+    from fedsim.errors import InputError
+    from fedsim.experiments.live.cut_planner import LinkReallocator
+    from fedsim.optimize import Problem, get_scheme
+    from fedsim.optimize.baselines import BcdScheme
+
+    scheme = get_scheme(scenario.live.scheme)
+    if not isinstance(scheme, BcdScheme):
+        raise InputError(
+            f"adaptive_cuts.reoptimise_allocation needs a built-in scheme (its link step); live.scheme is "
+            f"{scheme.name!r}"
+        )
+    problem = Problem(
+        drop=drop,
+        workload=workload,
+        batch_size=cfg.batch_size,
+        local_iterations=cfg.local_iterations,
+        rounds_by_rank={int(cfg.rank): 1.0},
+        upload_every_local_iteration=scenario.training.upload_every_local_iteration,
+        per_client_cuts=True,
+        rank_cut=cfg.rank_cut,
+    )
+
+    def on_change(new) -> None:
+        if cfg.adaptive_cuts.rule == "optimiser":
+            adapter.set_planner(live_cut_planner(scenario, cfg, drop=drop, workload=workload, alloc=new))
+
+    return LinkReallocator(
+        problem,
+        alloc,
+        rank=int(cfg.rank),
+        spec=scheme.spec,
+        power_solver=scenario.schemes.power_solver,
+        on_change=on_change,
+    )
+
+
+def write_allocations(folder: Path, trainer) -> None:
+    """``allocations.csv`` of a run whose radio is re-optimised after cut moves (one row per allocation version
+    and client: the round it times from, subchannels main / fed, powers); nothing otherwise."""
+    allocator = getattr(trainer, "allocator", None)
+    if allocator is not None:
+        atomic_write_csv(folder / "allocations.csv", pd.DataFrame(allocator.rows))
+
+
 def live_drop(scenario: Scenario, cfg, model_config):
     """The system a live run of ``cfg`` is timed on: (drop, workload, allocation) -- the scenario's live drop,
     the workload of the trained model's config under ``[model]``'s counting settings, and the live scheme's
@@ -125,6 +174,10 @@ def simulate_live(scenario: Scenario, cfg, progress: bool, *, source: str):
         adapter.set_compute(drop.client_flops_per_s, per_block)
     if adapter is not None and cfg.adaptive_cuts.rule == "optimiser":
         adapter.set_planner(live_cut_planner(scenario, cfg, drop=drop, workload=workload, alloc=alloc))
+    if adapter is not None and cfg.adaptive_cuts.reoptimise_allocation:
+        trainer.set_allocator(
+            live_reallocator(scenario, cfg, drop=drop, workload=workload, alloc=alloc, adapter=adapter)
+        )
     max_rounds = live.max_rounds or max(1, math.ceil(cfg.steps / cfg.local_iterations))
     sim = simulate(
         drop,
@@ -160,6 +213,7 @@ def _run_rank(scenario: Scenario, store: ResultsStore, rank: int, progress: bool
         scenario, cfg, progress, source=f"fedsim run {scenario.name} (live, rank {rank})"
     )
     atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
+    write_allocations(folder, trainer)
     if len(sim.trace_rows):
         atomic_write_csv(folder / "trace.csv", sim.trace)
     final = trainer.final_metrics()  # test PPL, BLEU, ROUGE-L of the deployed split model
@@ -240,7 +294,7 @@ def _sha256(path: Path) -> str:
 def prepare_live_folder(root: Path, scenario: Scenario) -> None:
     """Create ``root`` (``live/``) for the scenario's live runs. Finished runs are reused only while
     everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise they are removed."""
-    data = scenario.model_dump(mode="json")
+    data = _without_default_switches(scenario.model_dump(mode="json"))
     picked = {k: data.get(k) for k in ("live", "system", "engine", "model", "schemes", "radio")}
     upload = scenario.training.upload_every_local_iteration
     inputs = json.dumps(
@@ -251,6 +305,20 @@ def prepare_live_folder(root: Path, scenario: Scenario) -> None:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
+
+
+def _without_default_switches(data):
+    """``data`` without ``reoptimise_allocation: false`` anywhere (added with issue 23): runs finished before
+    the switch existed keep matching their ``inputs.json``."""
+    if isinstance(data, dict):
+        return {
+            k: _without_default_switches(v)
+            for k, v in data.items()
+            if not (k == "reoptimise_allocation" and v is False)
+        }
+    if isinstance(data, list):
+        return [_without_default_switches(v) for v in data]
+    return data
 
 
 def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
