@@ -20,7 +20,7 @@ from fedsim.optimize.joint import exact_counts
 from fedsim.optimize.objective import CostModel, best_client_cuts, best_common_cut, best_rank
 from fedsim.optimize.power import client_counts, solve_power_exact, uniform_psd
 from fedsim.optimize.problem import Problem, Result
-from fedsim.optimize.scheme_spec import SchemeSpec
+from fedsim.optimize.scheme_spec import SCHEME_SPECS, SchemeSpec
 
 EPSILON = 1e-6
 MAX_ITERATIONS = 20
@@ -291,7 +291,7 @@ def allocate_links(
     cuts and rank. ``previous`` supplies what the scheme ``spec`` (default: the proposed scheme's) leaves
     fixed (random subchannels) and the PSDs kept if a power solver fails. Returns the new Allocation with
     ``cuts`` and ``problem.rank_layout(cuts, rank)``; nothing is drawn at random."""
-    spec = spec if spec is not None else SchemeSpec("greedy", "optimal", "optimal", "optimal")
+    spec = spec if spec is not None else SCHEME_SPECS["proposed"]
     blocks = _Blocks(
         np.asarray(previous.owner_main).copy(),
         np.asarray(previous.owner_fed).copy(),
