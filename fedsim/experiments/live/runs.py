@@ -33,19 +33,28 @@ DONE = "done.json"
 _LIVE_POINT = 2**31 - 1  # seed slot of the live run, apart from every sweep point
 
 
-def _allocation(scenario: Scenario, drop, workload, cfg):
-    """Subchannels and power from the live scheme; cut and rank fixed by the trained model's config."""
-    from fedsim.optimize import Problem, optimize
-    from fedsim.optimize.schemes import scheme_name
+def _live_problem(scenario: Scenario, cfg, *, drop, workload, **options):
+    """The delay model of one global round of the live run at the trained rank (E(r) = 1 round); ``options``
+    are further Problem fields (rank_cut, per_client_cuts)."""
+    from fedsim.optimize import Problem
 
-    problem = Problem(
+    return Problem(
         drop=drop,
         workload=workload,
         batch_size=cfg.batch_size,
         local_iterations=cfg.local_iterations,
         rounds_by_rank={int(cfg.rank): 1.0},
         upload_every_local_iteration=scenario.training.upload_every_local_iteration,
+        **options,
     )
+
+
+def _allocation(scenario: Scenario, drop, workload, cfg):
+    """Subchannels and power from the live scheme; cut and rank fixed by the trained model's config."""
+    from fedsim.optimize import optimize
+    from fedsim.optimize.schemes import scheme_name
+
+    problem = _live_problem(scenario, cfg, drop=drop, workload=workload)
     base, d = scenario.montecarlo.base_seed, scenario.live.drop
     result = optimize(
         problem,
@@ -65,17 +74,8 @@ def live_cut_planner(scenario: Scenario, cfg, *, drop, workload, alloc):
     one global round at the trained rank, with the config's cut-layer rank (on both sides of each cut: the
     config refuses the optimiser with a one-sided r_cut)."""
     from fedsim.experiments.live.cut_planner import cut_planner
-    from fedsim.optimize import Problem
 
-    problem = Problem(
-        drop=drop,
-        workload=workload,
-        batch_size=cfg.batch_size,
-        local_iterations=cfg.local_iterations,
-        rounds_by_rank={int(cfg.rank): 1.0},
-        upload_every_local_iteration=scenario.training.upload_every_local_iteration,
-        rank_cut=cfg.rank_cut,
-    )
+    problem = _live_problem(scenario, cfg, drop=drop, workload=workload, rank_cut=cfg.rank_cut)
     return cut_planner(problem, alloc, int(cfg.rank), cut_min=cfg.adaptive_cuts.cut_min)
 
 
@@ -86,7 +86,7 @@ def live_reallocator(scenario: Scenario, cfg, *, drop, workload, alloc, adapter)
     from ``alloc``; with the ``optimiser`` rule each new allocation also rebuilds the planner on its rates."""
     from fedsim.errors import InputError
     from fedsim.experiments.live.cut_planner import LinkReallocator
-    from fedsim.optimize import Problem, get_scheme
+    from fedsim.optimize import get_scheme
     from fedsim.optimize.baselines import BcdScheme
 
     scheme = get_scheme(scenario.live.scheme)
@@ -95,15 +95,8 @@ def live_reallocator(scenario: Scenario, cfg, *, drop, workload, alloc, adapter)
             f"adaptive_cuts.reoptimise_allocation needs a built-in scheme (its link step); live.scheme is "
             f"{scheme.name!r}"
         )
-    problem = Problem(
-        drop=drop,
-        workload=workload,
-        batch_size=cfg.batch_size,
-        local_iterations=cfg.local_iterations,
-        rounds_by_rank={int(cfg.rank): 1.0},
-        upload_every_local_iteration=scenario.training.upload_every_local_iteration,
-        per_client_cuts=True,
-        rank_cut=cfg.rank_cut,
+    problem = _live_problem(
+        scenario, cfg, drop=drop, workload=workload, per_client_cuts=True, rank_cut=cfg.rank_cut
     )
 
     def on_change(new) -> None:
