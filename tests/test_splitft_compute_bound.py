@@ -56,6 +56,9 @@ def test_the_scenario_builds_its_arms_and_the_live_drop_spreads_compute_about_10
     # r_cut < r without a hidden scale change: every arm keeps alpha / r on the r_cut blocks
     assert all(cfg.lora_alpha_policy == "proportional" for _, _, cfg in runs)
     assert all(cfg.local_iterations >= 5 and cfg.eval_samples >= 96 for _, _, cfg in runs)
+    # every adaptive arm re-chooses subchannels and power after each cut move (the fixed arms have nothing to move)
+    adaptive = [cfg.adaptive_cuts for _, _, cfg in runs if cfg.adaptive_cuts is not None]
+    assert len(adaptive) == 4 * 2 * 3 and all(a.reoptimise_allocation for a in adaptive)
     f = bound["drop"].client_flops_per_s
     assert 8.0 <= f.max() / f.min() <= 12.0
 
