@@ -8,7 +8,7 @@ import numpy as np
 from engine_helpers import random_allocation, random_drop, random_workload
 
 from fedsim.core.allocation import cut_layer_ranks
-from fedsim.core.delay import delays
+from fedsim.core.delay import activation_bits, client_flops, delays, link_rates_bps, server_flops
 from fedsim.engine import EngineConfig, simulate
 from fedsim.engine.channel_state import ChannelState
 from fedsim.engine.trainer import StubTrainer
@@ -98,3 +98,47 @@ def test_live_cut_change_is_charged_and_retimes_the_next_round():
     assert _rel(sim.total_s, want) < 1e-9
     moves = sim.trace[sim.trace["phase"] == "move_block_to_client"]
     assert len(moves) == 1 and moves["bits"].iloc[0] == 3 * work.lora_bits_per_rank[2] * 8
+
+
+class _ProbingTrainer(StubTrainer):
+    """Measures a probe set of n_k / b batches per client after every aggregation (the score rule's)."""
+
+    def __init__(self, batches, stop_after):
+        super().__init__(stop_after=stop_after)
+        self.batches = batches
+
+    def probe_batches(self):
+        return self.batches
+
+
+def test_the_probe_forward_passes_are_charged_after_each_aggregation():
+    rng = np.random.default_rng(8)
+    work = random_workload(rng, num_layers=4)
+    drop = random_drop(rng, k=3, fading=False)
+    alloc = random_allocation(rng, drop, 4)
+    batches = [4.0, 2.5, 0.0]  # n_k / b; client 2 has no probe examples
+    run = {"batch_size": 4, "local_iterations": 2, "rounds": 5, "config": EngineConfig()}
+    sim = simulate(drop, work, alloc, rng=np.random.default_rng(0), trainer=_ProbingTrainer(batches, 2), **run)
+    plain = simulate(drop, work, alloc, rng=np.random.default_rng(0), trainer=StubTrainer(stop_after=2), **run)
+    # Reference, from the delay model's functions: per client n_k b samples' forward FLOPs and activation bits
+    c_fwd, _ = client_flops(work, alloc.cuts, alloc.ranks)
+    s_fwd, _ = server_flops(work, alloc.cuts, alloc.ranks)
+    rate = link_rates_bps(drop.main, alloc.owner_main, alloc.psd_main_w_hz, num_clients=3)
+    act = activation_bits(work, alloc.cuts)
+    arrive, server = [], []
+    for k, n in enumerate(batches[:2]):
+        t_fwd, t_up = n * 4 * c_fwd[k] / drop.client_flops_per_s[k], n * 4 * act[k] / rate[k]
+        arrive.append(t_fwd + t_up)
+        server.append(n * 4 * s_fwd[k] / drop.server_flops_per_s)
+    free = 0.0  # the server takes the probes one at a time, in arrival order
+    for a, srv_s in sorted(zip(arrive, server, strict=True)):
+        free = max(free, a) + srv_s
+    assert _rel(sim.total_s - plain.total_s, 2 * free) < 1e-9  # two rounds, each longer by its probe
+    trace = sim.trace
+    phases = ("probe_forward", "upload_probe_activation", "probe_server_forward")
+    counts = [int((trace["phase"] == p).sum()) for p in phases]
+    assert counts == [4, 4, 4]  # two clients with a probe, two rounds
+    up = trace[(trace["phase"] == "upload_probe_activation") & (trace["round"] == 0)]
+    assert np.allclose(sorted(up["bits"]), sorted(n * 4 * act[k] for k, n in enumerate(batches[:2])), rtol=1e-12)
+    uplink = trace[trace["phase"].isin(["upload_activation", "upload_probe_activation"])]
+    assert uplink["bits"].sum() > trace[trace["phase"] == "upload_activation"]["bits"].sum()

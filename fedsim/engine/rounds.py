@@ -11,6 +11,7 @@ import numpy as np
 import simpy
 
 from fedsim.engine.actors import BarrierRound, client, main_server
+from fedsim.engine.energy import transmit_energy_j
 from fedsim.engine.state import RoundState, RunContext
 from fedsim.engine.trace import TraceRow
 
@@ -48,6 +49,7 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, *, rounds: int, lo
             yield env.timeout(cfg.aggregation_s)
         if trainer is not None:
             trainer.aggregate(aggregated)
+            yield from _probe(env, ctx, e)
             yield from _move_blocks(env, ctx, e)
         if ctx.trace is not None and (cfg.aggregation_s > 0 or aggregated):
             ctx.trace.append(
@@ -86,6 +88,49 @@ def fed_server(env: simpy.Environment, ctx: RunContext, plan, *, rounds: int, lo
         if trainer is not None and trainer.end_round(e, env.now):
             return True
     return False
+
+
+def _probe(env: simpy.Environment, ctx: RunContext, e: int):
+    """Live SplitFT's score rule with a probe set: time the forward passes that measure each client's loss on
+    its fixed probe set after the aggregation (the trainer's ``probe_batches() -> list of n_k / b``, None or
+    absent when there is no probe). Client k runs n_k / b batches' forward pass through its blocks on its GPU
+    and uploads their activations on its main-link subchannels (at its rate, no HARQ draw: the probe is not
+    part of the radio's training traffic model); the main server forwards each client's probe through its
+    blocks in arrival order, one client at a time. No backward pass, no update, no LoRA upload. The round
+    continues (to the cut decision) when the server has finished the last client's probe."""
+    take = getattr(ctx.trainer, "probe_batches", None)
+    batches = take() if take is not None else None
+    if not batches:
+        return
+    costs, sizes, t0 = ctx.costs, ctx.costs.sizes, env.now
+    arrivals = []
+    for k, n in enumerate(batches):
+        if n <= 0:
+            continue
+        fwd_s, bits = n * costs.fwd_s[k], n * float(sizes.act_bits[k])
+        up_s = costs.block_move_s(k, bits, to_client=False)  # bits at client k's main-link rate
+        ctx.energy_cpu_j[k] += n * costs.fwd_j[k]
+        ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], up_s)
+        arrivals.append((fwd_s + up_s, k, n))
+        if ctx.trace is not None:
+            name, mid = ctx.names["client"][k], t0 + fwd_s
+            flops = n * float(sizes.client_fwd_flops[k])
+            ctx.trace.append(TraceRow(e, None, name, "probe_forward", t0, mid, 0.0, flops, ctx.names["gpu"][k]))
+            ctx.trace.append(
+                TraceRow(e, None, name, "upload_probe_activation", mid, t0 + fwd_s + up_s, bits, 0.0,
+                         ctx.names["main"][k])  # fmt: skip
+            )
+    free = 0.0  # the main server, one client's probe at a time in arrival order (ties: client index)
+    for arrive, k, n in sorted(arrivals):
+        start, free = max(free, arrive), max(free, arrive) + n * costs.server_fwd_each_s[k]
+        if ctx.trace is not None:
+            flops = n * float(sizes.server_fwd_flops[k])
+            ctx.trace.append(
+                TraceRow(e, None, "main_server", "probe_server_forward", t0 + start, t0 + free, 0.0, flops,
+                         "server_gpu")  # fmt: skip
+            )
+    if free > 0:
+        yield env.timeout(free)
 
 
 def _move_blocks(env: simpy.Environment, ctx: RunContext, e: int):

@@ -22,6 +22,8 @@ SplitFT (optional, duck-typed): a trainer whose cuts can change has ``take_cut_m
 {client, block, to_client, rank}`` (blocks moved at the aggregation just made) and ``layout() -> (cuts,
 ranks)``; the engine then charges each moved block's LoRA state on the downlink (to the client) or the
 client's main link (to the server) and re-times the following rounds for the new cuts and ranks.
+A trainer that measures a probe set after each aggregation has ``probe_batches() -> list of n_k / b`` (or
+None); the engine times those forward passes and activation uploads before the cut moves.
 
 Clients that fail, or are excluded by a deadline, get no further calls in that round; a client excluded
 between its forward and backward pass simply never gets the backward call. ``rounds`` passed to

@@ -130,6 +130,15 @@ class LiveTrainer:
         self._log.append(_plain({"moves": moves, "layout": layout, "stop": False}))
         return moves
 
+    def probe_batches(self) -> list[float] | None:
+        """The score rule's probe (``adaptive_cuts.probe_size``): per client, its probe set in batches of
+        ``batch_size`` (n_k / b), measured after every aggregation; the engine times those forward passes.
+        None without a probe. Fixed by the config, so replayed rounds are timed the same."""
+        adapter = self.system.adapter
+        if adapter is None or adapter.probes is None:
+            return None
+        return [len(p) / self.cfg.batch_size for p in adapter.probes]
+
     def set_allocator(self, allocator) -> None:
         """SplitFT with the radio re-optimised after cut moves: ``allocator(round_index, cuts, ranks)`` returns
         the new radio allocation for the layout after a move (built above ``fedsim.learn``, which may not import

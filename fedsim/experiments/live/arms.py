@@ -30,7 +30,7 @@ from fedsim.experiments.montecarlo.summary import to_markdown
 from fedsim.learn.config import TrainConfig
 from fedsim.scenario.arms import arm_configs
 
-_UP = ("upload_activation", "upload_lora", "move_block_to_server")
+_UP = ("upload_activation", "upload_lora", "move_block_to_server", "upload_probe_activation")
 _DOWN = ("download_gradient", "move_block_to_client")
 
 

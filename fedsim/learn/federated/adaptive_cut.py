@@ -20,7 +20,8 @@ ema_t = beta · loss_t + (1 - beta) · ema_(t-1)) of that loss gives q_k = exp(-
 runs over each round's batch loss; with neither (beta = 1, no probe) the rule reads the batches since the
 last decision, as before. Every round's batch, probe and EMA loss per client is kept (``quality_rows``) and
 their round-to-round jumps summarised (``quality_noise``): the noise of each signal. The probe's forward
-passes are measurement, not training: the event engine does not time them.
+passes cost time: the event engine charges them after each aggregation (client forward, activation upload,
+server forward; ``fedsim.engine.rounds._probe``), before the cut decision that reads them.
 
 **optimiser**: at each decision a planner (given by the live runs, ``fedsim.experiments.live.cut_planner``:
 learn/ does not import the optimiser) returns the delay model's per-client cuts for the drop and the
