@@ -51,6 +51,13 @@ def test_probe_and_optimiser_rules_in_a_live_run(tmp_path):
     assert all(1 <= c <= 3 for c in end) and end != [2, 2, 2]
     rounds = pd.read_csv(opt_run / "rounds.csv")
     assert len(rounds) == 4
+    # each round's time per engine phase: the moves and the compute, and the probe arm's probe passes
+    phases = pd.read_csv(opt_run / "phases.csv")
+    assert {"forward", "upload_activation", "move_block_to_client"} <= set(phases["phase"])
+    assert set(phases["round"]) == {0, 1, 2, 3} and (phases["max_actor_s"] <= phases["busy_s"] + 1e-15).all()
+    probe_phases = pd.read_csv(probe_run / "phases.csv")
+    assert {"probe_forward", "upload_probe_activation", "probe_server_forward"} <= set(probe_phases["phase"])
+    assert "probe_forward" not in set(phases["phase"])
     assert pd.read_csv(opt_run / "quality.csv")["probe_loss"].isna().all()  # no probe set in this arm
 
 

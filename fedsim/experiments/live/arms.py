@@ -1,11 +1,12 @@
 """Live studies with named arms (SplitFT, spec §10): every arm x ``vary`` combination is one live
 co-simulation (real split-LoRA training timed by the event engine, ``fedsim.experiments.live.runs.simulate_live``).
 
-Writes under ``live/``: one folder per run (record, engine rounds, cut per client per round, every cut
-change; adaptive arms also the quality signal per round and client and its round-to-round noise, and with
-``adaptive_cuts.reoptimise_allocation`` every radio allocation, ``allocations.csv``) and, across runs, ``arms_summary.csv`` (final val / test PPL, BLEU, ROUGE-L, simulated time to the
-target PPL (every arm runs all its rounds; the target only marks the first hit), bits sent each way, cuts at
-start and end), ``arms_curve.csv`` and ``arms_cuts.csv`` for figures.
+Writes under ``live/``: one folder per run (record, engine rounds, each round's time per engine phase
+(``phases.csv``), cut per client per round, every cut change; adaptive arms also the quality signal per round
+and client and its round-to-round noise, and with ``adaptive_cuts.reoptimise_allocation`` every radio
+allocation, ``allocations.csv``) and, across runs, ``arms_summary.csv`` (final val / test PPL, BLEU, ROUGE-L,
+simulated time to the target PPL (every arm runs all its rounds; the target only marks the first hit), bits
+sent each way, cuts at start and end), ``arms_curve.csv`` and ``arms_cuts.csv`` for figures.
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def _bits(sim, phases) -> float:
     return float(trace.loc[trace["phase"].isin(phases), "bits"].sum())
 
 
+def phase_rows(sim) -> pd.DataFrame:
+    """Per round and engine phase (forward, upload_activation, move_block_to_client, reallocate, probe_forward,
+    ...): the events, their summed duration, the largest per-actor sum (the slowest client's share) and the
+    bits: what each round's time went to, to explain an arm's round time against another's."""
+    if not len(sim.trace_rows):
+        return pd.DataFrame()
+    t = sim.trace.assign(duration_s=lambda f: f["end_s"] - f["start_s"])
+    per_actor = t.groupby(["round", "phase", "actor"], sort=True).agg(
+        s=("duration_s", "sum"), bits=("bits", "sum")
+    )
+    out = per_actor.groupby(level=["round", "phase"]).agg(
+        actors=("s", "size"), busy_s=("s", "sum"), max_actor_s=("s", "max"), bits=("bits", "sum")
+    )
+    return out.reset_index()
+
+
 def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig, progress: bool) -> None:
     folder = store.root / "live" / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,6 +68,7 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     source = f"fedsim run {scenario.name} (live arm {name})"
     sim, trainer, _ = simulate_live(scenario, run_cfg, progress, source=source)
     atomic_write_csv(folder / "rounds.csv", pd.DataFrame(sim.round_rows))
+    atomic_write_csv(folder / "phases.csv", phase_rows(sim))
     final = trainer.final_metrics()
     record = trainer.record()
     record.save(folder / record.file_name())
