@@ -91,11 +91,16 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
     if (live / "arms_curve.csv").exists():  # SplitFT-style arms (fedsim.experiments.live.arms)
         from fedsim.plots.splitft import splitft_figure, splitft_table
 
-        arms = pd.read_csv(live / "arms_curve.csv")
-        target = arms["target_ppl"].dropna().iloc[0] if arms["target_ppl"].notna().any() else None
-        made += save(
-            splitft_figure(arms, pd.read_csv(live / "arms_cuts.csv"), target), figures / "splitft", formats
-        )
+        arms, cuts = pd.read_csv(live / "arms_curve.csv"), pd.read_csv(live / "arms_cuts.csv")
+        if "seed" in arms.columns:  # repeated over seeds: mean curves, cut trajectories per moving arm
+            from fedsim.experiments.live.compare import group_columns
+            from fedsim.plots.splitft import splitft_seeds_figure
+
+            figure = splitft_seeds_figure(arms, cuts, group_columns(arms))
+        else:
+            target = arms["target_ppl"].dropna().iloc[0] if arms["target_ppl"].notna().any() else None
+            figure = splitft_figure(arms, cuts, target)
+        made += save(figure, figures / "splitft", formats)
         table = splitft_table(pd.read_csv(live / "arms_summary.csv"))
         atomic_write_text(figures / "splitft_table.md", to_markdown(table) + "\n")
         made.append(figures / "splitft_table.md")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fedsim.report import convergence, figures, radio, rank_study, splitft
+from fedsim.report import convergence, figures, radio, rank_study, splitft, splitft_systems
 from fedsim.report.common import GENERATED, md_table, provenance
 
 PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
@@ -23,10 +23,11 @@ PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "convergence.md": ("Convergence study", convergence.page),
     "rank-study.md": ("Rank study: lr per rank, E(r) over seeds", rank_study.page),
     "splitft.md": ("SplitFT study", splitft.page),
+    "splitft-systems.md": ("SplitFT in two systems: compute- vs uplink-bound", splitft_systems.page),
 }
 FOLDERS = [name for name, _ in figures.PAPER + figures.MEASURED] + [
     "quickstart", *radio.RUNS["fig5"], *radio.RUNS["fig8"], "radio_study", "convergence_study",
-    "convergence_long", "rank_lr_sweep", "rank_study", "splitft_study",
+    "convergence_long", "rank_lr_sweep", "rank_study", "splitft_study", *splitft_systems.STUDIES,
 ]  # fmt: skip
 
 

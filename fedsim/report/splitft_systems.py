@@ -1,0 +1,202 @@
+"""SplitFT in two systems (issue 23): the compute-bound one (``results/splitft_compute_bound``) and the
+uplink-bound one (``results/splitft_uplink_bound``), each a fixed-cut SplitLoRA baseline against the balance,
+score (probe EMA) and optimiser cut rules over seeds, read from the finished runs (an unfinished study reads
+as interim)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from fedsim.experiments.live.compare import (
+    BASELINE,
+    PHASE_GROUPS,
+    collect,
+    group_columns,
+    paired,
+    phase_seconds,
+    times_to_target,
+)
+from fedsim.report.common import GENERATED, image, md_table, provenance
+from fedsim.stats import mean_ci95
+
+STUDIES = {
+    "splitft_compute_bound": "Compute-bound system: 10x client compute spread, fast uplink, memory caps that bind",
+    "splitft_uplink_bound": "Uplink-bound system: the first study's radio and clients, the same arms and caps",
+}
+
+
+def _planned(folder: Path) -> tuple[int | None, dict]:
+    """Runs the study's scenario plans (arms x every combination of its ``vary`` values), and the scenario."""
+    path = folder / "scenario.json"
+    if not path.is_file():
+        return None, {}
+    scenario = json.loads(path.read_text(encoding="utf-8"))
+    live = scenario.get("live") or {}
+    n = len(live.get("arms") or {})
+    for values in (live.get("vary") or {}).values():
+        n *= len(values)
+    return n, scenario
+
+
+def _mean_ci(values, fmt: str = "{:.3g}") -> str:
+    mean, half = mean_ci95(values)
+    if math.isnan(mean):
+        return "-"
+    n = int(pd.Series(values).notna().sum())
+    return fmt.format(mean) + (f" ± {fmt.format(half)}" if n > 1 else "")
+
+
+def _group_label(row, groups: list[str]) -> str:
+    return ", ".join(f"{row[g]}" for g in groups)
+
+
+def _count_label(key, n: int) -> str:
+    key = key if isinstance(key, tuple) else (key,)
+    return f"`{key[0]}`" + "".join(f" {v}" for v in key[1:]) + f": {n}"
+
+
+def arms_table(summary: pd.DataFrame) -> str:
+    groups = group_columns(summary)
+    rows = []
+    for (arm, *_), g in summary.groupby(["arm", *groups], sort=False):
+        rows.append([f"`{arm}`", _group_label(g.iloc[0], groups), len(g),
+                     _mean_ci(g["final_val_ppl"], "{:.4g}"), _mean_ci(g["test_ppl"], "{:.4g}"), _mean_ci(g["bleu"], "{:.2f}"),
+                     _mean_ci(g["rouge_l"], "{:.3f}"), _mean_ci(g["sim_total_s"]),
+                     _mean_ci(g["sim_time_to_common_s"]), _mean_ci(g["bits_up"] / 1e6, "{:.4g}"),
+                     _mean_ci(g["bits_down"] / 1e6, "{:.4g}"), _mean_ci(g["cut_changes"], "{:.3g}")])  # fmt: skip
+    header = ["arm", "/".join(groups) or "-", "seeds", "final val PPL", "test PPL", "BLEU", "ROUGE-L",
+              "simulated time [s]", "time to common target [s]", "uplink Mbit", "downlink Mbit", "cut moves"]  # fmt: skip
+    return md_table(header, rows)
+
+
+def paired_table(summary: pd.DataFrame) -> str:
+    groups = group_columns(summary)
+    columns = [("sim_time_to_common_s", "time to common target"), ("sim_total_s", "simulated time"),
+               ("final_val_ppl", "final val PPL"), ("test_ppl", "test PPL")]  # fmt: skip
+    tables = {c: paired(summary, c).set_index(["arm", *groups]) for c, _ in columns}
+    first = tables[columns[0][0]]
+    rows = []
+    for key in first.index:
+        key_t = key if isinstance(key, tuple) else (key,)
+        cells = [f"`{key_t[0]}`", ", ".join(str(v) for v in key_t[1:]), int(first.loc[key, "seeds"])]
+        for c, _ in columns:
+            r = tables[c].loc[key]
+            if math.isnan(r["change_pct"]):
+                cells.append("-")
+            elif math.isnan(r["ci_pct"]):
+                cells.append(f"{r['change_pct']:+.1f} % (one seed)")
+            else:
+                mark = " **CI excludes 0**" if r["excludes_0"] else ""
+                cells.append(f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} %{mark}")
+        rows.append(cells)
+    header = ["arm", "/".join(groups) or "-", "seeds", *(name for _, name in columns)]
+    return md_table(header, rows)
+
+
+def phase_table(summary: pd.DataFrame, phases: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Mean seconds per round by delay term, per arm and group (mean over seeds), and the frame behind it."""
+    per_run = phase_seconds(phases)
+    if per_run.empty:
+        return "", per_run
+    groups = group_columns(summary)
+    terms = [t for t in PHASE_GROUPS if t in per_run.columns]
+    frame = summary[["run", "arm", *groups, "sim_total_s", "rounds_completed"]].merge(per_run, on="run")
+    frame = frame.assign(round_s=frame["sim_total_s"] / frame["rounds_completed"])
+    means = frame.groupby(["arm", *groups], sort=False)[["round_s", *terms]].mean().reset_index()
+    rows = [[f"`{r['arm']}`", _group_label(r, groups), f"{r['round_s']:.3g}", *(f"{r[t]:.3g}" for t in terms)]
+            for _, r in means.iterrows()]  # fmt: skip
+    header = ["arm", "/".join(groups) or "-", "round [s]", *terms]
+    return md_table(header, rows), means
+
+
+def explanations(means: pd.DataFrame, groups: list[str]) -> list[str]:
+    """Per arm and group, its round time against the baseline's and the delay terms that moved most."""
+    if means.empty:
+        return []
+    terms = [t for t in PHASE_GROUPS if t in means.columns]
+    lines = []
+    for _, r in means[means["arm"] != BASELINE].iterrows():
+        base = means[(means["arm"] == BASELINE) & (means[groups] == r[groups]).all(axis=1)] if groups else None
+        base = means[means["arm"] == BASELINE] if base is None else base
+        if base.empty:
+            continue
+        b = base.iloc[0]
+        deltas = sorted(((r[t] - b[t], t) for t in terms), key=lambda d: -abs(d[0]))
+        moved = ", ".join(f"{t} {d:+.3g} s" for d, t in deltas[:3] if abs(d) > 1e-3 * max(b["round_s"], 1e-12))
+        lines.append(
+            f"- `{r['arm']}` ({_group_label(r, groups)}): {r['round_s']:.3g} s per round against "
+            f"{b['round_s']:.3g} s ({100 * (r['round_s'] / b['round_s'] - 1):+.1f} %)"
+            + (f"; largest changes per round: {moved}." if moved else "; no delay term moves.")
+        )
+    return lines
+
+
+def study_section(results: Path, name: str, title: str) -> list[str]:
+    folder = results / name
+    lines = [f"## {title}", ""]
+    planned, scenario = _planned(folder)
+    data = collect(folder / "live") if (folder / "live").is_dir() else {"summary": pd.DataFrame()}
+    summary = data["summary"]
+    if summary.empty:
+        return lines + [f"`scenarios/{name}.toml` has no committed runs yet: nothing is claimed about it.", ""]
+    summary = times_to_target(summary, data["curve"])
+    groups = group_columns(summary)
+    counts = summary.groupby(["arm", *groups], sort=False).size()
+    done = f"{len(summary)} of {planned}" if planned else str(len(summary))
+    interim = planned is not None and len(summary) < planned
+    train = ((scenario.get("live") or {}).get("training")) or {}
+    phase_md, means = phase_table(summary, data.get("phases", pd.DataFrame()))
+    lines += [
+        f"Source: {provenance(folder, results)}.", "",
+        f"Runs committed: {done}" + (" (interim: the tables change as runs land)." if interim else ".")
+        + " Seeds per arm" + (f" and {'/'.join(groups)}" if groups else "") + ": "
+        + ", ".join(_count_label(k, n) for k, n in counts.items()) + ".", "",
+        f"Validation PPL on the first {train.get('eval_samples', '?')} validation examples after every round, "
+        f"test PPL on {train.get('test_samples', '?')} test examples, BLEU and ROUGE-L on "
+        f"{train.get('generate_mrs', '?')} test MRs. Times are the engine's simulated seconds; mean ± the 95 % "
+        "t-CI half-width over seeds.", "",
+        "**Common target.** Per partition and seed, the highest final validation PPL among that seed's arms, "
+        "so every run reaches it; each run's simulated time to it is interpolated in log PPL between "
+        "evaluations. It asks which arm reaches the quality all arms share soonest.", "",
+        "### The arms", "", arms_table(summary), "",
+        f"### Against the fixed-cut baseline (`{BASELINE}`), paired by seed", "",
+        "Relative change of each arm against the baseline run of the same partition and seed (negative = "
+        "smaller = better for times and PPL); mean ± 95 % t-CI over seeds; a CI is marked when it excludes 0.",
+        "", paired_table(summary), "",
+    ]  # fmt: skip
+    if phase_md:
+        lines += [
+            "### Where a round's time goes", "",
+            "Mean seconds per round by delay term (per engine phase the slowest client's summed time in the "
+            "round, `phases.csv`; terms overlap in time, so they do not add up to the round), mean over seeds.",
+            "", phase_md, "", *explanations(means, groups), "",
+        ]  # fmt: skip
+    zero = summary[(summary["bleu"] <= 0) | (summary["rouge_l"] <= 0)]
+    lines += [
+        f"BLEU and ROUGE-L above 0 in {len(summary) - len(zero)} of {len(summary)} runs"
+        + (f" (zero in: {', '.join(f'`{r}`' for r in zero['run'])})." if len(zero) else "."),
+        "",
+    ]
+    if (folder / "figures" / "splitft.png").is_file():
+        lines += [image(f"{name}/splitft.png", f"{name}: val PPL vs simulated time, cut trajectories"), ""]
+    return lines
+
+
+def page(results: Path) -> str:
+    lines = [GENERATED, "", "# SplitFT in two systems", "",
+             "Live SmolLM2-135M split-LoRA runs timed by the event engine, repeated over seeds and two "
+             "partitions (IID and length-Dirichlet alpha = 0.1): the fixed-cut SplitLoRA baseline (every client "
+             "at the cut the weakest client's memory allows) against three adaptive cut rules under per-client "
+             "memory caps: `balance` (equalise per-client iteration time), `score_probe` (fedsim's score rule "
+             "on an EMA of each client's loss on a fixed probe set; SplitFT publishes no formula) and "
+             "`optimiser` (the delay model's per-client cuts for the drop); `*_rcut4` arms put rank 4 on the "
+             "cut blocks at the same alpha/r. Adaptive arms re-choose subchannels and power after every cut "
+             "move (charged as a broadcast); the probe's forward passes are timed. What the rules do: "
+             "[Convergence and SplitFT studies](../guides/studies.md).", ""]  # fmt: skip
+    for name, title in STUDIES.items():
+        lines += study_section(results, name, title)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,72 @@
+"""The SplitFT systems page (``fedsim.report.splitft_systems``) from a synthetic results folder: run counts and
+the interim note, the paired change against the baseline with its CI, the delay-term explanation, the BLEU
+check, and nothing claimed without runs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from fedsim.report.splitft_systems import page
+
+
+def _run(live, arm, seed, *, total_s, final, client_s, bleu=1.0):
+    folder = live / f"{arm}_partitioniid_seed{seed}"
+    folder.mkdir(parents=True)
+    summary = {"run": folder.name, "arm": arm, "partition": "iid", "seed": seed, "rounds_completed": 2,
+               "final_val_ppl": final, "test_ppl": final + 0.1, "bleu": bleu, "rouge_l": 0.3,
+               "sim_total_s": total_s, "bits_up": 8e6, "bits_down": 2e6, "cut_changes": 0}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary))
+    curve = [{"run": folder.name, "step": s, "val_ppl": p, "sim_time_s": total_s * s / 10}
+             for s, p in ((0, 20.0), (5, 10.0), (10, final))]  # fmt: skip
+    (folder / "curve.json").write_text(json.dumps(curve))
+    phases = pd.DataFrame(
+        [{"round": r, "phase": "forward", "actors": 3, "busy_s": 3 * client_s, "max_actor_s": client_s,
+          "bits": 0.0} for r in (0, 1)]  # fmt: skip
+    )
+    phases.to_csv(folder / "phases.csv", index=False)
+
+
+def test_the_page_pairs_each_arm_with_the_baseline_by_seed_and_explains_the_round_time(tmp_path):
+    results = tmp_path / "results"
+    folder = results / "splitft_compute_bound"
+    live = folder / "live"
+    scenario = {"live": {"arms": {"splitlora_fixed": {}, "balance": {}},
+                         "vary": {"partition": ["iid"], "seed": [0, 1, 2]}, "training": {"eval_samples": 96}}}  # fmt: skip
+    folder.mkdir(parents=True)
+    (folder / "scenario.json").write_text(json.dumps(scenario))
+    for seed in (0, 1):
+        _run(live, "splitlora_fixed", seed, total_s=10.0, final=6.0, client_s=4.0)
+        _run(live, "balance", seed, total_s=8.0 if seed == 0 else 6.0, final=6.0, client_s=2.0, bleu=0.0)
+    text = page(results)
+    section = text.split("## Compute-bound")[1].split("## Uplink-bound")[0]
+    assert "Runs committed: 4 of 6 (interim" in section
+    # simulated time: -20 % and -40 %: mean -30 %, t-CI half-width 12.706 * 14.14 / sqrt(2) = 127 %
+    assert "| `balance` | iid | 2 |" in section and "-30.0 ± 127.1 %" in section
+    assert "CI excludes 0" not in section.split("-30.0 ± 127.1 %")[1].split("|")[0]
+    # the common target is 6.0 (both arms end there): reached at 10 s and at 8 / 6 s
+    assert "`balance` (iid): 3.5 s per round against 5 s (-30.0 %); largest changes per round: client compute -2 s." in section
+    assert "BLEU and ROUGE-L above 0 in 2 of 4 runs" in section
+    assert "`scenarios/splitft_uplink_bound.toml` has no committed runs yet: nothing is claimed" in text
+
+
+def test_the_seeds_figure_has_a_ppl_row_and_one_cut_row_per_moving_arm():
+    from fedsim.plots.splitft import splitft_seeds_figure
+
+    curve = pd.DataFrame(
+        [{"run": f"{arm}_{p}_{s}", "arm": arm, "partition": p, "seed": s, "step": k, "val_ppl": 10.0 - k - s,
+          "sim_time_s": 2.0 * k} for arm in ("splitlora_fixed", "balance") for p in ("iid", "length_dirichlet")
+         for s in (0, 1) for k in range(3)]  # fmt: skip
+    )
+    cuts = pd.DataFrame(
+        [{"run": f"{arm}_{p}_{s}", "arm": arm, "partition": p, "seed": s, "round": r, "client": c,
+          "cut": 2 + (arm == "balance") * r * c} for arm in ("splitlora_fixed", "balance")
+         for p in ("iid", "length_dirichlet") for s in (0, 1) for r in range(3) for c in range(2)]  # fmt: skip
+    )
+    fig = splitft_seeds_figure(curve, cuts, ["partition"])
+    axes = fig.axes
+    assert len(axes) == 2 * 2  # (PPL row + the one moving arm's cut row) x two partitions
+    top = axes[0]
+    assert len(top.lines) == 2 * (2 + 1)  # per arm: two seeds (thin) and their mean
+    assert axes[2].get_ylabel() == "balance\ncut" and len(axes[2].lines) == 2  # one step line per client
