@@ -71,6 +71,21 @@ def _channels_and_power(problem, link, offset_s, load_bits, psd, power_solver, r
     return owner, psd, status
 
 
+_SHARED: dict = {"drop": None, "memo": {}}
+
+
+def _shared_memo(problem: Problem, power_solver: str, refine: bool) -> dict:
+    """The memo of steps 1-2 (``_channels_and_power``) that every run on the same Drop object shares (a sweep
+    unit runs all its schemes on one drop): with the exact solver on flat channels a link's result depends
+    only on the drop and the link's (offsets, loads), not on the scheme; else a fresh memo for this run."""
+    flat = np.asarray(problem.drop.main.gain).ndim == 1 and np.asarray(problem.drop.fed.gain).ndim == 1
+    if power_solver != "exact" or not flat:
+        return {}
+    if _SHARED["drop"] is not problem.drop:
+        _SHARED["drop"], _SHARED["memo"] = problem.drop, {}
+    return _SHARED["memo"].setdefault(bool(refine), {})
+
+
 @dataclass
 class _Blocks:
     """The BCD iterate: both links' subchannel owners and PSDs, the clients' cuts and the common rank."""
@@ -244,7 +259,7 @@ def run_bcd(
     blocks = _initial_blocks(problem, spec, rng)
     solver_status = _solver_labels(problem, spec, power_solver, refine)
     history: list[float] = []
-    memo: dict[tuple, tuple] = {}
+    memo = _shared_memo(problem, power_solver, refine)
     best: tuple[float, Allocation, int] | None = None
     iterations, status = 0, "max_iterations"
     for iteration in range(1, max_iterations + 1):

@@ -210,36 +210,70 @@ def seed_point(scenario: Scenario, point_index: int) -> int:
     return 0 if scenario.montecarlo.same_drops_across_points else int(point_index)
 
 
-def problem_at(scenario: Scenario, point_index: int, drop_index: int):
-    """Problem (18) of one (point, drop): the drop drawn from its seed, the point's workload and E(r)."""
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """What every scheme of one (point, drop) shares, worked out once per unit: the point's scenario and
+    seeds, Problem (18) with the drop drawn from its seed (the schemes read it, none changes it), and the
+    scheme-free columns of its rows."""
+
+    scenario: Scenario
+    point: int
+    drop: int
+    at: Scenario
+    base_seed: int
+    seed_at: int
+    problem: Any  # fedsim.optimize.Problem
+    rounds_source: str
+    point_columns: dict[str, Any]
+
+
+_LAST_UNIT: list[_Unit] = []  # the unit worked out last (its schemes run one after another)
+
+
+def _unit(scenario: Scenario, point_index: int, drop_index: int) -> _Unit:
+    """The ``_Unit`` of (point, drop), reused while the same (frozen) scenario object asks for the same unit."""
+    if _LAST_UNIT:
+        last = _LAST_UNIT[0]
+        if last.scenario is scenario and (last.point, last.drop) == (int(point_index), int(drop_index)):
+            return last
     from fedsim.optimize import Problem
 
     at = _point_scenario(scenario, point_index)
-    drop = draw_radio_drop(
-        at.system, at.radio, seeds.drop_rng(at.montecarlo.base_seed, seed_point(at, point_index), drop_index)
-    )
-    return Problem(
+    base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
+    drop = draw_radio_drop(at.system, at.radio, seeds.drop_rng(base, seed_at, drop_index))
+    rounds, source = rounds_by_rank_of(at)
+    problem = Problem(
         drop=drop,
         workload=workload_of(at),
         batch_size=at.training.batch_size,
         local_iterations=at.training.local_iterations,
-        rounds_by_rank=rounds_by_rank_of(at)[0],
+        rounds_by_rank=rounds,
         upload_every_local_iteration=at.training.upload_every_local_iteration,
         per_client_cuts=at.training.per_client_cuts or at.schemes.per_client_cuts,
         rank_cut=at.schemes.rank_cut,
     )
+    columns = {key: _scalar(value) for key, value in point_values(scenario, point_index).items()}
+    unit = _Unit(scenario, int(point_index), int(drop_index), at, base, seed_at, problem, source, columns)
+    _LAST_UNIT[:] = [unit]
+    return unit
+
+
+def problem_at(scenario: Scenario, point_index: int, drop_index: int):
+    """Problem (18) of one (point, drop): the drop drawn from its seed, the point's workload and E(r)."""
+    return _unit(scenario, point_index, drop_index).problem
 
 
 def optimize_at(scenario: Scenario, point_index: int, drop_index: int, *, scheme: str, refine: bool = True):
     """The ``Result`` of ``scheme`` on one (point, drop), with the scheme's own stream of that unit."""
+    return _optimize(_unit(scenario, point_index, drop_index), scheme, refine=refine)
+
+
+def _optimize(unit: _Unit, scheme: str, *, refine: bool = True):
     from fedsim.optimize import get_scheme, optimize
 
-    at = _point_scenario(scenario, point_index)
+    at, problem = unit.at, unit.problem
     chosen = get_scheme(scheme)
-    rng = seeds.scheme_rng(
-        at.montecarlo.base_seed, seed_point(at, point_index), drop_index, scheme=chosen.name
-    )
-    problem = problem_at(scenario, point_index, drop_index)
+    rng = seeds.scheme_rng(unit.base_seed, unit.seed_at, unit.drop, scheme=chosen.name)
     result = optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
     ranks = np.asarray(result.allocation.ranks)
     if problem.rank_cut is not None and chosen.name != "splitft" and (ranks != problem.rank_cut).all():
@@ -251,11 +285,12 @@ def optimize_at(scenario: Scenario, point_index: int, drop_index: int, *, scheme
     return result
 
 
-def _optimize_reporting_where(scenario: Scenario, point_index: int, drop_index: int, scheme: str):
+def _optimize_reporting_where(unit: _Unit, scheme: str):
     """``optimize_at``, with a failure of the scheme's code turned into ``SchemeFailed`` (or an InputError
     that names the scheme, point and drop); an interruption passes as it is."""
+    point_index, drop_index = unit.point, unit.drop
     try:
-        return optimize_at(scenario, point_index, drop_index, scheme=scheme)
+        return _optimize(unit, scheme)
     except InputError as exc:
         raise type(exc)(f"scheme {scheme!r} at sweep point {point_index}, drop {drop_index}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any error of a scheme's code: say where, keep its traceback
@@ -274,19 +309,24 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, *, scheme: s
     sees the same placement and engine randomness (common random numbers); the scheme's own random
     choices use a per-scheme stream.
     """
+    return _task(_unit(scenario, point_index, drop_index), scheme)
+
+
+def _task(unit: _Unit, scheme: str) -> list[dict]:
+    """``run_task`` of one scheme on a unit worked out already."""
     scheme_ref = scheme  # as [schemes] names it (the row carries the scheme's own name)
-    at = _point_scenario(scenario, point_index)
-    base, seed_at = at.montecarlo.base_seed, seed_point(at, point_index)
-    result = _optimize_reporting_where(scenario, point_index, drop_index, scheme)
+    scenario, point_index, drop_index, at = unit.scenario, unit.point, unit.drop, unit.at
+    base, seed_at = unit.base_seed, unit.seed_at
+    result = _optimize_reporting_where(unit, scheme)
     drop, workload, scheme = result.problem.drop, result.problem.workload, result.scheme
-    source = rounds_by_rank_of(at)[1]
+    source = unit.rounds_source
     d = result.delays
     row: dict[str, Any] = {
         "scenario": scenario.name,
         "point": int(point_index),
         "drop": int(drop_index),
         "scheme": scheme,
-        **{key: _scalar(value) for key, value in point_values(scenario, point_index).items()},
+        **unit.point_columns,
         "seed": json.dumps(seeds.task_entropy(base, seed_at, drop_index)),
         "status": result.status,
         "rank": int(result.rank),
@@ -318,7 +358,8 @@ def run_task(scenario: Scenario, point_index: int, drop_index: int, *, scheme: s
             drop, result.allocation, d, rounds_from="records" if at.training.records else "inline"
         )
     )
-    row.update(uncertainty_columns(scenario, point_index, drop_index, scheme=scheme_ref, result=result))
+    if at.training.e_draws:
+        row.update(uncertainty_columns(scenario, point_index, drop_index, scheme=scheme_ref, result=result))
     return [row]
 
 
