@@ -80,12 +80,17 @@ class LinkAdaptation:
     tables: McsTables
 
 
-@functools.lru_cache(maxsize=8)
 def mcs_tables(
     prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, *, downlink: bool = False
 ) -> McsTables:
     """TBS and TB error rate of every MCS for TBs on each of ``prb_counts`` PRBs on the SNR grid (cached);
     PUSCH, or PDSCH for the ``downlink``."""
+    return _mcs_tables(prb_counts, re_per_prb, mcs_table, downlink)
+
+
+@functools.lru_cache(maxsize=8)
+def _mcs_tables(prb_counts: tuple[int, ...], re_per_prb: int, mcs_table: int, downlink: bool) -> McsTables:
+    """``mcs_tables``, cached on positional arguments: one entry per table however the caller spells them."""
     phy = phy_abstraction(SNR_DB_MIN, SNR_DB_MAX, SNR_DB_STEP, downlink=downlink)
     with sionna_call():
         import torch
