@@ -89,28 +89,12 @@ class OuterLoopHarq:
         self.delta_down_db = self.delta_up_db * bler_target / (1.0 - bler_target)
         k = len(self._true)
         self._steady: dict[int, tuple[float, float]] = {}
-        self._grid: dict[int, dict[int, tuple]] = {}  # client -> {grid index: ``_point``}
+        self._grid: dict[int, dict[int, tuple]] = {}  # client -> {estimate shift: ``_point``}
         self.offset_db, self.acks, self.nacks = (
             np.zeros(k),
             np.zeros(k, dtype=np.int64),
             np.zeros(k, dtype=np.int64),
         )
-
-    def _estimate_index(self, k: int, offset_db: float) -> int:
-        g = self._true[k] + math.floor((self.bias_db - offset_db) / self.step_db + 1e-9)
-        return min(max(g, 0), len(self._mcs[k]) - 1)
-
-    def _acks_to_next_mcs(self, k: int, g: int, offset_db: float) -> float:
-        """ACKs (each lowering the offset by delta_down) until the estimate reaches the next MCS change (or
-        the offset its floor); inf when neither can happen."""
-        if offset_db <= OFFSET_MIN_DB or self.delta_down_db <= 0:
-            return math.inf
-        changes = self._changes[k]
-        nxt = bisect.bisect_right(changes, g)
-        target = OFFSET_MIN_DB
-        if nxt < len(changes):  # offset at which the estimate index reaches changes[nxt]
-            target = max(target, self.bias_db - (changes[nxt] - self._true[k] - 1e-9) * self.step_db)
-        return max(1, math.ceil((offset_db - target) / self.delta_down_db - 1e-9))
 
     def duration_s(self, k: int, bits: float, rng: np.random.Generator) -> float:
         """One transfer of client k [s]; updates the client's offset and ACK/NACK counts.
@@ -145,68 +129,75 @@ class OuterLoopHarq:
             self._steady[k] = (sent / slots, nacks / (acks + nacks))
         return self._steady[k]
 
-    def _point(self, k: int, g: int) -> tuple:
-        """Client k at estimated-SNR grid index g: (TBS, TBLER, log(1 - TBLER), the offset at which the
-        estimate reaches the next MCS change, or OFFSET_MIN_DB), the constants ``_walk`` reads per run
-        (kept per client in ``_grid`` as the walk meets them: it visits a few of the grid's indices)."""
+    def _point(self, k: int, shift: int) -> tuple:
+        """Client k with its SNR estimate ``shift`` grid steps off the true SNR (clamped to the grid): (TBS,
+        log(1 - TBLER) (0 where the TBLER is 0 or 1), the ACK run where that is not random (inf at TBLER 0,
+        0 at TBLER 1), the offset at which the estimate reaches the next MCS change (or OFFSET_MIN_DB), and
+        the offset from which the walk gives up (no TB gets through)); the constants ``_walk`` reads per run,
+        kept per client in ``_grid`` as the walk meets them (it visits a few of the grid's indices)."""
+        g = min(max(self._true[k] + shift, 0), len(self._mcs[k]) - 1)
         mcs, changes = self._mcs[k][g], self._changes[k]
-        p = self._tbler[k][mcs]
-        nxt = bisect.bisect_right(changes, g)  # as _acks_to_next_mcs
+        tb, p = self._tb[k][mcs], self._tbler[k][mcs]
+        nxt = bisect.bisect_right(changes, g)
         target = OFFSET_MIN_DB
-        if nxt < len(changes):
+        if nxt < len(changes):  # offset at which the estimate index reaches changes[nxt]
             target = max(target, self.bias_db - (changes[nxt] - self._true[k] - 1e-9) * self.step_db)
-        return self._tb[k][mcs], p, math.log1p(-p) if 0 < p < 1 else 0.0, target
+        give_up = -math.inf if tb <= 0 else (OFFSET_MAX_DB if p >= 1.0 else math.inf)
+        random = 0 < p < 1
+        return (
+            tb,
+            math.log1p(-p) if random else 0.0,
+            None if random else (0 if p else math.inf),
+            target,
+            give_up,
+        )
 
     def _walk(self, k: int, offset: float, bits: float, max_tbs: int, rng: np.random.Generator):
         """Walk client k's loop from ``offset`` until ``bits`` are through or ``max_tbs`` TBs were sent:
         (slots, bits sent, ACKs, NACKs, offset), or None when no MCS the loop can reach gets a TB through.
 
-        The hot loop of an OLLA run: ``_estimate_index`` and ``_acks_to_next_mcs`` are inlined on the
-        per-grid-point constants of ``_point`` (the same arithmetic, so the same draws and numbers)."""
-        points, true_g, top_g = self._grid.setdefault(k, {}), self._true[k], len(self._mcs[k]) - 1
-        bias, step, down, up = self.bias_db, self.step_db, self.delta_down_db, self.delta_up_db
+        Run by run: the estimate's grid index, then the run of ACKs before the next NACK (one uniform U per
+        run, floor(log U / log(1 - TBLER)): Geometric(TBLER) by inversion), cut short where the falling offset
+        changes the MCS (``_point``'s target), the bits are through or the TBs run out. It is the hot loop of
+        an OLLA run, so constants are local names and minima and clamps are written out."""
+        points, bias, step = self._grid.setdefault(k, {}), self.bias_db, self.step_db
+        down, up, lowest, highest = self.delta_down_db, self.delta_up_db, OFFSET_MIN_DB, OFFSET_MAX_DB
         floor, ceil, log, inf = math.floor, math.ceil, math.log, math.inf
-        slots = sent = 0.0
-        acks = nacks = 0
-        uniforms, used = [], 0  # drawn in batches from rng: ACK runs by inversion, Geometric(TBLER)
-        while acks + nacks < max_tbs:
-            g = true_g + floor((bias - offset) / step + 1e-9)  # _estimate_index, clamped to the grid
-            g = 0 if g < 0 else (top_g if g > top_g else g)
-            point = points.get(g)
-            if point is None:
-                point = points[g] = self._point(k, g)
-            tb, p, log_q, target = point
-            if tb <= 0 or (p >= 1.0 and offset >= OFFSET_MAX_DB):
+        sent = 0.0
+        n = nacks = 0  # TBs sent (ACKs and NACKs), NACKs
+        logs = []  # log U of uniforms drawn from rng in batches, used from the end
+        while n < max_tbs:
+            shift = floor((bias - offset) / step + 1e-9)  # the estimate's grid index, less the true one
+            try:
+                tb, log_q, run, target, give_up = points[shift]
+            except KeyError:
+                tb, log_q, run, target, give_up = points[shift] = self._point(k, shift)
+            if offset >= give_up:
                 return None
-            if 0 < p < 1:  # ACKs before the next NACK: floor(log U / log(1 - p)), U uniform on (0, 1]
-                if used == len(uniforms):
-                    uniforms, used = (1.0 - rng.random(_BATCH)).tolist(), 0
-                run = floor(log(uniforms[used]) / log_q)
-                used += 1
-            else:
-                run = inf if p <= 0 else 0
+            if log_q:  # 0 < TBLER < 1: the ACKs before the next NACK
+                if not logs:
+                    logs = list(map(log, (1.0 - rng.random(_BATCH)).tolist()))[::-1]
+                run = floor(logs.pop() / log_q)
             finish = ceil((bits - sent) / tb - 1e-12) if bits < inf else inf
-            # _acks_to_next_mcs: ACKs until the estimate reaches the next MCS change (or the offset its floor)
-            if offset <= OFFSET_MIN_DB or down <= 0:
+            # ACKs until the estimate reaches the next MCS change (or the offset its floor)
+            if offset <= lowest or down <= 0:
                 to_next = inf
             else:
                 to_next = ceil((offset - target) / down - 1e-9)
                 to_next = 1 if to_next < 1 else to_next
-            # m = min(run, finish, to_next, TBs left), written out (as are the clamps below: they are hot)
-            m, left = run, max_tbs - acks - nacks
+            m, left = run, max_tbs - n  # m = min(run, finish, to_next, TBs left)
             m = finish if finish < m else m
             m = to_next if to_next < m else m
             m = left if left < m else m
             if m == finish:  # the last TB is charged for the bits it carries, like bits / rate
-                slots += (bits - sent) / tb
-                sent, acks = bits, acks + finish
-                offset = max(offset - finish * down, OFFSET_MIN_DB)
-                break
-            slots, sent, acks = slots + m, sent + m * tb, acks + m
+                slots = n + (bits - sent) / tb
+                n += finish
+                return slots, bits, n - nacks, nacks, max(offset - finish * down, lowest)
+            n, sent = n + m, sent + m * tb
             offset -= m * down
-            offset = OFFSET_MIN_DB if offset < OFFSET_MIN_DB else offset
-            if m == run and acks + nacks < max_tbs:  # the run ends in a NACK
-                slots, nacks = slots + 1, nacks + 1
+            offset = lowest if offset < lowest else offset
+            if m == run and n < max_tbs:  # the run ends in a NACK
+                n, nacks = n + 1, nacks + 1
                 offset += up
-                offset = OFFSET_MAX_DB if offset > OFFSET_MAX_DB else offset
-        return slots, sent, acks, nacks, offset
+                offset = highest if offset > highest else offset
+        return float(n), sent, n - nacks, nacks, offset
