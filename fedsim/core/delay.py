@@ -48,7 +48,7 @@ class Delays:
 def _client_mask(workload: Workload, cuts: np.ndarray) -> np.ndarray:
     """(K, J) bool, True where block j (1-based) runs on client k, i.e. j <= c_k."""
     cuts = np.asarray(cuts, dtype=int)
-    if np.any(cuts < 1) or np.any(cuts > workload.num_layers):
+    if (cuts < 1).any() or (cuts > workload.num_layers).any():
         raise ValueError(f"cuts must lie in 1..{workload.num_layers}, got {cuts.tolist()}")
     return np.arange(1, workload.num_layers + 1)[None, :] <= cuts[:, None]
 
@@ -56,24 +56,28 @@ def _client_mask(workload: Workload, cuts: np.ndarray) -> np.ndarray:
 def _checked_ranks(ranks: np.ndarray) -> np.ndarray:
     """The ranks as an int array, after checking every rank is >= 1 (rank 0 would silently drop LoRA)."""
     ranks = np.asarray(ranks)
-    if np.any(ranks < 1):
+    if (ranks < 1).any():
         raise ValueError(f"ranks must be >= 1, got min {ranks.min()}")
     return ranks
+
+
+def _flops(workload: Workload, on: np.ndarray, ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward FLOPs per sample of the blocks ``on`` (K, J), ``ranked`` = on * ranks."""
+    fwd = on @ workload.fwd_flops + ranked @ workload.lora_fwd_flops_per_rank
+    bwd = on @ workload.bwd_flops + ranked @ workload.lora_bwd_flops_per_rank
+    return fwd, bwd
 
 
 def client_flops(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Client-side forward and backward FLOPs per sample, (K,) each: Phi_c + Delta-Phi_c."""
     mask, ranks = _client_mask(workload, cuts), _checked_ranks(ranks)
-    fwd = mask @ workload.fwd_flops + (mask * ranks) @ workload.lora_fwd_flops_per_rank
-    bwd = mask @ workload.bwd_flops + (mask * ranks) @ workload.lora_bwd_flops_per_rank
-    return fwd, bwd
+    return _flops(workload, mask, mask * ranks)
 
 
 def server_flops(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Server-side forward and backward FLOPs per sample of each client's data, (K,) each (head included)."""
     server, ranks = ~_client_mask(workload, cuts), _checked_ranks(ranks)
-    fwd = server @ workload.fwd_flops + (server * ranks) @ workload.lora_fwd_flops_per_rank
-    bwd = server @ workload.bwd_flops + (server * ranks) @ workload.lora_bwd_flops_per_rank
+    fwd, bwd = _flops(workload, server, server * ranks)
     return fwd + workload.head_fwd_flops, bwd + workload.head_bwd_flops
 
 
@@ -86,6 +90,36 @@ def activation_bits(workload: Workload, cuts: np.ndarray) -> np.ndarray:
 def lora_bits(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """Lambda_k: bits of client k's LoRA parameters (uploaded once per global round), (K,)."""
     return (_client_mask(workload, cuts) * _checked_ranks(ranks)) @ workload.lora_bits_per_rank
+
+
+@dataclass(frozen=True)
+class SampleSizes:
+    """What ``client_flops``, ``server_flops``, ``activation_bits`` and ``lora_bits`` give for one allocation,
+    (K,) each, from one check of its cuts and ranks (the delay model and the engine need all four)."""
+
+    client_fwd_flops: np.ndarray
+    client_bwd_flops: np.ndarray
+    server_fwd_flops: np.ndarray
+    server_bwd_flops: np.ndarray
+    act_bits: np.ndarray
+    lora_bits: np.ndarray
+
+
+def sample_sizes(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> SampleSizes:
+    """Per-sample FLOPs and bits of every client (see ``SampleSizes``), the same numbers as the four functions."""
+    mask, ranks = _client_mask(workload, cuts), _checked_ranks(ranks)
+    server = ~mask
+    ranked = mask * ranks
+    c_fwd, c_bwd = _flops(workload, mask, ranked)
+    s_fwd, s_bwd = _flops(workload, server, server * ranks)
+    return SampleSizes(
+        c_fwd,
+        c_bwd,
+        s_fwd + workload.head_fwd_flops,
+        s_bwd + workload.head_bwd_flops,
+        workload.act_bits[np.asarray(cuts, dtype=int) - 1],
+        ranked @ workload.lora_bits_per_rank,
+    )
 
 
 def link_rates_bps(
@@ -153,14 +187,19 @@ def delays(
     if not rounds > 0:
         raise ValueError(f"rounds must be > 0, got {rounds}")
     k = drop.num_clients
-    c_fwd, c_bwd = client_flops(workload, alloc.cuts, alloc.ranks)
-    s_fwd, s_bwd = server_flops(workload, alloc.cuts, alloc.ranks)
+    sizes = sample_sizes(workload, alloc.cuts, alloc.ranks)
+    c_fwd, c_bwd, s_fwd, s_bwd = (
+        sizes.client_fwd_flops,
+        sizes.client_bwd_flops,
+        sizes.server_fwd_flops,
+        sizes.server_bwd_flops,
+    )
     rate_main = link_rates_bps(drop.main, alloc.owner_main, alloc.psd_main_w_hz, num_clients=k)
     rate_fed = link_rates_bps(drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, num_clients=k)
     t_f = batch_size * c_fwd / drop.client_flops_per_s
     t_b = batch_size * c_bwd / drop.client_flops_per_s
-    t_a = _safe_div(batch_size * activation_bits(workload, alloc.cuts), rate_main)
-    t_u = _safe_div(lora_bits(workload, alloc.cuts, alloc.ranks), rate_fed)
+    t_a = _safe_div(batch_size * sizes.act_bits, rate_main)
+    t_u = _safe_div(sizes.lora_bits, rate_fed)
     t_sf = float(batch_size * s_fwd.sum() / drop.server_flops_per_s)
     t_sb = float(batch_size * s_bwd.sum() / drop.server_flops_per_s)
     T1, T2, T3 = float(np.max(t_f + t_a)), float(np.max(t_b)), float(np.max(t_u))

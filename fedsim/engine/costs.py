@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedsim.core.allocation import Allocation
-from fedsim.core.delay import activation_bits, client_flops, lora_bits, server_flops
+from fedsim.core.delay import sample_sizes
 from fedsim.core.system import Drop
 from fedsim.core.workload import Workload
 from fedsim.engine.channel_state import ChannelState
@@ -81,15 +81,14 @@ class EventSizes:
 
 def event_sizes(workload: Workload, alloc: Allocation, batch_size: int) -> EventSizes:
     """Sizes of every event of one client per local iteration (batch of ``batch_size`` samples)."""
-    c_fwd, c_bwd = client_flops(workload, alloc.cuts, alloc.ranks)
-    s_fwd, s_bwd = server_flops(workload, alloc.cuts, alloc.ranks)
+    per_sample = sample_sizes(workload, alloc.cuts, alloc.ranks)
     return EventSizes(
-        batch_size * c_fwd,
-        batch_size * c_bwd,
-        batch_size * s_fwd,
-        batch_size * s_bwd,
-        batch_size * activation_bits(workload, alloc.cuts),
-        lora_bits(workload, alloc.cuts, alloc.ranks).astype(float),
+        batch_size * per_sample.client_fwd_flops,
+        batch_size * per_sample.client_bwd_flops,
+        batch_size * per_sample.server_fwd_flops,
+        batch_size * per_sample.server_bwd_flops,
+        batch_size * per_sample.act_bits,
+        per_sample.lora_bits.astype(float),
     )
 
 

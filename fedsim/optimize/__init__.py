@@ -38,6 +38,16 @@ __all__ = [
 ]
 
 
+_VALIDATED: list[Problem] = []  # the Problem validated last (a sweep unit runs every scheme on one Problem)
+
+
+def _validate_once(problem: Problem) -> None:
+    """``validate_problem``, skipped when this (frozen) Problem object was the last one validated."""
+    if not (_VALIDATED and _VALIDATED[0] is problem):
+        validate_problem(problem)
+        _VALIDATED[:] = [problem]
+
+
 def optimize(
     problem: Problem,
     scheme: str | Scheme = "proposed",
@@ -61,7 +71,7 @@ def optimize(
     chosen = get_scheme(scheme)
     if power_solver not in POWER_SOLVERS:
         raise InputError(f"power_solver must be one of {', '.join(POWER_SOLVERS)}, got {power_solver!r}")
-    validate_problem(problem)
+    _validate_once(problem)
     if isinstance(chosen, BcdScheme):
         if chosen.spec.needs_rng and rng is None:
             raise InputError(f"scheme {chosen.name!r} draws random choices: pass rng=np.random.Generator")
