@@ -78,9 +78,10 @@ class OuterLoopHarq:
     def __init__(
         self, mcs_by_estimate, tb_bits, tbler, true_index, bias_db, step_db, delta_up_db, bler_target, slot_s
     ):
-        self._mcs = [list(map(int, row)) for row in np.asarray(mcs_by_estimate)]
+        mcs = np.asarray(mcs_by_estimate).astype(np.int64)
+        self._mcs = mcs.tolist()
         # grid indices where the picked MCS changes, per client (the ACK runs stop there)
-        self._changes = [list(np.flatnonzero(np.diff(row)) + 1) for row in np.asarray(mcs_by_estimate)]
+        self._changes = [(np.flatnonzero(np.diff(row)) + 1).tolist() for row in mcs]
         self._tb = np.asarray(tb_bits, float).tolist()
         self._tbler = np.clip(np.nan_to_num(np.asarray(tbler, float), nan=1.0, posinf=1.0), 0.0, 1.0).tolist()
         self._true = [int(g) for g in true_index]

@@ -67,6 +67,11 @@ class McsTables:
     tb_bits: np.ndarray
     tbler: np.ndarray
 
+    @functools.cached_property
+    def lowest_usable(self) -> int:
+        """The lowest MCS with BLER data (where no MCS meets the target, link adaptation still sends it)."""
+        return int(np.flatnonzero(np.isfinite(self.tbler).any(axis=(0, 2)))[0])
+
 
 @dataclass(frozen=True)
 class LinkAdaptation:
@@ -253,9 +258,7 @@ class NRLinkRate:
         _, row, col = self._best(power_w, n_sub, gain)
         g = col - 1  # true-SNR grid index, -1 below the grid
         every, table = la.tables, self.table
-        usable = np.isfinite(every.tbler).any(axis=(0, 2))
-        lowest = int(np.flatnonzero(usable)[0])  # where no MCS meets the target the loop still sends this
-        mcs_by_estimate = np.where(table.mcs[row] < 0, lowest, table.mcs[row])  # (K, L)
+        mcs_by_estimate = np.where(table.mcs[row] < 0, every.lowest_usable, table.mcs[row])  # (K, L)
         tb_bits = every.tb_bits[row].copy()  # (K, C)
         tbler = np.where(g[:, None] >= 0, every.tbler[row, :, np.maximum(g, 0)], 1.0)
         # at the true SNR the inner loop's own MCS keeps the goodput table's TBS and TBLER exactly
