@@ -146,7 +146,9 @@ def link_rates_bps(
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num/den with x/0 = inf for x > 0 and 0/0 = 0 (nothing to send takes no time)."""
-    num, den = np.broadcast_arrays(np.asarray(num, float), np.asarray(den, float))
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    if num.shape != den.shape:
+        num, den = np.broadcast_arrays(num, den)
     out = np.where(num > 0, np.inf, 0.0)
     np.divide(num, den, out=out, where=den > 0)
     return out
@@ -202,7 +204,7 @@ def delays(
     t_u = _safe_div(sizes.lora_bits, rate_fed)
     t_sf = float(batch_size * s_fwd.sum() / drop.server_flops_per_s)
     t_sb = float(batch_size * s_bwd.sum() / drop.server_flops_per_s)
-    T1, T2, T3 = float(np.max(t_f + t_a)), float(np.max(t_b)), float(np.max(t_u))
+    T1, T2, T3 = float((t_f + t_a).max()), float(t_b.max()), float(t_u.max())
     t = T1 + t_sf + t_sb + T2
     total = total_delay_s(
         t,

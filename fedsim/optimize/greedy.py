@@ -66,7 +66,7 @@ def _phase2_counts(link, power_w, offset_s, load_bits) -> tuple[np.ndarray, np.n
     if steps == 0:
         return np.ones(k, dtype=int), d1
     values, clients = block.ravel(), np.repeat(everyone, width[0])
-    cols = np.tile(np.arange(width[0]), k)
+    cols = np.arange(width[0] * k) % width[0]  # 0..width-1 for each client
     tail, monotone = block[:, -1].copy(), bool((block[:, 1:] <= block[:, :-1]).all())
     while monotone:
         if steps <= values.size:

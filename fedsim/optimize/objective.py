@@ -153,9 +153,9 @@ class CostModel:
             # nothing to send takes no time; something to send at rate 0 takes forever (never NaN)
             t_a = np.where(load_a > 0, load_a / rate_main_bps, 0.0)
             t_u = np.where(load_u > 0, load_u / rate_fed_bps, 0.0)
-        t1 = np.max(self.client_fwd_s(cuts, rank) + t_a, axis=-1)
-        t2 = np.max(self.client_bwd_s(cuts, rank), axis=-1)
-        t3 = np.max(t_u, axis=-1)
+        t1 = (self.client_fwd_s(cuts, rank) + t_a).max(axis=-1)
+        t2 = self.client_bwd_s(cuts, rank).max(axis=-1)
+        t3 = t_u.max(axis=-1)
         t = t1 + self.server_s(cuts, rank) + t2
         return total_delay_s(
             t,

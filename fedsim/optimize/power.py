@@ -82,7 +82,7 @@ class _NewtonTerms:
         self.neg_scale = -self.scale
         self.offset_s = offset_s
         self.sending = load_bits > 0
-        self.all_sending = bool(np.all(self.sending))
+        self.all_sending = bool(self.sending.all())
 
     def __call__(self, time_s):
         """(P, dP/dT) at ``time_s``; call it under ``np.errstate(divide=, invalid=, over="ignore")``."""

@@ -22,11 +22,11 @@ def _per_client(owner: np.ndarray, values: np.ndarray, num_clients: int) -> np.n
 
 
 def _link_columns(prefix: str, link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, k: int) -> dict:
-    counts = _per_client(owner, np.ones(owner.shape), k).astype(int)
+    counts = np.bincount(owner[owner >= 0], minlength=k)
     power_w = _per_client(owner, np.asarray(psd_w_hz, float) * link.subchannel_hz, k)
     return {
         f"subchannels_{prefix}": json.dumps(counts.tolist()),
-        f"power_{prefix}_w": json.dumps([float(p) for p in power_w]),
+        f"power_{prefix}_w": json.dumps(power_w.tolist()),
         f"power_{prefix}_total_w": float(power_w.sum()),
         f"p_th_{prefix}_w": float(link.p_th_w),
     }
@@ -53,8 +53,8 @@ def decision_columns(drop: Drop, alloc: Allocation, d: Delays, *, rounds_from: s
     return {
         **_link_columns("main", drop.main, alloc.owner_main, alloc.psd_main_w_hz, k),
         **_link_columns("fed", drop.fed, alloc.owner_fed, alloc.psd_fed_w_hz, k),
-        "p_max_w": float(np.max(drop.p_max_w)),
-        "client_flops_per_s_mean": float(np.mean(drop.client_flops_per_s)),
+        "p_max_w": float(np.asarray(drop.p_max_w).max()),
+        "client_flops_per_s_mean": float(np.asarray(drop.client_flops_per_s).mean()),
         "server_flops_per_s": float(drop.server_flops_per_s),
         **breakdown(d),
         "rounds_from": rounds_from,

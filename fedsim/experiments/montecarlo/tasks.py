@@ -330,7 +330,7 @@ def _task(unit: _Unit, scheme: str) -> list[dict]:
         "seed": json.dumps(seeds.task_entropy(base, seed_at, drop_index)),
         "status": result.status,
         "rank": int(result.rank),
-        "cut_mean": float(np.mean(result.allocation.cuts)),
+        "cut_mean": float(np.asarray(result.allocation.cuts).mean()),
         "cuts": json.dumps([int(c) for c in result.allocation.cuts]),
         "rounds": float(d.rounds),
         "rounds_source": source,
@@ -391,7 +391,7 @@ def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop
         rng=seeds.engine_rng(at.montecarlo.base_seed, point_index, drop_index),
     )
     energy = [r.get("energy_j") for r in sim.round_rows if r.get("energy_j") is not None]
-    energy_j = float(np.sum(energy)) if energy else math.nan
+    energy_j = float(np.asarray(energy).sum()) if energy else math.nan
     if one_round:
         return {
             "total_s": float(sim.total_s) * rounds,
