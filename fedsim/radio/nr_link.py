@@ -199,6 +199,8 @@ class NRLinkRate:
         self.downlink = None  # on the main link: the engine's PDSCH downlink (fedsim.radio.nr_downlink)
         self._m = np.asarray(prb_counts, dtype=float)  # PRBs per table row
         rows = self._m.size
+        self._rows = np.arange(rows)
+        self._noise_w = self.noise_psd_w_hz * self._m * self.prb_hz  # noise power on each PRB count [W]
         rate = table.bits_per_slot / self.slot_s  # [bit/s]; rate and inverse read these same numbers
         self._padded = np.concatenate([np.zeros((rows, 1)), rate], axis=1)  # column 0: below the grid
         # rows shifted apart so one searchsorted finds, per PRB count, the first grid point reaching a rate
@@ -212,7 +214,7 @@ class NRLinkRate:
     def _grid_index(self, power_w, gain) -> np.ndarray:
         """(..., R) padded grid column of the SNR per RE on each PRB count (0 below the grid)."""
         power_w, gain = np.asarray(power_w, float), np.asarray(gain, float)
-        snr = (power_w * gain)[..., None] / (self.noise_psd_w_hz * self._m * self.prb_hz)
+        snr = (power_w * gain)[..., None] / self._noise_w
         with np.errstate(divide="ignore", invalid="ignore"):
             snr_db = 10.0 * np.log10(snr)
         # 1e-6 of a grid step absorbs rounding when the power came from min_power_w's grid point
@@ -221,11 +223,14 @@ class NRLinkRate:
         last = self.table.snr_db.size - 1
         return (np.clip(pos, -1, last) + 1).astype(int)
 
+    def _row_rates(self, power_w, n_sub, gain):
+        """(..., R) rate [bit/s] on each PRB count (0 where unusable), and its padded grid column."""
+        col = self._grid_index(power_w, gain)
+        return np.where(self._usable(n_sub), self._padded[self._rows, col], 0.0), col
+
     def _best(self, power_w, n_sub, gain):
         """(rate [bit/s], PRB-count row, padded grid column), broadcast over the inputs."""
-        col = self._grid_index(power_w, gain)
-        rate = self._padded[np.arange(self._m.size), col]
-        rate = np.where(self._usable(n_sub), rate, 0.0)
+        rate, col = self._row_rates(power_w, n_sub, gain)
         col = np.broadcast_to(col, rate.shape)
         row = np.argmax(rate, axis=-1)
         best_rate = np.take_along_axis(rate, row[..., None], axis=-1)[..., 0]
@@ -233,12 +238,12 @@ class NRLinkRate:
         return best_rate, row, best_col
 
     def rate_bps(self, power_w, n_sub, gain) -> np.ndarray:
-        return self._best(power_w, n_sub, gain)[0]
+        return np.max(self._row_rates(power_w, n_sub, gain)[0], axis=-1, keepdims=True)[..., 0]
 
     def min_power_w(self, rate_bps, n_sub, gain) -> np.ndarray:
         need = np.asarray(rate_bps, float)
         col = np.searchsorted(self._flat, need[..., None] + self._offset, side="left")
-        col = col - np.arange(self._m.size) * self.table.snr_db.size  # first grid point meeting need, per row
+        col = col - self._rows * self.table.snr_db.size  # first grid point meeting need, per row
         ok = col < self.table.snr_db.size
         snr_db = SNR_DB_MIN + SNR_DB_STEP * np.where(ok, col, 0)
         gain = np.asarray(gain, float)[..., None]
