@@ -24,7 +24,9 @@ from fedsim.errors import InputError
 
 def transfer_s(bits: np.ndarray, rate_bps: np.ndarray) -> np.ndarray:
     """bits / rate [s]; nothing to send takes 0 s, something on a zero rate takes inf (never NaN)."""
-    bits, rate_bps = np.broadcast_arrays(np.asarray(bits, float), np.asarray(rate_bps, float))
+    bits, rate_bps = np.asarray(bits, float), np.asarray(rate_bps, float)
+    if bits.shape != rate_bps.shape:
+        bits, rate_bps = np.broadcast_arrays(bits, rate_bps)
     out = np.where(bits > 0, np.inf, 0.0)
     np.divide(bits, rate_bps, out=out, where=rate_bps > 0)
     return out
