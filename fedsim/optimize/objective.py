@@ -31,6 +31,9 @@ def _blocks(a: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.asarray(a, dtype=float), [0.0]])
 
 
+_LAST_MODEL: list = []  # [problem, its CostModel] of the last CostModel.of
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Per-drop constants of the delay model, indexed by cut c in 0..J (entry 0 unused)."""
@@ -56,8 +59,11 @@ class CostModel:
 
     @classmethod
     def of(cls, problem: Problem) -> CostModel:
+        """The cost model of ``problem``; the last one is kept (a sweep unit asks once per scheme)."""
+        if _LAST_MODEL and _LAST_MODEL[0] is problem:
+            return _LAST_MODEL[1]
         w = problem.workload
-        return cls(
+        model = cls(
             _cum(w.fwd_flops),
             _cum(w.bwd_flops),
             _cum(w.lora_fwd_flops_per_rank),
@@ -77,6 +83,8 @@ class CostModel:
             _blocks(w.lora_bwd_flops_per_rank),
             _blocks(w.lora_bits_per_rank),
         )
+        _LAST_MODEL[:] = [problem, model]
+        return model
 
     @property
     def num_layers(self) -> int:
