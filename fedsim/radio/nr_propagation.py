@@ -8,6 +8,7 @@ seeded from the caller's ``np.random.Generator``, so one fedsim seed gives one d
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,35 @@ def push_out(
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _scenario(scenario: str, carrier_frequency_hz: float, o2i_model: str, shadow_fading: bool):
+    """Sionna's 38.901 scenario object of one configuration, built once per process and reused by every drop
+    after ``reset_topology()`` (Sionna's way to start a new drop). Its constructor only reads the 38.901
+    parameter tables: it draws nothing, so reusing it leaves every drop's draws as they were. Call inside
+    ``sionna_call``."""
+    from sionna.phy.channel import tr38901
+
+    array = dict(
+        num_rows_per_panel=1,
+        num_cols_per_panel=1,
+        polarization="single",
+        polarization_type="V",
+        antenna_pattern="omni",
+        carrier_frequency=carrier_frequency_hz,
+    )
+    kwargs = dict(
+        carrier_frequency=carrier_frequency_hz,
+        ut_array=tr38901.PanelArray(**array),
+        bs_array=tr38901.PanelArray(**array),
+        direction="uplink",
+        enable_shadow_fading=shadow_fading,
+        precision="double",
+    )
+    if scenario != "rma":
+        kwargs["o2i_model"] = o2i_model
+    return getattr(tr38901, _SCENARIO_CLASSES[scenario])(**kwargs)
+
+
 def large_scale(
     scenario: str,
     carrier_frequency_hz: float,
@@ -87,26 +117,8 @@ def large_scale(
         import torch
         from sionna.phy.channel import tr38901
 
-        array = dict(
-            num_rows_per_panel=1,
-            num_cols_per_panel=1,
-            polarization="single",
-            polarization_type="V",
-            antenna_pattern="omni",
-            carrier_frequency=carrier_frequency_hz,
-        )
-        cls = getattr(tr38901, _SCENARIO_CLASSES[scenario])
-        kwargs = dict(
-            carrier_frequency=carrier_frequency_hz,
-            ut_array=tr38901.PanelArray(**array),
-            bs_array=tr38901.PanelArray(**array),
-            direction="uplink",
-            enable_shadow_fading=shadow_fading,
-            precision="double",
-        )
-        if scenario != "rma":
-            kwargs["o2i_model"] = o2i_model
-        sc = cls(**kwargs)
+        sc = _scenario(scenario, carrier_frequency_hz, o2i_model, shadow_fading)
+        sc.reset_topology()  # a fresh drop: every topology-dependent state (LoS, indoor distances) is redrawn
         heights = np.broadcast_to(np.asarray(ut_height_m, float), (k,))[:, None]
         ut = np.concatenate([positions_m, heights], axis=1)[None]
         bs = np.array([[x, y, bs_height_m] for x, y in servers_xy_m], dtype=float)[None]
