@@ -6,6 +6,7 @@ vectorised over clients; times are in seconds, sizes in bits, work in FLOPs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,7 +107,24 @@ class SampleSizes:
 
 
 def sample_sizes(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> SampleSizes:
-    """Per-sample FLOPs and bits of every client (see ``SampleSizes``), the same numbers as the four functions."""
+    """Per-sample FLOPs and bits of every client (see ``SampleSizes``), the same numbers as the four functions.
+    The last one is kept by the contents of ``cuts`` and ``ranks`` (the delay model and then the engine ask
+    for the same allocation); its arrays are read-only."""
+    cuts, ranks = np.asarray(cuts), np.asarray(ranks)
+    key = (cuts.dtype.str, cuts.shape, cuts.tobytes(), ranks.dtype.str, ranks.shape, ranks.tobytes())
+    if _LAST_SIZES and _LAST_SIZES[0] is workload and _LAST_SIZES[1] == key:
+        return _LAST_SIZES[2]
+    sizes = _sample_sizes(workload, cuts, ranks)
+    for field in dataclasses.fields(sizes):
+        getattr(sizes, field.name).setflags(write=False)
+    _LAST_SIZES[:] = [workload, key, sizes]
+    return sizes
+
+
+_LAST_SIZES: list = []  # [workload, key of cuts and ranks, SampleSizes] of the last sample_sizes
+
+
+def _sample_sizes(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> SampleSizes:
     mask, ranks = _client_mask(workload, cuts), _checked_ranks(ranks)
     server = ~mask
     ranked = mask * ranks
@@ -122,6 +140,12 @@ def sample_sizes(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> Sam
     )
 
 
+# Shannon rates by (link, owner, PSDs, gains) contents, the last few: one allocation's rates are asked for
+# again and again (the optimiser's next iteration, its result's delays, the engine); the link is held so that
+# its id is not reused while its entry lives
+_SHANNON_RATES: dict[tuple, tuple[Link, np.ndarray]] = {}
+
+
 def link_rates_bps(
     link: Link, owner: np.ndarray, psd_w_hz: np.ndarray, *, num_clients: int, gain=None
 ) -> np.ndarray:
@@ -134,7 +158,13 @@ def link_rates_bps(
         from fedsim.core.link import link_client_rates_bps
 
         return link_client_rates_bps(link, owner, psd_w_hz, num_clients=num_clients, gain=gain)
-    return client_rates_bps(
+    owner, psd_w_hz, gain = np.asarray(owner), np.asarray(psd_w_hz), np.asarray(gain)
+    key = (id(link), num_clients, owner.dtype.str, owner.tobytes(), psd_w_hz.dtype.str, psd_w_hz.tobytes(),
+           gain.dtype.str, gain.shape, gain.tobytes())  # fmt: skip
+    known = _SHANNON_RATES.get(key)
+    if known is not None and known[0] is link:
+        return known[1].copy()
+    rates = client_rates_bps(
         owner,
         psd_w_hz,
         gain,
@@ -142,6 +172,10 @@ def link_rates_bps(
         noise_psd_w_hz=link.noise_psd_w_hz,
         num_clients=num_clients,
     )
+    if len(_SHANNON_RATES) >= 64:
+        _SHANNON_RATES.clear()
+    _SHANNON_RATES[key] = (link, rates.copy())
+    return rates
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
