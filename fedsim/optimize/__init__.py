@@ -68,7 +68,7 @@ def optimize(
         refine: after Algorithm 2, re-choose the subchannel counts jointly with the powers (flat channels;
             see ``fedsim.optimize.joint``). False runs the paper's Algorithm 3 as written.
     """
-    chosen = get_scheme(scheme)
+    chosen = scheme if isinstance(scheme, BcdScheme) else get_scheme(scheme)  # a built-in needs no check
     if power_solver not in POWER_SOLVERS:
         raise InputError(f"power_solver must be one of {', '.join(POWER_SOLVERS)}, got {power_solver!r}")
     _validate_once(problem)

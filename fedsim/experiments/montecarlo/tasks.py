@@ -225,6 +225,7 @@ class _Unit:
     problem: Any  # fedsim.optimize.Problem
     rounds_source: str
     point_columns: dict[str, Any]
+    seed_json: str  # the rows' "seed": the unit's SeedSequence entropy
 
 
 _LAST_UNIT: list[_Unit] = []  # the unit worked out last (its schemes run one after another)
@@ -253,7 +254,10 @@ def _unit(scenario: Scenario, point_index: int, drop_index: int) -> _Unit:
         rank_cut=at.schemes.rank_cut,
     )
     columns = {key: _scalar(value) for key, value in point_values(scenario, point_index).items()}
-    unit = _Unit(scenario, int(point_index), int(drop_index), at, base, seed_at, problem, source, columns)
+    seed_json = json.dumps(seeds.task_entropy(base, seed_at, drop_index))
+    unit = _Unit(
+        scenario, int(point_index), int(drop_index), at, base, seed_at, problem, source, columns, seed_json
+    )
     _LAST_UNIT[:] = [unit]
     return unit
 
@@ -316,7 +320,7 @@ def _task(unit: _Unit, scheme: str) -> list[dict]:
     """``run_task`` of one scheme on a unit worked out already."""
     scheme_ref = scheme  # as [schemes] names it (the row carries the scheme's own name)
     scenario, point_index, drop_index, at = unit.scenario, unit.point, unit.drop, unit.at
-    base, seed_at = unit.base_seed, unit.seed_at
+    seed_at = unit.seed_at
     result = _optimize_reporting_where(unit, scheme)
     drop, workload, scheme = result.problem.drop, result.problem.workload, result.scheme
     source = unit.rounds_source
@@ -327,7 +331,7 @@ def _task(unit: _Unit, scheme: str) -> list[dict]:
         "drop": int(drop_index),
         "scheme": scheme,
         **unit.point_columns,
-        "seed": json.dumps(seeds.task_entropy(base, seed_at, drop_index)),
+        "seed": unit.seed_json,
         "status": result.status,
         "rank": int(result.rank),
         "cut_mean": float(np.asarray(result.allocation.cuts).mean()),
