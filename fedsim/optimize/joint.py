@@ -83,8 +83,11 @@ def _counts_at_flat(time_s: float, coef_w, load_bits, offset_s, p_max_w, sub_hz,
         x = np.where(sending, LN2 * load_bits / (slack * sub_hz), 0.0)
         cap_w = p_max_w * _CAP_SLACK
 
+        everyone_sends = bool(sending.all())  # then np.where(sending, p, 0) is p itself: skip it
+
         def power(n, rows=slice(None)):
-            return np.where(sending[rows], _shannon_power_w(coef_w[rows], x[rows], n), 0.0)
+            p = _shannon_power_w(coef_w[rows], x[rows], n)
+            return p if everyone_sends else np.where(sending[rows], p, 0.0)
 
         if not (power(float(n_top)) <= cap_w).all():
             return np.ones(k, int), np.inf
@@ -130,12 +133,16 @@ def _least_time_s(
     coef_n = coef_w * n
     ln2_load = LN2 * load_bits / (n * sub_hz)
 
+    everyone_sends = bool(sending.all())  # then np.where(sending, v, 0) is v itself: skip it
+
     def g_and_slope(t):
         slack = t - offset_s
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = ln2_load / slack
-            p = np.where(sending, coef_n * np.expm1(y), 0.0)
-            dp = np.where(sending, -coef_n * np.exp(y) * y / slack, 0.0)
+            p = coef_n * np.expm1(y)
+            dp = -coef_n * np.exp(y) * y / slack
+            if not everyone_sends:
+                p, dp = np.where(sending, p, 0.0), np.where(sending, dp, 0.0)
         return float(p.sum()) - p_th_w, float(dp.sum())
 
     if not np.any(sending):
