@@ -73,7 +73,9 @@ def _phase2_counts(link, power_w, offset_s, load_bits) -> tuple[np.ndarray, np.n
             threshold = -np.partition(-values, steps - 1)[steps - 1]  # the steps-th largest D
             taken = values > threshold
             ties = np.flatnonzero(values == threshold)
-            ties = ties[np.lexsort((cols[ties], clients[ties]))][: steps - int(taken.sum())]
+            if ties.size > 1:  # (one tie, the usual case, is in order already)
+                ties = ties[np.lexsort((cols[ties], clients[ties]))]
+            ties = ties[: steps - int(taken.sum())]
             taken[ties] = True
             per_client = np.bincount(clients[taken], minlength=k)
             full = (per_client == width) & (width < steps)
