@@ -70,3 +70,11 @@ def test_the_seeds_figure_has_a_ppl_row_and_one_cut_row_per_moving_arm():
     top = axes[0]
     assert len(top.lines) == 2 * (2 + 1)  # per arm: two seeds (thin) and their mean
     assert axes[2].get_ylabel() == "balance\ncut" and len(axes[2].lines) == 2  # one step line per client
+
+
+def test_with_only_the_baseline_run_the_page_says_there_is_no_pair_yet(tmp_path):
+    results = tmp_path / "results"
+    live = results / "splitft_compute_bound" / "live"
+    _run(live, "splitlora_fixed", 0, total_s=10.0, final=6.0, client_s=4.0)
+    text = page(results)
+    assert "Runs committed: 1." in text and "No pair yet" in text

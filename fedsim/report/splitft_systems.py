@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import tomllib
 
 from fedsim.experiments.live.compare import (
     BASELINE,
@@ -30,11 +31,16 @@ STUDIES = {
 
 
 def _planned(folder: Path) -> tuple[int | None, dict]:
-    """Runs the study's scenario plans (arms x every combination of its ``vary`` values), and the scenario."""
-    path = folder / "scenario.json"
-    if not path.is_file():
+    """Runs the study plans (arms x every combination of its ``vary`` values) and its scenario: the scenario
+    file beside ``results/`` (``scenarios/<name>.toml``: the whole study, also while a run of part of it is
+    committed), else the results folder's ``scenario.json``."""
+    path = folder.parent.parent / "scenarios" / f"{folder.name}.toml"
+    if path.is_file():
+        scenario = tomllib.loads(path.read_text(encoding="utf-8"))
+    elif (folder / "scenario.json").is_file():
+        scenario = json.loads((folder / "scenario.json").read_text(encoding="utf-8"))
+    else:
         return None, {}
-    scenario = json.loads(path.read_text(encoding="utf-8"))
     live = scenario.get("live") or {}
     n = len(live.get("arms") or {})
     for values in (live.get("vary") or {}).values():
@@ -65,7 +71,7 @@ def arms_table(summary: pd.DataFrame) -> str:
     for (arm, *_), g in summary.groupby(["arm", *groups], sort=False):
         rows.append([f"`{arm}`", _group_label(g.iloc[0], groups), len(g),
                      _mean_ci(g["final_val_ppl"], "{:.4g}"), _mean_ci(g["test_ppl"], "{:.4g}"), _mean_ci(g["bleu"], "{:.2f}"),
-                     _mean_ci(g["rouge_l"], "{:.3f}"), _mean_ci(g["sim_total_s"]),
+                     _mean_ci(g["rouge_l"], "{:.2f}"), _mean_ci(g["sim_total_s"]),
                      _mean_ci(g["sim_time_to_common_s"]), _mean_ci(g["bits_up"] / 1e6, "{:.4g}"),
                      _mean_ci(g["bits_down"] / 1e6, "{:.4g}"), _mean_ci(g["cut_changes"], "{:.3g}")])  # fmt: skip
     header = ["arm", "/".join(groups) or "-", "seeds", "final val PPL", "test PPL", "BLEU", "ROUGE-L",
@@ -77,6 +83,8 @@ def paired_table(summary: pd.DataFrame) -> str:
     groups = group_columns(summary)
     columns = [("sim_time_to_common_s", "time to common target"), ("sim_total_s", "simulated time"),
                ("final_val_ppl", "final val PPL"), ("test_ppl", "test PPL")]  # fmt: skip
+    if not (summary["arm"] != BASELINE).any() or not (summary["arm"] == BASELINE).any():
+        return "No pair yet: the baseline and another arm must both have run on the same partition and seed."
     tables = {c: paired(summary, c).set_index(["arm", *groups]) for c, _ in columns}
     first = tables[columns[0][0]]
     rows = []
@@ -150,8 +158,10 @@ def study_section(results: Path, name: str, title: str) -> list[str]:
     interim = planned is not None and len(summary) < planned
     train = ((scenario.get("live") or {}).get("training")) or {}
     phase_md, means = phase_table(summary, data.get("phases", pd.DataFrame()))
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8")) if (folder / "meta.json").is_file() else {}
+    overrides = "".join(f" `--set {o}`" for o in meta.get("overrides") or [])
     lines += [
-        f"Source: {provenance(folder, results)}.", "",
+        f"Source: {provenance(folder, results)}" + (f", with{overrides}" if overrides else "") + ".", "",
         f"Runs committed: {done}" + (" (interim: the tables change as runs land)." if interim else ".")
         + " Seeds per arm" + (f" and {'/'.join(groups)}" if groups else "") + ": "
         + ", ".join(_count_label(k, n) for k, n in counts.items()) + ".", "",
