@@ -16,6 +16,7 @@ import math
 import time
 
 import pandas as pd
+from pydantic import ValidationError
 
 from fedsim.atomic import atomic_write_csv, atomic_write_text
 from fedsim.experiments.harness.store import ResultsStore
@@ -111,14 +112,42 @@ def _run(scenario, store: ResultsStore, name: str, tags: dict, cfg: TrainConfig,
     write_done(folder)  # last: the sha256 of every output, checked on a rerun
 
 
+def config_differs(folder, cfg: TrainConfig) -> str | None:
+    """Why the finished run in ``folder`` was not trained with ``cfg``, or None when it was: its record's
+    ``config``, read back through ``TrainConfig`` (so a field added later reads as its default), against the
+    run's configuration; the checkpoint path and the target (arms run all their rounds) aside."""
+    want = _comparable(cfg)
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            try:
+                have = _comparable(TrainConfig.model_validate(data["config"]))
+            except ValidationError:
+                return "its record's config no longer reads as a TrainConfig"
+            diff = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
+            return f"trained with other settings ({', '.join(diff)})" if diff else None
+    return "its record is missing"
+
+
+def _comparable(cfg: TrainConfig) -> dict:
+    data = cfg.model_dump(mode="json")
+    return {k: v for k, v in data.items() if k not in ("checkpoint_path", "target_ppl")}
+
+
 def run_arms(scenario, store: ResultsStore, progress: bool = True) -> list[str]:
     """Run (or resume) every arm x vary combination; returns the report lines (summary table). A finished run
-    whose outputs do not verify (``done.json``'s sha256) is set aside and run again."""
+    is reused when its outputs verify (``done.json``'s sha256) and its record was trained with the run's
+    configuration; otherwise it is set aside and run again. The arms and ``vary`` values only pick runs, so a
+    study can be run a part at a time (e.g. one seed first) into the same folder."""
     runs = arm_configs(scenario.live)
     root = store.root / "live"
     prepare_live_folder(root, scenario)  # the same inputs as the per-rank live runs (radio and schemes too)
     for name, tags, cfg in runs:
-        if not run_done(root / name, store, "run"):
+        done = run_done(root / name, store, "run")
+        why = config_differs(root / name, cfg) if done else None
+        if why is not None:
+            store.set_aside(root / name, f"{why}; run again")
+        if not done or why is not None:
             _run(scenario, store, name, tags, cfg, progress)
     names = [name for name, _, _ in runs]
     table = pd.DataFrame([json.loads((root / n / "summary.json").read_text()) for n in names])

@@ -286,7 +286,9 @@ def _sha256(path: Path) -> str:
 
 def prepare_live_folder(root: Path, scenario: Scenario) -> None:
     """Create ``root`` (``live/``) for the scenario's live runs. Finished runs are reused only while
-    everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise they are removed."""
+    everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise they are removed.
+    ``live.arms`` and ``live.vary`` do not count: they pick which runs exist, and each arm run checks its own
+    training config (``fedsim.experiments.live.arms.config_differs``)."""
     data = _without_default_switches(scenario.model_dump(mode="json"))
     picked = {k: data.get(k) for k in ("live", "system", "engine", "model", "schemes", "radio")}
     upload = scenario.training.upload_every_local_iteration
@@ -294,10 +296,23 @@ def prepare_live_folder(root: Path, scenario: Scenario) -> None:
         {**picked, "base_seed": scenario.montecarlo.base_seed, "upload_every_local_iteration": upload},
         sort_keys=True,
     )
-    if (root / "inputs.json").exists() and (root / "inputs.json").read_text() != inputs:
+    old = root / "inputs.json"
+    if old.exists() and _run_inputs(old.read_text()) != _run_inputs(inputs):
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
+
+
+def _run_inputs(text: str):
+    """``inputs.json`` without what only picks runs (``live.arms``, ``live.vary``); unreadable text as is."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    live = data.get("live") if isinstance(data, dict) else None
+    if isinstance(live, dict):
+        data["live"] = {k: v for k, v in live.items() if k not in ("arms", "vary")}
+    return data
 
 
 def _without_default_switches(data):
