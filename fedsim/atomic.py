@@ -3,7 +3,8 @@
 Every writer in fedsim goes through here (result parts and tables, figures, convergence records,
 checkpoints, the model cache's marker): write to a temporary file in the target's own folder (same file
 system), fsync it, ``os.replace`` it onto the target (atomic on POSIX and Windows) and fsync the folder, so the rename survives
-a power cut. On any failure, KeyboardInterrupt included, the temporary file is removed and the old target
+a power cut (sweep parts, which carry checksums and are recomputed when torn, skip the fsyncs:
+``durable=False``). On any failure, KeyboardInterrupt included, the temporary file is removed and the old target
 is untouched; SIGINT/SIGTERM under ``fedsim.interrupt.interruptible`` wait until the rename is done. An
 ``OSError`` that means "cannot write here" (disk full, no permission, read-only file system, quota) becomes
 a one-line ``WriteError`` naming the path. A SIGKILL can leave a temporary file (``.NAME.PID.tmp``);
@@ -91,24 +92,30 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, fsync it and move it onto
-    ``path``. Creates the parent folder. For writers that want a file name (``to_parquet``, ``torch.save``)."""
+    ``path``. Creates the parent folder. For writers that want a file name (``to_parquet``, ``torch.save``).
+
+    ``durable=False`` skips both fsyncs: the file is still whole or absent after a killed process (the
+    rename is atomic and the page cache outlives the process), but a power cut may tear it. Only for files
+    that carry their own checksum and are recomputed when torn (sweep parts)."""
     path = Path(path)
     tmp = temp_name(path)
     with signals_held():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
+            if durable:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException as exc:
             _discard(tmp)
             if isinstance(exc, OSError) and (err := write_error(exc, path)) is not None:
                 raise err from None
             raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _discard(tmp: Path) -> None:
@@ -118,15 +125,15 @@ def _discard(tmp: Path) -> None:
         pass
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see the module docstring)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring; ``durable``: ``atomic_path``)."""
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, *, durable: bool = True) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def atomic_write_json(

@@ -135,16 +135,16 @@ def _child_killed_in_write(argv: list[str], log: str, nth: int) -> None:
     import fedsim.atomic
 
     calls = {"n": 0}
-    real_fsync = os.fsync
+    real_replace = os.replace
 
-    def fsync_then_die(fd: int) -> None:
-        real_fsync(fd)
-        if "/parts/" in os.readlink(f"/proc/self/fd/{fd}"):
+    def die_before_rename(src, dst) -> None:
+        if "/parts/" in str(dst):
             calls["n"] += 1
             if calls["n"] == nth:
                 os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
 
-    fedsim.atomic.os.fsync = fsync_then_die
+    fedsim.atomic.os.replace = die_before_rename
     _child(argv, log)
 
 
