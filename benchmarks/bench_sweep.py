@@ -8,6 +8,7 @@ process executor; prints wall time, tasks/s and the process/serial speed-up meas
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="process workers (default: all cores)")
     parser.add_argument("--timing", default="engine_round", choices=["engine", "engine_round", "analytic"])
     parser.add_argument("--executors", nargs="+", default=["serial", "process"])
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     scenario = load_scenario(
         SCENARIO, [f"montecarlo.drops={args.drops}", f"montecarlo.timing='{args.timing}'"]
@@ -68,6 +70,9 @@ def main() -> None:
         seconds, tasks = timed(scenario, executor, args.workers)
         results[executor] = seconds
         print(f"{executor:8s} {seconds:8.1f} s  {tasks / seconds:8.1f} tasks/s  ({tasks} tasks)")
+    if args.json:
+        figures = {f"{name}_s": seconds for name, seconds in results.items()}
+        Path(args.json).write_text(json.dumps({"fig5": {"drops": args.drops, **figures}}, indent=2))
     if "serial" in results and "process" in results:
         print(
             f"speed-up process/serial: {results['serial'] / results['process']:.2f}x "

@@ -8,7 +8,7 @@ against REV (it needs a newer API), REV's own copy of the script is tried. Every
 JSON is printed with its median on each side and the ratio working tree / REV. Times shrink and
 throughputs grow when things get faster; read each figure by its name.
 
-    python benchmarks/compare.py REV [--bench scale optimize engine radio] [--repeat 1] [--out FILE.md]
+    python benchmarks/compare.py REV [--bench scale optimize engine radio sweep] [--repeat 1] [--out FILE.md]
 
 ``--out`` also writes the figures as markdown tables headed by the date, the machine (CPU model, cores,
 platform), the library versions and both commits, so that a figure quoted anywhere points at that file.
@@ -33,6 +33,7 @@ BENCHMARKS = {
     "optimize": ("bench_optimize.py", ["--quick"]),
     "engine": ("bench_engine.py", ["--repeat", "3"]),
     "radio": ("bench_radio.py", ["--drops", "5"]),
+    "sweep": ("bench_sweep.py", ["--executors", "process"]),  # the fig5 sweep, 5,000 tasks
 }
 
 
