@@ -120,10 +120,11 @@ class BarrierRound:
     waits for a timeout on resources of its own or for an event that every client waits for (the main
     server's gradients, the end of the iteration's slowest backward pass), and the main server, the only
     user of its GPU, for all activations. So each of those events gets one callback that starts, for
-    every waiting client, its next timeout, in the order the processes would have resumed (the order they
-    began waiting), and the server's FP and BP are two chained timeouts: the same timeouts, created at the
-    same instants in the same order, so every event time, arrival order and energy sum is the processes'
-    (tests/test_engine_callbacks.py). It saves SimPy's process machinery and the server GPU's request and
+    every waiting client, its next step, in the order the processes would have resumed (the order they
+    began waiting), and the server's FP and BP are two chained timeouts. The clients' timeouts of one step
+    are folded into one at the latest end (``_after_each``), whose callback runs each client's step in the
+    order the separate timeouts would have fired: every event time, arrival order and energy sum is the
+    processes' (tests/test_engine_callbacks.py). It saves SimPy's process machinery and the server GPU's request and
     release events, most of an untraced run's time. Use only where ``callback_clients_apply(ctx)``.
     """
 
@@ -137,19 +138,29 @@ class BarrierRound:
         if self._clients:
             self._forward(self._clients, 0)
 
+    def _after_each(self, order: list[int], delays: list[float], then) -> None:
+        """One timeout per client (``delays`` in ``order``), each followed by ``then(k)``, as ONE timeout at
+        the latest end: ``then`` runs for every client there, in the order SimPy would have fired the
+        separate timeouts (end time, then creation order). Nothing in such a round looks at the clock
+        before its barrier, so every time, order and sum is the same (fl(now + d) is monotone in d, so the
+        latest end is fl(now + max d)); a round makes a third of the events."""
+        now = self._env.now
+        ends = [now + d for d in delays]
+        fired = sorted(range(len(order)), key=lambda i: ends[i])  # stable: ties keep creation order
+        self._env.timeout(max(delays)).callbacks.append(lambda _: [then(order[i]) for i in fired])
+
     def _forward(self, order: list[int], it: int) -> None:
         """FP and activation upload of iteration ``it`` (one fused timeout per client), then its arrival."""
-        env, costs = self._env, self._ctx.costs
-        for k in order:
-            env.timeout(costs.fwd_s[k] + costs.act_up_s[k], k).callbacks.append(self._arrived)
+        costs = self._ctx.costs
+        self._after_each(order, [costs.fwd_s[k] + costs.act_up_s[k] for k in order], self._arrived)
         self._it, self._finished = it, []
         # RoundState.check_in's work, less the progress it keeps for excluding a client (none is, here)
         self._arrived_list, self._arrive = self._rs.arrived[it], self._rs.countdowns["arrive"][it]
         self._finished_countdown = self._rs.countdowns["bwd"][it]
         self._arrive.event.callbacks.append(self._server)
 
-    def _arrived(self, event) -> None:
-        k, ctx = event.value, self._ctx
+    def _arrived(self, k: int) -> None:
+        ctx = self._ctx
         costs = ctx.costs
         ctx.energy_cpu_j[k] += costs.fwd_j[k]
         ctx.energy_tx_j[k] += transmit_energy_j(costs.power_main_w[k], costs.act_up_s[k])
@@ -164,28 +175,27 @@ class BarrierRound:
 
     def _backward(self, _event) -> None:
         """The gradients are sent: every client that arrived starts its BP, in arrival order."""
-        env, bwd_s, it = self._env, self._ctx.costs.bwd_s, self._it
-        for k in self._rs.arrived[it]:
-            env.timeout(bwd_s[k], k).callbacks.append(self._backward_done)
+        bwd_s, it = self._ctx.costs.bwd_s, self._it
+        order = self._rs.arrived[it]
+        self._after_each(order, [bwd_s[k] for k in order], self._backward_done)
         last = self._ctx.local_iterations - 1
         self._finished_countdown.event.callbacks.append(
             (lambda _: self._forward(self._finished, it + 1)) if it < last else self._upload
         )
 
-    def _backward_done(self, event) -> None:
-        k, ctx = event.value, self._ctx
+    def _backward_done(self, k: int) -> None:
+        ctx = self._ctx
         ctx.energy_cpu_j[k] += ctx.costs.bwd_j[k]
         self._finished.append(k)
         self._finished_countdown.dec()
 
     def _upload(self, _event) -> None:
         """After the last iteration's barrier: every client's LoRA upload, in the order BP ended."""
-        env, up_s = self._env, self._ctx.costs.lora_up_s
-        for k in self._finished:
-            env.timeout(up_s[k], k).callbacks.append(self._uploaded)
+        up_s, order = self._ctx.costs.lora_up_s, list(self._finished)
+        self._after_each(order, [up_s[k] for k in order], self._uploaded)
 
-    def _uploaded(self, event) -> None:
-        k, ctx = event.value, self._ctx
+    def _uploaded(self, k: int) -> None:
+        ctx = self._ctx
         ctx.energy_tx_j[k] += transmit_energy_j(ctx.costs.power_fed_w[k], ctx.costs.lora_up_s[k])
         self._rs.uploaded_lora(k)
 
