@@ -146,8 +146,13 @@ class BarrierRound:
         latest end is fl(now + max d)); a round makes a third of the events."""
         now = self._env.now
         ends = [now + d for d in delays]
-        fired = sorted(range(len(order)), key=lambda i: ends[i])  # stable: ties keep creation order
-        self._env.timeout(max(delays)).callbacks.append(lambda _: [then(order[i]) for i in fired])
+        fired = [order[i] for i in sorted(range(len(order)), key=ends.__getitem__)]  # stable: ties keep order
+
+        def each(_event) -> None:
+            for k in fired:
+                then(k)
+
+        self._env.timeout(max(delays)).callbacks.append(each)
 
     def _forward(self, order: list[int], it: int) -> None:
         """FP and activation upload of iteration ``it`` (one fused timeout per client), then its arrival."""

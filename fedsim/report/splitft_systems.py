@@ -128,8 +128,8 @@ def explanations(means: pd.DataFrame, groups: list[str]) -> list[str]:
     terms = [t for t in PHASE_GROUPS if t in means.columns]
     lines = []
     for _, r in means[means["arm"] != BASELINE].iterrows():
-        base = means[(means["arm"] == BASELINE) & (means[groups] == r[groups]).all(axis=1)] if groups else None
-        base = means[means["arm"] == BASELINE] if base is None else base
+        same = (means[groups] == r[groups]).all(axis=1) if groups else True
+        base = means[(means["arm"] == BASELINE) & same]
         if base.empty:
             continue
         b = base.iloc[0]
