@@ -101,6 +101,27 @@ def test_process_executor_gives_identical_rows(serial_rows, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rows.parquet"), serial_rows)
 
 
+def test_batch_size_sends_short_units_in_batches_and_long_ones_alone():
+    from fedsim.experiments.harness.executors import BATCHES_PER_WORKER, MAX_BATCH, batch_size
+
+    assert batch_size(30, 2) == 1  # a study's few long training runs: one per task
+    assert batch_size(1000, 2) == MAX_BATCH  # fig5's 1000 drops
+    for units in range(1, 3000, 7):
+        for workers in (1, 2, 16):
+            size = batch_size(units, workers)
+            assert 1 <= size <= MAX_BATCH
+            assert size == 1 or -(-units // size) >= workers * BATCHES_PER_WORKER
+
+
+def test_process_executor_in_batches_gives_the_serial_rows(tmp_path):
+    """80 units on 2 workers go 2 at a time (``batch_size``): every unit once, the serial rows."""
+    scenario = small(schemes={"names": ["a", "b"]}, montecarlo={"drops": 40})
+    serial = _run(scenario, tmp_path / "serial", executor="serial")
+    rows = _run(scenario, tmp_path / "process", executor="process", workers=2)
+    pd.testing.assert_frame_equal(rows, serial)
+    assert len(list((tmp_path / "process" / "parts").glob("p*_d*.json"))) == 80
+
+
 def test_ray_executor_gives_identical_rows(serial_rows, tmp_path):
     ray = pytest.importorskip("ray")
     try:

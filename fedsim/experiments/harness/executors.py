@@ -68,10 +68,20 @@ def _init_worker(scenario_json: str, run_unit, seed_worker, state: dict, exports
         _WORKER_ERROR = exc  # only breaks the pool)
 
 
-def _worker_unit(point: int, drop: int) -> Done:
+def _worker_units(units: list[Unit]) -> list[Done]:
+    """A batch of units, run one after another in this worker."""
     if _WORKER_ERROR is not None:
         raise _WORKER_ERROR
-    return point, drop, _WORKER_RUN_UNIT(_WORKER_SCENARIO, point, drop)
+    return [(point, drop, _WORKER_RUN_UNIT(_WORKER_SCENARIO, point, drop)) for point, drop in units]
+
+
+MAX_BATCH = 8  # units per task sent to a worker: fewer round trips for short units (a Monte Carlo drop)
+BATCHES_PER_WORKER = 16  # ...while keeping this many batches per worker, so the last ones end together
+
+
+def batch_size(units: int, workers: int) -> int:
+    """Units per worker task: 1 for a few (long) units, up to ``MAX_BATCH`` for thousands of short ones."""
+    return max(1, min(MAX_BATCH, units // (workers * BATCHES_PER_WORKER)))
 
 
 def run_serial(scenario: Scenario, units: Iterable[Unit], *, kind) -> Iterator[Done]:
@@ -109,20 +119,21 @@ def run_process(
             export_all(),
         ),
     ) as pool:
-        queue = iter(units)
+        size = batch_size(len(units), workers)
+        queue = iter([units[i : i + size] for i in range(0, len(units), size)])
         pending = set()
         try:
-            for unit in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
-                pending.add(pool.submit(_worker_unit, *unit))
+            for batch in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
+                pending.add(pool.submit(_worker_units, batch))
                 if len(pending) >= 4 * workers:
                     break
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield future.result()
+                    yield from future.result()
                     nxt = next(queue, None)
                     if nxt is not None:
-                        pending.add(pool.submit(_worker_unit, *nxt))
+                        pending.add(pool.submit(_worker_units, nxt))
         except BaseException:  # interrupted (or a unit failed): stop at once, not after the queued units
             _stop_workers(pool)
             raise
