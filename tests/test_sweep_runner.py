@@ -52,6 +52,23 @@ def test_seeds_give_common_random_numbers():
     assert seeds.engine_rng(11, 0, 0).random() == seeds.engine_rng(11, 0, 0).random()
 
 
+def test_on_first_use_makes_its_generator_only_when_drawn_from_and_draws_the_same():
+    made = []
+
+    def make():
+        made.append(1)
+        return seeds.engine_rng(11, 2, 3)
+
+    lazy = seeds.OnFirstUse(make)
+    assert made == []
+    drawn = [lazy.random(4), lazy.integers(0, 9, size=3), lazy.spawn(1)[0].random(2)]
+    ref = seeds.engine_rng(11, 2, 3)
+    expected = [ref.random(4), ref.integers(0, 9, size=3), ref.spawn(1)[0].random(2)]
+    assert made == [1]
+    for got, want in zip(drawn, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_task_row_is_tidy_and_engine_matches_eq17():
     rows = run_unit(small(), 1, 0)
     assert [r["scheme"] for r in rows] == ["proposed", "a", "c"]

@@ -51,3 +51,19 @@ def e_draw_rng(base_seed: int, point: int, drop: int, *, scheme: str) -> np.rand
 def engine_rng(base_seed: int, point: int, drop: int) -> np.random.Generator:
     """The engine's stream (fading per round, failures, stragglers), common to every scheme."""
     return np.random.default_rng(np.random.SeedSequence([*task_entropy(base_seed, point, drop), _ENGINE]))
+
+
+class OnFirstUse:
+    """A ``np.random.Generator`` made by ``make()`` when it is first used, for a stream most tasks never
+    touch (the engine's, in paper mode: no fading, failures or stragglers); making a Generator costs tens
+    of microseconds, a sizeable part of a Monte Carlo task. It draws exactly what ``make()`` would."""
+
+    __slots__ = ("_make", "_rng")
+
+    def __init__(self, make):
+        self._make, self._rng = make, None
+
+    def __getattr__(self, name: str):  # only for names not found on this object: the Generator's
+        if self._rng is None:
+            self._rng = self._make()
+        return getattr(self._rng, name)

@@ -111,7 +111,9 @@ def _rounds_per_seed(training_json: str) -> tuple[tuple[int, tuple[float, ...]],
 
     training = TrainingSection.model_validate_json(training_json)
     if not training.records:
-        raise InputError("training.e_draws: needs training.records (E(r) measured with several seeds per rank)")
+        raise InputError(
+            "training.e_draws: needs training.records (E(r) measured with several seeds per rank)"
+        )
     records = [ConvergenceRecord.load(path) for path in training.records]
     table = rounds_by_rank_per_seed(records, training.target_ppl)
     if training.ranks is not None:
@@ -274,10 +276,17 @@ def optimize_at(scenario: Scenario, point_index: int, drop_index: int, *, scheme
 
 def _optimize(unit: _Unit, scheme: str, *, refine: bool = True):
     from fedsim.optimize import get_scheme, optimize
+    from fedsim.optimize.baselines import BcdScheme
 
     at, problem = unit.at, unit.problem
     chosen = get_scheme(scheme)
-    rng = seeds.scheme_rng(unit.base_seed, unit.seed_at, unit.drop, scheme=chosen.name)
+
+    def make_rng():
+        return seeds.scheme_rng(unit.base_seed, unit.seed_at, unit.drop, scheme=chosen.name)
+
+    # a built-in scheme draws only what its spec leaves random (the proposed scheme nothing); a user's
+    # scheme gets a Generator proper
+    rng = seeds.OnFirstUse(make_rng) if isinstance(chosen, BcdScheme) else make_rng()
     result = optimize(problem, chosen, rng=rng, power_solver=at.schemes.power_solver, refine=refine)
     ranks = np.asarray(result.allocation.ranks)
     if problem.rank_cut is not None and chosen.name != "splitft" and (ranks != problem.rank_cut).all():
@@ -392,7 +401,7 @@ def _engine_columns(at: Scenario, drop, workload, result, point_index: int, drop
         local_iterations=at.training.local_iterations,
         rounds=1.0 if one_round else rounds,
         config=engine_config(at),
-        rng=seeds.engine_rng(at.montecarlo.base_seed, point_index, drop_index),
+        rng=seeds.OnFirstUse(lambda: seeds.engine_rng(at.montecarlo.base_seed, point_index, drop_index)),
     )
     energy = [r.get("energy_j") for r in sim.round_rows if r.get("energy_j") is not None]
     energy_j = float(np.asarray(energy).sum()) if energy else math.nan
