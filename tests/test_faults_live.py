@@ -95,10 +95,12 @@ def _child_killed_at(argv: list[str], log: str, nth: int) -> None:
 
 
 def _fork(argv: list[str], log, nth: int):
+    """Run ``_child_killed_at`` in a fresh (spawned) process: this process has run torch, and a forked child
+    of a process whose OpenMP threads ran can hang in its first parallel region (seen once under xdist)."""
     import multiprocessing
 
     log.touch()
-    proc = multiprocessing.get_context("fork").Process(target=_child_killed_at, args=(argv, str(log), nth))
+    proc = multiprocessing.get_context("spawn").Process(target=_child_killed_at, args=(argv, str(log), nth))
     proc.start()
     proc.join()
     return proc.exitcode
