@@ -168,7 +168,11 @@ def study_section(results: Path, name: str, title: str) -> list[str]:
         f"Validation PPL on the first {train.get('eval_samples', '?')} validation examples after every round, "
         f"test PPL on {train.get('test_samples', '?')} test examples, BLEU and ROUGE-L on "
         f"{train.get('generate_mrs', '?')} test MRs. Times are the engine's simulated seconds; mean ± the 95 % "
-        "t-CI half-width over seeds.", "",
+        "t-CI half-width over seeds. Every run times the same radio drop (placement, shadowing and client "
+        "compute come from the base seed, not the run's seed): the seeds vary the training (data order, LoRA "
+        "initialisation, probe sets), so a CI here is over training noise on this one drop, and a simulated "
+        "time with ± 0 means the arm moved its cuts the same way in every seed, not that the gain holds on "
+        "other drops.", "",
         "**Common target.** Per partition and seed, the highest final validation PPL among that seed's arms, "
         "so every run reaches it; each run's simulated time to it is interpolated in log PPL between "
         "evaluations. It asks which arm reaches the quality all arms share soonest.", "",
