@@ -88,9 +88,8 @@ class ResultsStore:
         self.figures = self.root / "figures"
         self.say = say
         self._key: str | None = None
-        # sha256 of each part this store wrote: reading one back that still has exactly those bytes needs
-        # no re-check of its rows (``_read_part``)
-        self._written: dict[tuple[int, int], list[dict]] = {}  # the rows of each part this store wrote
+        # the rows of each part this store wrote: consolidating takes them from here (``_read_part``)
+        self._written: dict[tuple[int, int], list[dict]] = {}
 
     def lock(self, command: str = "fedsim run"):
         """Context manager: hold the folder's one-writer lock (``FolderBusy`` if another run has it)."""
