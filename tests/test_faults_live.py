@@ -49,12 +49,16 @@ def _print_table():
     print("\n" + FaultTable.text())
 
 
-def _child_killed_at(argv: list[str], log: str, nth: int) -> None:
+def _child_killed_at(argv: list[str], log: str, nth: int, threads: int) -> None:
     """``fedsim ARGV`` that SIGKILLs itself at its ``nth`` moment: a call of the engine into the trainer, or
     an fsync of a file being written (after the temporary file is whole, before its rename); ``nth`` = 0:
     never (the number of trainer calls goes to the log)."""
+    import torch
+
     import fedsim.atomic
     from fedsim.learn.live_trainer import LiveTrainer
+
+    torch.set_num_threads(threads)  # the parent's: its reference run's floats depend on the thread count
 
     count = {"n": 0, "calls": 0}
 
@@ -96,11 +100,16 @@ def _child_killed_at(argv: list[str], log: str, nth: int) -> None:
 
 def _fork(argv: list[str], log, nth: int):
     """Run ``_child_killed_at`` in a fresh (spawned) process: this process has run torch, and a forked child
-    of a process whose OpenMP threads ran can hang in its first parallel region (seen once under xdist)."""
+    of a process whose OpenMP threads ran can hang in its first parallel region (seen once under xdist).
+    The child trains on as many threads as this process (an earlier test may have changed it)."""
     import multiprocessing
 
+    import torch
+
     log.touch()
-    proc = multiprocessing.get_context("spawn").Process(target=_child_killed_at, args=(argv, str(log), nth))
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_child_killed_at, args=(argv, str(log), nth, torch.get_num_threads())
+    )
     proc.start()
     proc.join()
     return proc.exitcode
