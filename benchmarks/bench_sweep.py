@@ -14,11 +14,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedsim.experiments.harness.store import ResultsStore
-from fedsim.experiments.runner import run_sweep
+import fedsim
 from fedsim.scenario import load_scenario
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "fig5_bandwidth.toml"
+try:
+    from fedsim.experiments.harness.store import ResultsStore
+    from fedsim.experiments.runner import run_sweep
+except ImportError:  # releases up to 702b3df (so that compare.py can time them with this script)
+    from fedsim.sweep.runner import run_sweep
+    from fedsim.sweep.store import ResultsStore
+
+# the fig5 scenario of the fedsim being timed (compare.py imports an earlier commit's tree, whose schema may
+# not read today's file; fig5's workload is the same at every release since 702b3df), else this tree's
+_TREE = Path(fedsim.__file__).resolve().parents[1]
+SCENARIO = next(
+    p
+    for p in (
+        _TREE / "scenarios" / "fig5_bandwidth.toml",
+        Path(__file__).resolve().parents[1] / "scenarios" / "fig5_bandwidth.toml",
+    )
+    if p.exists()
+)
 
 
 def timed(scenario, executor: str, workers: int | None) -> tuple[float, int]:
