@@ -150,9 +150,7 @@ def _head() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rev", help="the earlier commit (any git revision)")
-    parser.add_argument(
-        "--bench", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS)
-    )
+    parser.add_argument("--bench", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per side, alternating (medians)")
     parser.add_argument("--out", type=Path, help="also write the figures as markdown, with date and machine")
     args = parser.parse_args()
