@@ -59,3 +59,18 @@ def test_draws_report_rank_flips_and_a_delay_range(tmp_path):
 def test_draws_need_measured_records():
     with pytest.raises(InputError, match="e_draws"):
         api.load_scenario(ROOT / "scenarios" / "fig5_bandwidth.toml", ["training.e_draws=4"])
+
+
+def test_rank_study_sweep_target_is_reached_by_every_seed():
+    """fig5_bandwidth_rank_study's comment: every split-fed seed of ranks 1, 4 and 16 reaches val PPL 4.3, so
+    every rank is a candidate and each has E(r) from all of its seeds (a seed that never reached the target
+    would silently drop its rank)."""
+    scenario = api.load_scenario(ROOT / "scenarios" / "fig5_bandwidth_rank_study.toml")
+    training = scenario.training
+    assert training.e_draws > 0 and training.target_ppl == 4.3
+    records = [ConvergenceRecord.load(p) for p in training.records]
+    assert {r.scheme for r in records} == {"split_fed"} and {r.rank for r in records} == {1, 4, 16}
+    table = rounds_by_rank_per_seed(records, training.target_ppl)
+    assert sorted(table) == [1, 4, 16]
+    for rank, values in table.items():
+        assert len(values) == sum(r.rank == rank for r in records) >= 3
