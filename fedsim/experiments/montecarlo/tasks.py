@@ -98,9 +98,12 @@ def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
     source = ",".join(sorted({f"{rec.model}:{rec.scheme}" for rec in records}))
     if training.target_ppl is not None:
         source += f"@ppl{training.target_ppl:g}"
-    seeds_per_rank = max(sum(rec.rank == rank for rec in records) for rank in {rec.rank for rec in records})
-    if seeds_per_rank > 1:
-        source += f" ({training.records_aggregate} of {seeds_per_rank} seeds)"
+    counts = {rank: sum(rec.rank == rank for rec in records) for rank in sorted({rec.rank for rec in records})}
+    if len(set(counts.values())) > 1:  # say how many seeds each rank has
+        per_rank = ", ".join(f"r{rank}: {n}" for rank, n in counts.items())
+        source += f" ({training.records_aggregate} over seeds, {per_rank})"
+    elif max(counts.values()) > 1:
+        source += f" ({training.records_aggregate} of {max(counts.values())} seeds)"
     return tuple(sorted(table.items())), source
 
 
