@@ -15,6 +15,7 @@ from fedsim.errors import InputError
 from fedsim.experiments.study.tables import (
     chosen_lr_table,
     plateau_ppl,
+    rank_differences,
     relative_targets_table,
     smoothed,
     write_study_tables,
@@ -52,6 +53,36 @@ def test_relative_targets_against_a_hand_computation():
     assert r1["rounds_hi"] - r1["rounds_mean"] == pytest.approx(half)
     r4 = table[table["rank"] == 4].iloc[0]
     assert r4["reached"] == 0 and math.isnan(r4["rounds_mean"])  # rank 4 never gets within 10 %
+
+
+def test_rank_differences_are_paired_by_seed():
+    # rank 16 plateaus at 4.0 + 0.3 x seed; rank 1 sits 0.1 + 0.01 x seed above it, seed by seed: the paired
+    # difference is 0.1 + 0.01 x mean(seed) with a tiny CI, though the seeds' spread (0.3) dwarfs it unpaired
+    curves, rows = [], []
+    for seed in range(3):
+        for rank, extra in ((1, 0.1 + 0.01 * seed), (16, 0.0)):
+            level = 4.0 + 0.3 * seed + extra
+            c = _curve([10.0, 6.0, level + 1.0, level, level, level])
+            curves += [{"training_scheme": "split_fed", "rank": rank, "seed": seed, "lr": 1e-3, **r} for r in c]
+            rows.append({"training_scheme": "split_fed", "rank": rank, "seed": seed, "lr": 1e-3,
+                         "plateau_val_ppl": plateau_ppl(c)})  # fmt: skip
+    curves, rows = pd.DataFrame(curves), pd.DataFrame(rows)
+    table = rank_differences(curves, rows, [50])
+    plateau = table[table.measure == "plateau PPL"].iloc[0]
+    assert (plateau["rank"], plateau["versus_rank"], plateau["paired_seeds"]) == (1, 16, 3)
+    assert plateau["diff_mean"] == pytest.approx(0.11)
+    half = stats.t.ppf(0.975, 2) * np.std([0.10, 0.11, 0.12], ddof=1) / math.sqrt(3)
+    assert plateau["diff_hi"] - plateau["diff_mean"] == pytest.approx(half) and plateau["excludes_0"]
+    rounds = table[table.measure == "rounds to within 50 %"].iloc[0]
+    target = float(relative_targets_table(curves, rows, [50])["target_ppl"].iloc[0])
+    want = []
+    for seed in range(3):
+        own = {rank: curves[(curves["rank"] == rank) & (curves.seed == seed)].to_dict("records") for rank in (1, 16)}
+        a, b = (rounds_to_target_interpolated(own[rank], target) for rank in (1, 16))
+        if a is not None and b is not None:
+            want.append(a - b)
+    assert rounds["paired_seeds"] == len(want) and rounds["unpaired_or_unreached"] == 3 - len(want)
+    assert rounds["diff_mean"] == pytest.approx(np.mean(want))
 
 
 def test_a_study_with_lr_per_rank_and_relative_targets(tmp_path):

@@ -258,6 +258,7 @@ def _table_iv_entry(entry: dict, group: pd.DataFrame, metrics) -> dict:
             entry[f"{scheme}_{m}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
             entry[f"{scheme}_{m}_std"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else math.nan
     paired = group.pivot_table(index="seed", columns="training_scheme", values=metrics)
+    entry["paired_seeds"] = 0  # the most seeds any metric pairs (metrics a study did not record pair none)
     for m in metrics:
         if ("split_fed" in paired.get(m, {})) and ("centralized" in paired.get(m, {})):
             gap = (paired[m]["split_fed"] - paired[m]["centralized"]).dropna()
@@ -265,7 +266,8 @@ def _table_iv_entry(entry: dict, group: pd.DataFrame, metrics) -> dict:
         else:
             mean = lo = hi = math.nan
             gap = []
-        entry.update({f"gap_{m}": mean, f"gap_{m}_lo": lo, f"gap_{m}_hi": hi, "paired_seeds": len(gap)})
+        entry.update({f"gap_{m}": mean, f"gap_{m}_lo": lo, f"gap_{m}_hi": hi, f"gap_{m}_seeds": len(gap)})
+        entry["paired_seeds"] = max(entry["paired_seeds"], len(gap))
     return entry
 
 
@@ -378,3 +380,43 @@ def write_study_tables(rows: pd.DataFrame, targets, folder: Path, *, relative_pc
         f"{flat.mean():.2f} % (mean over seeds) over the last 20 % of steps.", "",
     ]  # fmt: skip
     return lines
+
+
+def rank_differences(curves: pd.DataFrame, rows: pd.DataFrame, pcts) -> pd.DataFrame:
+    """Does the rank change E(r) or the plateau? Per training scheme, each rank against the scheme's largest
+    rank, paired by seed (runs of one seed share data order and initial weights): the difference in rounds to
+    each plateau-relative target (``relative_targets_table``'s targets, interpolated) and in plateau PPL, mean
+    and 95 % t-CI over the seeds where both runs have a value, and whether the CI excludes 0."""
+    targets = relative_targets_table(curves, rows, pcts)
+    by_run = {key: run.sort_values("step").to_dict("records")
+              for key, run in curves.groupby(["training_scheme", "rank", "seed"])}  # fmt: skip
+    out = []
+    for scheme, srows in rows.groupby("training_scheme", sort=True):
+        ranks = sorted(srows["rank"].unique())
+        ref = ranks[-1]
+
+        def per_seed(rank, value, srows=srows):
+            return {int(r.seed): value(r) for r in srows[srows["rank"] == rank].itertuples()}
+
+        measures = [("plateau PPL", None, lambda r: float(r.plateau_val_ppl))]
+        for pct in pcts:
+            target = float(targets[(targets.training_scheme == scheme)]["target_ppl"]
+                           [targets.within_pct == float(pct)].iloc[0])  # fmt: skip
+
+            def crossing(r, target=target, scheme=scheme):
+                c = rounds_to_target_interpolated(by_run.get((scheme, int(r.rank), int(r.seed)), []), target)
+                return math.nan if c is None else c
+
+            measures.append((f"rounds to within {pct:g} %", target, crossing))
+        for rank in ranks[:-1]:
+            for name, target, value in measures:
+                mine, theirs = per_seed(rank, value), per_seed(ref, value)
+                diffs = np.asarray([mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))], dtype=float)
+                finite = diffs[np.isfinite(diffs)]
+                mean, lo, hi = t_interval(finite) if finite.size else (math.nan,) * 3
+                out.append({"training_scheme": scheme, "rank": int(rank), "versus_rank": int(ref),
+                            "measure": name, "target_ppl": target, "paired_seeds": int(finite.size),
+                            "unpaired_or_unreached": int(diffs.size - finite.size), "diff_mean": mean,
+                            "diff_lo": lo, "diff_hi": hi,
+                            "excludes_0": bool(math.isfinite(lo) and (lo > 0 or hi < 0))})  # fmt: skip
+    return pd.DataFrame(out)
