@@ -46,7 +46,8 @@ def test_the_rank_study_trains_as_the_sweep_did_apart_from_seed_scheme_and_lr():
 
 
 def test_the_split_fed_vs_centralized_study_runs_rank_4_at_its_swept_lr_with_one_record_name_per_run():
-    from fedsim.experiments.study.runs import name_fields, record_stem, run_config
+    from fedsim.experiments.study.runs import _NOT_THE_RUN, name_fields, record_stem, run_config
+    from fedsim.learn.config import config_diff
 
     scenario = load_scenario(ROOT / "scenarios" / "splitfed_vs_centralized.toml")
     assert scenario.study.training.lr == _sweep_choice().loc[scenario.study.training.rank, "chosen_lr"]
@@ -60,6 +61,17 @@ def test_the_split_fed_vs_centralized_study_runs_rank_4_at_its_swept_lr_with_one
             c.seed for c in configs if (c.cut, c.partition) == setting and c.scheme == "split_fed"
         ) == [0, 1, 2, 3, 4]
     assert sorted(c.seed for c in configs if c.scheme == "centralized") == [0, 1, 2, 3, 4]
+    # alpha 0.1 where the partition reads it; elsewhere the default, so that the centralized and the split-fed
+    # cut-2 IID runs equal the rank study's rank-4 runs and are taken from its records (reuse_records)
+    assert {c.dirichlet_alpha for c in configs if c.partition == "length_dirichlet"} == {0.1}
+    assert {c.dirichlet_alpha for c in configs if c.partition == "iid"} == {0.5}
+    rank_study = load_scenario(ROOT / "scenarios" / "rank_study.toml")
+    rank4 = {(c.scheme, c.seed): c for p in range(30) if (c := run_config(rank_study, p)).rank == 4}
+    same = [c for c in configs if (c.scheme == "centralized" or (c.cut, c.partition) == (2, "iid"))]
+    assert len(same) == 10
+    for c in same:
+        assert not config_diff(rank4[(c.scheme, c.seed)].model_dump(), c.model_dump(), _NOT_THE_RUN)
+    assert [Path(f) for f in scenario.study.reuse_records] == [ROOT / "results" / "rank_study" / "records"]
 
 
 def test_record_names_of_the_committed_studies_are_unchanged():

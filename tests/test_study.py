@@ -218,3 +218,37 @@ def test_a_record_older_than_a_new_trainconfig_field_still_counts_as_the_same_ru
     record.config = dict(old, lr=0.001)
     with pytest.raises(InputError, match="another configuration \\(lr\\)"):
         _check_same_run(record, cfg, tmp_path / "r.json")
+
+
+def test_a_study_takes_matching_records_from_reuse_records_instead_of_training(tmp_path, monkeypatch):
+    from fedsim import api
+    from fedsim.errors import InputError
+    from fedsim.experiments.study import runs
+
+    first = tmp_path / "first.toml"
+    first.write_text(tiny_study(steps=2, seeds=(0,), ranks=(1, 4)))
+    api.run(api.load_scenario(first), executor="serial", out=tmp_path / "a", figures=False, progress=False)
+    # the second study: rank 4 equals a run of the first (taken), rank 2 is new (trained), and rank 1 at
+    # another lr is another run (trained, not taken)
+    second = tmp_path / "second.toml"
+    second.write_text(
+        tiny_study(steps=2, seeds=(0,), ranks=(1, 2, 4), name="second").replace(
+            "[study.training]", 'reuse_records = ["a/records"]\nlr_by_rank = {1 = 0.001, 2 = 0.003, 4 = 0.003}\n'
+            "[study.training]"
+        )
+    )
+    trained = []
+    real_train = runs._train
+    monkeypatch.setattr(runs, "_train", lambda cfg, threads: trained.append(cfg.rank) or real_train(cfg, threads))
+    rows, folder = api.run(api.load_scenario(second), executor="serial", out=tmp_path / "b", figures=False,
+                           progress=False)  # fmt: skip
+    assert sorted(trained) == [1, 2] and len(rows) == 3
+    taken = ConvergenceRecord.load(next((folder / "records").glob("*_r4_*.json")))
+    original = ConvergenceRecord.load(next((tmp_path / "a" / "records").glob("*_r4_*.json")))
+    assert taken.curve == original.curve and taken.config == original.config
+    assert taken.source.endswith(f"; reused from a/records/{next((tmp_path / 'a' / 'records').glob('*_r4_*.json')).name}")
+    # a folder that is not there is named in one line
+    bad = tmp_path / "bad.toml"
+    bad.write_text(second.read_text().replace('["a/records"]', '["nowhere/records"]'))
+    with pytest.raises(InputError, match="study.reuse_records: 'nowhere/records' is not a folder"):
+        api.load_scenario(bad)

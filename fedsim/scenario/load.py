@@ -146,6 +146,23 @@ def _resolve_records(data: dict[str, Any], base: Path) -> None:
     training["records"] = paths
 
 
+def _resolve_reuse(data: dict[str, Any], base: Path) -> None:
+    """``study.reuse_records`` folders relative to the scenario file's folder; each must exist."""
+    study = data.get("study")
+    if not (isinstance(study, dict) and isinstance(study.get("reuse_records"), list)):
+        return
+    folders: list[Any] = []
+    for p in study["reuse_records"]:
+        if not isinstance(p, str):
+            folders.append(p)  # validation names the bad entry
+            continue
+        full = Path(p) if Path(p).is_absolute() else (base / p).resolve()
+        if not full.is_dir():
+            raise InputError(f"study.reuse_records: {p!r} is not a folder (relative to {base})")
+        folders.append(str(full))
+    study["reuse_records"] = folders
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The raw table of a TOML file; InputError if missing or malformed."""
     path = Path(path)
@@ -164,4 +181,5 @@ def load_scenario(path: str | Path, overrides: typing.Iterable[str] = ()) -> Sce
     """Read ``path``, apply ``KEY=VALUE`` overrides, validate. Record paths resolve against the file's folder."""
     data = apply_overrides(read_toml(path), overrides)
     _resolve_records(data, Path(path).resolve().parent)
+    _resolve_reuse(data, Path(path).resolve().parent)
     return scenario_from_dict(data, str(path))

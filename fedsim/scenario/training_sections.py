@@ -37,6 +37,12 @@ class StudySection(Section):
         description="train nothing: rows, tables and figures of the runs whose records already exist (the "
         "interim results of a study still running or stopped)",
     )
+    reuse_records: tuple[str, ...] = Field(
+        (),
+        description="records folders of other studies (relative to the scenario file): a run whose record is "
+        "missing takes a finished record from them whose TrainConfig equals its own (checked as the study's "
+        "own records are) instead of training again; the copy names where it came from",
+    )
     out_dir: str | None = Field(
         None, description="set by fedsim run: the results folder whose records/ and checkpoints/ runs use"
     )

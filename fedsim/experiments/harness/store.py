@@ -37,7 +37,7 @@ from fedsim.scenario.model import SCHEME_NAMES, Scenario
 
 _PART = re.compile(r"^p(\d+)_d(\d+)\.json$")
 # Changing these does not change any row already written, so a run may resume across them.
-_RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live", "study.existing_only")
+_RESUMABLE_KEYS = ("montecarlo.drops", "outputs", "description", "live", "study.existing_only", "study.reuse_records")
 __all__ = ["ResultsStore", "atomic_write_text", "git_revision"]
 
 

@@ -11,6 +11,7 @@ target and Table IV.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 from fedsim.atomic import set_aside
@@ -72,10 +73,30 @@ def record_path(out_dir, cfg: TrainConfig, varying: tuple[str, ...] = ()) -> Pat
 
 
 def finished_units(scenario, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The units of ``plan`` whose record exists (``study.existing_only``)."""
-    out_dir = scenario.study.out_dir
-    varying = name_fields(scenario)
-    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p), varying).is_file()]
+    """The units of ``plan`` whose record exists, or can be taken from ``study.reuse_records``
+    (``study.existing_only``)."""
+    study, varying = scenario.study, name_fields(scenario)
+    out = []
+    for p, d in plan:
+        cfg = run_config(scenario, p)
+        if record_path(study.out_dir, cfg, varying).is_file() or reusable_record(cfg, study.reuse_records):
+            out.append((p, d))
+    return out
+
+
+def reusable_record(cfg: TrainConfig, folders) -> tuple[ConvergenceRecord, Path] | None:
+    """The first record (folders in order, files sorted) in ``folders`` whose TrainConfig equals ``cfg`` but
+    for the fields that do not change a run, with where it lies; None if there is none. Records that do not
+    load (damaged, not a record) are passed over: they are another study's to fix."""
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
+            try:
+                record = ConvergenceRecord.load(path)
+            except InputError:
+                continue
+            if record.config and not config_diff(record.config, cfg.model_dump(), _NOT_THE_RUN):
+                return record, path
+    return None
 
 
 def run_study_unit(scenario, point_index: int) -> list[dict]:
@@ -86,6 +107,11 @@ def run_study_unit(scenario, point_index: int) -> list[dict]:
     cfg = run_config(scenario, point_index)
     path = record_path(study.out_dir, cfg, name_fields(scenario))
     record = _kept_record(path, cfg, study.out_dir, fix=not study.existing_only)
+    if record is None and (found := reusable_record(cfg, study.reuse_records)) is not None:
+        record, origin = found
+        where = os.path.relpath(origin, Path(study.out_dir).resolve().parent)  # e.g. rank_study/records/...
+        record.source = f"{record.source or 'unknown'}; reused from {Path(where).as_posix()}"
+        record.save(path)
     if record is None:
         record = _train(cfg, study.threads)
         record.save(path)
