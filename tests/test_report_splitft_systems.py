@@ -78,3 +78,21 @@ def test_with_only_the_baseline_run_the_page_says_there_is_no_pair_yet(tmp_path)
     _run(live, "splitlora_fixed", 0, total_s=10.0, final=6.0, client_s=4.0)
     text = page(results)
     assert "Runs committed: 1." in text and "No pair yet" in text
+
+
+def test_side_by_side_says_where_an_arm_wins_and_where_it_is_not_resolved(tmp_path):
+    results = tmp_path / "results"
+    # compute-bound: balance 30 % and 32 % faster on seeds 0 and 1 (a win); uplink-bound: +10 % and -10 %
+    for name, times in (("splitft_compute_bound", (7.0, 6.8)), ("splitft_uplink_bound", (11.0, 9.0))):
+        live = results / name / "live"
+        for seed, t in enumerate(times):
+            _run(live, "splitlora_fixed", seed, total_s=10.0, final=6.0, client_s=4.0)
+            _run(live, "balance", seed, total_s=t, final=6.0, client_s=2.0)
+    text = page(results).split("## The two systems side by side")[1]
+    # the baseline's round: 10 s over 2 rounds = 5 s, of which 'forward' (client compute) 4 s, no transfers
+    assert "`splitft_compute_bound`: a baseline round of 5 s, its compute terms 4 s and its transfer terms 0 s" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `balance` | iid |"))
+    compute, uplink = row.split("|")[3:5]
+    half = 12.706 * abs(-30.0 - -32.0) / 2**0.5 / 2**0.5  # t(0.975, 1) x std / sqrt(2)
+    assert compute.strip() == f"-31.0 ± {half:.1f} % (wins), 2 seeds"
+    assert "(not resolved), 2 seeds" in uplink and uplink.strip().startswith("+0.0 ±")

@@ -200,6 +200,79 @@ def study_section(results: Path, name: str, title: str) -> list[str]:
     return lines
 
 
+def _study_data(results: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A study's runs (with times to the common target) and its mean seconds per round by delay term."""
+    folder = results / name
+    if not (folder / "live").is_dir():
+        return pd.DataFrame(), pd.DataFrame()
+    data = collect(folder / "live")
+    if data["summary"].empty:
+        return pd.DataFrame(), pd.DataFrame()
+    summary = times_to_target(data["summary"], data["curve"])
+    return summary, phase_table(summary, data.get("phases", pd.DataFrame()))[1]
+
+
+_COMPUTE, _TRANSFER = ("client compute", "server compute"), ("activation upload", "LoRA upload")
+
+
+def _verdict(r) -> str:
+    if math.isnan(r["change_pct"]):
+        return "-"
+    if math.isnan(r["ci_pct"]):
+        return f"{r['change_pct']:+.1f} % (one seed: not resolved)"
+    word = ("wins" if r["change_pct"] < 0 else "loses") if r["excludes_0"] else "not resolved"
+    return f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} % ({word})"
+
+
+def side_by_side(results: Path) -> list[str]:
+    """Each arm's paired change in time to the common target in both systems, beside what bounds each system's
+    baseline round (its compute terms against its transfer terms): where adaptive cuts win and where they
+    lose, and the delay terms that say why."""
+    data = {name: _study_data(results, name) for name in STUDIES}
+    lines = ["## The two systems side by side", ""]
+    if any(summary.empty for summary, _ in data.values()):
+        return lines + ["Not both systems have committed runs yet: nothing is compared.", ""]
+    bounds = []
+    for name, (_, means) in data.items():
+        base = means[means["arm"] == BASELINE]
+        if base.empty:
+            continue
+        b = base.mean(numeric_only=True)  # over the baseline's partitions
+        compute = sum(float(b.get(t, 0.0)) for t in _COMPUTE)
+        transfer = sum(float(b.get(t, 0.0)) for t in _TRANSFER)
+        bounds.append(f"`{name}`: a baseline round of {b['round_s']:.3g} s, its compute terms {compute:.3g} s "
+                      f"and its transfer terms {transfer:.3g} s")  # fmt: skip
+    changes = {}
+    for name, (summary, _) in data.items():
+        if (summary["arm"] == BASELINE).any() and (summary["arm"] != BASELINE).any():
+            changes[name] = paired(summary, "sim_time_to_common_s").set_index(
+                ["arm", *group_columns(summary)]
+            )
+    keys = sorted({key for table in changes.values() for key in table.index}, key=str)
+    rows = []
+    for key in keys:
+        key_t = key if isinstance(key, tuple) else (key,)
+        cells = [f"`{key_t[0]}`", ", ".join(str(v) for v in key_t[1:])]
+        for name in STUDIES:
+            table = changes.get(name)
+            if table is None or key not in table.index:
+                cells.append("-")
+                continue
+            r = table.loc[key]
+            cells.append(f"{_verdict(r)}, {int(r['seeds'])} seed{'s' if r['seeds'] != 1 else ''}")
+        rows.append(cells)
+    lines += [
+        "What bounds each system's fixed-cut round (mean over its baseline runs; terms overlap in time): "
+        + "; ".join(bounds) + ".", "",
+        f"Change in simulated time to the common target against `{BASELINE}` on the same partition and seed, "
+        "mean ± 95 % t-CI over seeds: an arm wins (or loses) where the CI excludes 0; otherwise it is not "
+        "resolved at this scale.", "",
+        md_table(["arm", "partition", *(f"`{n}`" for n in STUDIES)], rows) if rows
+        else "No arm has been paired with the baseline in either system yet.", "",
+    ]  # fmt: skip
+    return lines
+
+
 def page(results: Path) -> str:
     lines = [GENERATED, "", "# SplitFT in two systems", "",
              "Live SmolLM2-135M split-LoRA runs timed by the event engine, repeated over seeds and two "
@@ -213,4 +286,5 @@ def page(results: Path) -> str:
              "[Convergence and SplitFT studies](../guides/studies.md).", ""]  # fmt: skip
     for name, title in STUDIES.items():
         lines += study_section(results, name, title)
+    lines += side_by_side(results)
     return "\n".join(lines).rstrip() + "\n"
