@@ -124,43 +124,47 @@ def _point_text(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in point.items())
 
 
+def _resolve_listed(data: dict[str, Any], where: str, base: Path, expand) -> None:
+    """Replace the list at ``where`` (``section.key``) by its paths, each entry resolved against the scenario
+    file's folder ``base`` and passed to ``expand(entry, full path)`` for the paths it stands for; entries that
+    are not strings stay, so that validation names them."""
+    section, key = where.split(".")
+    table = data.get(section)
+    if not (isinstance(table, dict) and isinstance(table.get(key), list)):
+        return
+    paths: list[Any] = []
+    for p in table[key]:
+        if not isinstance(p, str):
+            paths.append(p)
+            continue
+        paths.extend(expand(p, Path(p) if Path(p).is_absolute() else (base / p).resolve()))
+    table[key] = paths
+
+
 def _resolve_records(data: dict[str, Any], base: Path) -> None:
     """Record paths relative to the scenario file's folder; glob patterns (``*``, ``?``, ``[``) expand to
     the sorted matching files (InputError when a pattern matches none)."""
-    training = data.get("training")
-    if not (isinstance(training, dict) and isinstance(training.get("records"), list)):
-        return
-    paths: list[Any] = []
-    for p in training["records"]:
-        if not isinstance(p, str):
-            paths.append(p)  # validation names the bad entry
-            continue
-        full = p if Path(p).is_absolute() else str((base / p).resolve())
-        if any(ch in p for ch in "*?["):
-            matches = sorted(glob.glob(full))
-            if not matches:
-                raise InputError(f"training.records: pattern {p!r} matches no file (relative to {base})")
-            paths.extend(matches)
-        else:
-            paths.append(full)
-    training["records"] = paths
+
+    def files(p: str, full: Path) -> list[str]:
+        if not any(ch in p for ch in "*?["):
+            return [str(full)]
+        matches = sorted(glob.glob(str(full)))
+        if not matches:
+            raise InputError(f"training.records: pattern {p!r} matches no file (relative to {base})")
+        return matches
+
+    _resolve_listed(data, "training.records", base, files)
 
 
 def _resolve_reuse(data: dict[str, Any], base: Path) -> None:
     """``study.reuse_records`` folders relative to the scenario file's folder; each must exist."""
-    study = data.get("study")
-    if not (isinstance(study, dict) and isinstance(study.get("reuse_records"), list)):
-        return
-    folders: list[Any] = []
-    for p in study["reuse_records"]:
-        if not isinstance(p, str):
-            folders.append(p)  # validation names the bad entry
-            continue
-        full = Path(p) if Path(p).is_absolute() else (base / p).resolve()
+
+    def folder(p: str, full: Path) -> list[str]:
         if not full.is_dir():
             raise InputError(f"study.reuse_records: {p!r} is not a folder (relative to {base})")
-        folders.append(str(full))
-    study["reuse_records"] = folders
+        return [str(full)]
+
+    _resolve_listed(data, "study.reuse_records", base, folder)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
