@@ -96,3 +96,23 @@ def test_side_by_side_says_where_an_arm_wins_and_where_it_is_not_resolved(tmp_pa
     half = 12.706 * abs(-30.0 - -32.0) / 2**0.5 / 2**0.5  # t(0.975, 1) x std / sqrt(2)
     assert compute.strip() == f"-31.0 ± {half:.1f} % (wins), 2 seeds"
     assert "(not resolved), 2 seeds" in uplink and uplink.strip().startswith("+0.0 ±")
+
+
+def test_fedsim_plot_draws_the_seeds_figure_from_runs_committed_one_by_one(tmp_path):
+    from fedsim.plots import make_figures
+
+    folder = tmp_path / "results" / "splitft_compute_bound"
+    live = folder / "live"
+    (folder).mkdir(parents=True)
+    (folder / "scenario.json").write_text(json.dumps({"live": {"arms": {}}, "outputs": {"formats": ["png"]}}))
+    for seed in (0, 1):
+        _run(live, "splitlora_fixed", seed, total_s=10.0, final=6.0, client_s=4.0)
+        _run(live, "balance", seed, total_s=8.0, final=6.0, client_s=2.0)
+        for arm, cuts in (("splitlora_fixed", (2, 2, 2)), ("balance", (2, 3, 4))):
+            run = f"{arm}_partitioniid_seed{seed}"
+            rows = [{"round": r, "client": 0, "cut": c, "run": run, "arm": arm, "partition": "iid", "seed": seed}
+                    for r, c in enumerate(cuts)]  # fmt: skip
+            pd.DataFrame(rows).to_csv(live / run / "cuts.csv", index=False)
+    made = make_figures(folder)
+    assert folder / "figures" / "splitft.png" in made
+    assert "![splitft_compute_bound: val PPL vs simulated time, cut trajectories]" in page(tmp_path / "results")

@@ -88,6 +88,19 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
                 else None
             )
             made += save(convergence_figure(curve, target), figures / "convergence", formats)
+    if not (live / "arms_curve.csv").exists() and any(live.glob("*/summary.json")):
+        # a SplitFT study committed run by run (its per-run folders, not the aggregates of a finished run)
+        from fedsim.experiments.live.compare import collect, group_columns
+        from fedsim.plots.splitft import splitft_seeds_figure
+
+        data = collect(live)
+        summary = data["summary"]
+        if "seed" in summary.columns:
+            groups = group_columns(summary)
+            labels = summary[["run", "arm", *groups, "seed"]]
+            curve = data["curve"].drop(columns=[c for c in labels.columns if c != "run"], errors="ignore")
+            figure = splitft_seeds_figure(curve.merge(labels, on="run"), data["cuts"], groups)
+            made += save(figure, figures / "splitft", formats)
     if (live / "arms_curve.csv").exists():  # SplitFT-style arms (fedsim.experiments.live.arms)
         from fedsim.plots.splitft import splitft_figure, splitft_table
 
