@@ -96,7 +96,16 @@ def lora_bits(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> np.nda
 @dataclass(frozen=True)
 class SampleSizes:
     """What ``client_flops``, ``server_flops``, ``activation_bits`` and ``lora_bits`` give for one allocation,
-    (K,) each, from one check of its cuts and ranks (the delay model and the engine need all four)."""
+    (K,) each, from one check of its cuts and ranks (the delay model and the engine need all four): per sample,
+    or per batch of b samples from ``per_batch`` (the engine's events).
+
+    Attributes:
+        client_fwd_flops, client_bwd_flops: client FP / BP work [FLOP].
+        server_fwd_flops, server_bwd_flops: server FP / BP work on client k's samples [FLOP].
+        act_bits: activation upload (and gradient download) size [bit].
+        lora_bits: LoRA upload size (once per round, or per iteration in reading D2) [bit]: per client, the
+            same per sample and per batch.
+    """
 
     client_fwd_flops: np.ndarray
     client_bwd_flops: np.ndarray
@@ -104,6 +113,17 @@ class SampleSizes:
     server_bwd_flops: np.ndarray
     act_bits: np.ndarray
     lora_bits: np.ndarray
+
+    def per_batch(self, batch_size: int) -> SampleSizes:
+        """The sizes of one local iteration's events on a batch of ``batch_size`` samples."""
+        return SampleSizes(
+            batch_size * self.client_fwd_flops,
+            batch_size * self.client_bwd_flops,
+            batch_size * self.server_fwd_flops,
+            batch_size * self.server_bwd_flops,
+            batch_size * self.act_bits,
+            self.lora_bits.astype(float),
+        )
 
 
 def sample_sizes(workload: Workload, cuts: np.ndarray, ranks: np.ndarray) -> SampleSizes:

@@ -8,12 +8,11 @@ the reference the engine is tested against.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from fedsim.core.allocation import Allocation
-from fedsim.core.delay import sample_sizes
+from fedsim.core.delay import SampleSizes, sample_sizes
 from fedsim.core.system import Drop
 from fedsim.core.workload import Workload
 from fedsim.engine.channel_state import ChannelState
@@ -62,36 +61,9 @@ def _flops_per_cycle(drop: Drop, config: EngineConfig) -> np.ndarray | float:
     return drop.client_flops_per_s / drop.client_cycles_per_s
 
 
-@dataclass(frozen=True)
-class EventSizes:
-    """Per-client sizes of one local iteration's events, all (K,) and per *batch* of b samples.
-
-    Attributes:
-        client_fwd_flops, client_bwd_flops: client FP / BP work [FLOP].
-        server_fwd_flops, server_bwd_flops: server FP / BP work on client k's batch [FLOP].
-        act_bits: activation upload (and gradient download) size [bit].
-        lora_bits: LoRA upload size (once per round, or per iteration in reading D2) [bit].
-    """
-
-    client_fwd_flops: np.ndarray
-    client_bwd_flops: np.ndarray
-    server_fwd_flops: np.ndarray
-    server_bwd_flops: np.ndarray
-    act_bits: np.ndarray
-    lora_bits: np.ndarray
-
-
-def event_sizes(workload: Workload, alloc: Allocation, batch_size: int) -> EventSizes:
+def event_sizes(workload: Workload, alloc: Allocation, batch_size: int) -> SampleSizes:
     """Sizes of every event of one client per local iteration (batch of ``batch_size`` samples)."""
-    per_sample = sample_sizes(workload, alloc.cuts, alloc.ranks)
-    return EventSizes(
-        batch_size * per_sample.client_fwd_flops,
-        batch_size * per_sample.client_bwd_flops,
-        batch_size * per_sample.server_fwd_flops,
-        batch_size * per_sample.server_bwd_flops,
-        batch_size * per_sample.act_bits,
-        per_sample.lora_bits.astype(float),
-    )
+    return sample_sizes(workload, alloc.cuts, alloc.ranks).per_batch(batch_size)
 
 
 class Costs:
@@ -102,12 +74,12 @@ class Costs:
     sets this round's compute times (stragglers run slower).
     """
 
-    def __init__(self, drop: Drop, sizes: EventSizes, chan: ChannelState, config: EngineConfig):
+    def __init__(self, drop: Drop, sizes: SampleSizes, chan: ChannelState, config: EngineConfig):
         self.chan, self._drop, self._config = chan, drop, config
         self._slowdown = np.ones(drop.num_clients)
         self.set_sizes(sizes)
 
-    def set_sizes(self, sizes: EventSizes) -> None:
+    def set_sizes(self, sizes: SampleSizes) -> None:
         """(Re)derive every duration and energy from ``sizes`` (live mode: the cuts or ranks changed)."""
         drop, chan, config = self._drop, self.chan, self._config
         self.sizes = sizes
