@@ -166,7 +166,9 @@ def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -
         head, "",
         "Each rank against the largest, paired by seed (the runs of one seed share data order and initial "
         "weights): difference in plateau PPL and in rounds to the plateau-relative targets above (interpolated), "
-        "mean [95 % t-CI over the paired seeds]. A seed where either run never reached the target is left out.",
+        "mean [95 % t-CI over the paired seeds]. A seed where either run never reached the target is left out. "
+        f"The {len(diffs)} rows are separate 95 % intervals, not corrected for multiple comparisons: about one in "
+        "20 excludes 0 by chance when nothing differs.",
         "",
         md_table(["scheme", "ranks", "measure", "target PPL", "paired seeds", "difference [95 % CI]", "verdict"],
                  table), "",
