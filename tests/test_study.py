@@ -135,6 +135,36 @@ def test_rounds_by_rank_recomputes_the_target_and_aggregates_seeds():
         rounds_by_rank(recs + [_record(1, 0, [9, 5])], 5.0)
 
 
+def test_rounds_by_rank_interpolates_between_evaluations_when_asked():
+    from fedsim.learn.records import rounds_by_rank_per_seed, rounds_to_target_interpolated
+
+    recs = [_record(1, 0, [9, 7, 5, 4.0]), _record(1, 1, [9, 6, 4.9, 4.0]), _record(4, 0, [9, 6.0, 4.0, 3.0])]
+    # rank 4 seed 0 crosses 5 between round 1 (PPL 6) and round 2 (PPL 4): ln(6/5) / ln(6/4) of the way
+    assert rounds_to_target_interpolated(recs[2].curve, 5.0) == pytest.approx(1 + math.log(6 / 5) / math.log(6 / 4))
+    want = {1: [rounds_to_target_interpolated(r.curve, 5.0) for r in recs[:2]],
+            4: [rounds_to_target_interpolated(recs[2].curve, 5.0)]}  # fmt: skip
+    assert rounds_by_rank_per_seed(recs, 5.0, interpolate=True) == want
+    assert rounds_by_rank(recs, 5.0, "mean", interpolate=True) == {
+        1: pytest.approx(sum(want[1]) / 2), 4: pytest.approx(want[4][0])
+    }
+    # never above the grid's answer (the first evaluated round at or below the target is an upper bound)
+    grid = rounds_by_rank(recs, 5.0, "mean")
+    assert all(rounds_by_rank(recs, 5.0, "mean", interpolate=True)[r] <= grid[r] for r in grid)
+
+
+def test_records_interpolate_needs_a_target(tmp_path):
+    from fedsim import api
+    from fedsim.errors import InputError
+
+    text = (ROOT / "scenarios" / "fig5_bandwidth_measured.toml").read_text()
+    no_target = tmp_path / "no_target.toml"
+    no_target.write_text(text.replace("target_ppl = 5.0", "").replace('"../results/', f'"{ROOT}/results/'))
+    with pytest.raises(InputError, match="records_interpolate needs records and target_ppl"):
+        api.load_scenario(no_target, ["training.records_interpolate=true"])
+    with pytest.raises(InputError, match="records_interpolate needs records and target_ppl"):
+        api.load_scenario(ROOT / "scenarios" / "fig5_bandwidth.toml", ["training.records_interpolate=true"])
+
+
 def test_records_glob_in_a_scenario_feeds_e_of_r(tmp_path):
     from fedsim.experiments.montecarlo.tasks import rounds_by_rank_of
     from fedsim.scenario import load_scenario

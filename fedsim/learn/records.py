@@ -106,24 +106,39 @@ def rounds_to_target_interpolated(curve: list[dict], target_ppl: float) -> float
     return None
 
 
+def _rounds_of(rec: ConvergenceRecord, target_ppl: float | None, interpolate: bool) -> float | None:
+    """A record's E(r): at ``target_ppl`` from its curve (on the evaluation grid, or ``interpolate``d in log
+    PPL between the evaluations around the crossing), else its own ``rounds_to_target``."""
+    if target_ppl is None:
+        return rec.rounds_to_target
+    if interpolate:
+        return rounds_to_target_interpolated(rec.curve, target_ppl)
+    return rounds_to_target(rec.curve, target_ppl)
+
+
 def rounds_by_rank_per_seed(
-    records: list[ConvergenceRecord], target_ppl: float | None = None
+    records: list[ConvergenceRecord], target_ppl: float | None = None, *, interpolate: bool = False
 ) -> dict[int, list[float]]:
     """E(r) of every seed per rank (the ranks ``rounds_by_rank`` keeps: every record reached the target)."""
     out: dict[int, list[float]] = {}
     for rec in sorted(records, key=lambda r: (r.rank, (r.config or {}).get("seed", 0))):
-        rounds = rounds_to_target(rec.curve, target_ppl) if target_ppl is not None else rec.rounds_to_target
+        rounds = _rounds_of(rec, target_ppl, interpolate)
         out.setdefault(rec.rank, []).append(math.nan if rounds is None else float(rounds))
     return {rank: values for rank, values in out.items() if all(math.isfinite(v) for v in values)}
 
 
 def rounds_by_rank(
-    records: list[ConvergenceRecord], target_ppl: float | None = None, aggregate: str = "mean"
+    records: list[ConvergenceRecord],
+    target_ppl: float | None = None,
+    aggregate: str = "mean",
+    *,
+    interpolate: bool = False,
 ) -> dict[int, float]:
     """E(r) per rank from records of one model and scheme.
 
-    With ``target_ppl`` E(r) is recomputed from each record's curve at that target, otherwise each record's
-    own ``rounds_to_target`` is used. Several records of one rank (seeds) combine by ``aggregate`` (mean,
+    With ``target_ppl`` E(r) is recomputed from each record's curve at that target (the first evaluated round
+    at or below it, or with ``interpolate`` the crossing interpolated in log PPL between evaluations),
+    otherwise each record's own ``rounds_to_target`` is used. Several records of one rank (seeds) combine by ``aggregate`` (mean,
     median or max); a rank is kept only if every one of its records reached the target (one that never
     did cannot promise the target, so no optimiser may pick it).
     """
@@ -141,8 +156,7 @@ def rounds_by_rank(
                 + (f" and seed {seed}" if seed is not None else "")
             )
         seen.add((rec.rank, seed))
-        rounds = rounds_to_target(rec.curve, target_ppl) if target_ppl is not None else rec.rounds_to_target
-        per_rank.setdefault(rec.rank, []).append(rounds)
+        per_rank.setdefault(rec.rank, []).append(_rounds_of(rec, target_ppl, interpolate))
     out = {
         rank: float(_AGGREGATES[aggregate]([float(v) for v in values]))
         for rank, values in per_rank.items()

@@ -97,6 +97,12 @@ class TrainingSection(Section):
         description="with records: E(r) = rounds until validation PPL first falls to this value, recomputed "
         "from each record's curve (default: each record's own target)",
     )
+    records_interpolate: bool = Field(
+        False,
+        description="with records and target_ppl: E(r) is the crossing of the target interpolated in log PPL "
+        "between the evaluations around it, instead of the first evaluated round at or below it (its upper "
+        "bound, a multiple of the evaluation interval)",
+    )
     records_aggregate: Literal["mean", "median", "max"] = Field(
         "mean",
         description="with several records of one rank (seeds): how their E(r) combine; a rank is kept only "
@@ -135,6 +141,8 @@ class TrainingSection(Section):
             raise ValueError("give either rounds_by_rank or records, not both")
         if self.e_draws and not self.records:
             raise ValueError("e_draws needs records (E(r) measured with several seeds per rank)")
+        if self.records_interpolate and (not self.records or self.target_ppl is None):
+            raise ValueError("records_interpolate needs records and target_ppl (the target to interpolate to)")
         if self.ranks is not None and not self.records:
             missing = set(self.ranks) - set(self.inline_rounds())
             if missing:

@@ -90,14 +90,16 @@ def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
         records = [ConvergenceRecord.load(path) for path in training.records]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"training.records: cannot read a convergence record: {exc}") from None
-    table = rounds_by_rank(records, training.target_ppl, training.records_aggregate)
+    table = rounds_by_rank(
+        records, training.target_ppl, training.records_aggregate, interpolate=training.records_interpolate
+    )
     if training.ranks is not None:
         table = {r: e for r, e in table.items() if r in training.ranks}
     if not table:
         raise InputError("training.records: no record reached its target, so E(r) is unknown for every rank")
     source = ",".join(sorted({f"{rec.model}:{rec.scheme}" for rec in records}))
     if training.target_ppl is not None:
-        source += f"@ppl{training.target_ppl:g}"
+        source += f"@ppl{training.target_ppl:g}" + (" interpolated" if training.records_interpolate else "")
     counts = {rank: sum(rec.rank == rank for rec in records) for rank in sorted({rec.rank for rec in records})}
     if len(set(counts.values())) > 1:  # say how many seeds each rank has
         per_rank = ", ".join(f"r{rank}: {n}" for rank, n in counts.items())
@@ -118,7 +120,7 @@ def _rounds_per_seed(training_json: str) -> tuple[tuple[int, tuple[float, ...]],
             "training.e_draws: needs training.records (E(r) measured with several seeds per rank)"
         )
     records = [ConvergenceRecord.load(path) for path in training.records]
-    table = rounds_by_rank_per_seed(records, training.target_ppl)
+    table = rounds_by_rank_per_seed(records, training.target_ppl, interpolate=training.records_interpolate)
     if training.ranks is not None:
         table = {r: v for r, v in table.items() if r in training.ranks}
     return tuple(sorted((rank, tuple(values)) for rank, values in table.items()))
