@@ -322,3 +322,27 @@ def test_a_study_without_targets_draws_its_curves(tmp_path):
     write_study_tables(rows, [], tmp_path / "tables")
     assert not (tmp_path / "tables" / "rounds_to_target.csv").read_text().strip()
     assert [p.name for p in make_figures(tmp_path, ["png"])] == ["lr_sweep_val_ppl.png"]  # an lr sweep
+
+
+def test_a_study_committed_record_by_record_draws_from_its_records(tmp_path):
+    """A study whose rows file is not kept (or is older than its records) is drawn from every record: the
+    rank study commits records one by one."""
+    import shutil
+
+    records = sorted((Path(__file__).resolve().parents[1] / "results" / "rank_study" / "records").glob("*_r1_*.json"))
+    (tmp_path / "records").mkdir()
+    for p in records[:3]:
+        shutil.copy(p, tmp_path / "records" / p.name)
+    (tmp_path / "scenario.json").write_text(json.dumps({"study": {}, "outputs": {"formats": ["png"]}}))
+    pd.DataFrame({"training_scheme": ["split_fed"], "rank": [1]}).to_parquet(tmp_path / "rows.parquet")  # stale
+    made = make_figures(tmp_path, ["png"])
+    assert [p.name for p in made] == ["fig3_val_ppl.png"]
+    from fedsim.experiments.study.tables import study_curves, study_rows
+    from fedsim.plots.study import fig3_curves
+
+    rows = study_rows(tmp_path)
+    assert len(rows) == 3
+    drawn = fig3_curves(study_curves(tmp_path, rows), rows)
+    labels = [t.get_text() for ax in drawn.axes for t in ax.get_legend().get_texts()]
+    counts = rows.groupby("training_scheme").size()
+    assert labels == [f"r = 1 (n={n})" for n in (counts.get(s, 0) for s in ("split_fed", "centralized")) if n]

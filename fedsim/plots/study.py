@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedsim.experiments.study.tables import study_curves
+from fedsim.experiments.study.tables import study_curves, study_rows
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
 
@@ -38,8 +38,8 @@ def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
         ax.set_yscale("log")
         plain_log_axis(ax.yaxis)
     axes[0][0].set_ylabel("Validation perplexity (log)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    axes[0][-1].legend(handles, labels, frameon=False, fontsize=7)
+    for ax in axes[0]:  # each panel its own legend: the schemes may have different numbers of seeds
+        ax.legend(frameon=False, fontsize=7)
     _finish(fig, _setting(rows) + " Line: mean over seeds; band: min-max over seeds (n = seeds).")
     return fig
 
@@ -127,11 +127,15 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
     it)."""
     from fedsim.plots.style import save
 
-    rows = pd.read_parquet(root / "rows.parquet")
+    records = len(list((root / "records").glob("*.json")))
+    rows = pd.read_parquet(root / "rows.parquet") if (root / "rows.parquet").is_file() else pd.DataFrame()
+    from_records = records > 0 and len(rows) != records  # committed record by record: no rows file (or an old one)
+    if from_records:
+        rows = study_rows(root)
     if rows.empty:
         return []
     curves_path = root / "tables" / "curves.csv"  # written with the tables; older folders: from the records
-    curves = pd.read_csv(curves_path) if curves_path.is_file() else study_curves(root, rows)
+    curves = study_curves(root, rows) if from_records or not curves_path.is_file() else pd.read_csv(curves_path)
     if rows.groupby(["training_scheme", "rank"])["lr"].nunique().max() > 1:  # a learning-rate sweep
         return save(fig_lr_sweep(curves, rows), root / "figures" / "lr_sweep_val_ppl", formats)
     made = save(fig3_curves(curves, rows), root / "figures" / "fig3_val_ppl", formats)

@@ -18,22 +18,11 @@ from fedsim.experiments.study.tables import (
     relative_targets_markdown,
     relative_targets_table,
     study_curves,
-    study_row,
+    study_rows,
     table_iv,
     table_iv_markdown,
 )
-from fedsim.learn.records import ConvergenceRecord
 from fedsim.report.common import GENERATED, image, md_table, provenance
-
-
-def study_rows(folder: Path) -> pd.DataFrame:
-    """One row per committed record of a study folder (``record`` relative to the folder)."""
-    paths = sorted((folder / "records").glob("*.json"))
-    rows = [
-        study_row(ConvergenceRecord.load(p), i, [], record_path=f"records/{p.name}")
-        for i, p in enumerate(paths)
-    ]
-    return pd.DataFrame(rows)
 
 
 def _planned_runs(folder: Path) -> int | None:

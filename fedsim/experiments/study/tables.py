@@ -52,6 +52,17 @@ def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) ->
     return row
 
 
+def study_rows(folder: Path) -> pd.DataFrame:
+    """One row per record in a study folder's ``records/`` (``record`` relative to the folder): the rows of
+    a study whose rows file is not kept (its records are)."""
+    paths = sorted((folder / "records").glob("*.json"))
+    rows = [
+        study_row(ConvergenceRecord.load(p), i, [], record_path=f"records/{p.name}")
+        for i, p in enumerate(paths)
+    ]
+    return pd.DataFrame(rows)
+
+
 def target_column(target: float, interpolated: bool = False) -> str:
     """Row column of E(r) at ``target``: on the evaluation grid, or interpolated in log PPL."""
     return f"rounds_{'interp_' if interpolated else ''}to_ppl_{target:g}"
