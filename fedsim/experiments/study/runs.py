@@ -73,15 +73,11 @@ def record_path(out_dir, cfg: TrainConfig, varying: tuple[str, ...] = ()) -> Pat
 
 
 def finished_units(scenario, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The units of ``plan`` whose record exists, or can be taken from ``study.reuse_records``
-    (``study.existing_only``)."""
-    study, varying = scenario.study, name_fields(scenario)
-    out = []
-    for p, d in plan:
-        cfg = run_config(scenario, p)
-        if record_path(study.out_dir, cfg, varying).is_file() or reusable_record(cfg, study.reuse_records):
-            out.append((p, d))
-    return out
+    """The units of ``plan`` whose record exists (``study.existing_only``, which writes no record: a run
+    that ``study.reuse_records`` could supply counts once a run of the study has copied it)."""
+    out_dir = scenario.study.out_dir
+    varying = name_fields(scenario)
+    return [(p, d) for p, d in plan if record_path(out_dir, run_config(scenario, p), varying).is_file()]
 
 
 def reusable_record(cfg: TrainConfig, folders) -> tuple[ConvergenceRecord, Path] | None:
