@@ -411,8 +411,8 @@ def rank_differences(curves: pd.DataFrame, rows: pd.DataFrame, pcts) -> pd.DataF
 
         measures = [("plateau PPL", None, lambda r: float(r.plateau_val_ppl))]
         for pct in pcts:
-            target = float(targets[(targets.training_scheme == scheme)]["target_ppl"]
-                           [targets.within_pct == float(pct)].iloc[0])  # fmt: skip
+            mine = targets[(targets.training_scheme == scheme) & (targets.within_pct == float(pct))]
+            target = float(mine["target_ppl"].iloc[0])
 
             def crossing(r, target=target, scheme=scheme):
                 c = rounds_to_target_interpolated(by_run.get((scheme, int(r.rank), int(r.seed)), []), target)
