@@ -143,21 +143,19 @@ def explanations(means: pd.DataFrame, groups: list[str]) -> list[str]:
     return lines
 
 
-def study_section(results: Path, name: str, title: str) -> list[str]:
+def study_section(results: Path, name: str, title: str, study: tuple) -> list[str]:
+    """One system's section from its ``_study_data``."""
     folder = results / name
     lines = [f"## {title}", ""]
     planned, scenario = _planned(folder)
-    data = collect(folder / "live") if (folder / "live").is_dir() else {"summary": pd.DataFrame()}
-    summary = data["summary"]
+    summary, phase_md, means = study
     if summary.empty:
         return lines + [f"`scenarios/{name}.toml` has no committed runs yet: nothing is claimed about it.", ""]
-    summary = times_to_target(summary, data["curve"])
     groups = group_columns(summary)
     counts = summary.groupby(["arm", *groups], sort=False).size()
     done = f"{len(summary)} of {planned}" if planned else str(len(summary))
     interim = planned is not None and len(summary) < planned
     train = ((scenario.get("live") or {}).get("training")) or {}
-    phase_md, means = phase_table(summary, data.get("phases", pd.DataFrame()))
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8")) if (folder / "meta.json").is_file() else {}
     overrides = "".join(f" `--set {o}`" for o in meta.get("overrides") or [])
     lines += [
@@ -200,16 +198,15 @@ def study_section(results: Path, name: str, title: str) -> list[str]:
     return lines
 
 
-def _study_data(results: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A study's runs (with times to the common target) and its mean seconds per round by delay term."""
-    folder = results / name
-    if not (folder / "live").is_dir():
-        return pd.DataFrame(), pd.DataFrame()
-    data = collect(folder / "live")
+def _study_data(results: Path, name: str) -> tuple[pd.DataFrame, str, pd.DataFrame]:
+    """A study's runs (with times to the common target), read once for its section and the side-by-side
+    comparison, and its seconds per round by delay term (markdown and frame, ``phase_table``)."""
+    live = results / name / "live"
+    data = collect(live) if live.is_dir() else {"summary": pd.DataFrame()}
     if data["summary"].empty:
-        return pd.DataFrame(), pd.DataFrame()
+        return pd.DataFrame(), "", pd.DataFrame()
     summary = times_to_target(data["summary"], data["curve"])
-    return summary, phase_table(summary, data.get("phases", pd.DataFrame()))[1]
+    return summary, *phase_table(summary, data.get("phases", pd.DataFrame()))
 
 
 _COMPUTE, _TRANSFER = ("client compute", "server compute"), ("activation upload", "LoRA upload")
@@ -224,16 +221,15 @@ def _verdict(r) -> str:
     return f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} % ({word})"
 
 
-def side_by_side(results: Path) -> list[str]:
-    """Each arm's paired change in time to the common target in both systems, beside what bounds each system's
-    baseline round (its compute terms against its transfer terms): where adaptive cuts win and where they
-    lose, and the delay terms that say why."""
-    data = {name: _study_data(results, name) for name in STUDIES}
+def side_by_side(data: dict[str, tuple]) -> list[str]:
+    """Each arm's paired change in time to the common target in both systems (``_study_data`` of each),
+    beside what bounds each system's baseline round (its compute terms against its transfer terms): where
+    adaptive cuts win and where they lose, and the delay terms that say why."""
     lines = ["## The two systems side by side", ""]
-    if any(summary.empty for summary, _ in data.values()):
+    if any(summary.empty for summary, _, _ in data.values()):
         return lines + ["Not both systems have committed runs yet: nothing is compared.", ""]
     bounds = []
-    for name, (_, means) in data.items():
+    for name, (_, _, means) in data.items():
         base = means[means["arm"] == BASELINE]
         if base.empty:
             continue
@@ -243,7 +239,7 @@ def side_by_side(results: Path) -> list[str]:
         bounds.append(f"`{name}`: a baseline round of {b['round_s']:.3g} s, its compute terms {compute:.3g} s "
                       f"and its transfer terms {transfer:.3g} s")  # fmt: skip
     changes = {}
-    for name, (summary, _) in data.items():
+    for name, (summary, _, _) in data.items():
         if (summary["arm"] == BASELINE).any() and (summary["arm"] != BASELINE).any():
             changes[name] = paired(summary, "sim_time_to_common_s").set_index(
                 ["arm", *group_columns(summary)]
@@ -284,7 +280,8 @@ def page(results: Path) -> str:
              "cut blocks at the same alpha/r. Adaptive arms re-choose subchannels and power after every cut "
              "move (charged as a broadcast); the probe's forward passes are timed. What the rules do: "
              "[Convergence and SplitFT studies](../guides/studies.md).", ""]  # fmt: skip
+    data = {name: _study_data(results, name) for name in STUDIES}
     for name, title in STUDIES.items():
-        lines += study_section(results, name, title)
-    lines += side_by_side(results)
+        lines += study_section(results, name, title, data[name])
+    lines += side_by_side(data)
     return "\n".join(lines).rstrip() + "\n"
