@@ -143,7 +143,7 @@ def explanations(means: pd.DataFrame, groups: list[str]) -> list[str]:
     return lines
 
 
-def study_section(results: Path, name: str, title: str, study: tuple) -> list[str]:
+def study_section(results: Path, name: str, title: str, *, study: tuple) -> list[str]:
     """One system's section from its ``_study_data``."""
     folder = results / name
     lines = [f"## {title}", ""]
@@ -282,6 +282,6 @@ def page(results: Path) -> str:
              "[Convergence and SplitFT studies](../guides/studies.md).", ""]  # fmt: skip
     data = {name: _study_data(results, name) for name in STUDIES}
     for name, title in STUDIES.items():
-        lines += study_section(results, name, title, data[name])
+        lines += study_section(results, name, title, study=data[name])
     lines += side_by_side(data)
     return "\n".join(lines).rstrip() + "\n"
