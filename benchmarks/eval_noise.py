@@ -2,11 +2,15 @@
 two halves of the first N E2E validation examples, for growing N, with the model as loaded (before
 fine-tuning) and after a short fine-tuning. Two splits: the interleaved halves of ``eval_halves`` (even and
 odd positions) and random halves that keep each MR's references together (mean over 200 seeded splits).
+Two subset orders: ``first`` (the first N examples of the file, as the rank study evaluates: about 8
+references of each of N/8 MRs) and ``mr_spread`` (one reference of every MR before any MR's second one, so
+the first N examples hold min(N, 547) MRs).
 
 Writes ``results/rank_study/eval_noise.csv`` (one row per model state and N): the rank study evaluates on the
 smallest N whose MR-grouped gap is below 1 % in both states.
 
     python benchmarks/eval_noise.py [--model smollm2-135m] [--max-n 1024] [--seq-len 64] [--steps 24]
+        [--order first mr_spread]
 """
 
 from __future__ import annotations
@@ -22,19 +26,22 @@ import torch
 from fedsim.atomic import atomic_write_csv
 from fedsim.learn.config import TrainConfig
 from fedsim.learn.data.batches import collate
+from fedsim.learn.data.e2e import mr_spread_order
 from fedsim.learn.federated.systems import build_system
 from fedsim.learn.setup import load
 from fedsim.learn.split.parts import token_nll_per_example
 
-SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 
-def per_example_nll(forward, dataset, n: int, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def per_example_nll(forward, dataset, order: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Token NLL sum and token count of ``dataset[order[i]]`` at position i."""
+    n = len(order)
     nll, count = np.zeros(n), np.zeros(n)
     with torch.inference_mode():
         for start in range(0, n, batch):
             idx = np.arange(start, min(start + batch, n))
-            b = collate(dataset, idx)
+            b = collate(dataset, order[idx])
             width = int(b["attention_mask"].sum(1).max())
             b = {k: v[:, :width] for k, v in b.items()}
             t, c = token_nll_per_example(forward(b["input_ids"], b["attention_mask"]), b["labels"])
@@ -42,7 +49,8 @@ def per_example_nll(forward, dataset, n: int, batch: int = 16) -> tuple[np.ndarr
     return nll, count
 
 
-def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, splits: int = 200) -> list[dict]:
+def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, order: str,
+         splits: int = 200) -> list[dict]:  # fmt: skip
     """Per N: the parity halves' gap (``eval_halves``) and the mean gap of ``splits`` random halves that keep
     each MR's references together (seeded), the noise a subset of N examples really has."""
     rows = []
@@ -64,7 +72,7 @@ def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, splits:
             pa = math.exp(nll[:n][half].sum() / count[:n][half].sum())
             pb = math.exp(nll[:n][~half].sum() / count[:n][~half].sum())
             mr_gaps.append(100 * abs(pa - pb) / pooled)
-        rows.append({"model_state": state, "examples": n, "mrs": len(members), "val_ppl": pooled,
+        rows.append({"order": order, "model_state": state, "examples": n, "mrs": len(members), "val_ppl": pooled,
                      "val_ppl_a": a, "val_ppl_b": b, "halves_gap_pct": 100 * abs(a - b) / pooled,
                      "mr_halves_gap_pct": float(np.mean(mr_gaps))})  # fmt: skip
     return rows
@@ -75,7 +83,10 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--max-n", type=int, default=1024)
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=24, help="fine-tuning steps before the second measurement")
+    parser.add_argument(
+        "--steps", type=int, default=24, help="fine-tuning steps before the second measurement"
+    )
+    parser.add_argument("--order", nargs="+", choices=("first", "mr_spread"), default=["first", "mr_spread"])
     parser.add_argument("--out", type=Path, default=Path("results/rank_study/eval_noise.csv"))
     args = parser.parse_args()
     cfg = TrainConfig(model=args.model, seq_len=args.seq_len, num_clients=2, batch_size=4, local_iterations=2,
@@ -83,16 +94,26 @@ def main() -> None:
                       train_samples=2000, seed=0)  # fmt: skip
     model, _, data = load(cfg, progress=False)
     system = build_system(model, cfg, data.train, partition=data.partition)
+    all_mrs = [mr for mr, _ in data.validation.pairs]
+    orders = {
+        "first": np.arange(len(all_mrs)),
+        "mr_spread": np.asarray(mr_spread_order(data.validation.pairs)),
+    }
+    orders = {name: orders[name][: args.max_n] for name in args.order}
     rows = []
-    mrs = [mr for mr, _ in data.validation.pairs[: args.max_n]]
-    with system.deployed() as forward:
-        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), mrs, "pre-trained")
+
+    def measure(state: str) -> None:
+        with system.deployed() as forward:
+            for name, order in orders.items():
+                nll, count = per_example_nll(forward, data.validation, order)
+                rows.extend(gaps(nll, count, [all_mrs[i] for i in order], state, name))
+
+    measure("pre-trained")
     for _ in range(args.steps):
         system.local_iteration()
         if (_ + 1) % cfg.local_iterations == 0:
             system.aggregate()
-    with system.deployed() as forward:
-        rows += gaps(*per_example_nll(forward, data.validation, args.max_n), mrs, f"after {args.steps} steps")
+    measure(f"after {args.steps} steps")
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(args.out, table)

@@ -15,6 +15,7 @@ from fedsim.learn.data.e2e import (
     group_by_mr,
     load_e2e,
     make_loader,
+    mr_spread_order,
     prompt_text,
 )
 from fedsim.learn.loading.models import gpt2_tokenizer
@@ -111,3 +112,29 @@ def test_loader_is_seeded_with_full_batches(tok):
 def test_group_by_mr_keeps_first_seen_order():
     pairs = [("b", "1"), ("a", "2"), ("b", "3")]
     assert group_by_mr(pairs) == [("b", ["1", "3"]), ("a", ["2"])]
+
+
+def test_mr_spread_order_takes_every_mr_before_any_second_reference(e2e):
+    pairs = [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5"), ("b", "6")]
+    assert mr_spread_order(pairs) == [0, 1, 3, 2, 4, 5]
+    val = e2e["validation"]
+    order = mr_spread_order(val)
+    assert sorted(order) == list(range(len(val)))  # a permutation
+    n_mrs = len(group_by_mr(val))
+    assert n_mrs == 547 and len({val[i][0] for i in order[:n_mrs]}) == n_mrs
+    assert len({val[i][0] for i in range(256)}) < 40  # the file order: few MRs in the first 256
+    for mr, refs in group_by_mr(val)[:20]:  # each MR's references keep their file order
+        assert [val[i][1] for i in order if val[i][0] == mr] == refs
+
+
+def test_eval_order_picks_the_validation_subset(tok):
+    from fedsim.learn.config import TrainConfig
+    from fedsim.learn.setup import prepare_data
+
+    base = dict(model="tiny-gpt2", seq_len=32, eval_samples=100, train_samples=40, num_clients=2, batch_size=2)
+    first = prepare_data(TrainConfig(**base), tok)
+    spread = prepare_data(TrainConfig(**base, eval_order="mr_spread"), tok)
+    assert list(first.eval_indices) == list(range(100))
+    pairs = spread.validation.pairs
+    assert len({pairs[i][0] for i in spread.eval_indices}) == 100
+    assert list(spread.eval_indices) == mr_spread_order(pairs)[:100]

@@ -129,6 +129,12 @@ class TrainConfig(BaseModel):
     eval_samples: int | None = Field(
         64, ge=1, description="Validation examples used for perplexity (None = the whole split)."
     )
+    eval_order: Literal["first", "mr_spread"] = Field(
+        "first",
+        description="Which validation examples eval_samples takes: first = the first of the file (about 8 "
+        "references of each of eval_samples / 8 MRs); mr_spread = one reference of every MR before any MR's "
+        "second, so the subset spans min(eval_samples, 547) MRs (benchmarks/eval_noise.py measures both).",
+    )
     eval_halves: bool = Field(
         False,
         description="Also report val PPL on the two interleaved halves of the validation subset (even and odd "

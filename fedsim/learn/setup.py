@@ -30,8 +30,9 @@ def prepare_data(cfg: TrainConfig, tokenizer) -> TrainData:
         lengths = [len(train.encoded(i)[0]) for i in range(len(train))]
         parts = partition.length_dirichlet(lengths, k, cfg.dirichlet_alpha, rng=rng)
     n_eval = len(validation) if cfg.eval_samples is None else min(cfg.eval_samples, len(validation))
+    order = e2e.mr_spread_order(splits["validation"]) if cfg.eval_order == "mr_spread" else range(n_eval)
     test = e2e.E2EExamples(splits["test"], tokenizer, cfg.seq_len)
-    return TrainData(train, validation, [np.asarray(p) for p in parts], np.arange(n_eval), test=test,
+    return TrainData(train, validation, [np.asarray(p) for p in parts], np.asarray(order[:n_eval]), test=test,
                      test_pairs=list(splits["test"]), tokenizer=tokenizer)  # fmt: skip
 
 

@@ -167,7 +167,9 @@ def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -
     for g in gaps.itertuples():
         mean, lo, hi = g.gap_plateau_val_ppl, g.gap_plateau_val_ppl_lo, g.gap_plateau_val_ppl_hi
         excludes = math.isfinite(lo) and (lo > 0 or hi < 0)
-        said.append(f"r{g.rank}: {_ci(mean, lo, hi)} over {g.gap_plateau_val_ppl_seeds} paired seeds ({_verdict(excludes, lo)})")
+        said.append(
+            f"r{g.rank}: {_ci(mean, lo, hi)} over {g.gap_plateau_val_ppl_seeds} paired seeds ({_verdict(excludes, lo)})"
+        )
     lines += ["**Split-fed − centralized plateau PPL** (paired by seed): " + "; ".join(said) + ".", ""]
     change = rows["smoothed_last20_change_pct"].to_numpy(dtype=float)
     flat = int(np.sum(np.abs(change) < FLAT_PCT))
@@ -195,8 +197,11 @@ def noise_section(results: Path) -> list[str]:
     if not path.is_file():
         return []
     noise = pd.read_csv(path)
+    if "order" not in noise:
+        noise.insert(0, "order", "first")
     rows = [
         [
+            r.order,
             r.model_state,
             int(r.examples),
             int(r.mrs),
@@ -205,16 +210,31 @@ def noise_section(results: Path) -> list[str]:
         ]
         for r in noise.itertuples()
     ]
-    return [
+    lines = [
         "## How many validation examples: the evaluation noise", "",
-        "`python benchmarks/eval_noise.py`: the PPL gap between two halves of the first N validation examples, "
-        "split by parity (interleaved) and by meaning representation (MR-grouped, so that references of one MR "
-        "never fall in both halves), for the pre-trained model and after 24 training steps.", "",
-        md_table(["model", "examples N", "MRs", "parity halves gap", "MR-grouped halves gap"], rows), "",
+        "`python benchmarks/eval_noise.py`: the PPL gap between two halves of N validation examples, split by "
+        "parity (interleaved) and by meaning representation (MR-grouped: references of one MR never fall in both "
+        "halves; mean over 200 seeded splits), for the pre-trained model and after 24 training steps (one run, "
+        "seed 0). Subset order `first`: the first N examples of the file, as the rank study evaluates (about 8 "
+        "references of each of N/8 MRs); `mr_spread`: one reference of every MR before any MR's second.", "",
+        md_table(["order", "model", "examples N", "MRs", "parity halves gap", "MR-grouped halves gap"], rows), "",
+    ]  # fmt: skip
+    for order, group in noise.groupby("order", sort=False):
+        worst = group.groupby("examples")["mr_halves_gap_pct"].max()
+        below = worst[worst < 1.0]
+        lines.append(
+            f"- `{order}`: "
+            + (f"the smallest N whose MR-grouped gap is under 1 % in both model states is {int(below.index[0])}."
+               if len(below) else f"no N up to {int(worst.index.max())} has an MR-grouped gap under 1 % in both "
+               f"model states (smallest worst-state gap {worst.min():.1f} % at N = {int(worst.idxmin())}).")
+        )  # fmt: skip
+    lines += [
+        "",
         "Every run of the study is scored on the same fixed examples, so runs are compared on one example set; "
         "the halves gap says how far one subset's PPL may stand from another subset's, not how far two runs "
         "on the same subset are apart.", "",
     ]  # fmt: skip
+    return lines
 
 
 def page(results: Path) -> str:

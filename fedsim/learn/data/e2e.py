@@ -164,3 +164,15 @@ def group_by_mr(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]
     for mr, ref in pairs:
         groups.setdefault(mr, []).append(ref)
     return list(groups.items())
+
+
+def mr_spread_order(pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """Indices of ``pairs`` with one reference of every MR (in first-seen order) before any MR's second, then
+    the second of each, and so on: the first N of them hold min(N, number of MRs) MRs, where the file order
+    holds about N / 8 (E2E lists an MR's references together)."""
+    seen: dict[str, int] = {}
+    keyed = []
+    for i, (mr, _) in enumerate(pairs):
+        keyed.append((seen.get(mr, 0), i))
+        seen[mr] = keyed[-1][0] + 1
+    return [i for _, i in sorted(keyed)]
