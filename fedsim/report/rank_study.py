@@ -106,7 +106,8 @@ def study_section(results: Path) -> list[str]:
         f"Source: {provenance(folder, results)}.", "",
         f"Runs committed: {done}. Seeds per (scheme, rank): "
         + ", ".join(f"{s} r{r}: {n}" for (s, r), n in rows.groupby(["training_scheme", "rank"]).size().items())
-        + ". Until every run is in, the tables below are interim.", "",
+        + (". Until every run is in, the tables below are interim." if planned and len(rows) < planned else "."),
+        "",
         "### E(r) at targets relative to the plateau", "",
         "Target p % = the best plateau PPL any rank reaches (per scheme) x (1 + p/100); rounds interpolated "
         "in log PPL between evaluations; mean [95 % t-CI over seeds] (reached/runs).", "",
