@@ -221,30 +221,33 @@ def noise_section(results: Path) -> list[str]:
         md_table(["order", "model", "examples N", "MRs", "parity halves gap", "MR-grouped halves gap"], rows), "",
     ]  # fmt: skip
     for order, group in noise.groupby("order", sort=False):
-        worst = group.groupby("examples")["mr_halves_gap_pct"].max()
-        below = worst[worst < 1.0]
+        worst_mr = group.groupby("examples")["mr_halves_gap_pct"].max()  # the worse of the two model states
+        below = worst_mr[worst_mr < 1.0]
         lines.append(
             f"- `{order}`: "
             + (f"the smallest N whose MR-grouped gap is under 1 % in both model states is {int(below.index[0])}."
-               if len(below) else f"no N up to {int(worst.index.max())} has an MR-grouped gap under 1 % in both "
-               f"model states (smallest worst-state gap {worst.min():.1f} % at N = {int(worst.idxmin())}).")
+               if len(below) else f"no N up to {int(worst_mr.index.max())} has an MR-grouped gap under 1 % in both "
+               f"model states (smallest worst-state gap {worst_mr.min():.1f} % at N = {int(worst_mr.idxmin())}).")
         )  # fmt: skip
     for order, group in noise.groupby("order", sort=False):
-        worst = group.groupby("examples")["halves_gap_pct"].max()
-        below = worst[worst < 1.0]
-        if len(below):
+        worst_parity = group.groupby("examples")["halves_gap_pct"].max()
+        if (worst_parity < 1.0).any():
             lines.append(
                 f"- `{order}`, parity halves (which share MRs): under 1 % in both model states from N = "
-                f"{int(below.index[0])}."
+                f"{int(worst_parity[worst_parity < 1.0].index[0])}."
             )  # fmt: skip
     whole = noise[noise["mrs"] == noise["mrs"].max()]
-    lines += [
-        "",
+    out_of_reach = bool((whole["mr_halves_gap_pct"] >= 1.0).all())
+    lines.append("")
+    if out_of_reach:  # a claim the measurement must carry, not a fixed sentence
+        lines += [
         f"The E2E validation split has {int(noise['mrs'].max())} MRs. Even at every MR "
         f"(N = {int(whole['examples'].min())} to {int(whole['examples'].max())}), MR-grouped halves differ by "
         f"{whole['mr_halves_gap_pct'].min():.1f}-{whole['mr_halves_gap_pct'].max():.1f} %, so under this "
         "measure the issue's < 1 % is out of reach of the validation split, whatever the subset size.",
         "",
+        ]  # fmt: skip
+    lines += [
         "Every run of the study is scored on the same fixed examples, so runs are compared on one example set; "
         "the halves gap says how far one subset's PPL may stand from another subset's, not how far two runs "
         "on the same subset are apart.", "",
