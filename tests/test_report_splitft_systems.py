@@ -116,3 +116,26 @@ def test_fedsim_plot_draws_the_seeds_figure_from_runs_committed_one_by_one(tmp_p
     made = make_figures(folder)
     assert folder / "figures" / "splitft.png" in made
     assert "![splitft_compute_bound: val PPL vs simulated time, cut trajectories]" in page(tmp_path / "results")
+
+
+def test_each_rcut_arm_is_paired_with_its_own_arm_at_full_rank(tmp_path):
+    results = tmp_path / "results"
+    folder = results / "splitft_compute_bound"
+    live = folder / "live"
+    scenario = {"live": {"arms": {"splitlora_fixed": {}, "splitlora_fixed_rcut4": {}},
+                         "vary": {"partition": ["iid"], "seed": [0, 1]},
+                         "training": {"lora_alpha_policy": "proportional"}}}  # fmt: skip
+    folder.mkdir(parents=True)
+    (folder / "scenario.json").write_text(json.dumps(scenario))
+    for seed, final in ((0, 5.5), (1, 4.5)):  # rcut4 PPL against 6.0 and 5.0: -8.33 % and -10 %
+        _run(live, "splitlora_fixed", seed, total_s=10.0, final=final + 0.5, client_s=4.0)
+        _run(live, "splitlora_fixed_rcut4", seed, total_s=10.0, final=final, client_s=4.0)
+    text = page(results).split("### Rank on the cut blocks")[1].split("###")[0]
+    assert "keep the other blocks' LoRA scale" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `splitlora_fixed_rcut4` vs `splitlora_fixed`"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    changes = [100 * (5.5 / 6.0 - 1), 100 * (4.5 / 5.0 - 1)]
+    half = 12.706 * abs(changes[0] - changes[1]) / 2**0.5 / 2**0.5
+    assert cells[1:3] == ["iid", "2"]
+    assert cells[3] == f"{sum(changes) / 2:+.1f} ± {half:.1f} %"
+    assert cells[5] == "+0.0 ± 0.0 %"  # the same uplink bits in this synthetic pair

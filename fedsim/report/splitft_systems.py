@@ -105,6 +105,39 @@ def paired_table(summary: pd.DataFrame) -> str:
     return md_table(header, rows)
 
 
+RCUT = "_rcut"  # an arm named ``<arm>_rcut<r>`` is ``<arm>`` with rank r on the cut blocks
+
+
+def rcut_table(summary: pd.DataFrame) -> str:
+    """Each ``<arm>_rcut<r>`` arm against ``<arm>`` itself, paired by group and seed: what the lower rank on the
+    cut blocks changes at the same alpha/r (PPLs, uplink bits, time to the common target); empty without a
+    pair."""
+    groups = group_columns(summary)
+    columns = [("final_val_ppl", "final val PPL"), ("test_ppl", "test PPL"), ("bits_up", "uplink bits"),
+               ("sim_time_to_common_s", "time to common target")]  # fmt: skip
+    rows = []
+    for arm in dict.fromkeys(a for a in summary["arm"] if RCUT in a):
+        base = arm.split(RCUT)[0]
+        pair = summary[summary["arm"].isin([arm, base])]
+        if not (pair["arm"] == base).any():
+            continue
+        tables = {c: paired(pair, c, baseline=base).set_index(["arm", *groups]) for c, _ in columns}
+        for key, r0 in tables[columns[0][0]].iterrows():
+            key_t = key if isinstance(key, tuple) else (key,)
+            cells = [f"`{arm}` vs `{base}`", ", ".join(str(v) for v in key_t[1:]), int(r0["seeds"])]
+            for c, _ in columns:
+                r = tables[c].loc[key]
+                if math.isnan(r["ci_pct"]):
+                    cells.append(f"{r['change_pct']:+.1f} % (one seed)")
+                else:
+                    mark = " **CI excludes 0**" if r["excludes_0"] else ""
+                    cells.append(f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} %{mark}")
+            rows.append(cells)
+    if not rows:
+        return ""
+    return md_table(["pair", "/".join(groups) or "-", "seeds", *(name for _, name in columns)], rows)
+
+
 def phase_table(summary: pd.DataFrame, phases: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """Mean seconds per round by delay term, per arm and group (mean over seeds), and the frame behind it."""
     per_run = phase_seconds(phases)
@@ -180,6 +213,19 @@ def study_section(results: Path, name: str, title: str, *, study: tuple) -> list
         "smaller = better for times and PPL); mean ± 95 % t-CI over seeds; a CI is marked when it excludes 0.",
         "", paired_table(summary), "",
     ]  # fmt: skip
+    rcut = rcut_table(summary)
+    if rcut:
+        lines += [
+            "### Rank on the cut blocks at the same alpha/r, paired by seed", "",
+            "Each `*_rcut<r>` arm against the same arm with the training rank on every block (same partition "
+            "and seed); mean ± 95 % t-CI over seeds. "
+            + ("With `lora_alpha_policy = \"proportional\"` the cut blocks keep the other blocks' LoRA scale "
+               "(peft `alpha_pattern`), so a PPL change here is the rank's, not a larger step's."
+               if train.get("lora_alpha_policy") == "proportional" else
+               f"The LoRA alpha policy is {train.get('lora_alpha_policy', 'fixed')!r}: the cut blocks' scale "
+               "alpha/r differs from the other blocks', so a PPL change mixes rank and step size."),
+            "", rcut, "",
+        ]  # fmt: skip
     if phase_md:
         lines += [
             "### Where a round's time goes", "",
