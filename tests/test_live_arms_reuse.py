@@ -55,3 +55,32 @@ def test_changing_arms_or_vary_keeps_the_finished_runs_and_changing_training_rem
     faster = scenario.live.training.model_copy(update={"lr": 3e-3})
     prepare_live_folder(live, scenario.model_copy(update={"live": scenario.live.model_copy(update={"training": faster})}))
     assert not (live / "run").exists()
+    assert (tmp_path / "set-aside" / "live.1" / "run").is_dir()  # set aside, never deleted
+
+
+@pytest.mark.parametrize("name", ["splitft_study", "splitft_compute_bound", "splitft_uplink_bound"])
+def test_every_committed_live_folder_reads_as_unchanged_against_its_scenario(name, tmp_path):
+    live = tmp_path / "live"
+    shutil.copytree(ROOT / "results" / name / "live", live, ignore=shutil.ignore_patterns("*.pt"))
+    runs = sorted(p.name for p in live.iterdir() if p.is_dir())
+    prepare_live_folder(live, load_scenario(ROOT / "scenarios" / f"{name}.toml"))
+    assert runs and sorted(p.name for p in live.iterdir() if p.is_dir()) == runs
+    assert not (tmp_path / "set-aside").exists()
+
+
+def test_a_training_field_added_later_at_its_default_keeps_the_finished_runs(tmp_path):
+    """inputs.json written before ``eval_order`` existed: read through today's model it is unchanged (the
+    old whole-text comparison wiped every finished run when a field was added)."""
+    scenario = load_scenario(ROOT / "scenarios" / "splitft_compute_bound.toml")
+    live = tmp_path / "live"
+    prepare_live_folder(live, scenario)
+    (live / "run").mkdir()
+    inputs = json.loads((live / "inputs.json").read_text())
+    assert inputs["live"]["training"].pop("eval_order") == "first"
+    (live / "inputs.json").write_text(json.dumps(inputs))
+    prepare_live_folder(live, scenario)
+    assert (live / "run").is_dir()
+    mr_spread = scenario.live.training.model_copy(update={"eval_order": "mr_spread"})
+    (live / "inputs.json").write_text(json.dumps(inputs))
+    prepare_live_folder(live, scenario.model_copy(update={"live": scenario.live.model_copy(update={"training": mr_spread})}))
+    assert not (live / "run").exists()

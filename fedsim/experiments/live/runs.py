@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import TypeAdapter, ValidationError
 
-from fedsim.atomic import atomic_write_csv, atomic_write_text
+from fedsim.atomic import atomic_write_csv, atomic_write_text, set_aside
 from fedsim.core.allocation import uniform_ranks
 from fedsim.experiments.harness import seeds
 from fedsim.experiments.harness.store import ResultsStore
@@ -286,47 +286,50 @@ def _sha256(path: Path) -> str:
 
 def prepare_live_folder(root: Path, scenario: Scenario) -> None:
     """Create ``root`` (``live/``) for the scenario's live runs. Finished runs are reused only while
-    everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise they are removed.
-    ``live.arms`` and ``live.vary`` do not count: they pick which runs exist, and each arm run checks its own
-    training config (``fedsim.experiments.live.arms.config_differs``)."""
-    data = _without_default_switches(scenario.model_dump(mode="json"))
-    picked = {k: data.get(k) for k in ("live", "system", "engine", "model", "schemes", "radio")}
+    everything a live run depends on is unchanged (kept in ``inputs.json``); otherwise the folder is set aside
+    (``set-aside/``, never deleted) and the runs start over. ``live.arms`` and ``live.vary`` do not count: they
+    pick which runs exist, and each arm run checks its own training config
+    (``fedsim.experiments.live.arms.config_differs``). The saved inputs are read back through today's scenario
+    model, so a field added since (at its default) does not count as a change."""
+    data = scenario.model_dump(mode="json")
+    picked = {k: data.get(k) for k in _INPUT_SECTIONS}
     upload = scenario.training.upload_every_local_iteration
     inputs = json.dumps(
         {**picked, "base_seed": scenario.montecarlo.base_seed, "upload_every_local_iteration": upload},
         sort_keys=True,
     )
     old = root / "inputs.json"
-    if old.exists() and _run_inputs(old.read_text()) != _run_inputs(inputs):
-        shutil.rmtree(root)
+    if old.exists():
+        changed = _changed_inputs(old.read_text(encoding="utf-8"), inputs)
+        if changed:
+            set_aside(root.parent, root, f"the live runs' inputs changed ({changed}); they start over")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "inputs.json", inputs)
 
 
-def _run_inputs(text: str):
-    """``inputs.json`` without what only picks runs (``live.arms``, ``live.vary``); unreadable text as is."""
+_INPUT_SECTIONS = ("live", "system", "engine", "model", "schemes", "radio")
+
+
+def _changed_inputs(old_text: str, new_text: str) -> str:
+    """The top-level inputs that differ between two ``inputs.json`` texts ('' when none), each scenario
+    section read through its current model (a field added later reads as its default), ``live.arms`` and
+    ``live.vary`` left out; an old text that no longer reads counts as changed."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    live = data.get("live") if isinstance(data, dict) else None
-    if isinstance(live, dict):
-        data["live"] = {k: v for k, v in live.items() if k not in ("arms", "vary")}
-    return data
+        old, new = _current_reading(json.loads(old_text)), _current_reading(json.loads(new_text))
+    except (json.JSONDecodeError, ValidationError, TypeError, AttributeError):
+        return "inputs.json no longer reads as today's scenario sections"
+    return ", ".join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
 
 
-def _without_default_switches(data):
-    """``data`` without ``reoptimise_allocation: false`` anywhere (added with issue 23): runs finished before
-    the switch existed keep matching their ``inputs.json``."""
-    if isinstance(data, dict):
-        return {
-            k: _without_default_switches(v)
-            for k, v in data.items()
-            if not (k == "reoptimise_allocation" and v is False)
-        }
-    if isinstance(data, list):
-        return [_without_default_switches(v) for v in data]
-    return data
+def _current_reading(data: dict) -> dict:
+    out = dict(data)
+    for key in _INPUT_SECTIONS:
+        if key in out:
+            adapter = TypeAdapter(Scenario.model_fields[key].annotation)
+            out[key] = adapter.dump_python(adapter.validate_python(out[key]), mode="json")
+    if isinstance(out.get("live"), dict):
+        out["live"] = {k: v for k, v in out["live"].items() if k not in ("arms", "vary")}
+    return out
 
 
 def run_live(scenario: Scenario, store: ResultsStore, progress: bool = True) -> list[str]:
