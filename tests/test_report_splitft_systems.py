@@ -139,3 +139,24 @@ def test_each_rcut_arm_is_paired_with_its_own_arm_at_full_rank(tmp_path):
     assert cells[1:3] == ["iid", "2"]
     assert cells[3] == f"{sum(changes) / 2:+.1f} ± {half:.1f} %"
     assert cells[5] == "+0.0 ± 0.0 %"  # the same uplink bits in this synthetic pair
+
+
+def test_the_quality_signal_table_sets_each_signal_against_its_round_to_round_noise(tmp_path):
+    from fedsim.report.splitft_systems import quality_table
+
+    live = tmp_path / "live"
+    for run, shift in (("score_probe_partitioniid_seed0", 0.0), ("score_probe_partitioniid_seed1", 0.1)):
+        (live / run).mkdir(parents=True)
+        pd.DataFrame(
+            [{"client": c, "rounds": 8, "probe_examples": 16, "batch_rel_step_std": 0.3, "batch_rel_mean": 1.0,
+              "probe_rel_step_std": 0.02, "probe_rel_mean": 0.8 + shift * c,
+              "ema_rel_step_std": 0.01, "ema_rel_mean": 0.8 + (0.2 + shift) * c} for c in range(3)]  # fmt: skip
+        ).to_csv(live / run / "quality_noise.csv", index=False)
+    (live / "balance_partitioniid_seed0").mkdir()  # not a score run: not read
+    pd.DataFrame([{"client": 0, "ema_rel_step_std": 99.0}]).to_csv(live / "balance_partitioniid_seed0" / "quality_noise.csv")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]] for line in quality_table(live).splitlines()
+            if line.startswith("| ") and not line.startswith("| signal")}  # fmt: skip
+    assert rows["training-batch loss"] == ["0.3", "0", "0"]
+    assert rows["probe-set loss"] == ["0.02", "0.1", "5"]  # spreads 0 and 0.2: mean 0.1
+    assert rows["EMA of the probe-set loss"] == ["0.01", "0.5", "50"]  # spreads 0.4 and 0.6
+    assert "Over 2 score-rule runs of 8 rounds, 3 clients each; probe sets of 16 examples" in quality_table(live)

@@ -138,6 +138,34 @@ def rcut_table(summary: pd.DataFrame) -> str:
     return md_table(["pair", "/".join(groups) or "-", "seeds", *(name for _, name in columns)], rows)
 
 
+SIGNALS = {"batch": "training-batch loss", "probe": "probe-set loss", "ema": "EMA of the probe-set loss"}
+
+
+def quality_table(live: Path) -> str:
+    """The score rule's quality signals (``quality_noise.csv`` of every score-rule run): per signal the noise,
+    the round-to-round standard deviation of the quality term q_k / mean q (mean over clients and runs), against
+    the signal, the spread of that term's mean between clients (max - min, mean over runs); empty without
+    runs."""
+    frames = [pd.read_csv(f).assign(run=f.parent.name) for f in sorted(live.glob("*/quality_noise.csv"))
+              if f.parent.name.startswith("score")]  # fmt: skip
+    if not frames:
+        return ""
+    noise = pd.concat(frames)
+    rows = []
+    for key, label in SIGNALS.items():
+        step = noise[f"{key}_rel_step_std"].mean()
+        spread = noise.groupby("run")[f"{key}_rel_mean"].agg(lambda v: v.max() - v.min()).mean()
+        rows.append([label, f"{step:.3g}", f"{spread:.3g}", f"{spread / step:.3g}" if step > 0 else "-"])
+    probe = int(noise["probe_examples"].max())
+    header = ["signal", "noise: round-to-round std of q_k / mean q", "signal: spread between clients",
+              "signal / noise"]  # fmt: skip
+    runs, rounds, clients = noise["run"].nunique(), int(noise["rounds"].max()), noise.groupby("run").size().max()
+    return md_table(header, rows) + (
+        f"\n\nOver {runs} score-rule runs of {rounds} rounds, {clients} clients each; probe sets of {probe} examples per "
+        "client (`live/<run>/quality_noise.csv`)."
+    )
+
+
 def phase_table(summary: pd.DataFrame, phases: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """Mean seconds per round by delay term, per arm and group (mean over seeds), and the frame behind it."""
     per_run = phase_seconds(phases)
@@ -232,6 +260,15 @@ def study_section(results: Path, name: str, title: str, *, study: tuple) -> list
             "Mean seconds per round by delay term (per engine phase the slowest client's summed time in the "
             "round, `phases.csv`; terms overlap in time, so they do not add up to the round), mean over seeds.",
             "", phase_md, "", *explanations(means, groups), "",
+        ]  # fmt: skip
+    quality = quality_table(folder / "live")
+    if quality:
+        lines += [
+            "### The score rule's quality signal", "",
+            "How far each client's quality term q_k / mean q sits from the others' (the signal the rule acts on) "
+            "against how much it jumps from one round to the next (its noise): the probe EMA is what "
+            "`score_probe` reads; the training-batch loss is what the first study's score rule read.", "",
+            quality, "",
         ]  # fmt: skip
     zero = summary[(summary["bleu"] <= 0) | (summary["rouge_l"] <= 0)]
     lines += [
