@@ -79,6 +79,16 @@ def arms_table(summary: pd.DataFrame) -> str:
     return md_table(header, rows)
 
 
+def _change_cell(r) -> str:
+    """One ``paired`` row as a table cell: the mean change with its CI, marked when the CI excludes 0."""
+    if math.isnan(r["change_pct"]):
+        return "-"
+    if math.isnan(r["ci_pct"]):
+        return f"{r['change_pct']:+.1f} % (one seed)"
+    mark = " **CI excludes 0**" if r["excludes_0"] else ""
+    return f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} %{mark}"
+
+
 def paired_table(summary: pd.DataFrame) -> str:
     groups = group_columns(summary)
     columns = [("sim_time_to_common_s", "time to common target"), ("sim_total_s", "simulated time"),
@@ -91,15 +101,7 @@ def paired_table(summary: pd.DataFrame) -> str:
     for key in first.index:
         key_t = key if isinstance(key, tuple) else (key,)
         cells = [f"`{key_t[0]}`", ", ".join(str(v) for v in key_t[1:]), int(first.loc[key, "seeds"])]
-        for c, _ in columns:
-            r = tables[c].loc[key]
-            if math.isnan(r["change_pct"]):
-                cells.append("-")
-            elif math.isnan(r["ci_pct"]):
-                cells.append(f"{r['change_pct']:+.1f} % (one seed)")
-            else:
-                mark = " **CI excludes 0**" if r["excludes_0"] else ""
-                cells.append(f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} %{mark}")
+        cells += [_change_cell(tables[c].loc[key]) for c, _ in columns]
         rows.append(cells)
     header = ["arm", "/".join(groups) or "-", "seeds", *(name for _, name in columns)]
     return md_table(header, rows)
@@ -125,13 +127,7 @@ def rcut_table(summary: pd.DataFrame) -> str:
         for key, r0 in tables[columns[0][0]].iterrows():
             key_t = key if isinstance(key, tuple) else (key,)
             cells = [f"`{arm}` vs `{base}`", ", ".join(str(v) for v in key_t[1:]), int(r0["seeds"])]
-            for c, _ in columns:
-                r = tables[c].loc[key]
-                if math.isnan(r["ci_pct"]):
-                    cells.append(f"{r['change_pct']:+.1f} % (one seed)")
-                else:
-                    mark = " **CI excludes 0**" if r["excludes_0"] else ""
-                    cells.append(f"{r['change_pct']:+.1f} ± {r['ci_pct']:.1f} %{mark}")
+            cells += [_change_cell(tables[c].loc[key]) for c, _ in columns]
             rows.append(cells)
     if not rows:
         return ""
