@@ -277,6 +277,9 @@ def test_a_study_takes_matching_records_from_reuse_records_instead_of_training(t
     original = ConvergenceRecord.load(next((tmp_path / "a" / "records").glob("*_r4_*.json")))
     assert taken.curve == original.curve and taken.config == original.config
     assert taken.source.endswith(f"; reused from a/records/{next((tmp_path / 'a' / 'records').glob('*_r4_*.json')).name}")
+    # the results folder names the reused folder relative to itself, never by this machine's absolute path
+    written = json.loads((folder / "scenario.json").read_text())["study"]["reuse_records"]
+    assert written == ["../a/records"] and (folder / written[0]).resolve() == (tmp_path / "a" / "records").resolve()
     # a folder that is not there is named in one line
     bad = tmp_path / "bad.toml"
     bad.write_text(second.read_text().replace('["a/records"]', '["nowhere/records"]'))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -73,6 +74,16 @@ def _comparable(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _portable(data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``study.reuse_records`` written relative to the results folder (the scenario loader resolves them to
+    this machine's absolute paths; a committed scenario.json must not carry those)."""
+    study = data.get("study")
+    if isinstance(study, dict) and study.get("reuse_records"):
+        base = root.resolve()
+        study["reuse_records"] = [os.path.relpath(p, base) for p in study["reuse_records"]]
+    return data
+
+
 _JSON_SCALARS = (str, int, float, bool, type(None))  # values a part's JSON gives back unchanged
 
 
@@ -99,7 +110,7 @@ class ResultsStore:
 
     def prepare(self, scenario: Scenario, fresh: bool = False, meta: dict[str, Any] | None = None) -> None:
         """Create the folder; with ``fresh`` delete earlier rows; refuse to mix rows of another scenario."""
-        resolved = scenario.model_dump(mode="json")
+        resolved = _portable(scenario.model_dump(mode="json"), self.root)
         old = self.root / "scenario.json"
         if fresh and self.root.exists():
             for name in ("parts", "figures", "live", SET_ASIDE):
