@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedsim.experiments.study.tables import study_curves, study_rows
+from fedsim.experiments.study.tables import study_curves, study_rows, varied_settings
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
 
@@ -102,6 +102,57 @@ def fig4_rounds(table: pd.DataFrame, rows: pd.DataFrame, scheme: str = "split_fe
     return fig
 
 
+def fig_setting_gaps(curves: pd.DataFrame, rows: pd.DataFrame):
+    """A study of split-fed settings against centralized training (``setting_gaps``): (a) validation PPL vs
+    steps, mean over seeds per setting (colour: cut; line style: data partition) and centralized; (b) the
+    seed-paired plateau-PPL gap split-fed − centralized in % of centralized, per cut and partition, with its
+    95 % t-CI over seeds."""
+    from fedsim.experiments.study.settings import data_label, setting_gaps
+
+    gaps = setting_gaps(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 2.9))
+    cuts = sorted(gaps["cut"].unique())
+    colors = dict(zip(cuts, plt.cm.viridis(np.linspace(0.05, 0.8, len(cuts))), strict=True))
+    datas = list(dict.fromkeys(gaps["data"]))
+    styles = dict(zip(datas, ["-", "--", ":", "-."], strict=False))
+    start = int(curves["step"].max()) // 4  # the first quarter (PPL 20 -> 5) would hide the gaps
+    curves = curves[curves["step"] >= start]
+    split = curves[curves.training_scheme == "split_fed"]
+    for (cut, partition, alpha), g in split.groupby(["cut", "partition", "dirichlet_alpha"], sort=True):
+        data = data_label(partition, alpha)
+        mean = g.groupby("step")["val_ppl"].mean()
+        left.plot(mean.index, mean.to_numpy(), color=colors[cut], linestyle=styles.get(data, "-"), linewidth=1.1,
+                  label=f"cut {cut}, {data} (n={g['seed'].nunique()})")  # fmt: skip
+    central = curves[curves.training_scheme == "centralized"]
+    if not central.empty:
+        mean = central.groupby("step")["val_ppl"].mean()
+        left.plot(mean.index, mean.to_numpy(), color="black", linewidth=1.4,
+                  label=f"centralized (n={central['seed'].nunique()})")  # fmt: skip
+    left.set_xlabel("Local iterations (steps)")
+    left.set_ylabel("Validation perplexity")
+    left.set_title(f"(a) Mean over seeds, from step {start}")
+    left.legend(frameon=False, fontsize=6)
+    offsets = np.linspace(-0.15, 0.15, len(datas)) if len(datas) > 1 else [0.0]
+    for data, off in zip(datas, offsets, strict=True):
+        g = gaps[gaps["data"] == data].sort_values("cut")
+        x = np.searchsorted(cuts, g["cut"].to_numpy()) + off
+        y = g["gap_pct_mean"].to_numpy(float)
+        err = np.vstack([y - g["gap_pct_lo"].to_numpy(float), g["gap_pct_hi"].to_numpy(float) - y])
+        seeds = "/".join(str(int(n)) for n in g["gap_pct_seeds"])
+        right.errorbar(x, y, yerr=np.nan_to_num(err), linestyle="none", marker="o", markersize=4, capsize=3,
+                       color="0.2", markerfacecolor="white" if data != "IID" else "0.2",
+                       label=f"{data} (paired seeds {seeds})")  # fmt: skip
+    right.axhline(0.0, color="0.5", linewidth=0.8)
+    right.set_xticks(range(len(cuts)), [f"cut {c}" for c in cuts])
+    right.set_xlim(-0.6, len(cuts) - 0.4)
+    right.set_ylabel("Plateau PPL gap SF − C (%)")
+    right.set_title("(b) Gap paired by seed, 95 % t-CI")
+    right.legend(frameon=False, fontsize=6)
+    _finish(fig, _setting(rows) + " Plateau: mean of the last 3 validation evaluations; (b) bars: 95 % Student-t "
+            "CI over the seed-paired gaps (none with one seed).")  # fmt: skip
+    return fig
+
+
 def _finish(fig, caption: str) -> None:
     """Lay the panels out above a caption line (wrapped to the figure's width)."""
     fig.tight_layout()  # the caption hangs below the figure's bottom edge (saved with a tight box)
@@ -138,6 +189,8 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
     curves = study_curves(root, rows) if from_records or not curves_path.is_file() else pd.read_csv(curves_path)
     if rows.groupby(["training_scheme", "rank"])["lr"].nunique().max() > 1:  # a learning-rate sweep
         return save(fig_lr_sweep(curves, rows), root / "figures" / "lr_sweep_val_ppl", formats)
+    if varied_settings(rows) and "centralized" in set(rows["training_scheme"]):  # settings vs centralized
+        return save(fig_setting_gaps(curves, rows), root / "figures" / "splitfed_vs_centralized", formats)
     made = save(fig3_curves(curves, rows), root / "figures" / "fig3_val_ppl", formats)
     table_path = root / "tables" / "rounds_to_target.csv"
     if table_path.exists() and table_path.read_text(encoding="utf-8").strip():  # empty: a study without targets

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fedsim.report import convergence, figures, radio, rank_study, splitft, splitft_systems
+from fedsim.report import convergence, figures, radio, rank_study, splitfed, splitft, splitft_systems
 from fedsim.report.common import GENERATED, md_table, provenance
 
 PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
@@ -22,12 +22,13 @@ PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "radio.md": ("Radio study: paper vs 3GPP NR", radio.page),
     "convergence.md": ("Convergence study", convergence.page),
     "rank-study.md": ("Rank study: lr per rank, E(r) over seeds", rank_study.page),
+    "splitfed-vs-centralized.md": ("Split-fed vs centralized: cut and data partition", splitfed.page),
     "splitft.md": ("SplitFT study", splitft.page),
     "splitft-systems.md": ("SplitFT in two systems: compute- vs uplink-bound", splitft_systems.page),
 }
 FOLDERS = [name for name, _ in figures.PAPER + figures.MEASURED] + [figures.UNCERTAIN[0]] + [
     "quickstart", *radio.RUNS["fig5"], *radio.RUNS["fig8"], "radio_study", "convergence_study",
-    "convergence_long", "rank_lr_sweep", "rank_study", "splitft_study", *splitft_systems.STUDIES,
+    "convergence_long", "rank_lr_sweep", "rank_study", splitfed.FOLDER, "splitft_study", *splitft_systems.STUDIES,
 ]  # fmt: skip
 
 

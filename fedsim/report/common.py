@@ -130,3 +130,17 @@ def provenance(folder: Path, root: Path) -> str:
 def image(rel: str, alt: str) -> str:
     """A figure copied into the site by ``docs/gen_pages.py`` (``figures/<run>/<file>``)."""
     return f"![{alt}](figures/{rel})"
+
+
+def ci_text(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``+m [+lo, +hi]`` with ``digits`` decimals; ``-`` without a mean, no interval without a CI."""
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:+.{digits}f}" + (f" [{lo:+.{digits}f}, {hi:+.{digits}f}]" if math.isfinite(lo) else "")
+
+
+def verdict(excludes: bool, lo: float) -> str:
+    """Whether a 95 % CI resolves a difference, in the words every results page uses."""
+    if not math.isfinite(lo):
+        return "no CI (fewer than 2 paired seeds): not resolved"
+    return "CI excludes 0" if excludes else "CI includes 0: not resolved at this scale"

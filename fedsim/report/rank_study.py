@@ -22,10 +22,10 @@ from fedsim.experiments.study.tables import (
     table_iv,
     table_iv_markdown,
 )
-from fedsim.report.common import GENERATED, image, md_table, provenance
+from fedsim.report.common import GENERATED, ci_text, image, md_table, provenance, verdict
 
 
-def _planned_runs(folder: Path) -> int | None:
+def planned_runs(folder: Path) -> int | None:
     """Runs the folder's scenario plans (product or zip of its sweep axes), if its scenario.json is committed."""
     path = folder / "scenario.json"
     if not path.is_file():
@@ -90,7 +90,7 @@ def _margins(chosen: pd.DataFrame, lrs) -> str:
 def study_section(results: Path) -> list[str]:
     folder = results / "rank_study"
     rows = study_rows(folder) if (folder / "records").is_dir() else pd.DataFrame()
-    planned = _planned_runs(folder)
+    planned = planned_runs(folder)
     lines = ["## Step 2: E(r) over seeds at each rank's lr", ""]
     if rows.empty:
         return lines + [
@@ -126,18 +126,6 @@ def study_section(results: Path) -> list[str]:
 FLAT_PCT = 1.0  # the issue's plateau criterion: smoothed val PPL changes < 1 % over the last 20 % of steps
 
 
-def _ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    return f"{mean:+.{digits}f}" + (f" [{lo:+.{digits}f}, {hi:+.{digits}f}]" if math.isfinite(lo) else "")
-
-
-def _verdict(excludes: bool, lo: float) -> str:
-    if not math.isfinite(lo):
-        return "no CI (fewer than 2 paired seeds): not resolved"
-    return "CI excludes 0" if excludes else "CI includes 0: not resolved at this scale"
-
-
 def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -> list[str]:
     """What the runs show, each statement with its seeds, its CI and whether the CI excludes 0: the rank
     against the largest rank (paired by seed), split-fed against centralized (Table IV's paired gap), whether
@@ -148,8 +136,8 @@ def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -
         [d.training_scheme, f"r{d.rank} − r{d.versus_rank}", d.measure,
          f"{d.target_ppl:.3f}" if math.isfinite(d.target_ppl) else "-",
          f"{d.paired_seeds}" + (f" (+{d.unpaired_or_unreached} not reached)" if d.unpaired_or_unreached else ""),
-         _ci(d.diff_mean, d.diff_lo, d.diff_hi, 3 if d.measure == "plateau PPL" else 1),
-         _verdict(d.excludes_0, d.diff_lo)]
+         ci_text(d.diff_mean, d.diff_lo, d.diff_hi, 3 if d.measure == "plateau PPL" else 1),
+         verdict(d.excludes_0, d.diff_lo)]
         for d in diffs.itertuples()
     ]  # fmt: skip
     lines = [
@@ -169,7 +157,7 @@ def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -
         mean, lo, hi = g.gap_plateau_val_ppl, g.gap_plateau_val_ppl_lo, g.gap_plateau_val_ppl_hi
         excludes = math.isfinite(lo) and (lo > 0 or hi < 0)
         said.append(
-            f"r{g.rank}: {_ci(mean, lo, hi)} over {g.gap_plateau_val_ppl_seeds} paired seeds ({_verdict(excludes, lo)})"
+            f"r{g.rank}: {ci_text(mean, lo, hi)} over {g.gap_plateau_val_ppl_seeds} paired seeds ({verdict(excludes, lo)})"
         )
     lines += ["**Split-fed − centralized plateau PPL** (paired by seed): " + "; ".join(said) + ".", ""]
     change = rows["smoothed_last20_change_pct"].to_numpy(dtype=float)

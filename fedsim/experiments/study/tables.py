@@ -177,15 +177,16 @@ def chosen_lr_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def study_curves(root: Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """Every evaluation of every run, one row each: training_scheme, rank, seed, step, round, val_ppl and
-    the PPL of the validation subset's two halves (from the records the rows point to)."""
+    """Every evaluation of every run, one row each: training_scheme, rank, seed, lr, the settings (cut,
+    partition, Dirichlet concentration), step, round, val_ppl and the PPL of the validation subset's two halves (from the records the rows point to)."""
     out = []
     for _, row in rows.iterrows():
         data = json.loads((root / row["record"]).read_text(encoding="utf-8"))
         for point in data["curve"]:
             if "val_ppl" in point:
                 out.append({"training_scheme": row["training_scheme"], "rank": int(row["rank"]),
-                            "seed": int(row["seed"]), "lr": float(row["lr"]), "step": int(point["step"]),
+                            "seed": int(row["seed"]), "lr": float(row["lr"]),
+                            **{f: row[f] for f in SETTING_FIELDS if f in row}, "step": int(point["step"]),
                             "round": point["round"],
                             "val_ppl": point["val_ppl"], "val_ppl_a": point.get("val_ppl_a", math.nan),
                             "val_ppl_b": point.get("val_ppl_b", math.nan)})  # fmt: skip
