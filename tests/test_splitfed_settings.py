@@ -95,6 +95,8 @@ def test_the_page_is_interim_names_missing_settings_and_claims_nothing_without_r
     # plateau = mean of the last 3 evaluations: 4.2 (split-fed) vs 4.1 (centralized), one paired seed
     assert "| 2 | IID | 1/2 | 4.200 | 4.200 ± 0.141 | +0.100 | +2.4 | no CI (fewer than 2 paired seeds)" in text
     assert "Not run yet (no record committed, nothing claimed): cut 8 on length-dirichlet α = 0.1." in text
+    assert "| seed | centralized | cut 2, IID |" in text and "| 0 | 4.100 | 4.200 |" in text
+    assert "| 1 | 4.300 | - |" in text  # a seed split-fed has not run yet
     # the study's figure: curves per setting and the paired gap (not the per-rank Fig. 3), then on the page
     from fedsim.plots import make_figures
 

@@ -91,6 +91,20 @@ def differences_section(rows: pd.DataFrame) -> list[str]:
     ]  # fmt: skip
 
 
+def per_seed_section(rows: pd.DataFrame) -> list[str]:
+    """Every run's plateau PPL, one row per seed: what the paired gaps and their CIs are computed from."""
+    label = rows.apply(
+        lambda r: "centralized" if r.training_scheme == "centralized"
+        else f"cut {int(r.cut)}, {data_label(r.partition, r.dirichlet_alpha)}", axis=1
+    )  # fmt: skip
+    wide = rows.assign(run=label).pivot_table(index="seed", columns="run", values="plateau_val_ppl", sort=False)
+    columns = ["centralized", *sorted(c for c in wide.columns if c != "centralized")]
+    wide = wide.reindex(columns=[c for c in columns if c in wide.columns])
+    table = [[int(seed), *(f"{v:.3f}" if math.isfinite(v) else "-" for v in values)]
+             for seed, values in zip(wide.index, wide.to_numpy(float), strict=True)]  # fmt: skip
+    return ["### Plateau PPL per seed", "", md_table(["seed", *wide.columns], table), ""]
+
+
 def noise_lines(rows: pd.DataFrame) -> list[str]:
     central = rows[rows.training_scheme == "centralized"]["plateau_val_ppl"].to_numpy(float)
     change = rows["smoothed_last20_change_pct"].to_numpy(float)
@@ -160,6 +174,7 @@ def page(results: Path) -> str:
     lines += gap_section(rows, _planned_settings(folder))
     if (folder / "figures" / f"{FOLDER}.png").is_file():
         lines += [image(f"{FOLDER}/{FOLDER}.png", "split-fed vs centralized: curves and the paired gap"), ""]
+    lines += per_seed_section(rows)
     lines += differences_section(rows)
     lines += noise_lines(rows)
     lines += ["## Table IV", "",
