@@ -22,9 +22,9 @@ FOLDER = "splitfed_vs_centralized"
 
 def _setup(folder: Path, rows: pd.DataFrame) -> str:
     """The training every run shares, from the committed scenario.json (and the rows)."""
-    training = (json.loads((folder / "scenario.json").read_text(encoding="utf-8")).get("study") or {}).get(
-        "training"
-    ) or {}
+    path = folder / "scenario.json"
+    scenario = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    training = (scenario.get("study") or {}).get("training") or {}
     r = rows.iloc[0]
     alpha = training.get("lora_alpha", "?")
     scale = f"alpha = {alpha:g}r" if training.get("lora_alpha_policy") == "proportional" else f"alpha = {alpha}"
