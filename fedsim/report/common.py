@@ -132,7 +132,7 @@ def image(rel: str, alt: str) -> str:
     return f"![{alt}](figures/{rel})"
 
 
-def ci_text(mean: float, lo: float, hi: float, digits: int = 3) -> str:
+def ci_text(mean: float, lo: float, hi: float, *, digits: int = 3) -> str:
     """``+m [+lo, +hi]`` with ``digits`` decimals; ``-`` without a mean, no interval without a CI."""
     if not math.isfinite(mean):
         return "-"

@@ -136,7 +136,7 @@ def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -
         [d.training_scheme, f"r{d.rank} − r{d.versus_rank}", d.measure,
          f"{d.target_ppl:.3f}" if math.isfinite(d.target_ppl) else "-",
          f"{d.paired_seeds}" + (f" (+{d.unpaired_or_unreached} not reached)" if d.unpaired_or_unreached else ""),
-         ci_text(d.diff_mean, d.diff_lo, d.diff_hi, 3 if d.measure == "plateau PPL" else 1),
+         ci_text(d.diff_mean, d.diff_lo, d.diff_hi, digits=3 if d.measure == "plateau PPL" else 1),
          verdict(d.excludes_0, d.diff_lo)]
         for d in diffs.itertuples()
     ]  # fmt: skip

@@ -50,7 +50,7 @@ def gap_section(rows: pd.DataFrame, planned_settings: list[tuple] | None) -> lis
     table = [
         [g.cut, g.data, f"{g.split_fed_seeds}/{g.centralized_seeds}", _pm(g.split_fed_mean, g.split_fed_std),
          _pm(g.centralized_mean, g.centralized_std), ci_text(g.gap_mean, g.gap_lo, g.gap_hi),
-         ci_text(g.gap_pct_mean, g.gap_pct_lo, g.gap_pct_hi, 1), verdict(g.gap_pct_excludes_0, g.gap_pct_lo)]
+         ci_text(g.gap_pct_mean, g.gap_pct_lo, g.gap_pct_hi, digits=1), verdict(g.gap_pct_excludes_0, g.gap_pct_lo)]
         for g in gaps.itertuples()
     ]  # fmt: skip
     have = {(int(g.cut), g.partition, float(g.dirichlet_alpha)) for g in gaps.itertuples()}
@@ -79,7 +79,7 @@ def differences_section(rows: pd.DataFrame) -> list[str]:
     if diffs.empty:
         return []
     table = [
-        [d.comparison, d.data, d.seeds, ci_text(d.mean, d.lo, d.hi, 1), verdict(d.excludes_0, d.lo)]
+        [d.comparison, d.data, d.seeds, ci_text(d.mean, d.lo, d.hi, digits=1), verdict(d.excludes_0, d.lo)]
         for d in diffs.itertuples()
     ]
     return [
