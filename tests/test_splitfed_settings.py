@@ -103,3 +103,6 @@ def test_the_page_is_interim_names_missing_settings_and_claims_nothing_without_r
     _record(folder, "s1", "split_fed", 8, "length_dirichlet", 0.1, 0, 4.3)
     assert [p.name for p in make_figures(folder, ["png"])] == ["splitfed_vs_centralized.png"]
     assert "![split-fed vs centralized: curves and the paired gap]" in page(results)
+    # per-seed columns: centralized, then by partition and cut as numbers (cut 2 before cut 15)
+    _record(folder, "s2", "split_fed", 15, "iid", 0.5, 0, 4.0)
+    assert "| seed | centralized | cut 2, IID | cut 15, IID | cut 8, length-dirichlet α = 0.1 |" in page(results)

@@ -93,13 +93,14 @@ def differences_section(rows: pd.DataFrame) -> list[str]:
 
 def per_seed_section(rows: pd.DataFrame) -> list[str]:
     """Every run's plateau PPL, one row per seed: what the paired gaps and their CIs are computed from."""
-    label = rows.apply(
+    central = rows.training_scheme == "centralized"
+    ordered = pd.concat([rows[central], rows[~central].sort_values(["partition", "dirichlet_alpha", "cut"])])
+    label = ordered.apply(
         lambda r: "centralized" if r.training_scheme == "centralized"
         else f"cut {int(r.cut)}, {data_label(r.partition, r.dirichlet_alpha)}", axis=1
     )  # fmt: skip
-    wide = rows.assign(run=label).pivot_table(index="seed", columns="run", values="plateau_val_ppl", sort=False)
-    columns = ["centralized", *sorted(c for c in wide.columns if c != "centralized")]
-    wide = wide.reindex(columns=[c for c in columns if c in wide.columns])
+    wide = ordered.assign(run=label).pivot_table(index="seed", columns="run", values="plateau_val_ppl", sort=False)
+    wide = wide.reindex(columns=list(dict.fromkeys(label)))  # centralized, then by data and cut (2 before 15)
     table = [[int(seed), *(f"{v:.3f}" if math.isfinite(v) else "-" for v in values)]
              for seed, values in zip(wide.index, wide.to_numpy(float), strict=True)]  # fmt: skip
     return ["### Plateau PPL per seed", "", md_table(["seed", *wide.columns], table), ""]
