@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import shlex
 import sys
 
 from fedsim import __version__
-from fedsim.errors import InputError
+from fedsim.errors import InputError, StuckConnectionError
 from fedsim.interrupt import Interrupted, interruptible
 
 COMMANDS = ["run", "validate", "optimize", "simulate", "train", "evaluate", "plot", "workload", "models", "report"]
@@ -80,6 +81,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"fedsim {args.command}: error: {exc}", file=sys.stderr)
+        if isinstance(exc, StuckConnectionError):  # leave before Ray's exit handler meets the stuck thread
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt as exc:
         if isinstance(exc, Interrupted):

@@ -19,7 +19,7 @@ from multiprocessing import get_context
 
 from pydantic import ValidationError
 
-from fedsim.errors import InputError
+from fedsim.errors import InputError, StuckConnectionError
 from fedsim.interrupt import worker_signals
 from fedsim.registry import export_all, install_all
 from fedsim.scenario.load import _one_line
@@ -223,7 +223,8 @@ def connect_ray(
     if thread.is_alive() or "error" in outcome:
         exc = outcome.get("error")
         why = f"no answer within {timeout_s:g} s" if exc is None else f"{type(exc).__name__}: {exc}"
-        raise InputError(
+        error = StuckConnectionError if thread.is_alive() else InputError
+        raise error(
             f"--ray-address {address}: cannot connect to Ray ({' '.join(why.split())[:300]}); check the "
             "address, or raise --ray-timeout"
         ) from None
