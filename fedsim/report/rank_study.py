@@ -25,12 +25,17 @@ from fedsim.experiments.study.tables import (
 from fedsim.report.common import GENERATED, ci_text, image, md_table, provenance, verdict
 
 
-def planned_runs(folder: Path) -> int | None:
-    """Runs the folder's scenario plans (product or zip of its sweep axes), if its scenario.json is committed."""
+def scenario_json(folder: Path) -> dict | None:
+    """The folder's committed scenario.json, or None when it has none."""
     path = folder / "scenario.json"
-    if not path.is_file():
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def planned_runs(scenario: dict | None) -> int | None:
+    """Runs a scenario (its scenario.json) plans: the product or zip of its sweep axes."""
+    if scenario is None:
         return None
-    sweep = json.loads(path.read_text(encoding="utf-8")).get("sweep") or {}
+    sweep = scenario.get("sweep") or {}
     sizes = [len(v) for v in (sweep.get("axes") or {}).values()]
     if not sizes:
         return 1
@@ -90,7 +95,8 @@ def _margins(chosen: pd.DataFrame, lrs) -> str:
 def study_section(results: Path) -> list[str]:
     folder = results / "rank_study"
     rows = study_rows(folder) if (folder / "records").is_dir() else pd.DataFrame()
-    planned = planned_runs(folder)
+    scenario = scenario_json(folder)
+    planned = planned_runs(scenario)
     lines = ["## Step 2: E(r) over seeds at each rank's lr", ""]
     if rows.empty:
         return lines + [
@@ -99,8 +105,7 @@ def study_section(results: Path) -> list[str]:
             "",
         ]
     done = f"{len(rows)} of {planned}" if planned else f"{len(rows)}"
-    scenario = json.loads((folder / "scenario.json").read_text(encoding="utf-8")) if planned else {}
-    pcts = (scenario.get("study") or {}).get("relative_targets_pct") or [2, 5, 10]
+    pcts = ((scenario or {}).get("study") or {}).get("relative_targets_pct") or [2, 5, 10]
     curves = study_curves(folder, rows)
     lines += [
         f"Source: {provenance(folder, results)}.", "",

@@ -5,7 +5,6 @@ interim and its missing settings say so."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,18 +12,22 @@ import numpy as np
 import pandas as pd
 
 from fedsim.experiments.study.settings import data_label, setting_differences, setting_gaps
-from fedsim.experiments.study.tables import PLATEAU_EVALS, study_rows, table_iv, table_iv_markdown
+from fedsim.experiments.study.tables import (
+    PLATEAU_EVALS,
+    mean_std_text,
+    study_rows,
+    table_iv,
+    table_iv_markdown,
+)
 from fedsim.report.common import GENERATED, ci_text, image, md_table, provenance, verdict
-from fedsim.report.rank_study import FLAT_PCT, planned_runs
+from fedsim.report.rank_study import FLAT_PCT, planned_runs, scenario_json
 
 FOLDER = "splitfed_vs_centralized"
 
 
-def _setup(folder: Path, rows: pd.DataFrame) -> str:
+def _setup(scenario: dict | None, rows: pd.DataFrame) -> str:
     """The training every run shares, from the committed scenario.json (and the rows)."""
-    path = folder / "scenario.json"
-    scenario = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    training = (scenario.get("study") or {}).get("training") or {}
+    training = ((scenario or {}).get("study") or {}).get("training") or {}
     r = rows.iloc[0]
     alpha = training.get("lora_alpha", "?")
     scale = f"alpha = {alpha:g}r" if training.get("lora_alpha_policy") == "proportional" else f"alpha = {alpha}"
@@ -39,17 +42,11 @@ def _setup(folder: Path, rows: pd.DataFrame) -> str:
     )
 
 
-def _pm(mean: float, std: float) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
-
-
 def gap_section(rows: pd.DataFrame, planned_settings: list[tuple] | None) -> list[str]:
     gaps = setting_gaps(rows)
     table = [
-        [g.cut, g.data, f"{g.split_fed_seeds}/{g.centralized_seeds}", _pm(g.split_fed_mean, g.split_fed_std),
-         _pm(g.centralized_mean, g.centralized_std), ci_text(g.gap_mean, g.gap_lo, g.gap_hi),
+        [g.cut, g.data, f"{g.split_fed_seeds}/{g.centralized_seeds}", mean_std_text(g.split_fed_mean, g.split_fed_std),
+         mean_std_text(g.centralized_mean, g.centralized_std), ci_text(g.gap_mean, g.gap_lo, g.gap_hi),
          ci_text(g.gap_pct_mean, g.gap_pct_lo, g.gap_pct_hi, digits=1), verdict(g.gap_pct_excludes_0, g.gap_pct_lo)]
         for g in gaps.itertuples()
     ]  # fmt: skip
@@ -134,12 +131,11 @@ def noise_lines(rows: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def _planned_settings(folder: Path) -> list[tuple] | None:
+def _planned_settings(scenario: dict | None) -> list[tuple] | None:
     """The split-fed settings (cut, partition, Dirichlet concentration) the committed scenario.json plans."""
-    path = folder / "scenario.json"
-    if not path.is_file():
+    if scenario is None:
         return None
-    sweep = (json.loads(path.read_text(encoding="utf-8")).get("sweep") or {}).get("axes") or {}
+    sweep = (scenario.get("sweep") or {}).get("axes") or {}
     keys = ["study.training.scheme", "study.training.cut", "study.training.partition",
             "study.training.dirichlet_alpha"]  # fmt: skip
     if not all(k in sweep for k in keys):
@@ -160,19 +156,19 @@ def page(results: Path) -> str:
     if rows.empty:
         lines += ["`scenarios/splitfed_vs_centralized.toml` has no committed records yet: nothing is claimed.", ""]
         return "\n".join(lines).rstrip() + "\n"
-    planned = planned_runs(folder)
+    scenario = scenario_json(folder)
+    planned = planned_runs(scenario)
     interim = bool(planned and len(rows) < planned)
-    reused = sum("reused from" in (json.loads((folder / r).read_text(encoding="utf-8")).get("source") or "")
-                 for r in rows["record"])  # fmt: skip
+    reused = int(rows["source"].str.contains("reused from", regex=False).sum())
     lines += [
         f"Source: {provenance(folder, results)}.", "",
-        f"Setup: {_setup(folder, rows)}. Runs committed: {len(rows)}"
+        f"Setup: {_setup(scenario, rows)}. Runs committed: {len(rows)}"
         + (f" of {planned}" if planned else "")
         + f" ({reused} of them the rank study's own runs of the same configuration, copied with their source)."
         + (" **Interim: not every run is in; nothing below is a conclusion until it is.**" if interim else ""),
         "",
     ]  # fmt: skip
-    lines += gap_section(rows, _planned_settings(folder))
+    lines += gap_section(rows, _planned_settings(scenario))
     if (folder / "figures" / f"{FOLDER}.png").is_file():
         lines += [image(f"{FOLDER}/{FOLDER}.png", "split-fed vs centralized: curves and the paired gap"), ""]
     lines += per_seed_section(rows)

@@ -40,6 +40,7 @@ def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) ->
         "last20_change_pct": last_fraction_change_pct(record.curve, 0.2),
         "smoothed_last20_change_pct": last_fraction_change_pct(smoothed(record.curve), 0.2),
         "record": str(record_path),
+        "source": record.source,
     }
     final = record.final or {}
     for key in ("test_ppl", "bleu", "rouge_l", "wall_s"):
@@ -283,14 +284,15 @@ def _table_iv_entry(entry: dict, group: pd.DataFrame, metrics) -> dict:
     return entry
 
 
+def mean_std_text(mean: float, std: float) -> str:
+    """A table cell "mean ± std" (3 decimals; "-" without a mean, no ± without a std)."""
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
+
+
 def table_iv_markdown(table: pd.DataFrame) -> str:
     """Table IV as markdown: mean ± std per scheme, and the split-fed - centralized gap [95 % CI]."""
-
-    def pm(row, scheme, m):
-        mean, std = row[f"{scheme}_{m}_mean"], row[f"{scheme}_{m}_std"]
-        if not math.isfinite(mean):
-            return "-"
-        return f"{mean:.3f}" + (f" ± {std:.3f}" if math.isfinite(std) else "")
 
     def gap(row, m):
         mean, lo, hi = row[f"gap_{m}"], row[f"gap_{m}_lo"], row[f"gap_{m}_hi"]
@@ -310,7 +312,8 @@ def table_iv_markdown(table: pd.DataFrame) -> str:
         cells = [str(int(row["rank"])), *(f"{row[f]:g}" if isinstance(row[f], float) else str(row[f]) for f in setting)]
         cells.append(f"{int(row['split_fed_seeds'])}/{int(row['centralized_seeds'])}")
         for m in metrics:
-            cells += [pm(row, "split_fed", m), pm(row, "centralized", m), gap(row, m)]
+            cells += [mean_std_text(row[f"split_fed_{m}_mean"], row[f"split_fed_{m}_std"]),
+                      mean_std_text(row[f"centralized_{m}_mean"], row[f"centralized_{m}_std"]), gap(row, m)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
