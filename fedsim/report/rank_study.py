@@ -5,7 +5,6 @@ convergence records with the study's own table code, and the evaluation-noise me
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -22,24 +21,17 @@ from fedsim.experiments.study.tables import (
     table_iv,
     table_iv_markdown,
 )
-from fedsim.report.common import GENERATED, ci_text, image, md_table, provenance, verdict
-
-
-def scenario_json(folder: Path) -> dict | None:
-    """The folder's committed scenario.json, or None when it has none."""
-    path = folder / "scenario.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def planned_runs(scenario: dict | None) -> int | None:
-    """Runs a scenario (its scenario.json) plans: the product or zip of its sweep axes."""
-    if scenario is None:
-        return None
-    sweep = scenario.get("sweep") or {}
-    sizes = [len(v) for v in (sweep.get("axes") or {}).values()]
-    if not sizes:
-        return 1
-    return sizes[0] if sweep.get("mode") == "zip" else int(np.prod(sizes))
+from fedsim.report.common import (
+    FLAT_PCT,
+    GENERATED,
+    ci_text,
+    image,
+    md_table,
+    planned_runs,
+    provenance,
+    scenario_json,
+    verdict,
+)
 
 
 def sweep_section(results: Path) -> list[str]:
@@ -126,9 +118,6 @@ def study_section(results: Path) -> list[str]:
         if (folder / "figures" / f"{fig}.png").is_file():
             lines += [image(f"rank_study/{fig}.png", f"rank study: {fig}"), ""]
     return lines
-
-
-FLAT_PCT = 1.0  # the issue's plateau criterion: smoothed val PPL changes < 1 % over the last 20 % of steps
 
 
 def findings(rows: pd.DataFrame, curves: pd.DataFrame, pcts, *, interim: bool) -> list[str]:

@@ -19,8 +19,17 @@ from fedsim.experiments.study.tables import (
     table_iv,
     table_iv_markdown,
 )
-from fedsim.report.common import GENERATED, ci_text, image, md_table, provenance, verdict
-from fedsim.report.rank_study import FLAT_PCT, planned_runs, scenario_json
+from fedsim.report.common import (
+    FLAT_PCT,
+    GENERATED,
+    ci_text,
+    image,
+    md_table,
+    planned_runs,
+    provenance,
+    scenario_json,
+    verdict,
+)
 
 FOLDER = "splitfed_vs_centralized"
 
