@@ -81,3 +81,23 @@ def test_record_names_of_the_committed_studies_are_unchanged():
     assert record_stem(run_config(sweep, 3), name_fields(sweep)) == "smollm2-135m_split_fed_r1_s100_lr0.01"
     study = load_scenario(ROOT / "scenarios" / "convergence_study.toml")
     assert record_stem(run_config(study, 0), name_fields(study)) == "smollm2-135m_split_fed_r1_s0"
+
+
+def test_the_plateau_step_is_the_rank_study_at_twice_the_steps_with_an_evaluation_every_round():
+    """scenarios/rank_plateau.toml (and the rank-study page's description of it): 128 steps, val PPL every
+    global round, every other setting, seed, scheme, rank and lr as the rank study; split-fed runs first."""
+    from fedsim.experiments.study.runs import run_config
+
+    plateau = load_scenario(ROOT / "scenarios" / "rank_plateau.toml")
+    study = load_scenario(ROOT / "scenarios" / "rank_study.toml")
+    assert plateau.study.lr_by_rank == study.study.lr_by_rank == _sweep_choice()["chosen_lr"].to_dict()
+    a, b = plateau.study.training, study.study.training
+    assert a.steps == 2 * b.steps == 128 and a.eval_every == a.local_iterations == 2
+    differ = {"steps", "eval_every"}
+    assert {k: v for k, v in a.model_dump().items() if k not in differ} == {
+        k: v for k, v in b.model_dump().items() if k not in differ
+    }
+    runs = [run_config(plateau, p) for p in range(30)]
+    want = {(c.scheme, c.seed, c.rank, c.lr) for c in (run_config(study, p) for p in range(30))}
+    assert {(c.scheme, c.seed, c.rank, c.lr) for c in runs} == want
+    assert [c.scheme for c in runs] == ["split_fed"] * 15 + ["centralized"] * 15

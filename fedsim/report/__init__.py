@@ -28,7 +28,8 @@ PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
 }
 FOLDERS = [name for name, _ in figures.PAPER + figures.MEASURED] + [figures.UNCERTAIN[0]] + [
     "quickstart", *radio.RUNS["fig5"], *radio.RUNS["fig8"], "radio_study", "convergence_study",
-    "convergence_long", "rank_lr_sweep", "rank_study", splitfed.FOLDER, "splitft_study", *splitft_systems.STUDIES,
+    "convergence_long", "rank_lr_sweep", "rank_study", "rank_plateau", splitfed.FOLDER, "splitft_study",
+    *splitft_systems.STUDIES,
 ]  # fmt: skip
 
 

@@ -1,7 +1,7 @@
-"""The rank study (issue 22) in its two steps: the learning-rate sweep per rank (``results/rank_lr_sweep``)
-and the seeded comparison at each rank's chosen lr (``results/rank_study``), recomputed from the committed
-convergence records with the study's own table code, and the evaluation-noise measurement
-(``results/rank_study/eval_noise.csv``). A step without records says so; nothing is claimed from it."""
+"""The rank study (issue 22) in its steps: the learning-rate sweep per rank (``results/rank_lr_sweep``), the
+seeded comparison at each rank's chosen lr (``results/rank_study``) and the same trained to a plateau
+(``results/rank_plateau``), recomputed from the committed convergence records with the study's own table
+code, and the evaluation-noise measurement (``results/rank_study/eval_noise.csv``). A step without records says so; nothing is claimed from it."""
 
 from __future__ import annotations
 
@@ -84,16 +84,28 @@ def _margins(chosen: pd.DataFrame, lrs) -> str:
     return "The chosen lr's lead over the next best: " + ", ".join(parts) + "."
 
 
-def study_section(results: Path) -> list[str]:
-    folder = results / "rank_study"
+STEPS = {  # results folder -> the page's heading for it and what it adds to the step before
+    "rank_study": ("## Step 2: E(r) over seeds at each rank's lr", ""),
+    "rank_plateau": (
+        "## Step 3: the same runs trained to a plateau",
+        "Step 2 again at 128 steps (64 global rounds, twice as long), the cosine schedule stretched over them, "
+        "with validation PPL every round, so that the runs can meet the plateau criterion (how many of step 2's "
+        "runs did is stated above). Every other setting, the seeds and each rank's lr are step 2's.",
+    ),
+}
+
+
+def study_section(results: Path, name: str = "rank_study") -> list[str]:
+    folder = results / name
     rows = study_rows(folder) if (folder / "records").is_dir() else pd.DataFrame()
     scenario = scenario_json(folder)
     planned = planned_runs(scenario)
-    lines = ["## Step 2: E(r) over seeds at each rank's lr", ""]
+    heading, adds = STEPS[name]
+    lines = [heading, ""] + ([adds, ""] if adds else [])
     if rows.empty:
         return lines + [
-            "`scenarios/rank_study.toml` (5 seeds x split-fed / centralized x ranks 1, 4, 16) has no committed "
-            "records yet: nothing is claimed about a rank effect.",
+            f"`scenarios/{name}.toml` (5 seeds x split-fed / centralized x ranks 1, 4, 16) has no committed "
+            "records yet: nothing is claimed from it.",
             "",
         ]
     done = f"{len(rows)} of {planned}" if planned else f"{len(rows)}"
@@ -116,7 +128,7 @@ def study_section(results: Path) -> list[str]:
     lines += findings(rows, curves, pcts, interim=bool(planned and len(rows) < planned))
     for fig in ("fig3_val_ppl", "fig4_rounds_split_fed"):
         if (folder / "figures" / f"{fig}.png").is_file():
-            lines += [image(f"rank_study/{fig}.png", f"rank study: {fig}"), ""]
+            lines += [image(f"{name}/{fig}.png", f"{name.replace('_', ' ')}: {fig}"), ""]
     return lines
 
 
@@ -243,5 +255,6 @@ def page(results: Path) -> str:
              "rank (alpha = 2r), each rank gets its own learning rate from a sweep on a separate seed, and E(r) is "
              "read at targets relative to the plateau. How to run it: "
              "[Convergence and SplitFT studies](../guides/studies.md).", "",
-             *sweep_section(results), *study_section(results), *noise_section(results)]  # fmt: skip
+             *sweep_section(results), *study_section(results), *study_section(results, "rank_plateau"),
+             *noise_section(results)]  # fmt: skip
     return "\n".join(lines).rstrip() + "\n"

@@ -17,7 +17,8 @@ from torch import nn
 
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.data.batches import BatchStream, collate
+from fedsim.learn.data.batches import BatchStream
+from fedsim.learn.data.prompt_packing import pack_shared_prompts
 from fedsim.learn.federated.adaptive_cut import CutAdapter
 from fedsim.learn.federated.fedsplit import (
     ClientSide,
@@ -40,7 +41,14 @@ from fedsim.learn.split.lora import (
     peft_alpha,
     set_module_rank,
 )
-from fedsim.learn.split.parts import ClientPart, ServerPart, check_cut, decoder_parts, token_nll
+from fedsim.learn.split.parts import (
+    ClientPart,
+    ServerPart,
+    check_cut,
+    decoder_parts,
+    shared_prompt_mask,
+    token_nll,
+)
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -60,23 +68,30 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _eval_nll(forward, dataset, indices: Sequence[int], batch_size: int, device=None) -> tuple[float, int]:
-    """Summed token NLL and token count of ``forward(input_ids, attention_mask) -> logits`` over ``indices``.
+def _eval_nll(
+    forward, config, dataset, indices: Sequence[int], batch_size: int, device=None
+) -> tuple[float, int]:
+    """Summed token NLL and token count over ``indices`` of ``forward(input_ids, attention_mask, position_ids=)
+    -> logits``, the deployed model of a system whose decoder config is ``config``.
 
-    Fast and exact: examples in order of length, each batch trimmed to its longest example (examples are
-    right-padded, and under the causal mask no real token attends to the trimmed pads), under inference
-    mode. ``benchmarks/bench_eval.py`` measures the speed-up against fixed-length batches in given order."""
+    Fast and exact: the examples of one prompt packed behind a single copy of it
+    (``fedsim.learn.data.prompt_packing``, with ``shared_prompt_mask``), at most about ``batch_size`` examples'
+    worth of tokens per batch, logits scored only where they predict a labelled token, under inference mode.
+    ``benchmarks/bench_eval.py`` measures the speed-up and checks the NLL against the plain loop."""
     indices = np.asarray(indices, dtype=np.int64)
-    lengths = np.array([int(dataset[int(i)]["attention_mask"].sum()) for i in indices], dtype=np.int64)
-    ordered = indices[np.argsort(lengths, kind="stable")]
+    if len(indices) == 0:
+        return 0.0, 0
+    width = len(dataset[int(indices[0])]["input_ids"])
     total, count = 0.0, 0
     with torch.inference_mode():
-        for start in range(0, len(ordered), batch_size):
-            batch = collate(dataset, ordered[start : start + batch_size], device)
-            width = max(int(batch["attention_mask"].sum(dim=1).max()), 1)
-            batch = {key: value[:, :width] for key, value in batch.items()}
-            nll, n = token_nll(forward(batch["input_ids"], batch["attention_mask"]), batch["labels"])
-            total, count = total + float(nll), count + n
+        for batch in pack_shared_prompts(dataset, indices, max_tokens=batch_size * width):
+            batch = batch.to(device)
+            mask = shared_prompt_mask(config, batch.attention_mask, batch.segments)
+            logits = forward(batch.input_ids, mask, position_ids=batch.position_ids)
+            nll = nn.functional.cross_entropy(
+                logits[batch.rows, batch.cols].float(), batch.targets, reduction="sum"
+            )
+            total, count = total + float(nll), count + len(batch.targets)
     return total, count
 
 
@@ -211,14 +226,18 @@ class SplitFedSystem:
         afterwards (the holders' own LoRA and optimisers are not touched)."""
         self.fed.load_global(self.fed.global_states(self.clients, self.server))
         self.eval_client.eval(), self.eval_server.eval()
-        yield lambda input_ids, attention_mask: self.eval_server(
-            self.eval_client(input_ids, attention_mask), attention_mask
+        yield lambda input_ids, attention_mask, position_ids=None: self.eval_server(
+            self.eval_client(input_ids, attention_mask, position_ids=position_ids),
+            attention_mask,
+            position_ids=position_ids,
         )
 
     def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
         """Summed token NLL and token count of the deployed global model (see ``deployed``) on ``indices``."""
         with self.deployed() as forward:
-            return _eval_nll(forward, dataset, indices, batch_size, _device(self.model))
+            return _eval_nll(
+                forward, self.eval_client.config, dataset, indices, batch_size, _device(self.model)
+            )
 
     def state_dict(self) -> dict:
         state = {"clients": [c.state_dict() for c in self.clients], "server": self.server.state_dict()}
@@ -274,8 +293,10 @@ class CentralizedSystem:
         self.model.eval()
         try:
             yield (
-                lambda input_ids, attention_mask: (
-                    self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+                lambda input_ids, attention_mask, position_ids=None: (
+                    self.model(
+                        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+                    ).logits
                 )
             )
         finally:
@@ -283,7 +304,7 @@ class CentralizedSystem:
 
     def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
         with self.deployed() as forward:
-            return _eval_nll(forward, dataset, indices, batch_size, _device(self.model))
+            return _eval_nll(forward, self.model.config, dataset, indices, batch_size, _device(self.model))
 
     def state_dict(self) -> dict:
         return {

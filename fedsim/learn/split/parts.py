@@ -99,10 +99,18 @@ def decoder_parts(model: nn.Module) -> DecoderParts:
 
 
 def _block_kwargs(
-    config: object, rotary: nn.Module | None, hidden: torch.Tensor, attention_mask: torch.Tensor
+    config: object,
+    rotary: nn.Module | None,
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
 ) -> dict:
-    """Keyword arguments every decoder block of the model receives: mask, positions, rotary cos/sin."""
-    position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    """Keyword arguments every decoder block of the model receives: mask, positions, rotary cos/sin.
+
+    ``attention_mask``: the (B, L) padding mask, or a ready 4-D mask (``shared_prompt_mask``), which
+    ``create_causal_mask`` passes through; ``position_ids`` (B, L): default ``0..L-1``."""
+    if position_ids is None:
+        position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
     mask = create_causal_mask(
         config=config,
         inputs_embeds=hidden,
@@ -137,9 +145,15 @@ class ClientPart(nn.Module):
         self.position_offset = parts.position_offset
         self.blocks = nn.ModuleList(parts.blocks[:cut])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         hidden = self.embed_tokens(input_ids)
-        kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask)
+        kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask, position_ids)
         if self.project_in is not None:
             hidden = self.project_in(hidden)
         if self.embed_positions is not None:
@@ -169,9 +183,14 @@ class ServerPart(nn.Module):
         self.lm_head = parts.lm_head
 
     def forward(
-        self, hidden: torch.Tensor, attention_mask: torch.Tensor, cut: int | None = None
+        self,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cut: int | None = None,
+        *,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask)
+        kwargs = _block_kwargs(self.config, self.rotary, hidden, attention_mask, position_ids)
         blocks = self.blocks
         if cut is not None and cut != self.first:
             if not self.first <= cut <= self.first + len(self.blocks):
@@ -199,6 +218,32 @@ def split_model(model: nn.Module, cut: int) -> tuple[ClientPart, ServerPart]:
     parts = decoder_parts(model)
     check_cut(cut, parts.num_blocks)
     return ClientPart(parts, cut), ServerPart(parts, cut)
+
+
+def shared_prompt_mask(
+    config: object,
+    attention_mask: torch.Tensor,
+    segments: torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The 4-D attention mask of shared-prompt packed rows (``fedsim.learn.data.prompt_packing``), in the form
+    the model's attention implementation takes: causal, no padding key, and a token attends only to the
+    prompt (segment 0) and to its own segment. ``attention_mask``, ``segments``: (B, T). Passed as the
+    ``attention_mask`` of ``ClientPart`` / ``ServerPart`` or of the model's own forward (used as is)."""
+
+    def prompt_or_own_segment(batch_idx, head_idx, q_idx, kv_idx):
+        key = segments[batch_idx, kv_idx]
+        return (key == 0) | (key == segments[batch_idx, q_idx])
+
+    return create_causal_mask(
+        config=config,
+        inputs_embeds=torch.empty(*segments.shape, 1, dtype=dtype, device=segments.device),
+        attention_mask=attention_mask,
+        cache=None,
+        position_ids=None,
+        and_mask_function=prompt_or_own_segment,
+    )
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
