@@ -222,8 +222,9 @@ class SplitFedSystem:
     def deployed(self) -> Iterator[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
         """The global model as the federated server would deploy it, in eval mode: the layer-wise average of
         the current copies (clients' and server's) of every block. Yields
-        ``forward(input_ids (B,L), attention_mask (B,L)) -> logits (B,L,V)``; training resumes unchanged
-        afterwards (the holders' own LoRA and optimisers are not touched)."""
+        ``forward(input_ids (B,L), attention_mask (B,L), position_ids=None) -> logits (B,L,V)`` (the mask may
+        also be a ready 4-D one, as ``_eval_nll`` passes); training resumes unchanged afterwards (the holders'
+        own LoRA and optimisers are not touched)."""
         self.fed.load_global(self.fed.global_states(self.clients, self.server))
         self.eval_client.eval(), self.eval_server.eval()
         yield lambda input_ids, attention_mask, position_ids=None: self.eval_server(
@@ -289,7 +290,7 @@ class CentralizedSystem:
 
     @contextmanager
     def deployed(self) -> Iterator[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-        """The LoRA model in eval mode as ``forward(input_ids, attention_mask) -> logits``."""
+        """The LoRA model in eval mode as ``forward(input_ids, attention_mask, position_ids=None) -> logits``."""
         self.model.eval()
         try:
             yield (
