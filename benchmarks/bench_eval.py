@@ -67,7 +67,7 @@ def main() -> None:
     ).logits
     items = [data.validation[int(i)] for i in indices]  # tokenise once, outside the timings
     lengths = [int(item["attention_mask"].sum()) for item in items]
-    prompts = {split_example(item)[0] for item in items if split_example(item) is not None}
+    prompts = {parts[0] for item in items if (parts := split_example(item)) is not None}
     runs = {
         "plain": lambda: plain_nll(model, data.validation, indices, args.batch),
         "trimmed": lambda: trimmed_nll(model, data.validation, indices, args.batch),

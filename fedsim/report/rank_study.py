@@ -1,7 +1,8 @@
 """The rank study (issue 22) in its steps: the learning-rate sweep per rank (``results/rank_lr_sweep``), the
 seeded comparison at each rank's chosen lr (``results/rank_study``) and the same trained to a plateau
 (``results/rank_plateau``), recomputed from the committed convergence records with the study's own table
-code, and the evaluation-noise measurement (``results/rank_study/eval_noise.csv``). A step without records says so; nothing is claimed from it."""
+code, and the evaluation-noise measurement (``results/rank_study/eval_noise.csv``). A step without records
+says so; nothing is claimed from it."""
 
 from __future__ import annotations
 

@@ -220,13 +220,7 @@ def split_model(model: nn.Module, cut: int) -> tuple[ClientPart, ServerPart]:
     return ClientPart(parts, cut), ServerPart(parts, cut)
 
 
-def shared_prompt_mask(
-    config: object,
-    attention_mask: torch.Tensor,
-    segments: torch.Tensor,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+def shared_prompt_mask(config: object, attention_mask: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """The 4-D attention mask of shared-prompt packed rows (``fedsim.learn.data.prompt_packing``), in the form
     the model's attention implementation takes: causal, no padding key, and a token attends only to the
     prompt (segment 0) and to its own segment. ``attention_mask``, ``segments``: (B, T). Passed as the
@@ -238,7 +232,7 @@ def shared_prompt_mask(
 
     return create_causal_mask(
         config=config,
-        inputs_embeds=torch.empty(*segments.shape, 1, dtype=dtype, device=segments.device),
+        inputs_embeds=torch.empty(*segments.shape, 1, device=segments.device),  # read for shape, dtype, device
         attention_mask=attention_mask,
         cache=None,
         position_ids=None,
