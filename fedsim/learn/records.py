@@ -9,6 +9,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fedsim.atomic import atomic_write_text
 from fedsim.errors import InputError
 
@@ -104,6 +106,29 @@ def rounds_to_target_interpolated(curve: list[dict], target_ppl: float) -> float
             share = (log_hi - math.log(target_ppl)) / (log_hi - log_lo)
             return float(before["round"] + share * (row["round"] - before["round"]))
     return None
+
+
+PLATEAU_EVALS = 3  # the plateau of a run: the mean val PPL of its last this many evaluations
+
+
+def plateau_ppl(curve: list[dict], evals: int = PLATEAU_EVALS) -> float:
+    """Mean validation PPL of the last ``evals`` evaluations: a run's level, less noisy than its final one."""
+    values = [row["val_ppl"] for row in curve if "val_ppl" in row][-evals:]
+    return float(np.mean(values)) if values else math.nan
+
+
+def plateau_target(records: list[ConvergenceRecord], within_pct: float) -> tuple[float, float]:
+    """``(target, best)``: the PPL within ``within_pct`` % of the best plateau any rank reaches, where best is
+    the lowest over ranks of the mean over a rank's records (its seeds) of :func:`plateau_ppl`, and
+    target = best x (1 + within_pct / 100). The rank-study page's relative targets use the same rule."""
+    per_rank: dict[int, list[float]] = {}
+    for rec in records:
+        per_rank.setdefault(rec.rank, []).append(plateau_ppl(rec.curve))
+    means = [float(np.mean(v)) for v in per_rank.values() if all(math.isfinite(x) for x in v)]
+    if not means:
+        raise InputError("records: no record has a validation PPL, so there is no plateau to set a target by")
+    best = min(means)
+    return best * (1 + within_pct / 100), best
 
 
 def _rounds_of(rec: ConvergenceRecord, target_ppl: float | None, interpolate: bool) -> float | None:

@@ -97,6 +97,15 @@ class TrainingSection(Section):
         description="with records: E(r) = rounds until validation PPL first falls to this value, recomputed "
         "from each record's curve (default: each record's own target)",
     )
+    target_within_pct: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="with records, instead of target_ppl: the target is this many percent above the best "
+        "plateau PPL any rank reaches in the records (a rank's plateau: the mean over its records of the mean "
+        "of their last 3 evaluations), the rule of the rank-study page's relative targets",
+    )
     records_interpolate: bool = Field(
         False,
         description="with records and target_ppl: E(r) is the crossing of the target interpolated in log PPL "
@@ -141,8 +150,15 @@ class TrainingSection(Section):
             raise ValueError("give either rounds_by_rank or records, not both")
         if self.e_draws and not self.records:
             raise ValueError("e_draws needs records (E(r) measured with several seeds per rank)")
-        if self.records_interpolate and (not self.records or self.target_ppl is None):
-            raise ValueError("records_interpolate needs records and target_ppl (the target to interpolate to)")
+        if self.target_within_pct is not None and (not self.records or self.target_ppl is not None):
+            raise ValueError("target_within_pct needs records and no target_ppl (it sets the target from them)")
+        if self.records_interpolate and (
+            not self.records or (self.target_ppl is None and self.target_within_pct is None)
+        ):
+            raise ValueError(
+                "records_interpolate needs records and target_ppl or target_within_pct (the target to "
+                "interpolate to)"
+            )
         if self.ranks is not None and not self.records:
             missing = set(self.ranks) - set(self.inline_rounds())
             if missing:

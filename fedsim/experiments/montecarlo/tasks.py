@@ -90,16 +90,15 @@ def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
         records = [ConvergenceRecord.load(path) for path in training.records]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"training.records: cannot read a convergence record: {exc}") from None
-    table = rounds_by_rank(
-        records, training.target_ppl, training.records_aggregate, interpolate=training.records_interpolate
-    )
+    target, target_text = _records_target(training, records)
+    table = rounds_by_rank(records, target, training.records_aggregate, interpolate=training.records_interpolate)
     if training.ranks is not None:
         table = {r: e for r, e in table.items() if r in training.ranks}
     if not table:
         raise InputError("training.records: no record reached its target, so E(r) is unknown for every rank")
     source = ",".join(sorted({f"{rec.model}:{rec.scheme}" for rec in records}))
-    if training.target_ppl is not None:
-        source += f"@ppl{training.target_ppl:g}" + (" interpolated" if training.records_interpolate else "")
+    if target is not None:
+        source += f"@ppl{target_text}" + (" interpolated" if training.records_interpolate else "")
     counts = {rank: sum(rec.rank == rank for rec in records) for rank in sorted({rec.rank for rec in records})}
     if len(set(counts.values())) > 1:  # say how many seeds each rank has
         per_rank = ", ".join(f"r{rank}: {n}" for rank, n in counts.items())
@@ -107,6 +106,18 @@ def _rounds(training_json: str) -> tuple[tuple[tuple[int, float], ...], str]:
     elif max(counts.values()) > 1:
         source += f" ({training.records_aggregate} of {max(counts.values())} seeds)"
     return tuple(sorted(table.items())), source
+
+
+def _records_target(training: TrainingSection, records) -> tuple[float | None, str]:
+    """The PPL target E(r) is read at, and how the source label names it: ``training.target_ppl``, or
+    ``target_within_pct`` above the records' best plateau (:func:`fedsim.learn.records.plateau_target`)."""
+    if training.target_within_pct is None:
+        target = training.target_ppl
+        return target, "" if target is None else f"{target:g}"
+    from fedsim.learn.records import plateau_target
+
+    target, best = plateau_target(records, training.target_within_pct)
+    return target, f"{target:.4g} ({training.target_within_pct:g} % above the best plateau {best:.4g})"
 
 
 @functools.lru_cache(maxsize=16)
@@ -120,7 +131,8 @@ def _rounds_per_seed(training_json: str) -> tuple[tuple[int, tuple[float, ...]],
             "training.e_draws: needs training.records (E(r) measured with several seeds per rank)"
         )
     records = [ConvergenceRecord.load(path) for path in training.records]
-    table = rounds_by_rank_per_seed(records, training.target_ppl, interpolate=training.records_interpolate)
+    target, _ = _records_target(training, records)
+    table = rounds_by_rank_per_seed(records, target, interpolate=training.records_interpolate)
     if training.ranks is not None:
         table = {r: v for r, v in table.items() if r in training.ranks}
     return tuple(sorted((rank, tuple(values)) for rank, values in table.items()))

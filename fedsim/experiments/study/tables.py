@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedsim.learn.records import ConvergenceRecord, rounds_to_target, rounds_to_target_interpolated
+from fedsim.learn.records import (
+    PLATEAU_EVALS,
+    ConvergenceRecord,
+    plateau_ppl,
+    rounds_to_target,
+    rounds_to_target_interpolated,
+)
 
 
 def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) -> dict:
@@ -87,15 +93,6 @@ def last_fraction_change_pct(curve: list[dict], fraction: float) -> float:
     if not before:
         return math.nan
     return 100.0 * (before[-1]["val_ppl"] - evals[-1]["val_ppl"]) / before[-1]["val_ppl"]
-
-
-PLATEAU_EVALS = 3  # the plateau of a run: the mean val PPL of its last this many evaluations
-
-
-def plateau_ppl(curve: list[dict], evals: int = PLATEAU_EVALS) -> float:
-    """Mean validation PPL of the last ``evals`` evaluations: a run's level, less noisy than its final one."""
-    values = [r["val_ppl"] for r in curve if "val_ppl" in r][-evals:]
-    return float(np.mean(values)) if values else math.nan
 
 
 def smoothed(curve: list[dict], window: int = PLATEAU_EVALS) -> list[dict]:
