@@ -99,3 +99,15 @@ def test_a_relative_target_in_a_scenario_file(tmp_path):
     rows, _ = api.run(api.load_scenario(tmp_path / "s.toml", small), executor="serial", out=tmp_path / "a",
                       figures=False, progress=False)  # fmt: skip
     assert len(rows) > 0 and rows["rounds_source"].str.contains("5 % above the best plateau").all()
+
+
+def test_the_plateau_sweep_is_the_rank_study_sweep_but_for_its_records_and_target():
+    """fig5_bandwidth_rank_plateau changes only where E(r) comes from: the same drops, schemes and draws."""
+    study = api.load_scenario(RANK_STUDY).model_dump()
+    plateau = api.load_scenario(ROOT / "scenarios" / "fig5_bandwidth_rank_plateau.toml").model_dump()
+    for scenario in (study, plateau):
+        for key in ("name", "description"):
+            scenario.pop(key)
+        for key in ("records", "target_ppl", "target_within_pct"):
+            scenario["training"].pop(key)
+    assert plateau == study

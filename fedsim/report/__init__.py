@@ -26,7 +26,7 @@ PAGES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "splitft.md": ("SplitFT study", splitft.page),
     "splitft-systems.md": ("SplitFT in two systems: compute- vs uplink-bound", splitft_systems.page),
 }
-FOLDERS = [name for name, _ in figures.PAPER + figures.MEASURED] + [figures.UNCERTAIN[0]] + [
+FOLDERS = [name for name, _ in figures.PAPER + figures.MEASURED + figures.UNCERTAIN] + [
     "quickstart", *radio.RUNS["fig5"], *radio.RUNS["fig8"], "radio_study", "convergence_study",
     "convergence_long", "rank_lr_sweep", "rank_study", "rank_plateau", splitfed.FOLDER, "splitft_study",
     *splitft_systems.STUDIES,

@@ -18,7 +18,10 @@ PAPER = [
 ]
 MEASURED = [(f"{name}_measured", f"{label}, measured E(r)") for name, label in PAPER[:4]]
 # Fig. 5 with E(r) from the rank study's seeds and the optimiser told how sure E(r) is (training.e_draws)
-UNCERTAIN = ("fig5_bandwidth_rank_study", "Fig. 5, E(r) from the rank study, drawn from its seeds")
+UNCERTAIN = [  # sweeps run with training.e_draws, each with its section once its summary is committed
+    ("fig5_bandwidth_rank_study", "Fig. 5, E(r) from the rank study, drawn from its seeds"),
+    ("fig5_bandwidth_rank_plateau", "Fig. 5, E(r) from the rank study at its plateau, drawn from its seeds"),
+]
 BASELINES = ("a", "b", "c", "d")
 _PAIRED = re.compile(r"(-?[\d.]+) % \[(-?[\d.]+), (-?[\d.]+)\], wins ([\d.]+) %")
 
@@ -104,13 +107,14 @@ def measured_page(results: Path) -> str:
     lines = [GENERATED, "", "# Fig. 5-8 with measured E(r)", "",
              "The same sweeps with E(r) measured by the [convergence study](convergence.md) (its split-fed "
              "records, mean over seeds) for the system it trained, instead of the spec's assumed table. The "
-             "last section takes E(r) from the [rank study](rank-study.md) instead and tells the optimiser how "
+             "last sections take E(r) from the [rank study](rank-study.md) instead and tell the optimiser how "
              "sure it is: every task is optimised again with E(r) drawn from the seeds.", "",
              overview(results, MEASURED), "", _EXPLAIN, ""]  # fmt: skip
     for name, label in MEASURED:
         lines += run_section(results, name, label)
-    if (results / UNCERTAIN[0] / "summary.md").is_file():
-        lines += uncertain_section(results, *UNCERTAIN)
+    for name, label in UNCERTAIN:
+        if (results / name / "summary.md").is_file():
+            lines += uncertain_section(results, name, label)
     return "\n".join(lines).rstrip() + "\n"
 
 
