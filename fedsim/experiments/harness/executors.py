@@ -20,7 +20,7 @@ from multiprocessing import get_context
 from pydantic import ValidationError
 
 from fedsim.errors import InputError, StuckConnectionError
-from fedsim.interrupt import worker_signals
+from fedsim.interrupt import signals_held, worker_signals
 from fedsim.registry import export_all, install_all
 from fedsim.scenario.load import _one_line
 from fedsim.scenario.model import Scenario
@@ -75,6 +75,7 @@ def _worker_units(units: list[Unit]) -> list[Done]:
     return [(point, drop, _WORKER_RUN_UNIT(_WORKER_SCENARIO, point, drop)) for point, drop in units]
 
 
+POLL_S = 0.25  # the longest a Ctrl-C / SIGTERM waits while the sweep waits for a unit to finish
 MAX_BATCH = 8  # units per task sent to a worker: fewer round trips for short units (a Monte Carlo drop)
 BATCHES_PER_WORKER = 16  # ...while keeping this many batches per worker, so the last ones end together
 
@@ -122,18 +123,25 @@ def run_process(
         size = batch_size(len(units), workers)
         queue = iter([units[i : i + size] for i in range(0, len(units), size)])
         pending = set()
+        # Every call into the pool is under signals_held: a Ctrl-C / SIGTERM raised inside wait() could leave
+        # a future's lock held, and the pool's manager thread then waits on it forever (a hang at exit)
         try:
             for batch in queue:  # keep a bounded number in flight, so the queue holds no stale work on a kill
-                pending.add(pool.submit(_worker_units, batch))
+                with signals_held():
+                    pending.add(pool.submit(_worker_units, batch))
                 if len(pending) >= 4 * workers:
                     break
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                with signals_held():  # a signal is raised when the block ends, within POLL_S
+                    finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield from future.result()
+                    with signals_held():
+                        done = future.result()
+                    yield from done
                     nxt = next(queue, None)
                     if nxt is not None:
-                        pending.add(pool.submit(_worker_units, nxt))
+                        with signals_held():
+                            pending.add(pool.submit(_worker_units, nxt))
         except BaseException:  # interrupted (or a unit failed): stop at once, not after the queued units
             _stop_workers(pool)
             raise
