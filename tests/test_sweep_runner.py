@@ -17,7 +17,7 @@ import pytest
 from fedsim.core.system import draw_drop
 from fedsim.errors import InputError
 from fedsim.experiments.harness import seeds
-from fedsim.experiments.harness.store import ResultsStore
+from fedsim.experiments.harness.store import ResultsStore, git_revision
 from fedsim.experiments.montecarlo.tasks import run_task, run_unit
 from fedsim.experiments.runner import plan_units, run_sweep
 from fedsim.scenario import scenario_from_dict
@@ -256,3 +256,23 @@ def test_same_drops_across_points_reuses_placements():
     assert b[0]["total_s"] <= a[0]["total_s"]
     per_point = small(montecarlo={"drops": 1})
     assert run_unit(per_point, 1, 0)[0]["seed"] == json.dumps([11, 1, 0])
+
+
+def test_git_revision_is_dirty_for_code_not_for_results(tmp_path):
+    # a resumed committed study rewrites its tracked results/<name>/meta.json: that is not modified code
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results" / "study").mkdir(parents=True)
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "study" / "meta.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    head = git_revision(tmp_path / "pkg")
+    assert head is not None and len(head) == 40
+    (tmp_path / "results" / "study" / "meta.json").write_text('{"resumed": true}\n')
+    assert git_revision(tmp_path / "pkg") == head  # from a subfolder too: the pathspecs are the top's
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert git_revision(tmp_path / "pkg") == head + "+dirty"

@@ -43,7 +43,12 @@ __all__ = ["ResultsStore", "atomic_write_text", "git_revision"]
 
 
 def git_revision(cwd: Path | None = None) -> str | None:
-    """The checkout's commit (with '+dirty' if modified), or None outside git."""
+    """The checkout's commit (with '+dirty' if a tracked file outside ``results/`` is modified), or None
+    outside git.
+
+    ``results/`` is left out: a committed study that resumes rewrites its own tracked scenario.json and
+    meta.json, which says nothing about the code that produced its rows.
+    """
     where = cwd or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(
@@ -52,7 +57,7 @@ def git_revision(cwd: Path | None = None) -> str | None:
         if rev.returncode != 0:
             return None
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"],
             cwd=where,
             capture_output=True,
             text=True,
