@@ -343,6 +343,16 @@ def test_a_study_committed_record_by_record_draws_from_its_records(tmp_path):
     rows = study_rows(tmp_path)
     assert len(rows) == 3
     drawn = fig3_curves(study_curves(tmp_path, rows), rows)
-    labels = [t.get_text() for ax in drawn.axes for t in ax.get_legend().get_texts()]
+    legends = [ax.get_legend() for ax in drawn.axes if ax.get_legend() is not None]
+    labels = [t.get_text() for legend in legends for t in legend.get_texts()]
     counts = rows.groupby("training_scheme").size()
     assert labels == [f"r = 1 (n={n})" for n in (counts.get(s, 0) for s in ("split_fed", "centralized")) if n]
+    # the bottom row: the second half of the steps, linear axis, the same mean as the top row
+    schemes = len(legends)
+    top, bottom = drawn.axes[0], drawn.axes[schemes]
+    half = int(study_curves(tmp_path, rows)["step"].max()) // 2
+    x_top, y_top = top.get_lines()[0].get_data()
+    x_late, y_late = bottom.get_lines()[0].get_data()
+    assert min(x_late) >= half and max(x_late) == max(x_top) and bottom.get_yscale() == "linear"
+    late = {x: y for x, y in zip(x_top, y_top, strict=True) if x >= half}
+    assert dict(zip(x_late, y_late, strict=True)) == late

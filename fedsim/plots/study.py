@@ -1,6 +1,7 @@
 """Figures of a convergence study, from its saved records and rows: Fig. 3 analog (validation PPL vs steps
-per LoRA rank, mean and min-max band over seeds, one panel per training scheme) and Fig. 4 analog (global
-rounds to reach a target PPL vs the target, per rank, mean with the seeds' min-max as error bars)."""
+per LoRA rank, mean and min-max band over seeds, one column per training scheme, its lower panel the second
+half of the steps on a linear axis) and Fig. 4 analog (global rounds to reach a target PPL vs the target,
+per rank, mean with the seeds' min-max as error bars)."""
 
 from __future__ import annotations
 
@@ -18,28 +19,38 @@ _SCHEME_TITLES = {"split_fed": "Split-federated (FedsLLM)", "centralized": "Cent
 
 
 def fig3_curves(curves: pd.DataFrame, rows: pd.DataFrame):
-    """Validation PPL vs local iterations; one line per rank (mean over seeds), band = min..max of seeds."""
+    """Validation PPL vs local iterations; one line per rank (mean over seeds), band = min..max of seeds.
+
+    Top row: every step, log axis. Bottom row: the second half of the steps on a linear axis, where the
+    ranks' plateaus (a few percent apart) lie; on the top row's log axis from PPL ~20 they would look equal.
+    """
     schemes = [s for s in ("split_fed", "centralized") if s in set(curves["training_scheme"])]
-    fig, axes = plt.subplots(1, len(schemes), figsize=(3.5 * len(schemes), 2.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(schemes), figsize=(3.5 * len(schemes), 4.9), sharey="row", squeeze=False,
+                             height_ratios=(1.0, 0.85))  # fmt: skip
     ranks = sorted(curves["rank"].unique())
     colors = plt.cm.viridis(np.linspace(0.05, 0.85, len(ranks)))
-    for ax, scheme in zip(axes[0], schemes, strict=True):
+    start = int(curves["step"].max()) // 2
+    for top, bottom, scheme in zip(axes[0], axes[1], schemes, strict=True):
         part = curves[curves.training_scheme == scheme]
         for rank, color in zip(ranks, colors, strict=True):
             g = part[part["rank"] == rank].groupby("step")["val_ppl"]
             if g.ngroups == 0:
                 continue
             stats = g.agg(["mean", "min", "max", "count"])
-            ax.plot(stats.index, stats["mean"], color=color, marker="o", markersize=3,
-                    label=f"r = {rank} (n={int(stats['count'].max())})")  # fmt: skip
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.18, linewidth=0)
-        ax.set_title(_SCHEME_TITLES.get(scheme, scheme))
-        ax.set_xlabel("Local iterations (steps)")
-        ax.set_yscale("log")
-        plain_log_axis(ax.yaxis)
+            late = stats[stats.index >= start]
+            top.plot(stats.index, stats["mean"], color=color, marker="o", markersize=3,
+                     label=f"r = {rank} (n={int(stats['count'].max())})")  # fmt: skip
+            bottom.plot(late.index, late["mean"], color=color, marker="o", markersize=2.5)
+            for ax, s in ((top, stats), (bottom, late)):
+                ax.fill_between(s.index, s["min"], s["max"], color=color, alpha=0.18, linewidth=0)
+        top.set_title(_SCHEME_TITLES.get(scheme, scheme))
+        top.set_yscale("log")
+        plain_log_axis(top.yaxis)
+        top.legend(frameon=False, fontsize=7)  # each panel its own: the schemes may have different seed counts
+        bottom.set_title(f"from step {start} (linear axis)", fontsize=8)
+        bottom.set_xlabel("Local iterations (steps)")
     axes[0][0].set_ylabel("Validation perplexity (log)")
-    for ax in axes[0]:  # each panel its own legend: the schemes may have different numbers of seeds
-        ax.legend(frameon=False, fontsize=7)
+    axes[1][0].set_ylabel("Validation perplexity")
     _finish(fig, _setting(rows) + " Line: mean over seeds; band: min-max over seeds (n = seeds).")
     return fig
 
