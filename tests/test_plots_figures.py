@@ -356,3 +356,23 @@ def test_a_study_committed_record_by_record_draws_from_its_records(tmp_path):
     assert min(x_late) >= half and max(x_late) == max(x_top) and bottom.get_yscale() == "linear"
     late = {x: y for x, y in zip(x_top, y_top, strict=True) if x >= half}
     assert dict(zip(x_late, y_late, strict=True)) == late
+
+
+def test_a_complete_rows_file_is_the_study_even_beside_extra_records(tmp_path):
+    """The convergence study keeps two learning-rate checks (``*_lr<lr>.json``) beside its 30 runs: its rows
+    file holds every planned run, so its figures are the study's Fig. 3/4, not an lr-sweep figure drawn from
+    all 32 records."""
+    import shutil
+
+    source = Path(__file__).resolve().parents[1] / "results" / "convergence_study"
+    for name in ("records", "tables"):
+        shutil.copytree(source / name, tmp_path / name)
+    for name in ("rows.parquet", "scenario.json"):
+        shutil.copy(source / name, tmp_path / name)
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    assert len(list((tmp_path / "records").glob("*.json"))) > len(rows) == 30
+    made = [p.name for p in make_figures(tmp_path, ["png"])]
+    assert made[0] == "fig3_val_ppl.png" and "lr_sweep_val_ppl.png" not in made
+    # a rows file short of the plan (a run that stopped early) is rebuilt from every record instead
+    rows.iloc[:12].to_parquet(tmp_path / "rows.parquet")
+    assert [p.name for p in make_figures(tmp_path, ["png"])] == ["lr_sweep_val_ppl.png"]

@@ -5,13 +5,14 @@ per rank, mean with the seeds' min-max as error bars)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fedsim.experiments.study.tables import study_curves, study_rows, varied_settings
+from fedsim.experiments.study.tables import planned_runs, study_curves, study_rows, varied_settings
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
 
@@ -184,15 +185,27 @@ def _setting(rows: pd.DataFrame) -> str:
             f"{seeds} seed(s).")  # fmt: skip
 
 
+def _rows_complete(root: Path, rows: pd.DataFrame) -> bool:
+    """Whether a study folder's rows file holds the study: it names each row's record, every one of them
+    exists, and it has every run its scenario.json plans. Records beyond those (the convergence study's
+    learning-rate checks) are not the study's rows, so the records' count alone cannot decide."""
+    if rows.empty or "record" not in rows.columns:
+        return False
+    if not all((root / str(r)).is_file() for r in rows["record"]):
+        return False
+    path = root / "scenario.json"
+    planned = planned_runs(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+    return planned is not None and len(rows) >= planned
+
+
 def study_figures(root: Path, formats: list[str]) -> list[Path]:
     """Fig. 3 and Fig. 4 analogs of a study's results folder (``tables/`` must exist: ``fedsim run`` writes
     it)."""
     from fedsim.plots.style import save
 
-    records = len(list((root / "records").glob("*.json")))
     rows = pd.read_parquet(root / "rows.parquet") if (root / "rows.parquet").is_file() else pd.DataFrame()
-    from_records = records > 0 and len(rows) != records  # committed record by record: no rows file (or an old one)
-    if from_records:
+    from_records = not _rows_complete(root, rows)
+    if from_records:  # a study committed record by record: no rows file, or one older than its records
         rows = study_rows(root)
     if rows.empty:
         return []

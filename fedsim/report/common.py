@@ -153,14 +153,3 @@ def scenario_json(folder: Path) -> dict | None:
     """The folder's committed scenario.json, or None when it has none."""
     path = folder / "scenario.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def planned_runs(scenario: dict | None) -> int | None:
-    """Runs a scenario (its scenario.json) plans: the product or zip of its sweep axes."""
-    if scenario is None:
-        return None
-    sweep = scenario.get("sweep") or {}
-    sizes = [len(v) for v in (sweep.get("axes") or {}).values()]
-    if not sizes:
-        return 1
-    return sizes[0] if sweep.get("mode") == "zip" else math.prod(sizes)

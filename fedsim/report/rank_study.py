@@ -14,6 +14,7 @@ import pandas as pd
 
 from fedsim.experiments.study.tables import (
     chosen_lr_table,
+    planned_runs,
     rank_differences,
     relative_targets_markdown,
     relative_targets_table,
@@ -28,7 +29,6 @@ from fedsim.report.common import (
     ci_text,
     image,
     md_table,
-    planned_runs,
     provenance,
     scenario_json,
     verdict,

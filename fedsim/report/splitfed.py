@@ -15,6 +15,7 @@ from fedsim.experiments.study.settings import data_label, setting_differences, s
 from fedsim.experiments.study.tables import (
     PLATEAU_EVALS,
     mean_std_text,
+    planned_runs,
     study_rows,
     table_iv,
     table_iv_markdown,
@@ -25,7 +26,6 @@ from fedsim.report.common import (
     ci_text,
     image,
     md_table,
-    planned_runs,
     provenance,
     scenario_json,
     verdict,

@@ -59,6 +59,17 @@ def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) ->
     return row
 
 
+def planned_runs(scenario: dict | None) -> int | None:
+    """Runs a scenario (its scenario.json) plans: the product or zip of its sweep axes."""
+    if scenario is None:
+        return None
+    sweep = scenario.get("sweep") or {}
+    sizes = [len(v) for v in (sweep.get("axes") or {}).values()]
+    if not sizes:
+        return 1
+    return sizes[0] if sweep.get("mode") == "zip" else math.prod(sizes)
+
+
 def study_rows(folder: Path) -> pd.DataFrame:
     """One row per record in a study folder's ``records/`` (``record`` relative to the folder): the rows of
     a study whose rows file is not kept (its records are)."""
