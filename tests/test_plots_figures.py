@@ -376,3 +376,7 @@ def test_a_complete_rows_file_is_the_study_even_beside_extra_records(tmp_path):
     # a rows file short of the plan (a run that stopped early) is rebuilt from every record instead
     rows.iloc[:12].to_parquet(tmp_path / "rows.parquet")
     assert [p.name for p in make_figures(tmp_path, ["png"])] == ["lr_sweep_val_ppl.png"]
+    # a folder with rows but no records at all still draws from its rows
+    shutil.rmtree(tmp_path / "records")
+    rows.to_parquet(tmp_path / "rows.parquet")
+    assert make_figures(tmp_path, ["png"])[0].name == "fig3_val_ppl.png"

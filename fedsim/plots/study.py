@@ -185,17 +185,18 @@ def _setting(rows: pd.DataFrame) -> str:
             f"{seeds} seed(s).")  # fmt: skip
 
 
-def _rows_complete(root: Path, rows: pd.DataFrame) -> bool:
+def _rows_complete(root: Path, rows: pd.DataFrame, records: int) -> bool:
     """Whether a study folder's rows file holds the study: it names each row's record, every one of them
-    exists, and it has every run its scenario.json plans. Records beyond those (the convergence study's
-    learning-rate checks) are not the study's rows, so the records' count alone cannot decide."""
+    exists, and it has every run its scenario.json plans (without one: a row per record). Records beyond
+    those (the convergence study's learning-rate checks) are not the study's rows, so the records' count
+    alone cannot decide."""
     if rows.empty or "record" not in rows.columns:
         return False
     if not all((root / str(r)).is_file() for r in rows["record"]):
         return False
     path = root / "scenario.json"
-    planned = planned_runs(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
-    return planned is not None and len(rows) >= planned
+    planned = planned_runs(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else records
+    return len(rows) >= planned
 
 
 def study_figures(root: Path, formats: list[str]) -> list[Path]:
@@ -204,7 +205,8 @@ def study_figures(root: Path, formats: list[str]) -> list[Path]:
     from fedsim.plots.style import save
 
     rows = pd.read_parquet(root / "rows.parquet") if (root / "rows.parquet").is_file() else pd.DataFrame()
-    from_records = not _rows_complete(root, rows)
+    records = len(list((root / "records").glob("*.json")))
+    from_records = records > 0 and not _rows_complete(root, rows, records)
     if from_records:  # a study committed record by record: no rows file, or one older than its records
         rows = study_rows(root)
     if rows.empty:

@@ -1,6 +1,5 @@
 """What every results page shares: reading a run's ``summary.md`` back into its sections and tables, markdown
-tables, number formats, the provenance line of a results folder, and a study folder's scenario.json with the
-runs it plans."""
+tables, number formats, the provenance line of a results folder, and a study folder's scenario.json."""
 
 from __future__ import annotations
 
