@@ -10,6 +10,7 @@ import pandas as pd
 from fedsim.atomic import atomic_write_csv, atomic_write_text
 from fedsim.errors import InputError
 from fedsim.experiments.montecarlo.summary import axis_columns, to_markdown
+from fedsim.experiments.study.tables import scenario_json
 from fedsim.plots.cdf import delay_cdf
 from fedsim.plots.convergence import convergence_figure, table4
 from fedsim.plots.decisions import breakdown_figure, decisions_figure
@@ -127,7 +128,7 @@ def _live_figures(root: Path, outputs: dict, formats: list[str]) -> list[Path]:
 
 
 def _is_study(root: Path) -> bool:
-    return json.loads((root / "scenario.json").read_text(encoding="utf-8")).get("study") is not None
+    return (scenario_json(root) or {}).get("study") is not None
 
 
 def make_figures(

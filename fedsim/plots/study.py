@@ -5,14 +5,19 @@ per rank, mean with the seeds' min-max as error bars)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fedsim.experiments.study.tables import planned_runs, study_curves, study_rows, varied_settings
+from fedsim.experiments.study.tables import (
+    planned_runs,
+    scenario_json,
+    study_curves,
+    study_rows,
+    varied_settings,
+)
 from fedsim.plots.delay import plain_log_axis
 from fedsim.plots.style import add_caption, plt
 
@@ -194,8 +199,7 @@ def _rows_complete(root: Path, rows: pd.DataFrame, records: int) -> bool:
         return False
     if not all((root / str(r)).is_file() for r in rows["record"]):
         return False
-    path = root / "scenario.json"
-    planned = planned_runs(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else records
+    planned = planned_runs(scenario_json(root)) or records
     return len(rows) >= planned
 
 

@@ -1,5 +1,5 @@
 """What every results page shares: reading a run's ``summary.md`` back into its sections and tables, markdown
-tables, number formats, the provenance line of a results folder, and a study folder's scenario.json."""
+tables, number formats and the provenance line of a results folder."""
 
 from __future__ import annotations
 
@@ -146,9 +146,3 @@ def verdict(excludes: bool, lo: float) -> str:
     if not math.isfinite(lo):
         return "no CI (fewer than 2 paired seeds): not resolved"
     return "CI excludes 0" if excludes else "CI includes 0: not resolved at this scale"
-
-
-def scenario_json(folder: Path) -> dict | None:
-    """The folder's committed scenario.json, or None when it has none."""
-    path = folder / "scenario.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

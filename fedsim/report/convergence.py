@@ -4,7 +4,6 @@ table code, and the precise evaluation that ``fedsim evaluate`` wrote."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
@@ -14,6 +13,7 @@ import pandas as pd
 from fedsim.experiments.study.tables import (
     rounds_markdown,
     rounds_table,
+    scenario_json,
     study_row,
     table_iv,
     table_iv_markdown,
@@ -32,8 +32,7 @@ def records(folder: Path, lr_checks: bool = False) -> list[tuple[Path, Convergen
 
 
 def targets(folder: Path) -> list[float]:
-    scenario = json.loads((folder / "scenario.json").read_text(encoding="utf-8"))
-    return [float(t) for t in scenario["study"]["targets"]]
+    return [float(t) for t in scenario_json(folder)["study"]["targets"]]
 
 
 def rows(folder: Path, runs) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from fedsim.experiments.study.tables import (
     rank_differences,
     relative_targets_markdown,
     relative_targets_table,
+    scenario_json,
     study_curves,
     study_rows,
     table_iv,
@@ -30,7 +31,6 @@ from fedsim.report.common import (
     image,
     md_table,
     provenance,
-    scenario_json,
     verdict,
 )
 

@@ -16,6 +16,7 @@ from fedsim.experiments.study.tables import (
     PLATEAU_EVALS,
     mean_std_text,
     planned_runs,
+    scenario_json,
     study_rows,
     table_iv,
     table_iv_markdown,
@@ -27,7 +28,6 @@ from fedsim.report.common import (
     image,
     md_table,
     provenance,
-    scenario_json,
     verdict,
 )
 

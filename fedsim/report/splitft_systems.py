@@ -21,6 +21,7 @@ from fedsim.experiments.live.compare import (
     phase_seconds,
     times_to_target,
 )
+from fedsim.experiments.study.tables import scenario_json
 from fedsim.report.common import GENERATED, image, md_table, provenance
 from fedsim.stats import mean_ci95
 
@@ -37,9 +38,9 @@ def _planned(folder: Path) -> tuple[int | None, dict]:
     path = folder.parent.parent / "scenarios" / f"{folder.name}.toml"
     if path.is_file():
         scenario = tomllib.loads(path.read_text(encoding="utf-8"))
-    elif (folder / "scenario.json").is_file():
-        scenario = json.loads((folder / "scenario.json").read_text(encoding="utf-8"))
     else:
+        scenario = scenario_json(folder)
+    if scenario is None:
         return None, {}
     live = scenario.get("live") or {}
     n = len(live.get("arms") or {})

@@ -59,6 +59,12 @@ def study_row(record: ConvergenceRecord, point: int, targets, *, record_path) ->
     return row
 
 
+def scenario_json(folder: Path) -> dict | None:
+    """A results folder's scenario.json (the resolved scenario its run wrote), or None when it has none."""
+    path = folder / "scenario.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def planned_runs(scenario: dict | None) -> int | None:
     """Runs a scenario (its scenario.json) plans: the product or zip of its sweep axes."""
     if scenario is None:
