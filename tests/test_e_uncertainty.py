@@ -76,12 +76,14 @@ def test_rank_study_sweep_target_is_reached_by_every_seed():
         assert len(values) == sum(r.rank == rank for r in records) >= 3
 
 
-def test_rank_study_sweep_summary_is_of_the_committed_records():
-    """The committed fig5_bandwidth_rank_study summary was run on the split-fed records committed now (its
-    E(r) line names their seeds): rerun the sweep when a rank-study record lands."""
+@pytest.mark.parametrize("name", ["fig5_bandwidth_rank_study", "fig5_bandwidth_rank_plateau"])
+def test_rank_study_sweep_summary_is_of_the_committed_records(name):
+    """A committed sweep on a rank study's records was run on the split-fed records committed now (its E(r)
+    line names their seeds and, for the plateau sweep, the target those records set): rerun the sweep when a
+    split-fed record of its study lands."""
     from fedsim.experiments.montecarlo.tasks import rounds_by_rank_of
 
-    scenario = api.load_scenario(ROOT / "scenarios" / "fig5_bandwidth_rank_study.toml")
+    scenario = api.load_scenario(ROOT / "scenarios" / f"{name}.toml")
     _, source = rounds_by_rank_of(scenario)
-    summary = (ROOT / "results" / "fig5_bandwidth_rank_study" / "summary.md").read_text(encoding="utf-8")
-    assert f"from: {source}." in summary, f"rerun: fedsim run scenarios/fig5_bandwidth_rank_study.toml ({source})"
+    summary = (ROOT / "results" / name / "summary.md").read_text(encoding="utf-8")
+    assert f"from: {source}." in summary, f"rerun: fedsim run scenarios/{name}.toml ({source})"
