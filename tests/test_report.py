@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def test_rank_study_page_states_the_lr_rule_its_choices_and_what_is_not_claimed(
     (tmp_path / "rank_lr_sweep").mkdir()
     empty = report.rank_study.page(tmp_path)
     assert "No records of `scenarios/rank_lr_sweep.toml`" in empty and "nothing is claimed" in empty
+
+
+def test_rank_plateau_section_says_which_schemes_are_complete(tmp_path):
+    """While the plateau study runs, the page says which scheme already has all of its planned runs (its
+    verdicts are final) and that the tables are interim; with a run of that scheme missing it claims neither."""
+    source = ROOT / "results" / "rank_plateau"
+    folder = tmp_path / "rank_plateau"
+    (folder / "records").mkdir(parents=True)
+    shutil.copy(source / "scenario.json", folder / "scenario.json")
+    split_fed = sorted((source / "records").glob("*_split_fed_*.json"))
+    assert len(split_fed) == 15  # ranks 1, 4, 16 x seeds 0-4
+    for path in [*split_fed, *sorted((source / "records").glob("*_centralized_r1_s0_*.json"))]:
+        shutil.copy(path, folder / "records" / path.name)
+    text = "\n".join(report.rank_study.study_section(tmp_path, "rank_plateau"))
+    assert "Runs committed: 16 of 30" in text and "interim" in text
+    assert "split_fed has all 15 of its planned runs, so its rows and their verdicts are final" in text
+    assert "centralized has all" not in text
+    (folder / "records" / split_fed[0].name).unlink()
+    text = "\n".join(report.rank_study.study_section(tmp_path, "rank_plateau"))
+    assert "Runs committed: 15 of 30" in text and "interim" in text and "has all" not in text
 
 
 def test_no_machine_path_in_committed_results():

@@ -96,6 +96,22 @@ STEPS = {  # results folder -> the page's heading for it and what it adds to the
 }
 
 
+def _completeness(rows: pd.DataFrame, scenario: dict | None, planned: int | None) -> str:
+    """The end of the "Runs committed" line: whether the tables are interim, and which schemes already have
+    every run the study plans for them (a product sweep over schemes plans the same runs for each)."""
+    if not planned or len(rows) >= planned:
+        return "."
+    sweep = (scenario or {}).get("sweep") or {}
+    schemes = (sweep.get("axes") or {}).get("study.training.scheme") or []
+    text = ". Until every run is in, the tables below are interim"
+    if len(schemes) > 1 and sweep.get("mode", "product") == "product":
+        per_scheme = planned // len(schemes)
+        counts = rows.groupby("training_scheme").size()
+        for scheme in (s for s in schemes if counts.get(s, 0) >= per_scheme):
+            text += f"; {scheme} has all {per_scheme} of its planned runs, so its rows and their verdicts are final"
+    return text + "."
+
+
 def study_section(results: Path, name: str = "rank_study") -> list[str]:
     folder = results / name
     rows = study_rows(folder) if (folder / "records").is_dir() else pd.DataFrame()
@@ -116,7 +132,7 @@ def study_section(results: Path, name: str = "rank_study") -> list[str]:
         f"Source: {provenance(folder, results)}.", "",
         f"Runs committed: {done}. Seeds per (scheme, rank): "
         + ", ".join(f"{s} r{r}: {n}" for (s, r), n in rows.groupby(["training_scheme", "rank"]).size().items())
-        + (". Until every run is in, the tables below are interim." if planned and len(rows) < planned else "."),
+        + _completeness(rows, scenario, planned),
         "",
         "### E(r) at targets relative to the plateau", "",
         "Target p % = the best plateau PPL any rank reaches (per scheme) x (1 + p/100); rounds interpolated "
