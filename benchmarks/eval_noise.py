@@ -6,10 +6,13 @@ Two subset orders: ``first`` (the first N examples of the file, as the rank stud
 references of each of N/8 MRs) and ``mr_spread`` (one reference of every MR before any MR's second one, so
 the first N examples hold min(N, 547) MRs).
 
-Writes ``results/rank_study/eval_noise.csv`` (one row per model state and N): the rank study evaluates on the
-smallest N whose MR-grouped gap is below 1 % in both states.
+N runs up to the whole split (4,672 examples, 547 MRs) unless ``--max-n`` stops it; each example is scored
+once per model state (``example_nll``: shared-prompt packing, exact per example).
 
-    python benchmarks/eval_noise.py [--model smollm2-135m] [--max-n 1024] [--seq-len 64] [--steps 24]
+Writes ``results/rank_study/eval_noise.csv`` (one row per order, model state and N, with ``split_mrs``, the
+number of MRs in the whole split); ``fedsim report`` reads it into the rank-study page.
+
+    python benchmarks/eval_noise.py [--model smollm2-135m] [--max-n N] [--seq-len 64] [--steps 24]
         [--order first mr_spread]
 """
 
@@ -21,32 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from fedsim.atomic import atomic_write_csv
 from fedsim.learn.config import TrainConfig
-from fedsim.learn.data.batches import collate
 from fedsim.learn.data.e2e import mr_spread_order
 from fedsim.learn.federated.systems import build_system
 from fedsim.learn.setup import load
-from fedsim.learn.split.parts import token_nll_per_example
 
 SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
-
-
-def per_example_nll(forward, dataset, order: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Token NLL sum and token count of ``dataset[order[i]]`` at position i."""
-    n = len(order)
-    nll, count = np.zeros(n), np.zeros(n)
-    with torch.inference_mode():
-        for start in range(0, n, batch):
-            idx = np.arange(start, min(start + batch, n))
-            b = collate(dataset, order[idx])
-            width = int(b["attention_mask"].sum(1).max())
-            b = {k: v[:, :width] for k, v in b.items()}
-            t, c = token_nll_per_example(forward(b["input_ids"], b["attention_mask"]), b["labels"])
-            nll[idx], count[idx] = t.double().numpy(), c.numpy()
-    return nll, count
 
 
 def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, order: str,
@@ -55,7 +40,7 @@ def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, order: 
     each MR's references together (seeded), the noise a subset of N examples really has."""
     rows = []
     rng = np.random.default_rng(0)
-    for n in (s for s in SIZES if s <= len(nll)):
+    for n in sorted({s for s in SIZES if s < len(nll)} | {len(nll)}):
         a = math.exp(nll[:n:2].sum() / count[:n:2].sum())
         b = math.exp(nll[1:n:2].sum() / count[1:n:2].sum())
         pooled = math.exp(nll[:n].sum() / count[:n].sum())
@@ -81,7 +66,7 @@ def gaps(nll: np.ndarray, count: np.ndarray, mrs: list[str], state: str, order: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--max-n", type=int, default=1024)
+    parser.add_argument("--max-n", type=int, default=None, help="largest N (default: the whole split)")
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument(
         "--steps", type=int, default=24, help="fine-tuning steps before the second measurement"
@@ -100,13 +85,15 @@ def main() -> None:
         "mr_spread": np.asarray(mr_spread_order(data.validation.pairs)),
     }
     orders = {name: orders[name][: args.max_n] for name in args.order}
+    scored = np.unique(np.concatenate(list(orders.values())))  # each example is scored once per state
     rows = []
 
     def measure(state: str) -> None:
-        with system.deployed() as forward:
-            for name, order in orders.items():
-                nll, count = per_example_nll(forward, data.validation, order)
-                rows.extend(gaps(nll, count, [all_mrs[i] for i in order], state, name))
+        nll, count = system.example_nll(data.validation, scored, batch_size=16, progress=True)
+        at = {int(i): k for k, i in enumerate(scored)}
+        for name, order in orders.items():
+            pick = [at[int(i)] for i in order]
+            rows.extend(gaps(nll[pick], count[pick], [all_mrs[i] for i in order], state, name))
 
     measure("pre-trained")
     for _ in range(args.steps):
@@ -114,7 +101,7 @@ def main() -> None:
         if (_ + 1) % cfg.local_iterations == 0:
             system.aggregate()
     measure(f"after {args.steps} steps")
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(split_mrs=len(set(all_mrs)))  # how many MRs the whole split has
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(args.out, table)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

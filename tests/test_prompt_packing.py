@@ -13,8 +13,8 @@ from learn_tiny import VOCAB, SyntheticLM, tiny_lm, tiny_opt
 
 from fedsim.learn.data.batches import collate
 from fedsim.learn.data.prompt_packing import pack_shared_prompts, split_example
-from fedsim.learn.federated.systems import _eval_nll
-from fedsim.learn.split.parts import shared_prompt_mask, split_model, token_nll
+from fedsim.learn.federated.systems import _eval_nll, _example_nll
+from fedsim.learn.split.parts import shared_prompt_mask, split_model, token_nll, token_nll_per_example
 
 
 def _example(prompt: list[int], ref: list[int], width: int) -> dict:
@@ -92,6 +92,28 @@ def test_packed_nll_equals_the_plain_loop_through_the_model_and_through_the_spli
         assert got == pytest.approx(want, rel=1e-5)  # float summation order only
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_packed_nll_per_example_equals_each_examples_own_nll_in_any_index_order(family):
+    """What ``fedsim evaluate`` and ``benchmarks/eval_noise.py`` pair runs on: per example, in the order of
+    ``indices`` (shuffled here, with a repeat), the packed NLL is the example's own unpacked NLL."""
+    model = MODELS[family]().eval()
+    dataset = SharedPrompts()
+    indices = np.random.default_rng(0).permutation(len(dataset))[:30]
+    indices = np.append(indices, indices[0])  # an example listed twice is scored twice
+    batch = collate(dataset, indices)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    want, count = token_nll_per_example(logits, batch["labels"])
+
+    def whole(ids, mask, position_ids=None):
+        return model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits
+
+    got, n = _example_nll(whole, model.config, dataset, indices, 3)
+    assert got.dtype == np.float64 and n.tolist() == count.tolist()
+    np.testing.assert_allclose(got, want.double().numpy(), rtol=1e-5, atol=1e-6)
+    assert got[-1] == pytest.approx(got[0], rel=1e-6) and (got[count.numpy() == 0] == 0).all()
+
+
 def test_without_the_segment_rule_references_would_see_each_other_and_the_nll_would_change():
     """The check above can fail: packed rows under the plain causal mask give an NLL far outside its 1e-5
     tolerance (a random tiny model attends almost uniformly, so the shift is small but real)."""
@@ -119,6 +141,7 @@ def test_packed_layout_by_hand():
     # each reference's first token is predicted from the prompt's last position, the others from the token before
     scored = list(zip(batch.rows.tolist(), batch.cols.tolist(), batch.targets.tolist(), strict=True))
     assert scored == [(0, 0, 3), (0, 1, 2), (1, 2, 8), (1, 3, 9), (1, 2, 10)]
+    assert batch.examples.tolist() == [2, 2, 0, 0, 1]  # each token's example, by position in indices
 
 
 def test_the_mask_lets_a_token_see_the_prompt_and_its_own_reference_only():

@@ -124,6 +124,39 @@ def test_rank_plateau_section_says_which_schemes_are_complete(tmp_path):
     assert "Runs committed: 15 of 30" in text and "interim" in text and "has all" not in text
 
 
+def _noise_csv(folder: Path, rows: list[tuple[int, int, float]], split_mrs: int | None) -> None:
+    """An eval_noise.csv with (examples, MRs, MR-grouped gap %) rows for both model states."""
+    import pandas as pd
+
+    (folder / "rank_study").mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(
+        [{"order": "mr_spread", "model_state": state, "examples": n, "mrs": m, "val_ppl": 5.0, "val_ppl_a": 5.0,
+          "val_ppl_b": 5.0, "halves_gap_pct": gap, "mr_halves_gap_pct": gap}
+         for state in ("pre-trained", "after 24 steps") for n, m, gap in rows]  # fmt: skip
+    )
+    if split_mrs is not None:
+        frame["split_mrs"] = split_mrs
+    frame.to_csv(folder / "rank_study" / "eval_noise.csv", index=False)
+
+
+def test_noise_section_claims_the_whole_split_only_when_the_measurement_spans_every_mr(tmp_path):
+    """"Out of reach of the validation split" needs subsets holding every MR of the split, all >= 1 %: not when
+    the largest subset measured holds some of the MRs (or the file does not say how many the split has)."""
+    _noise_csv(tmp_path, [(256, 28, 8.0), (1024, 129, 5.0)], split_mrs=547)
+    text = "\n".join(report.rank_study.noise_section(tmp_path))
+    assert "holds 129 of the split's 547 MRs" in text and "out of reach" not in text
+    _noise_csv(tmp_path, [(256, 256, 4.0), (547, 547, 3.0), (4672, 547, 2.5)], split_mrs=547)
+    text = "\n".join(report.rank_study.noise_section(tmp_path))
+    assert "split has 547 MRs" in text and "(N = 547 to 4672" in text and "2.5-3.0 %" in text
+    assert "out of reach of the validation split" in text
+    _noise_csv(tmp_path, [(256, 256, 4.0), (547, 547, 0.9)], split_mrs=547)
+    text = "\n".join(report.rank_study.noise_section(tmp_path))
+    assert "out of reach" not in text and "under 1 % in both model states is 547" in text
+    _noise_csv(tmp_path, [(1024, 129, 5.0)], split_mrs=None)  # an older file: no claim about the split
+    text = "\n".join(report.rank_study.noise_section(tmp_path))
+    assert "out of reach" not in text and "split has" not in text
+
+
 def test_no_machine_path_in_committed_results():
     machine_path = re.compile(r'"/(?:work|home|root|tmp|Users|mnt|opt|var)/')
     files = [p for p in _committed("results") if p.suffix in {".json", ".csv", ".md"} and p.is_file()]

@@ -16,30 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from fedsim.errors import InputError
 
 BOOTSTRAP_RESAMPLES = 4000
-
-
-def example_nll(forward, dataset, indices, *, batch_size: int, device=None, progress: bool = False):
-    """(nll, tokens): per example of ``indices``, summed token NLL [nats] and labelled-token count of
-    ``forward(input_ids, attention_mask) -> logits``."""
-    from fedsim.learn.data.batches import collate
-    from fedsim.learn.split.parts import token_nll_per_example
-
-    nll, tokens = [], []
-    starts = range(0, len(indices), batch_size)
-    with torch.no_grad():
-        for start in tqdm(starts, disable=not progress, unit="batch", leave=False):
-            batch = collate(dataset, indices[start : start + batch_size], device)
-            total, count = token_nll_per_example(forward(batch["input_ids"], batch["attention_mask"]),
-                                                 batch["labels"])  # fmt: skip
-            nll.append(total.double().cpu().numpy())
-            tokens.append(count.cpu().numpy())
-    return np.concatenate(nll), np.concatenate(tokens)
 
 
 def checkpoint_digest(path: Path) -> str:
@@ -84,16 +65,7 @@ def evaluate_checkpoint(
     system.load_state_dict(payload["system"])
     n = len(data.validation) if samples is None else min(int(samples), len(data.validation))
     indices = np.arange(n)
-    where = next(system.model.parameters()).device
-    with system.deployed() as forward:
-        nll, tokens = example_nll(
-            forward,
-            data.validation,
-            indices,
-            batch_size=cfg.batch_size * cfg.num_clients,
-            device=where,
-            progress=progress,
-        )
+    nll, tokens = system.example_nll(data.validation, indices, cfg.batch_size * cfg.num_clients, progress)
     mr_ids = {mr: i for i, mr in enumerate(dict.fromkeys(mr for mr, _ in data.validation.pairs))}
     return pd.DataFrame(
         {

@@ -10,8 +10,9 @@ attend to the prompt and to the earlier tokens of its own continuation only. Eve
 exactly the context it has in its unpacked example, so the NLL is the same up to float summation order,
 from about half the tokens.
 
-Scored tokens are listed as (row, column of the position that predicts it, target id): a continuation's
-first token is predicted from the prompt's last position, the others from the token before them.
+Scored tokens are listed as (row, column of the position that predicts it, target id, example): a
+continuation's first token is predicted from the prompt's last position, the others from the token before
+them; ``examples`` gives each token's example (its position in ``indices``), so NLL can be summed per example.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class PackedBatch:
     rows: torch.Tensor  # (N,): row of each scored token
     cols: torch.Tensor  # (N,): column of the position whose logits predict it
     targets: torch.Tensor  # (N,): its token id
+    examples: torch.Tensor  # (N,): the example it belongs to, as its position in ``indices``
 
     def to(self, device: torch.device | None) -> PackedBatch:
         return PackedBatch(**{name: value.to(device) for name, value in vars(self).items()})
@@ -46,7 +48,7 @@ class _Row:
     ids: list[int] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     segments: list[int] = field(default_factory=list)
-    scored: list[tuple[int, int]] = field(default_factory=list)  # (predicting column, target id)
+    scored: list[tuple[int, int, int]] = field(default_factory=list)  # (predicting column, target id, example)
     continuations: int = 0
 
     def __post_init__(self) -> None:
@@ -54,12 +56,12 @@ class _Row:
         self.positions = list(range(len(self.prompt)))
         self.segments = [0] * len(self.prompt)
 
-    def add(self, ids: Sequence[int], labels: Sequence[int]) -> None:
+    def add(self, ids: Sequence[int], labels: Sequence[int], example: int) -> None:
         self.continuations += 1
         start, prompt_len = len(self.ids), len(self.prompt)
         for j, (token, label) in enumerate(zip(ids, labels, strict=True)):
             if label != -100:
-                self.scored.append((prompt_len - 1 if j == 0 else start + j - 1, int(label)))
+                self.scored.append((prompt_len - 1 if j == 0 else start + j - 1, int(label), example))
             self.ids.append(int(token))
             self.positions.append(prompt_len + j)
             self.segments.append(self.continuations)
@@ -85,19 +87,19 @@ def pack_shared_prompts(dataset, indices: Sequence[int], *, max_tokens: int) -> 
     reads them); examples with the same prompt ids share a row while it holds at most ``max_tokens``
     tokens, and rows, sorted by length, share a batch while rows x width stays within ``max_tokens`` (a row
     or batch holds at least one). Deterministic: the order follows ``indices``."""
-    groups: dict[tuple[int, ...], list[tuple[list[int], list[int]]]] = {}
-    for i in indices:
+    groups: dict[tuple[int, ...], list[tuple[list[int], list[int], int]]] = {}
+    for position, i in enumerate(indices):
         parts = split_example(dataset[int(i)])
         if parts is not None:
-            groups.setdefault(parts[0], []).append(parts[1:])
+            groups.setdefault(parts[0], []).append((*parts[1:], position))
     rows: list[_Row] = []
     for prompt, continuations in groups.items():
         row = _Row(prompt)
-        for ids, labels in continuations:
+        for ids, labels, position in continuations:
             if row.continuations and len(row.ids) + len(ids) > max_tokens:
                 rows.append(row)
                 row = _Row(prompt)
-            row.add(ids, labels)
+            row.add(ids, labels, position)
         rows.append(row)
     rows.sort(key=lambda r: len(r.ids))
     batches: list[list[_Row]] = []
@@ -115,8 +117,8 @@ def _collate(rows: list[_Row]) -> PackedBatch:
     def padded(values: list[int], fill: int) -> list[int]:
         return values + [fill] * (width - len(values))
 
-    scored = [(b, col, target) for b, r in enumerate(rows) for col, target in r.scored]
-    rows_, cols, targets = zip(*scored, strict=True) if scored else ((), (), ())
+    scored = [(b, col, target, example) for b, r in enumerate(rows) for col, target, example in r.scored]
+    rows_, cols, targets, examples = zip(*scored, strict=True) if scored else ((), (), (), ())
     return PackedBatch(
         input_ids=torch.tensor([padded(r.ids, 0) for r in rows], dtype=torch.long),
         attention_mask=torch.tensor([padded([1] * len(r.ids), 0) for r in rows], dtype=torch.long),
@@ -125,4 +127,5 @@ def _collate(rows: list[_Row]) -> PackedBatch:
         rows=torch.tensor(rows_, dtype=torch.long),
         cols=torch.tensor(cols, dtype=torch.long),
         targets=torch.tensor(targets, dtype=torch.long),
+        examples=torch.tensor(examples, dtype=torch.long),
     )

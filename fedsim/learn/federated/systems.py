@@ -1,8 +1,8 @@
 """The two trainable systems behind one small API: split-federated (FedsLLM) and the centralized baseline.
 
-Both expose ``local_iteration() -> train loss``, ``aggregate()``, ``eval_nll(dataset, indices, batch_size)``,
-``deployed()`` (the model as it would be deployed, as a logits function), ``state_dict()`` /
-``load_state_dict()``. The split-federated one also exposes the per-role calls the
+Both expose ``local_iteration() -> train loss``, ``aggregate()``, ``eval_nll(dataset, indices, batch_size)``
+(per example: ``example_nll``), ``deployed()`` (the model as it would be deployed, as a logits function),
+``state_dict()`` / ``load_state_dict()``. The split-federated one also exposes the per-role calls the
 event engine's live mode drives (``client_forward``, ``server_step``, ``client_backward``, ``aggregate``).
 """
 
@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from fedsim.errors import InputError
 from fedsim.learn.config import TrainConfig
@@ -68,31 +69,44 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _eval_nll(
-    forward, config, dataset, indices: Sequence[int], batch_size: int, device=None
-) -> tuple[float, int]:
-    """Summed token NLL and token count over ``indices`` of ``forward(input_ids, attention_mask, position_ids=)
-    -> logits``, the deployed model of a system whose decoder config is ``config``.
+def _example_nll(
+    forward, config, dataset, indices: Sequence[int], batch_size: int, device=None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per example of ``indices`` (in that order): summed token NLL [nats] (float64) and labelled-token count of
+    ``forward(input_ids, attention_mask, position_ids=) -> logits``, the deployed model of a system whose
+    decoder config is ``config``.
 
     Fast and exact: the examples of one prompt packed behind a single copy of it
     (``fedsim.learn.data.prompt_packing``, with ``shared_prompt_mask``), at most about ``batch_size`` examples'
     worth of tokens per batch, logits scored only where they predict a labelled token, under inference mode.
     ``benchmarks/bench_eval.py`` measures the speed-up and checks the NLL against the plain loop."""
     indices = np.asarray(indices, dtype=np.int64)
+    nll = torch.zeros(len(indices), dtype=torch.float64)
+    tokens = torch.zeros(len(indices), dtype=torch.long)
     if len(indices) == 0:
-        return 0.0, 0
+        return nll.numpy(), tokens.numpy()
     width = len(dataset[int(indices[0])]["input_ids"])
-    total, count = 0.0, 0
+    batches = pack_shared_prompts(dataset, indices, max_tokens=batch_size * width)
     with torch.inference_mode():
-        for batch in pack_shared_prompts(dataset, indices, max_tokens=batch_size * width):
+        for batch in tqdm(batches, disable=not progress, unit="batch", leave=False):
             batch = batch.to(device)
             mask = shared_prompt_mask(config, batch.attention_mask, batch.segments)
             logits = forward(batch.input_ids, mask, position_ids=batch.position_ids)
-            nll = nn.functional.cross_entropy(
-                logits[batch.rows, batch.cols].float(), batch.targets, reduction="sum"
+            token_nll = nn.functional.cross_entropy(
+                logits[batch.rows, batch.cols].float(), batch.targets, reduction="none"
             )
-            total, count = total + float(nll), count + len(batch.targets)
-    return total, count
+            examples = batch.examples.cpu()
+            nll.index_add_(0, examples, token_nll.double().cpu())
+            tokens.index_add_(0, examples, torch.ones_like(examples))
+    return nll.numpy(), tokens.numpy()
+
+
+def _eval_nll(
+    forward, config, dataset, indices: Sequence[int], batch_size: int, device=None
+) -> tuple[float, int]:
+    """Summed token NLL and token count over ``indices``: ``_example_nll`` summed."""
+    nll, tokens = _example_nll(forward, config, dataset, indices, batch_size, device)
+    return float(nll.sum()), int(tokens.sum())
 
 
 def make_layout(cfg: TrainConfig, num_blocks: int) -> Layout:
@@ -235,10 +249,14 @@ class SplitFedSystem:
 
     def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
         """Summed token NLL and token count of the deployed global model (see ``deployed``) on ``indices``."""
+        nll, tokens = self.example_nll(dataset, indices, batch_size)
+        return float(nll.sum()), int(tokens.sum())
+
+    def example_nll(self, dataset, indices: Sequence[int], batch_size: int, progress: bool = False):
+        """``_example_nll`` of the deployed global model: per example, summed token NLL and token count."""
         with self.deployed() as forward:
-            return _eval_nll(
-                forward, self.eval_client.config, dataset, indices, batch_size, _device(self.model)
-            )
+            return _example_nll(forward, self.eval_client.config, dataset, indices, batch_size,
+                                _device(self.model), progress)  # fmt: skip
 
     def state_dict(self) -> dict:
         state = {"clients": [c.state_dict() for c in self.clients], "server": self.server.state_dict()}
@@ -304,8 +322,13 @@ class CentralizedSystem:
             self.model.train()
 
     def eval_nll(self, dataset, indices: Sequence[int], batch_size: int) -> tuple[float, int]:
+        nll, tokens = self.example_nll(dataset, indices, batch_size)
+        return float(nll.sum()), int(tokens.sum())
+
+    def example_nll(self, dataset, indices: Sequence[int], batch_size: int, progress: bool = False):
         with self.deployed() as forward:
-            return _eval_nll(forward, self.model.config, dataset, indices, batch_size, _device(self.model))
+            return _example_nll(forward, self.model.config, dataset, indices, batch_size, _device(self.model),
+                                progress)  # fmt: skip
 
     def state_dict(self) -> dict:
         return {
