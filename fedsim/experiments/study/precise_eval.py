@@ -65,7 +65,7 @@ def evaluate_checkpoint(
     system.load_state_dict(payload["system"])
     n = len(data.validation) if samples is None else min(int(samples), len(data.validation))
     indices = np.arange(n)
-    nll, tokens = system.example_nll(data.validation, indices, cfg.batch_size * cfg.num_clients, progress)
+    nll, tokens = system.example_nll(data.validation, indices, cfg.batch_size * cfg.num_clients, progress=progress)
     mr_ids = {mr: i for i, mr in enumerate(dict.fromkeys(mr for mr, _ in data.validation.pairs))}
     return pd.DataFrame(
         {

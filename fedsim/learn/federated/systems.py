@@ -252,7 +252,7 @@ class SplitFedSystem:
         nll, tokens = self.example_nll(dataset, indices, batch_size)
         return float(nll.sum()), int(tokens.sum())
 
-    def example_nll(self, dataset, indices: Sequence[int], batch_size: int, progress: bool = False):
+    def example_nll(self, dataset, indices: Sequence[int], batch_size: int, *, progress: bool = False):
         """``_example_nll`` of the deployed global model: per example, summed token NLL and token count."""
         with self.deployed() as forward:
             return _example_nll(forward, self.eval_client.config, dataset, indices, batch_size,
@@ -325,7 +325,7 @@ class CentralizedSystem:
         nll, tokens = self.example_nll(dataset, indices, batch_size)
         return float(nll.sum()), int(tokens.sum())
 
-    def example_nll(self, dataset, indices: Sequence[int], batch_size: int, progress: bool = False):
+    def example_nll(self, dataset, indices: Sequence[int], batch_size: int, *, progress: bool = False):
         with self.deployed() as forward:
             return _example_nll(forward, self.model.config, dataset, indices, batch_size, _device(self.model),
                                 progress)  # fmt: skip
