@@ -152,6 +152,7 @@ def test_noise_section_claims_the_whole_split_only_when_the_measurement_spans_ev
     _noise_csv(tmp_path, [(256, 256, 4.0), (547, 547, 0.9)], split_mrs=547)
     text = "\n".join(report.rank_study.noise_section(tmp_path))
     assert "out of reach" not in text and "under 1 % in both model states is 547" in text
+    assert "parity halves (which share MRs): under 1 % in both model states from N = 547 (worse state 0.900 %)" in text
     _noise_csv(tmp_path, [(1024, 129, 5.0)], split_mrs=None)  # an older file: no claim about the split
     text = "\n".join(report.rank_study.noise_section(tmp_path))
     assert "out of reach" not in text and "split has" not in text

@@ -243,9 +243,10 @@ def noise_section(results: Path) -> list[str]:
     for order, group in noise.groupby("order", sort=False):
         worst_parity = group.groupby("examples")["halves_gap_pct"].max()
         if (worst_parity < 1.0).any():
+            first = worst_parity[worst_parity < 1.0].index[0]
             lines.append(
                 f"- `{order}`, parity halves (which share MRs): under 1 % in both model states from N = "
-                f"{int(worst_parity[worst_parity < 1.0].index[0])}."
+                f"{int(first)} (worse state {worst_parity[first]:.3f} %)."
             )  # fmt: skip
     lines.append("")
     if "split_mrs" in noise:  # a claim about the whole split only where the measurement spans all its MRs
